@@ -1,0 +1,107 @@
+"""Shared pieces of woof.py's benchmarks: start programs, time them, read peak memory.
+
+Standard library only, Linux (os.wait4 gives each child's own peak memory).
+Every benchmark talks to 127.0.0.1 only and stops by itself.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WOOF = os.path.join(os.path.dirname(HERE), "woof.py")
+URL_LINE = re.compile(r"Now serving on (http://\S+)")
+
+
+class Child:
+    """A started program; finish() gives its exit status, wall time and peak memory."""
+
+    def __init__(self, argv, **popen_args):
+        self.argv = argv
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(argv, **popen_args)
+
+    def finish(self, timeout=600):
+        """Wait for the program; return (exit status, seconds, peak RSS in MiB)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                self.process.kill()
+                pid, status, usage = os.wait4(self.process.pid, 0)
+                break
+            time.sleep(0.005)
+        seconds = time.monotonic() - self.started
+        code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
+            else (status >> 8 if status & 0x7F == 0 else -(status & 0x7F))
+        self.process.returncode = code
+        return code, seconds, usage.ru_maxrss / 1024.0
+
+    def stop(self):
+        if self.process.returncode is None:
+            self.process.kill()
+            self.finish(timeout=10)
+
+
+def start_woof(args, cwd=None, python=sys.executable, stdin=None, timeout=30):
+    """Start woof.py on 127.0.0.1, any free port; return (Child, URL)."""
+    argv = [python, WOOF, "-q", "-i", "127.0.0.1", "-p", "0"] + list(args)
+    child = Child(argv, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
+                  stderr=subprocess.DEVNULL, universal_newlines=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = child.process.stdout.readline()
+        match = URL_LINE.search(line)
+        if match:
+            return child, match.group(1)
+        if not line and child.process.poll() is not None:
+            break
+    child.stop()
+    raise RuntimeError("woof did not print its URL: %s" % " ".join(argv))
+
+
+def run(argv, **kwargs):
+    """Run a command to the end; return its wall time in seconds."""
+    started = time.monotonic()
+    subprocess.run(argv, check=True, **kwargs)
+    return time.monotonic() - started
+
+
+def have(command):
+    return shutil.which(command) is not None
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def make_sparse_file(path, size):
+    """A file of `size` bytes that takes no disk space (reads as zeros)."""
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def make_random_file(path, size, block=1 << 20):
+    """A file of `size` incompressible bytes."""
+    seed = os.urandom(block)
+    with open(path, "wb") as handle:
+        left = size
+        while left > 0:
+            handle.write(seed[:min(block, left)])
+            left -= block
+    return path
+
+
+def report(rows, header):
+    """Print rows of (label, values...) as an aligned table."""
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
