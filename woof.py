@@ -19,6 +19,7 @@ import errno
 import mimetypes
 import os
 import re
+import selectors
 import socket
 import socketserver
 import stat
@@ -60,6 +61,22 @@ def ipv6_dual_stack_available():
         return False
 
 
+def unacknowledged_bytes(sock):
+    """Bytes sent on a TCP socket that the peer has not acknowledged, or None.
+
+    Linux tells (SIOCOUTQ, which has the value of TIOCOUTQ); other systems
+    return None and woof then trusts that what the kernel took arrives.
+    """
+    try:
+        import fcntl
+        import struct
+        import termios
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+        return struct.unpack("i", raw)[0] if sys.platform.startswith("linux") else None
+    except (ImportError, AttributeError, OSError):
+        return None
+
+
 def parse_command_line(parser, argv):
     """Parse argv, letting options and paths mix freely where Python can (3.7+)."""
     parse = getattr(parser, "parse_intermixed_args", parser.parse_args)
@@ -74,7 +91,7 @@ DEFAULT_PORT = 8080
 DEFAULT_COUNT = 1
 DEFAULT_TIMEOUT = 60.0
 COPY_BUFFER_SIZE = 1 << 20
-SENDFILE_SLICE = 8 << 20
+SENDFILE_SLICE = 64 << 20
 SMALL_WRITE_LIMIT = 64 << 10
 MAX_RANGES = 16
 MAX_RANGE_DIGITS = 19
@@ -463,14 +480,24 @@ class ResponseSink:
             self.sock.sendall(b"\r\n")
 
     def copy_with_sendfile(self, fileobj, offset, count):
+        # os.sendfile rather than socket.sendfile: the latter loses count of
+        # what was sent when the client goes away midway.
+        out, source = self.sock.fileno(), fileobj.fileno()
+        timeout = self.sock.gettimeout()
         end = offset + count
-        while offset < end:
-            # Slices keep `sent` right when the client goes away midway.
-            done = self.sock.sendfile(fileobj, offset, min(SENDFILE_SLICE, end - offset))
-            if done == 0:
-                raise ShortFile("file ended %d bytes early" % (end - offset))
-            offset += done
-            self.sent += done
+        with selectors.DefaultSelector() as selector:
+            selector.register(out, selectors.EVENT_WRITE)
+            while offset < end:
+                try:
+                    done = os.sendfile(out, source, offset, min(SENDFILE_SLICE, end - offset))
+                except BlockingIOError:
+                    if not selector.select(timeout):
+                        raise socket.timeout("timed out")
+                    continue
+                if done == 0:
+                    raise ShortFile("file ended %d bytes early" % (end - offset))
+                offset += done
+                self.sent += done
 
     def copy_with_buffer(self, fileobj, offset, count):
         fileobj.seek(offset)
@@ -489,6 +516,25 @@ class ResponseSink:
         self.flush()
         if self.chunked:
             self.sock.sendall(b"0\r\n\r\n")
+
+    def wait_for_delivery(self, timeout):
+        """Wait until the client's TCP has acknowledged the body; return bytes it lacks.
+
+        Where the system cannot tell, return 0: the kernel took everything.
+        A client that vanishes (Wi-Fi lost, laptop closed) leaves bytes
+        unacknowledged; an RST or the timeout ends the wait.
+        """
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            pending = unacknowledged_bytes(self.sock)
+            if not pending:
+                return 0
+            failed = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if failed or time.monotonic() > deadline:
+                return min(pending, self.sent)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
 
 # ---------------------------------------------------------------------------
@@ -600,6 +646,9 @@ class WoofHandler(BaseHTTPRequestHandler):
     """Answers requests for the server's offer; settings live on self.server."""
 
     protocol_version = "HTTP/1.1"
+    # Older Pythons answer a request line they cannot parse as HTTP/0.9,
+    # without a status line; no client of woof speaks 0.9.
+    default_request_version = "HTTP/1.0"
     server_version = "woof.py/" + __version__
     disable_nagle_algorithm = True
 
@@ -620,7 +669,7 @@ class WoofHandler(BaseHTTPRequestHandler):
     # Logging: everything goes through log_outcome() and log_message().
 
     def log_request(self, code="-", size="-"):
-        self.status = int(code) if str(code).isdigit() else code
+        self.status = int(code) if isinstance(code, int) else code
 
     def log_error(self, format, *args):
         pass  # send_error() keeps its message as the note; timeouts need no line
@@ -773,16 +822,23 @@ class WoofHandler(BaseHTTPRequestHandler):
         server = self.server
         server.begin_transfer()
         complete = False
+        received = 0
         try:
             body.write(sink, start, stop)
             sink.finish()
-            complete = True
+            lacking = sink.wait_for_delivery(server.settings.timeout)
+            received = sink.sent - lacking
+            complete = not lacking
+            if lacking:
+                self.close_connection = True
+                self.note = "aborted: the client did not receive the last %s" % format_size(lacking)
         except (OSError, WoofError) as error:
+            received = sink.sent
             self.close_connection = True
             self.note = "aborted: %s" % describe_transfer_error(error)
         finally:
             self.body_sent = sink.sent
-            counted = server.end_transfer(self.client_address, body, start, sink.sent, complete)
+            counted = server.end_transfer(self.client_address, body, start, received, complete)
         if counted:
             self.note = "download %d of %d complete" % counted
         if server.finished.is_set():
