@@ -900,6 +900,7 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
     block_on_close = False
     allow_reuse_address = REUSE_ADDRESS_IS_SAFE
     request_queue_size = 64
+    timeout = POLL_INTERVAL  # how often handle_request() returns to check for the end
 
     def __init__(self, settings, offer, log=None, handler=WoofHandler):
         self.settings = settings
@@ -990,21 +991,18 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
     def serve_until_done(self):
         """Serve until the count is reached, then let transfers in flight finish.
 
-        Raises WoofError when the offer was lost (a cut-off stream).
+        Accepting happens in the calling thread, so Ctrl-C lands here and
+        nowhere else.  Raises WoofError when the offer was lost (a cut-off
+        stream).
         """
-        worker = threading.Thread(target=self.serve_forever,
-                                  kwargs={"poll_interval": POLL_INTERVAL})
-        worker.daemon = True
-        worker.start()
         try:
-            while not self.finished.wait(0.5):
-                pass
+            while not self.finished.is_set():
+                self.handle_request()
         finally:
-            self.shutdown()
             self.server_close()
         with self.lock:
             while self.in_flight:
-                self.lock.wait(0.5)
+                self.lock.wait(POLL_INTERVAL)
         if self.failure:
             raise WoofError(self.failure)
 
