@@ -256,6 +256,14 @@ class NameAndHeaderTests(unittest.TestCase):
         self.assertEqual(woof.url_host("fe80::1"), "[fe80::1]")
         self.assertEqual(woof.url_host("10.0.0.5"), "10.0.0.5")
 
+    @unittest.skipUnless(woof.ipv6_dual_stack_available(), "no dual-stack IPv6 here")
+    def test_by_default_woof_listens_on_ipv6_and_ipv4_at_once(self):
+        family, address = woof.resolve_bind_address(None, 0)
+        self.assertEqual((family, address), (socket.AF_INET6, ("::", 0)))
+        server = woof.WoofServer(woof.Settings(ip="::1", port=0), None, woof.Log(quiet=True))
+        self.addCleanup(server.server_close)
+        self.assertEqual(server.address_family, socket.AF_INET6)
+
     def test_outgoing_address_is_an_address_or_none(self):
         address = woof.outgoing_address(socket.AF_INET)
         if address is not None:
@@ -468,6 +476,34 @@ class DownloadTests(WoofTestCase):
         run.wait()
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+    def test_the_end_refuses_new_connections_but_lets_transfers_in_flight_finish(self):
+        data = os.urandom(16 << 20)
+        run = self.start(self.make_file("shared.bin", data))
+        port = run.server.port
+        slow = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        self.addCleanup(slow.close)
+        slow.sendall(b"GET /shared.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = [slow.recv(65536)]
+        response, body = self.request(run)
+        self.assertTrue(body == data)
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return True
+            return False
+
+        wait_until(refused, message="woof to stop accepting connections")
+        self.assertFalse(run.done())
+        while sum(map(len, received)) < len(data) + 200:
+            chunk = slow.recv(1 << 20)
+            if not chunk:
+                break
+            received.append(chunk)
+        run.wait()
+        self.assertTrue(b"".join(received).endswith(data))
 
     def test_keep_alive_serves_several_requests_on_one_connection(self):
         run = self.start(self.make_file("alive.txt", b"alive"))
