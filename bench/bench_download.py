@@ -223,6 +223,11 @@ def verdicts(medians, clients_list, woof_peak):
     return lines
 
 
+def python_version(python):
+    return subprocess.run([python, "--version"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True).stdout.strip()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=benchlib.parse_size,
@@ -233,7 +238,8 @@ def build_parser():
     parser.add_argument("--clients", default="1,4",
                         help="numbers of parallel clients, comma-separated (default 1,4)")
     parser.add_argument("--python", default=sys.executable,
-                        help="interpreter for woof.py and http.server (default: this one)")
+                        help="interpreter for woof.py (default: this one, which also "
+                             "runs http.server)")
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out")
     return parser
 
@@ -257,7 +263,7 @@ def main(argv=None):
         os.mkdir(files)
         path = benchlib.make_random_file(os.path.join(files, FILE_NAME), size)
         servers.append(Woof(path, args.python))
-        servers.append(start_http_server(files, path, args.python))
+        servers.append(start_http_server(files, path, sys.executable))
         if benchlib.have("nginx") and not args.no_nginx:
             servers.append(start_nginx(folder, path))
         startup, idle_peak = measure_woof_idle(path, args.python, STARTUP_SAMPLES)
@@ -267,10 +273,10 @@ def main(argv=None):
             server.close()
         shutil.rmtree(folder, ignore_errors=True)
 
-    python_version = subprocess.run([args.python, "--version"], stdout=subprocess.PIPE,
-                                    universal_newlines=True).stdout.strip()
-    print("download of %s with curl to /dev/null, median of %d, %s, %d CPU(s)"
-          % ("%g MiB" % (size / (1 << 20)), repeat, python_version, os.cpu_count()))
+    print("download of %g MiB with curl to /dev/null, median of %d, woof under %s, "
+          "http.server under %s, %d CPU(s)"
+          % (size / (1 << 20), repeat, python_version(args.python),
+             python_version(sys.executable), os.cpu_count()))
     benchlib.report(table_rows(servers, clients_list, medians, runs, size),
                     ("server", "clients", "seconds", "MiB/s", "woof/this", "spread",
                      "peak MiB"))
