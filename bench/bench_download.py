@@ -256,6 +256,7 @@ def main(argv=None):
     def progress(line):
         print("  " + line, file=sys.stderr, flush=True)
 
+    load_before = os.getloadavg()[0]
     folder = tempfile.mkdtemp(prefix="woof-bench-", dir="/tmp")
     servers = []
     try:
@@ -286,6 +287,8 @@ def main(argv=None):
           % (startup * 1000, STARTUP_SAMPLES, idle_peak))
     for line in verdicts(medians, clients_list, servers[0].peak()):
         print(line)
+    print("load average (1 min) %.2f before, %.2f after: other work on the machine "
+          "makes the figures noisy" % (load_before, os.getloadavg()[0]))
     return 0
 
 
