@@ -48,6 +48,8 @@ class Woof:
         self.child = None
         self.clients = None
         self.peaks = {}
+        self.cpu = {}
+        self.idle_cpu = 0.0
 
     def before(self, clients):
         self.clients = clients
@@ -57,15 +59,22 @@ class Woof:
 
     def after(self):
         code, _, peak = self.child.finish(timeout=WOOF_EXIT_SECONDS)
+        self.child_cpu = self.child.cpu_seconds
         self.child = None
         if code != 0:
             raise RuntimeError("woof.py exited with status %s after the downloads" % code)
         self.peaks.setdefault(self.clients, []).append(peak)
+        self.cpu.setdefault(self.clients, []).append(self.child_cpu)
 
     def peak(self, clients=None):
         """The largest peak RSS in MiB, over the runs with `clients` or over all runs."""
         chosen = [p for c, ps in self.peaks.items() if clients in (None, c) for p in ps]
         return max(chosen) if chosen else None
+
+    def cpu_per_gib(self, clients, size):
+        """Median CPU seconds woof spent per GiB sent, beyond what an idle run costs."""
+        sending = benchlib.median(self.cpu[clients]) - self.idle_cpu
+        return max(0.0, sending) / (size * clients / (1 << 30))
 
     def close(self):
         if self.child is not None:
@@ -81,9 +90,11 @@ class LongRunning:
         self.child = benchlib.Child(argv, cwd=cwd, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.final_peak = None
+        self.downloads = 0
         benchlib.wait_listening(self.child, HOST, port)
 
     def before(self, clients):
+        self.downloads += clients
         return self.url
 
     def after(self):
@@ -93,6 +104,12 @@ class LongRunning:
     def peak(self, clients=None):
         """Peak RSS in MiB over the whole benchmark (known once closed)."""
         return self.final_peak
+
+    def cpu_per_gib(self, clients, size):
+        """CPU seconds per GiB sent, over the whole benchmark (known once closed)."""
+        if self.child.cpu_seconds is None or not self.downloads:
+            return None
+        return self.child.cpu_seconds / (size * self.downloads / (1 << 30))
 
     def close(self):
         finished = self.child.stop()
@@ -179,8 +196,8 @@ def measure(servers, clients_list, repeat, size, progress):
 
 
 def measure_woof_idle(path, python, samples):
-    """Median seconds from start to printed URL, and the largest idle peak RSS in MiB."""
-    startups, peaks = [], []
+    """Median seconds from start to printed URL, largest idle peak RSS in MiB, median CPU."""
+    startups, peaks, cpu = [], [], []
     for _ in range(samples):
         started = time.monotonic()
         child, _ = benchlib.start_woof([path], python=python)
@@ -188,7 +205,8 @@ def measure_woof_idle(path, python, samples):
         child.process.send_signal(signal.SIGINT)
         _, _, peak = child.finish(timeout=WOOF_EXIT_SECONDS)
         peaks.append(peak)
-    return benchlib.median(startups), max(peaks)
+        cpu.append(child.cpu_seconds)
+    return benchlib.median(startups), max(peaks), benchlib.median(cpu)
 
 
 def table_rows(servers, clients_list, medians, runs, size):
@@ -199,10 +217,12 @@ def table_rows(servers, clients_list, medians, runs, size):
             seconds = medians[(server.name, clients)]
             spread = max(runs[(server.name, clients)]) - min(runs[(server.name, clients)])
             peak = server.peak(clients)
+            cpu = server.cpu_per_gib(clients, size)
             rows.append((server.name, clients, "%.3f" % seconds,
                          "%.0f" % (size * clients / seconds / (1 << 20)),
                          "%.2f" % (woof_seconds / seconds),
                          "%.0f%%" % (100 * spread / seconds),
+                         "-" if cpu is None else "%.2f" % cpu,
                          "-" if peak is None else "%.1f" % peak))
     return rows
 
@@ -216,7 +236,7 @@ def verdicts(medians, clients_list, woof_peak):
             if (other, clients) not in medians:
                 continue
             ratio = medians[("woof.py", clients)] / medians[(other, clients)]
-            lines.append("%s  woof/%s at %d client(s) = %.2f (target <= %.2f)"
+            lines.append("%s  woof/%s at %d client(s) = %.3f (target <= %.2f)"
                          % ("ok  " if ratio <= limit else "MISS", other, clients, ratio, limit))
     lines.append("%s  woof peak RSS %.1f MiB (target < %.0f MiB)"
                  % ("ok  " if woof_peak < MAX_PEAK_MIB else "MISS", woof_peak, MAX_PEAK_MIB))
@@ -267,7 +287,8 @@ def main(argv=None):
         servers.append(start_http_server(files, path, sys.executable))
         if benchlib.have("nginx") and not args.no_nginx:
             servers.append(start_nginx(folder, path))
-        startup, idle_peak = measure_woof_idle(path, args.python, STARTUP_SAMPLES)
+        startup, idle_peak, servers[0].idle_cpu = measure_woof_idle(path, args.python,
+                                                                    STARTUP_SAMPLES)
         medians, runs = measure(servers, clients_list, repeat, size, progress)
     finally:
         for server in servers:
@@ -280,11 +301,13 @@ def main(argv=None):
              python_version(sys.executable), os.cpu_count()))
     benchlib.report(table_rows(servers, clients_list, medians, runs, size),
                     ("server", "clients", "seconds", "MiB/s", "woof/this", "spread",
-                     "peak MiB"))
+                     "CPU s/GiB", "peak MiB"))
     print("woof/this: woof's time over this server's (below 1: woof was faster); "
-          "spread: (max - min) / median")
-    print("woof.py start-up to printed URL: %.0f ms (median of %d); idle peak RSS %.1f MiB"
-          % (startup * 1000, STARTUP_SAMPLES, idle_peak))
+          "spread: (max - min) / median;\nCPU s/GiB: server CPU time per GiB sent "
+          "(woof: median per run less an idle run's; others: whole run)")
+    print("woof.py start-up to printed URL: %.0f ms (median of %d); idle run: %.0f ms CPU, "
+          "peak RSS %.1f MiB" % (startup * 1000, STARTUP_SAMPLES, servers[0].idle_cpu * 1000,
+                                 idle_peak))
     for line in verdicts(medians, clients_list, servers[0].peak()):
         print(line)
     print("load average (1 min) %.2f before, %.2f after: other work on the machine "

@@ -18,10 +18,14 @@ URL_LINE = re.compile(r"Now serving on (http://\S+)")
 
 
 class Child:
-    """A started program; finish() gives its exit status, wall time and peak memory."""
+    """A started program; finish() gives its exit status, wall time and peak memory.
+
+    After finish(), cpu_seconds holds the user and system time it used.
+    """
 
     def __init__(self, argv, **popen_args):
         self.argv = argv
+        self.cpu_seconds = None
         self.started = time.monotonic()
         self.process = subprocess.Popen(argv, **popen_args)
 
@@ -41,6 +45,7 @@ class Child:
         code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
             else (status >> 8 if status & 0x7F == 0 else -(status & 0x7F))
         self.process.returncode = code
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
         return code, seconds, usage.ru_maxrss / 1024.0
 
     def stop(self, timeout=10):
