@@ -219,6 +219,7 @@ def table_rows(servers, clients_list, medians, runs, size):
             peak = server.peak(clients)
             cpu = server.cpu_per_gib(clients, size)
             rows.append((server.name, clients, "%.3f" % seconds,
+                         "%.3f" % min(runs[(server.name, clients)]),
                          "%.0f" % (size * clients / seconds / (1 << 20)),
                          "%.2f" % (woof_seconds / seconds),
                          "%.0f%%" % (100 * spread / seconds),
@@ -300,9 +301,10 @@ def main(argv=None):
           % (size / (1 << 20), repeat, python_version(args.python),
              python_version(sys.executable), os.cpu_count()))
     benchlib.report(table_rows(servers, clients_list, medians, runs, size),
-                    ("server", "clients", "seconds", "MiB/s", "woof/this", "spread",
+                    ("server", "clients", "median s", "best s", "MiB/s", "woof/this", "spread",
                      "CPU s/GiB", "peak MiB"))
-    print("woof/this: woof's time over this server's (below 1: woof was faster); "
+    print("MiB/s and woof/this from the medians; "
+          "woof/this: woof's time over this server's (below 1: woof was faster); "
           "spread: (max - min) / median;\nCPU s/GiB: server CPU time per GiB sent "
           "(woof: median per run less an idle run's; others: whole run)")
     print("woof.py start-up to printed URL: %.0f ms (median of %d); idle run: %.0f ms CPU, "
