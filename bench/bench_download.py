@@ -59,12 +59,11 @@ class Woof:
 
     def after(self):
         code, _, peak = self.child.finish(timeout=WOOF_EXIT_SECONDS)
-        self.child_cpu = self.child.cpu_seconds
-        self.child = None
+        cpu_seconds, self.child = self.child.cpu_seconds, None
         if code != 0:
             raise RuntimeError("woof.py exited with status %s after the downloads" % code)
         self.peaks.setdefault(self.clients, []).append(peak)
-        self.cpu.setdefault(self.clients, []).append(self.child_cpu)
+        self.cpu.setdefault(self.clients, []).append(cpu_seconds)
 
     def peak(self, clients=None):
         """The largest peak RSS in MiB, over the runs with `clients` or over all runs."""
@@ -84,10 +83,10 @@ class Woof:
 class LongRunning:
     """A server that runs for the whole benchmark; its peak memory is known at the end."""
 
-    def __init__(self, name, argv, port, path, cwd=None):
+    def __init__(self, name, argv, port, path):
         self.name = name
         self.url = "http://%s:%d/%s" % (HOST, port, os.path.basename(path))
-        self.child = benchlib.Child(argv, cwd=cwd, stdin=subprocess.DEVNULL,
+        self.child = benchlib.Child(argv, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.final_peak = None
         self.downloads = 0
