@@ -7,6 +7,7 @@ Every benchmark talks to 127.0.0.1 only and stops by itself.
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -17,10 +18,14 @@ URL_LINE = re.compile(r"Now serving on (http://\S+)")
 
 
 class Child:
-    """A started program; finish() gives its exit status, wall time and peak memory."""
+    """A started program; finish() gives its exit status, wall time and peak memory.
+
+    After finish(), cpu_seconds holds the user and system time it used.
+    """
 
     def __init__(self, argv, **popen_args):
         self.argv = argv
+        self.cpu_seconds = None
         self.started = time.monotonic()
         self.process = subprocess.Popen(argv, **popen_args)
 
@@ -40,12 +45,15 @@ class Child:
         code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
             else (status >> 8 if status & 0x7F == 0 else -(status & 0x7F))
         self.process.returncode = code
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
         return code, seconds, usage.ru_maxrss / 1024.0
 
-    def stop(self):
+    def stop(self, timeout=10):
+        """Ask the program to end (SIGTERM lets a master stop its workers), then kill it."""
         if self.process.returncode is None:
-            self.process.kill()
-            self.finish(timeout=10)
+            self.process.terminate()
+            return self.finish(timeout=timeout)
+        return None
 
 
 def start_woof(args, cwd=None, python=sys.executable, stdin=None, timeout=30):
@@ -72,6 +80,37 @@ def run(argv, **kwargs):
     return time.monotonic() - started
 
 
+def free_port(host="127.0.0.1"):
+    """A TCP port that was free a moment ago, for programs that need one named."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def wait_listening(child, host, port, timeout=30):
+    """Wait until a started program accepts connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            break
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    child.stop()
+    raise RuntimeError("nothing listens on %s:%d: %s" % (host, port, " ".join(child.argv)))
+
+
+def parse_size(text):
+    """A size such as 1G, 256M, 64KiB or 1000 (bytes); binary units."""
+    match = re.match(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", text, re.IGNORECASE)
+    if not match:
+        raise ValueError("%r is not a size such as 1G or 256M" % text)
+    number, unit = int(match.group(1)), match.group(2).lower()
+    return number << (10 * " kmgt".index(unit or " "))
+
+
 def have(command):
     return shutil.which(command) is not None
 
@@ -90,12 +129,11 @@ def make_sparse_file(path, size):
 
 
 def make_random_file(path, size, block=1 << 20):
-    """A file of `size` incompressible bytes."""
-    seed = os.urandom(block)
+    """A file of `size` random, hence incompressible, bytes."""
     with open(path, "wb") as handle:
         left = size
         while left > 0:
-            handle.write(seed[:min(block, left)])
+            handle.write(os.urandom(min(block, left)))
             left -= block
     return path
 
