@@ -426,7 +426,7 @@ class DownloadTests(WoofTestCase):
                 self.assert_response(response, body, status, body=data[10:20] if status == 206 else data)
 
     def test_a_current_cached_copy_gets_304(self):
-        run = self.start(self.make_file("cached.txt", b"cached"))
+        run = self.start(self.make_file("cached.txt", b"cached"), count=2)
         connection = self.connect(run)
         response, _ = self.request(run, "HEAD", connection=connection)
         etag = response.getheader("ETag")
@@ -435,6 +435,9 @@ class DownloadTests(WoofTestCase):
             with self.subTest(headers=headers):
                 response, body = self.request(run, headers=headers, connection=connection)
                 self.assert_response(response, body, 304, {"ETag": etag}, b"")
+        future = woof.http_date(time.time() + 86400)
+        response, body = self.request(run, headers={"If-Modified-Since": future}, connection=connection)
+        self.assert_response(response, body, 200, body=b"cached")
         response, body = self.request(run, headers={"If-None-Match": '"stale"'}, connection=connection)
         self.assert_response(response, body, 200, body=b"cached")
         run.wait()
@@ -516,13 +519,30 @@ class DownloadTests(WoofTestCase):
         self.assert_response(response, body, 200, body=b"alive")
         run.wait()
 
-    def test_an_empty_file_downloads_and_counts(self):
+    def test_an_empty_file_downloads_and_counts_even_when_a_range_is_asked(self):
         run = self.start(self.make_file("empty", b""))
+        response, body = self.request(run, "HEAD")
+        self.assert_response(response, body, 200, {"Content-Length": "0"}, b"")
+        self.assertFalse(run.server.finished.is_set())
         response, body = self.request(run, headers={"Range": "bytes=0-"})
-        self.assert_response(response, body, 416, {"Content-Range": "bytes */0"})
-        response, body = self.request(run)
         self.assert_response(response, body, 200, {"Content-Length": "0"}, b"")
         run.wait()
+
+    @unittest.skipIf(os.name == "nt", "needs symlinks")
+    def test_a_file_replaced_after_start_is_not_served(self):
+        secret = self.make_file("secret.txt", b"not offered")
+        offered = self.make_file("offered.txt", b"offered")
+        run = self.start(offered)
+        os.remove(offered)
+        os.symlink(secret, offered)
+        response, body = self.request(run)
+        self.assertEqual(response.status, 410)
+        self.assertNotIn(b"not offered", body)
+        os.remove(offered)
+        os.mkfifo(offered)
+        response, body = self.request(run)
+        self.assertEqual(response.status, 410)
+        self.assertFalse(run.server.finished.is_set())
 
     def test_names_latin1_cannot_encode_are_served(self):
         data = b"smile"
@@ -636,6 +656,23 @@ class StreamTests(WoofTestCase):
         self.assert_response(response, body, 200, {"Content-Length": None}, b"".join(chunks))
         run.wait()
         self.assertIsNone(run.error)
+
+    def test_a_client_gone_before_the_first_byte_leaves_the_stream_for_the_next(self):
+        run = self.start(self.pipe_offer([b"still here"]))
+        with socket.socket() as raw:
+            raw.connect(("127.0.0.1", run.server.port))
+            raw.sendall(b"GET /piped.log HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        response, body = self.request(run)
+        self.assertIn(response.status, (200, 410))
+        if response.status == 410:
+            # The reset came after woof began to send: it must say so and stop.
+            run.wait()
+            self.assertIsInstance(run.error, woof.WoofError)
+        else:
+            self.assertEqual(body, b"still here")
+            run.wait()
+            self.assertIsNone(run.error)
 
     def test_an_http_1_0_client_gets_the_stream_until_the_connection_closes(self):
         run = self.start(self.pipe_offer([b"one ", b"two"]))

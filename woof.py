@@ -46,6 +46,10 @@ REUSE_ADDRESS_IS_SAFE = os.name != "nt"
 # Windows builds before 3.8 may lack the constant; its value is 27 there too.
 IPV6_V6ONLY = getattr(socket, "IPV6_V6ONLY", 27)
 
+# Opening a FIFO put in place of the offered file must not block a thread;
+# Windows has neither flag nor FIFOs.
+OPEN_NONBLOCKING = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
 
 def ipv6_dual_stack_available():
     """True when one IPv6 socket can also accept IPv4 connections."""
@@ -94,6 +98,8 @@ COPY_BUFFER_SIZE = 1 << 20
 SENDFILE_SLICE = 64 << 20
 SMALL_WRITE_LIMIT = 64 << 10
 MAX_RANGES = 16
+MAX_SPANS_PER_CLIENT = 256
+MAX_CONNECTIONS = 256
 MAX_RANGE_DIGITS = 19
 POLL_INTERVAL = 0.2
 CONFIG_PATHS = ("/etc/woofrc", "~/.woofrc")
@@ -566,20 +572,35 @@ class FileBody:
 
 
 class FileOffer:
-    """A regular file on disk, re-opened for each request."""
+    """A regular file on disk, re-opened for each request.
+
+    Each request must find the very file offered at start (same device and
+    inode): a FIFO or a link to another file put in its place is refused.
+    """
 
     def __init__(self, path, name=None):
         self.path = path
         self.name = name or os.path.basename(os.path.abspath(path))
         self.content_type = guess_content_type(self.name)
         check_readable_file(path)
+        self.identity = file_identity(os.stat(path))
 
     def open(self, sending_body=True):
         try:
-            return FileBody(open(self.path, "rb"))
+            fileobj = os.fdopen(os.open(self.path, OPEN_NONBLOCKING), "rb")
         except OSError as error:
             raise Unavailable(HTTPStatus.GONE, "the file is no longer readable: %s"
                               % (error.strerror or error))
+        status = os.fstat(fileobj.fileno())
+        if not stat.S_ISREG(status.st_mode) or file_identity(status) != self.identity:
+            fileobj.close()
+            raise Unavailable(HTTPStatus.GONE, "the offered file was replaced or removed")
+        return FileBody(fileobj)
+
+
+def file_identity(status):
+    """What tells one file from another: device and inode (0 where unknown)."""
+    return (status.st_dev, status.st_ino)
 
 
 def check_readable_file(path):
@@ -597,17 +618,23 @@ def check_readable_file(path):
 
 
 class StreamBody:
-    """The rest of a stream that can be read only once, such as a pipe."""
+    """The rest of a stream that can be read only once, such as a pipe.
+
+    Closing a body that read nothing gives the stream back to its offer, so
+    a client that left before the first byte costs nothing.
+    """
 
     size = None
     etag = None
     mtime = None
 
-    def __init__(self, stream):
-        self.stream = stream
+    def __init__(self, stream, give_back):
         self.read = getattr(stream, "read1", stream.read)
+        self.give_back = give_back
+        self.started = False
 
     def write(self, sink, start=0, stop=None):
+        self.started = True
         while True:
             # read1 returns what has arrived, so a slow producer is not held back.
             data = self.read(COPY_BUFFER_SIZE)
@@ -617,7 +644,8 @@ class StreamBody:
             sink.flush()
 
     def close(self):
-        pass
+        if not self.started:
+            self.give_back()
 
 
 class StreamOffer:
@@ -635,7 +663,11 @@ class StreamOffer:
             if self.taken:
                 raise Unavailable(HTTPStatus.GONE, "the stream has already been sent")
             self.taken = sending_body
-        return StreamBody(self.stream)
+        return StreamBody(self.stream, self.give_back if sending_body else lambda: None)
+
+    def give_back(self):
+        with self.lock:
+            self.taken = False
 
 
 # ---------------------------------------------------------------------------
@@ -675,8 +707,10 @@ class WoofHandler(BaseHTTPRequestHandler):
         pass  # send_error() keeps its message as the note; timeouts need no line
 
     def send_error(self, code, message=None, explain=None):
+        # Our message goes in the page, not the status line, which must stay
+        # the standard reason phrase (and latin-1).
         self.note = message or ""
-        super().send_error(code, message, explain)
+        super().send_error(code, None, message if explain is None else explain)
 
     def log_message(self, format, *args):
         self.server.log.info("%s %s" % (client_host(self.client_address), format % args))
@@ -714,10 +748,17 @@ class WoofHandler(BaseHTTPRequestHandler):
 
     def answer_download(self, sending_body):
         server = self.server
-        if server.finished.is_set():
+        if not server.begin_response():
             self.close_connection = True
             self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished")
             return
+        try:
+            self.answer_offer(sending_body)
+        finally:
+            server.end_response()
+
+    def answer_offer(self, sending_body):
+        server = self.server
         path = request_path(self.path)
         if is_side_request(path):
             self.send_small(HTTPStatus.NOT_FOUND, "Not here: woof offers one thing.\n")
@@ -752,7 +793,9 @@ class WoofHandler(BaseHTTPRequestHandler):
         span = (0, body.size)
         status = HTTPStatus.OK
         range_header = self.headers.get("Range")
-        if range_header and body.size is not None and self.range_allowed(body):
+        # An empty body has no byte to select; answering 416 would leave a
+        # client that always asks for "bytes=0-" unable ever to finish.
+        if range_header and body.size and self.range_allowed(body):
             try:
                 asked = parse_range(range_header, body.size)
             except UnsatisfiableRange:
@@ -803,7 +846,9 @@ class WoofHandler(BaseHTTPRequestHandler):
             weak_etag = "W/" + body.etag
             return "*" in tags or body.etag in tags or weak_etag in tags
         since = parse_http_date(self.headers.get("If-Modified-Since", ""))
-        return since is not None and body.mtime is not None and int(body.mtime) <= since
+        if since is None or since > time.time():  # a future date is invalid (RFC 7232, 3.3)
+            return False
+        return body.mtime is not None and int(body.mtime) <= since
 
     def range_allowed(self, body):
         """Whether If-Range lets the Range header apply (RFC 7233, 3.2)."""
@@ -820,7 +865,6 @@ class WoofHandler(BaseHTTPRequestHandler):
         chunked = body.size is None and self.request_version == "HTTP/1.1"
         sink = ResponseSink(self.connection, chunked)
         server = self.server
-        server.begin_transfer()
         complete = False
         received = 0
         try:
@@ -838,7 +882,7 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.note = "aborted: %s" % describe_transfer_error(error)
         finally:
             self.body_sent = sink.sent
-            counted = server.end_transfer(self.client_address, body, start, received, complete)
+            counted = server.record_delivery(self.client_address, body, start, received, complete)
         if counted:
             self.note = "download %d of %d complete" % counted
         if server.finished.is_set():
@@ -911,6 +955,7 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         self.remaining = settings.count
         self.spans_by_client = {}
         self.in_flight = 0
+        self.connections = 0
         self.failure = None
         self.finished = threading.Event()
         family, address = resolve_bind_address(settings.ip, settings.port)
@@ -948,27 +993,57 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
 
     # What changes while serving
 
-    def begin_transfer(self):
+    def process_request(self, request, client_address):
         with self.lock:
-            self.in_flight += 1
+            full = self.connections >= MAX_CONNECTIONS
+            if not full:
+                self.connections += 1
+        if full:
+            self.shutdown_request(request)
+            return
+        socketserver.ThreadingMixIn.process_request(self, request, client_address)
 
-    def end_transfer(self, client_address, body, start, sent, complete):
-        """Record bytes a client received; return (n, count) if that made a download."""
+    def process_request_thread(self, request, client_address):
+        try:
+            socketserver.ThreadingMixIn.process_request_thread(self, request, client_address)
+        finally:
+            with self.lock:
+                self.connections -= 1
+
+    def begin_response(self):
+        """Take a place among the responses in flight; False once woof has finished.
+
+        serve_until_done() waits for every place to be given back, so a
+        response begun before the end is never cut off by the exit.
+        """
+        with self.lock:
+            if self.finished.is_set():
+                return False
+            self.in_flight += 1
+            return True
+
+    def end_response(self):
         with self.lock:
             self.in_flight -= 1
             self.lock.notify_all()
+
+    def record_delivery(self, client_address, body, start, received, complete):
+        """Record bytes a client received; return (n, count) if that made a download."""
+        with self.lock:
             if body.size is None:
                 if not complete:
-                    self.fail_stream(sent)
+                    self.fail_stream(received)
                     return None
                 return self.count_completion()
             host = client_host(client_address)
-            spans = merge_spans(self.spans_by_client.get(host, []) + [(start, start + sent)])
-            if not covers(spans, body.size):
-                self.spans_by_client[host] = spans
-                return None
-            self.spans_by_client.pop(host, None)
-            return self.count_completion()
+            spans = merge_spans(self.spans_by_client.get(host, []) + [(start, start + received)])
+            if covers(spans, body.size):
+                self.spans_by_client.pop(host, None)
+                return self.count_completion()
+            # Bounded, so a client sending endless scattered ranges cannot
+            # grow woof's memory; such a client never completes a download.
+            self.spans_by_client[host] = spans[:MAX_SPANS_PER_CLIENT]
+            return None
 
     def count_completion(self):
         """Count one download or upload (lock held); return (n, count)."""
