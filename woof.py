@@ -73,6 +73,15 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)
 
 
+# The walk asks whether woof itself, with its effective ids, may read a file.
+ACCESS_WITH_EFFECTIVE_IDS = os.access in getattr(os, "supports_effective_ids", ())
+
+
+def may_read(path):
+    """True when this process may open path for reading."""
+    return os.access(path, os.R_OK, effective_ids=ACCESS_WITH_EFFECTIVE_IDS)
+
+
 def resolve_link(path):
     """Where a symbolic link finally leads, or None when this system cannot tell.
 
@@ -787,7 +796,7 @@ def classify(path, name, root, keep_links, problems):
     if stat.S_ISDIR(mode):
         return entry_for(name, path, FOLDER, status)
     if stat.S_ISREG(mode):
-        if not os.access(path, os.R_OK):
+        if not may_read(path):
             problems.append("left out %s: permission denied" % printable_name(name))
             return None
         return entry_for(name, path, FILE, status)
@@ -1359,7 +1368,8 @@ class WoofHandler(BaseHTTPRequestHandler):
     # Logging: everything goes through log_outcome() and log_message().
 
     def log_request(self, code="-", size="-"):
-        self.status = int(code) if str(code).isdigit() else code
+        # HTTPStatus is an int, whatever str() makes of it on this Python.
+        self.status = int(code) if isinstance(code, int) or str(code).isdigit() else code
 
     def log_error(self, format, *args):
         pass  # send_error() keeps its message as the note; timeouts need no line
