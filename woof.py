@@ -690,26 +690,38 @@ class ArchiveEntry(NamedTuple):
     """One member of an archive, as the walk found it."""
 
     name: str       # its name in the archive, "/"-separated
-    path: str       # where it is on disk
     kind: str       # FILE, FOLDER or LINK
     size: int
     mtime_ns: int
     mode: int       # permission bits
-    identity: tuple  # (device, inode): the file opened later must be this one
+    device: int     # device and inode: the file opened later must be this one
+    inode: int
     target: str = ""  # a link's target, relative and inside the offer
 
 
 class Manifest:
-    """What an archive holds: entries in order, and what was left out and why."""
+    """What an archive holds: entries in order, and what was left out and why.
 
-    def __init__(self, entries, problems):
+    Entries keep only their archive name; `roots` maps the first part of a
+    name to the path given for it, which keeps large trees small in memory.
+    """
+
+    def __init__(self, entries, problems, roots):
         self.entries = entries
         self.problems = problems
-        digest = hashlib.sha256()
+        self.roots = roots
+        digest = hashlib.sha256(repr(sorted(roots.items())).encode("utf-8", "backslashreplace"))
         for entry in entries:
             digest.update(repr(entry).encode("utf-8", "backslashreplace"))
         self.digest = digest.hexdigest()[:32]
         self.mtime = max((entry.mtime_ns for entry in entries), default=0) / 1e9
+
+    def path_of(self, entry):
+        """Where an entry is on disk."""
+        top, _, rest = entry.name.partition("/")
+        if not rest:
+            return self.roots[top]
+        return os.path.join(self.roots[top], *rest.split("/"))
 
 
 def top_level_name(path):
@@ -727,38 +739,59 @@ def archive_name(paths, compression):
     return name + ARCHIVE_EXTENSIONS[compression]
 
 
-def walk_paths(paths, keep_links):
+def walk_paths(paths, keep_links, previous=None):
     """The Manifest of every path given, folders walked without following links.
 
-    Raises WoofError when a path given cannot be read at all; what cannot be
-    read inside a folder is left out and listed in the manifest's problems.
+    Returns `previous` itself when nothing changed since it was made; while
+    the walk matches it, no second copy of the entries is kept.  Raises
+    WoofError when a path given cannot be read at all; what cannot be read
+    inside a folder is left out and listed in the manifest's problems.
     """
-    entries, problems, names = [], [], set()
+    problems, roots = [], {}
+    known = previous.entries if previous is not None else []
+    entries = None
+    count = 0
+    for count, entry in enumerate(walk_entries(paths, keep_links, problems, roots), 1):
+        if entries is None:
+            if count <= len(known) and known[count - 1] == entry:
+                continue
+            entries = known[:count - 1]
+        entries.append(entry)
+    if entries is None:
+        if count == len(known) and previous is not None and previous.roots == roots:
+            return previous
+        entries = known[:count]
+    return Manifest(entries, problems, roots)
+
+
+def walk_entries(paths, keep_links, problems, roots):
+    """Yield the entries of every path given, in archive order."""
     for path in paths:
         name = top_level_name(path)
-        if name in names:
+        if name in roots:
             raise WoofError("two paths would both be %s in the archive" % printable_name(name))
-        names.add(name)
         try:
             status = os.stat(path)  # a path the user named is followed, even a link
         except OSError as error:
             raise WoofError("cannot read %s: %s" % (printable_name(path),
                                                     error.strerror or error))
         if stat.S_ISDIR(status.st_mode):
-            walk_folder(os.path.realpath(path), name, keep_links, entries, problems)
+            roots[name] = os.path.realpath(path)
+            for entry in walk_folder(roots[name], name, keep_links, problems):
+                yield entry
         elif stat.S_ISREG(status.st_mode):
             check_readable_file(path)
-            entries.append(entry_for(name, os.path.abspath(path), FILE, status))
+            roots[name] = os.path.abspath(path)
+            yield entry_for(name, FILE, status)
         else:
             raise WoofError("%s is neither a file nor a folder" % printable_name(path))
-    return Manifest(entries, problems)
 
 
-def walk_folder(root, root_name, keep_links, entries, problems):
-    """Append the entries of a folder tree, depth first, in name order."""
+def walk_folder(root, root_name, keep_links, problems):
+    """Yield the entries of a folder tree, depth first, in name order."""
     try:
         children = sorted(os.listdir(root))
-        entries.append(entry_for(root_name, root, FOLDER, os.stat(root)))
+        yield entry_for(root_name, FOLDER, os.stat(root))
     except OSError as error:
         raise WoofError("cannot read the folder %s: %s"
                         % (printable_name(root), error.strerror or error))
@@ -774,6 +807,7 @@ def walk_folder(root, root_name, keep_links, entries, problems):
         entry = classify(path, name, root, keep_links, problems)
         if entry is None:
             continue
+        yield entry
         if entry.kind == FOLDER:
             try:
                 grandchildren = sorted(os.listdir(path))
@@ -782,7 +816,6 @@ def walk_folder(root, root_name, keep_links, entries, problems):
                                 % (printable_name(name), error.strerror or error))
                 grandchildren = []
             stack.append((path, name, iter(grandchildren)))
-        entries.append(entry)
 
 
 def classify(path, name, root, keep_links, problems):
@@ -794,12 +827,12 @@ def classify(path, name, root, keep_links, problems):
         return None
     mode = status.st_mode
     if stat.S_ISDIR(mode):
-        return entry_for(name, path, FOLDER, status)
+        return entry_for(name, FOLDER, status)
     if stat.S_ISREG(mode):
         if not may_read(path):
             problems.append("left out %s: permission denied" % printable_name(name))
             return None
-        return entry_for(name, path, FILE, status)
+        return entry_for(name, FILE, status)
     if stat.S_ISLNK(mode):
         return link_entry(path, name, root, keep_links, status, problems)
     problems.append("left out %s: not a regular file" % printable_name(name))
@@ -824,33 +857,33 @@ def link_entry(path, name, root, keep_links, status, problems):
                         "in the archive)" % printable_name(name))
         return None
     target = os.path.relpath(resolved, os.path.dirname(path)).replace(os.sep, "/")
-    return entry_for(name, path, LINK, status)._replace(target=target)
+    return entry_for(name, LINK, status)._replace(target=target)
 
 
-def entry_for(name, path, kind, status):
+def entry_for(name, kind, status):
     mtime_ns = getattr(status, "st_mtime_ns", int(status.st_mtime * 1e9))
     size = status.st_size if kind == FILE else 0
-    return ArchiveEntry(name, path, kind, size, mtime_ns, stat.S_IMODE(status.st_mode),
-                        (status.st_dev, status.st_ino))
+    return ArchiveEntry(name, kind, size, mtime_ns, stat.S_IMODE(status.st_mode),
+                        status.st_dev, status.st_ino)
 
 
 class MemberChanged(WoofError):
     """A listed file is gone, or is no longer the file that was listed."""
 
 
-def open_member(entry):
+def open_member(entry, path):
     """Open a listed file, only if it is still that regular file; return (file, status).
 
     Raises MemberChanged, never following a link nor blocking on a FIFO
     that took the file's place after the walk.
     """
     try:
-        descriptor = os.open(entry.path, os.O_RDONLY | O_BINARY | O_NOFOLLOW | O_NONBLOCK)
+        descriptor = os.open(path, os.O_RDONLY | O_BINARY | O_NOFOLLOW | O_NONBLOCK)
     except OSError as error:
         raise MemberChanged(error.strerror or str(error))
     try:
         status = os.fstat(descriptor)
-        same = entry.identity[1] == 0 or (status.st_dev, status.st_ino) == entry.identity
+        same = entry.inode == 0 or (status.st_dev, status.st_ino) == (entry.device, entry.inode)
         if not stat.S_ISREG(status.st_mode) or not same:
             raise MemberChanged("it was replaced after woof listed it")
         return os.fdopen(descriptor, "rb"), status
@@ -926,6 +959,7 @@ class TarLayout:
     """Where each member of a plain tar starts, so that any span can be served."""
 
     def __init__(self, manifest):
+        self.manifest = manifest
         self.entries = manifest.entries
         self.starts = []
         offset = 0
@@ -986,7 +1020,7 @@ class TarBody:
         so a file that vanished or shrank is padded rather than cut short.
         """
         try:
-            fileobj, status = open_member(entry)
+            fileobj, status = open_member(entry, self.layout.manifest.path_of(entry))
         except MemberChanged as error:
             self.warnings.short(entry, "could not be read (%s): sent as zeros" % error)
             write_zeros(sink, count)
@@ -1042,7 +1076,7 @@ def write_tar_stream(manifest, out, warnings):
             out.write(tar_header(entry, 0, entry.mtime_ns))
             continue
         try:
-            fileobj, status = open_member(entry)
+            fileobj, status = open_member(entry, manifest.path_of(entry))
         except MemberChanged as error:
             warnings.left_out(entry, error)
             continue
@@ -1220,7 +1254,7 @@ def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX):
             writer.add_folder(entry)
             continue
         try:
-            fileobj, status = open_member(entry)
+            fileobj, status = open_member(entry, manifest.path_of(entry))
         except MemberChanged as error:
             warnings.left_out(entry, error)
             continue
@@ -1315,13 +1349,14 @@ class ArchiveOffer:
 
     def refresh(self):
         """The manifest (and layout) of the tree as it is now."""
+        with self.lock:
+            known = self.current
         try:
-            manifest = walk_paths(self.paths, keep_links=self.compression != "zip")
+            manifest = walk_paths(self.paths, self.compression != "zip", known[0])
         except WoofError as error:
             raise Unavailable(HTTPStatus.GONE, str(error))
-        with self.lock:
-            if manifest.digest == self.current[0].digest:
-                return self.current
+        if manifest is known[0]:
+            return known
         current = self.adopt(manifest)
         with self.lock:
             self.current = current
