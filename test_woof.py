@@ -395,6 +395,37 @@ class SparseFileSink:
         pass
 
 
+class TarHeaderTests(unittest.TestCase):
+
+    def entry(self, name, kind="file", size=0, mtime=OLD_MTIME, mode=0o644, target=""):
+        return woof.ArchiveEntry(name, kind, size, mtime * 10 ** 9, mode, 0, 0, target)
+
+    def test_plain_headers_read_back_as_written(self):
+        for entry, name in (
+                (self.entry("a/b.txt", size=5), "a/b.txt"),
+                (self.entry("x" * 100, size=8 ** 11 - 1, mode=0o4755), "x" * 100),
+                (self.entry("folder", "folder", mode=0o700), "folder"),
+                (self.entry("in", "link", target="../a.txt", mode=0o777), "in")):
+            with self.subTest(name=entry.name[:20]):
+                header = woof.tar_header(entry, entry.size, entry.mtime_ns)
+                self.assertEqual(len(header), 512)
+                info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
+                self.assertEqual((info.name, info.size, info.mtime, info.mode, info.linkname,
+                                  info.type),
+                                 (name, entry.size, OLD_MTIME, entry.mode, entry.target,
+                                  woof.TAR_TYPES[entry.kind]))
+
+    def test_what_ustar_cannot_hold_gets_a_pax_record(self):
+        for entry in (self.entry("y" * 101), self.entry("Projet été"),
+                      self.entry("big", size=8 ** 11), self.entry("old", mtime=-1),
+                      self.entry("l", "link", target="t" * 101),
+                      self.entry("bytes\udcff", size=3)):
+            with self.subTest(name=entry.name[:20]):
+                header = woof.tar_header(entry, entry.size, entry.mtime_ns)
+                self.assertGreater(len(header), 512)
+                self.assertEqual(header[156:157], tarfile.XHDTYPE)
+
+
 class ArchiveOfferTests(ArchiveTestCase):
 
     def test_several_paths_make_one_archive_named_after_the_first(self):
