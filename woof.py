@@ -1063,7 +1063,7 @@ class TarBody:
                 self.warnings.short(entry, "changed size while offered: sent as listed")
             done = self.send_file_data(sink, fileobj, offset, count)
         if done < count:
-            self.warnings.short(entry, "shrank while sent: padded with zeros")
+            self.warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             write_zeros(sink, count - done)
 
     def send_file_data(self, sink, fileobj, offset, count):
@@ -1119,7 +1119,7 @@ def write_tar_stream(manifest, out, warnings):
             out.write(tar_header(entry, size, mtime_ns))
             done = copy_file_data(out, fileobj, size)
         if done < size:
-            warnings.short(entry, "shrank while sent: padded with zeros")
+            warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             write_zeros(out, size - done)
         write_zeros(out, tar_padding(size))
     out.write(bytes(TAR_END))
@@ -1294,7 +1294,7 @@ def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX):
         with fileobj:
             done = writer.add_file(entry, fileobj, status)
         if done < status.st_size:
-            warnings.short(entry, "shrank while sent: the zip holds what could be read")
+            warnings.short(entry, "ended early (it shrank or failed): the zip has what was read")
     writer.finish()
 
 
