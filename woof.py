@@ -13,9 +13,12 @@ Licensed under the MIT licence; see LICENSE.
 __version__ = "1.0.0"
 
 import argparse
+import bisect
 import configparser
 import email.utils
 import errno
+import hashlib
+import importlib
 import mimetypes
 import os
 import re
@@ -23,7 +26,9 @@ import selectors
 import socket
 import socketserver
 import stat
+import struct
 import sys
+import tarfile
 import threading
 import time
 import unicodedata
@@ -45,10 +50,6 @@ REUSE_ADDRESS_IS_SAFE = os.name != "nt"
 
 # Windows builds before 3.8 may lack the constant; its value is 27 there too.
 IPV6_V6ONLY = getattr(socket, "IPV6_V6ONLY", 27)
-
-# Opening a FIFO put in place of the offered file must not block a thread;
-# Windows has neither flag nor FIFOs.
-OPEN_NONBLOCKING = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 def ipv6_dual_stack_available():
@@ -78,6 +79,44 @@ def unacknowledged_bytes(sock):
         raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
         return struct.unpack("i", raw)[0] if sys.platform.startswith("linux") else None
     except (ImportError, AttributeError, OSError):
+        return None
+
+
+# Opening an offered file must never hang on a FIFO swapped in after start,
+# and a file of an archive must never be reached through a link; Windows
+# has neither flag, and the identity check after opening (same device and
+# inode as when listed) covers it there.
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+# The walk asks whether woof itself, with its effective ids, may read a file.
+ACCESS_WITH_EFFECTIVE_IDS = os.access in getattr(os, "supports_effective_ids", ())
+
+
+def may_read(path):
+    """True when this process may open path for reading."""
+    return os.access(path, os.R_OK, effective_ids=ACCESS_WITH_EFFECTIVE_IDS)
+
+
+def resolve_link(path):
+    """Where a symbolic link finally leads, or None when this system cannot tell.
+
+    os.path.realpath resolves links on Windows only from Python 3.8; before,
+    it returns the link itself, and such a link is treated as leading out.
+    """
+    resolved = os.path.realpath(path)
+    if os.path.normcase(resolved) == os.path.normcase(os.path.abspath(path)):
+        return None
+    return resolved
+
+
+def optional_module(name):
+    """A module some Python builds lack (zlib, bz2, lzma), or None."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
         return None
 
 
@@ -139,6 +178,41 @@ COMPRESSION_WORDS = {
     "tar": "tar", "off": "tar", "none": "tar", "false": "tar", "no": "tar", "0": "tar",
 }
 
+# Archive formats: the extension of the download name, by `compression`.
+ARCHIVE_EXTENSIONS = {"gz": ".tar.gz", "bz2": ".tar.bz2", "xz": ".tar.xz",
+                      "zip": ".zip", "tar": ".tar"}
+
+# Levels chosen for speed with the usual ratio: gzip's and bzip2's defaults;
+# xz preset 2 needs 17 MiB to compress, where its default (6) needs 94 MiB.
+GZIP_LEVEL = 6
+BZIP2_LEVEL = 9
+XZ_PRESET = 2
+ZIP_DEFLATE_LEVEL = 6
+
+# Already-compressed files are stored in zips as they are: deflating them
+# again costs time and gains nothing.
+ZIP_STORED_EXTENSIONS = frozenset((
+    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".heif", ".avif", ".jxl",
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".3gp",
+    ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".flac", ".wma",
+    ".zip", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".zst", ".lz", ".lz4",
+    ".7z", ".rar", ".jar", ".apk", ".deb", ".rpm", ".dmg", ".cab",
+    ".docx", ".xlsx", ".pptx", ".odt", ".ods", ".odp", ".epub", ".woff", ".woff2",
+))
+
+# Below this size a member's data is read into the send buffer; above it,
+# sendfile() hands it to the kernel (fewer system calls for small files).
+SENDFILE_MIN = 64 << 10
+
+TAR_BLOCK = 512
+TAR_END = 2 * TAR_BLOCK
+
+# Zip fields are 32 bits; at 0xFFFFFFFF they defer to zip64 extra fields
+# (APPNOTE 6.3.10, 4.5.3).  A member whose deflated size could pass the
+# limit (zlib's worst case adds under 0.1%) is written as zip64 up front.
+ZIP32_MAX = 0xFFFFFFFF
+ZIP_MAX_ENTRIES = 0xFFFF
+
 
 # ---------------------------------------------------------------------------
 # Errors
@@ -158,6 +232,10 @@ class Unavailable(WoofError):
 
 class ShortFile(WoofError):
     """A file ended before the bytes promised to the client were sent."""
+
+
+class FileChanged(WoofError):
+    """A listed file is gone, or is no longer the file that was listed."""
 
 
 class UnsatisfiableRange(WoofError):
@@ -550,8 +628,31 @@ class ResponseSink:
 # open(sending_body) returning a body for one request, or raising
 # Unavailable.  A body has `size` (None when unknown), `etag` and `mtime`
 # (None when it has none), write(sink, start, stop) and close().  Only
-# bodies of known size are asked for ranges.
+# bodies of known size are asked for ranges.  A body of unknown size that
+# cannot be sent again has one_shot = True; a body may have resume_conflict,
+# a reason to refuse a Range that comes without If-Range.
 # ---------------------------------------------------------------------------
+
+def open_listed_file(path, identity, extra_flags=0):
+    """Open path only if it is still the regular file listed as identity; return (file, status).
+
+    identity is (device, inode), an inode of 0 (unknown) matching any file.
+    Raises FileChanged, never blocking on a FIFO that took the file's place.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | O_BINARY | O_NONBLOCK | extra_flags)
+    except OSError as error:
+        raise FileChanged(error.strerror or str(error))
+    try:
+        status = os.fstat(descriptor)
+        same = identity[1] == 0 or (status.st_dev, status.st_ino) == identity
+        if not stat.S_ISREG(status.st_mode) or not same:
+            raise FileChanged("it was replaced after woof listed it")
+        return os.fdopen(descriptor, "rb"), status
+    except BaseException:
+        os.close(descriptor)
+        raise
+
 
 class FileBody:
     """One open, regular file, as it is at the time of the request."""
@@ -583,24 +684,15 @@ class FileOffer:
         self.name = name or os.path.basename(os.path.abspath(path))
         self.content_type = guess_content_type(self.name)
         check_readable_file(path)
-        self.identity = file_identity(os.stat(path))
+        status = os.stat(path)
+        self.identity = (status.st_dev, status.st_ino)
 
     def open(self, sending_body=True):
         try:
-            fileobj = os.fdopen(os.open(self.path, OPEN_NONBLOCKING), "rb")
-        except OSError as error:
-            raise Unavailable(HTTPStatus.GONE, "the file is no longer readable: %s"
-                              % (error.strerror or error))
-        status = os.fstat(fileobj.fileno())
-        if not stat.S_ISREG(status.st_mode) or file_identity(status) != self.identity:
-            fileobj.close()
-            raise Unavailable(HTTPStatus.GONE, "the offered file was replaced or removed")
+            fileobj, _ = open_listed_file(self.path, self.identity)
+        except FileChanged as error:
+            raise Unavailable(HTTPStatus.GONE, "the offered file is gone: %s" % error)
         return FileBody(fileobj)
-
-
-def file_identity(status):
-    """What tells one file from another: device and inode (0 where unknown)."""
-    return (status.st_dev, status.st_ino)
 
 
 def check_readable_file(path):
@@ -627,6 +719,7 @@ class StreamBody:
     size = None
     etag = None
     mtime = None
+    one_shot = True
 
     def __init__(self, stream, give_back):
         self.read = getattr(stream, "read1", stream.read)
@@ -668,6 +761,722 @@ class StreamOffer:
     def give_back(self):
         with self.lock:
             self.taken = False
+
+
+# ---------------------------------------------------------------------------
+# Offers: archives
+#
+# A folder, or several paths, offered as one archive built while it is sent:
+# nothing is written to disk and memory does not grow with the data.  Each
+# request walks the tree into a manifest (nothing behind a symbolic link is
+# ever read); files are opened only when their turn comes, and only if they
+# are still the very file that was listed.  Plain tar has a size known in
+# advance and serves any span; compressed tars and zips are streamed.
+# ---------------------------------------------------------------------------
+
+FILE, FOLDER, LINK = "file", "folder", "link"
+
+
+class ArchiveEntry(NamedTuple):
+    """One member of an archive, as the walk found it."""
+
+    name: str       # its name in the archive, "/"-separated
+    kind: str       # FILE, FOLDER or LINK
+    size: int
+    mtime_ns: int
+    mode: int       # permission bits
+    device: int     # device and inode: the file opened later must be this one
+    inode: int
+    target: str = ""  # a link's target, relative and inside the offer
+
+
+class Manifest:
+    """What an archive holds: entries in order, and what was left out and why.
+
+    Entries keep only their archive name; `roots` maps the first part of a
+    name to the path given for it, which keeps large trees small in memory.
+    """
+
+    def __init__(self, entries, problems, roots):
+        self.entries = entries
+        self.problems = problems
+        self.roots = roots
+        digest = hashlib.sha256(repr(sorted(roots.items())).encode("utf-8", "backslashreplace"))
+        for entry in entries:
+            digest.update(repr(entry).encode("utf-8", "backslashreplace"))
+        self.digest = digest.hexdigest()[:32]
+        self.mtime = max((entry.mtime_ns for entry in entries), default=0) / 1e9
+
+    def path_of(self, entry):
+        """Where an entry is on disk."""
+        top, _, rest = entry.name.partition("/")
+        if not rest:
+            return self.roots[top]
+        return os.path.join(self.roots[top], *rest.split("/"))
+
+
+def top_level_name(path):
+    """The name a path the user gave has at the top of the archive."""
+    return os.path.basename(os.path.normpath(os.path.abspath(path))) or "root"
+
+
+def archive_name(paths, compression):
+    """The download name: the folder's name, or the first path's and a count."""
+    name = top_level_name(paths[0])
+    if len(paths) > 1:
+        if not os.path.isdir(paths[0]):
+            name = os.path.splitext(name)[0] or name
+        name = "%s-and-%d-more" % (name, len(paths) - 1)
+    return name + ARCHIVE_EXTENSIONS[compression]
+
+
+def walk_paths(paths, keep_links, previous=None):
+    """The Manifest of every path given, folders walked without following links.
+
+    Returns `previous` itself when nothing changed since it was made; while
+    the walk matches it, no second copy of the entries is kept.  Raises
+    WoofError when a path given cannot be read at all; what cannot be read
+    inside a folder is left out and listed in the manifest's problems.
+    """
+    problems, roots = [], {}
+    known = previous.entries if previous is not None else []
+    entries = None
+    count = 0
+    for count, entry in enumerate(walk_entries(paths, keep_links, problems, roots), 1):
+        if entries is None:
+            if count <= len(known) and known[count - 1] == entry:
+                continue
+            entries = known[:count - 1]
+        entries.append(entry)
+    if entries is None:
+        if count == len(known) and previous is not None and previous.roots == roots:
+            return previous
+        entries = known[:count]
+    return Manifest(entries, problems, roots)
+
+
+def walk_entries(paths, keep_links, problems, roots):
+    """Yield the entries of every path given, in archive order."""
+    for path in paths:
+        name = top_level_name(path)
+        if name in roots:
+            raise WoofError("two paths would both be %s in the archive" % printable_name(name))
+        try:
+            status = os.stat(path)  # a path the user named is followed, even a link
+        except OSError as error:
+            raise WoofError("cannot read %s: %s" % (printable_name(path),
+                                                    error.strerror or error))
+        if stat.S_ISDIR(status.st_mode):
+            roots[name] = os.path.realpath(path)
+            for entry in walk_folder(roots[name], name, keep_links, problems):
+                yield entry
+        elif stat.S_ISREG(status.st_mode):
+            check_readable_file(path)
+            roots[name] = os.path.abspath(path)
+            yield entry_for(name, FILE, status)
+        else:
+            raise WoofError("%s is neither a file nor a folder" % printable_name(path))
+
+
+def walk_folder(root, root_name, keep_links, problems):
+    """Yield the entries of a folder tree, depth first, in name order."""
+    try:
+        children = sorted(os.listdir(root))
+        yield entry_for(root_name, FOLDER, os.stat(root))
+    except OSError as error:
+        raise WoofError("cannot read the folder %s: %s"
+                        % (printable_name(root), error.strerror or error))
+    stack = [(root, root_name, iter(children))]
+    while stack:
+        folder, folder_name, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
+        path = os.path.join(folder, child)
+        name = folder_name + "/" + child
+        entry = classify(path, name, root, keep_links, problems)
+        if entry is None:
+            continue
+        yield entry
+        if entry.kind == FOLDER:
+            try:
+                grandchildren = sorted(os.listdir(path))
+            except OSError as error:
+                problems.append("left out the contents of %s: %s"
+                                % (printable_name(name), error.strerror or error))
+                grandchildren = []
+            stack.append((path, name, iter(grandchildren)))
+
+
+def classify(path, name, root, keep_links, problems):
+    """The entry for one path met in the walk, or None when it is left out."""
+    try:
+        status = os.lstat(path)
+    except OSError as error:
+        problems.append("left out %s: %s" % (printable_name(name), error.strerror or error))
+        return None
+    mode = status.st_mode
+    if stat.S_ISDIR(mode):
+        return entry_for(name, FOLDER, status)
+    if stat.S_ISREG(mode):
+        if not may_read(path):
+            problems.append("left out %s: permission denied" % printable_name(name))
+            return None
+        return entry_for(name, FILE, status)
+    if stat.S_ISLNK(mode):
+        return link_entry(path, name, root, keep_links, status, problems)
+    problems.append("left out %s: not a regular file" % printable_name(name))
+    return None
+
+
+def link_entry(path, name, root, keep_links, status, problems):
+    """A symbolic link kept as a link when it leads inside the offer, else None.
+
+    Its target is rewritten relative to the link, so that it still works
+    wherever the archive is unpacked.
+    """
+    resolved = resolve_link(path)
+    inside = resolved is not None and (resolved == root or
+                                       resolved.startswith(root.rstrip(os.sep) + os.sep))
+    if not inside:
+        problems.append("left out %s: the link leads outside what is offered"
+                        % printable_name(name))
+        return None
+    if not keep_links:
+        problems.append("left out %s: zip archives keep no links (what it leads to is "
+                        "in the archive)" % printable_name(name))
+        return None
+    target = os.path.relpath(resolved, os.path.dirname(path)).replace(os.sep, "/")
+    return entry_for(name, LINK, status)._replace(target=target)
+
+
+def entry_for(name, kind, status):
+    mtime_ns = getattr(status, "st_mtime_ns", int(status.st_mtime * 1e9))
+    size = status.st_size if kind == FILE else 0
+    return ArchiveEntry(name, kind, size, mtime_ns, stat.S_IMODE(status.st_mode),
+                        status.st_dev, status.st_ino)
+
+
+def open_member(entry, path):
+    """Open a listed file, only if it is still that file; return (file, status)."""
+    return open_listed_file(path, (entry.device, entry.inode), O_NOFOLLOW)
+
+
+def write_zeros(out, count):
+    """Write count zero bytes, a buffer at a time."""
+    zeros = bytes(min(count, COPY_BUFFER_SIZE))
+    while count > 0:
+        out.write(zeros[:count] if count < len(zeros) else zeros)
+        count -= len(zeros)
+
+
+def copy_file_data(out, fileobj, count, on_data=None):
+    """Copy up to count bytes from fileobj's position into out; return how many.
+
+    Fewer means the file ended early or could not be read further.
+    """
+    buffer = bytearray(min(COPY_BUFFER_SIZE, max(count, 1)))
+    view = memoryview(buffer)
+    done = 0
+    while done < count:
+        try:
+            got = fileobj.readinto(view[:min(len(buffer), count - done)])
+        except OSError:
+            break
+        if not got:
+            break
+        if on_data is not None:
+            on_data(view[:got])
+        out.write(view[:got])
+        done += got
+    return done
+
+
+TAR_TYPES = {FILE: b"0", LINK: b"2", FOLDER: b"5"}
+TAR_OCTAL_LIMIT = 8 ** 11  # what 11 octal digits hold: sizes and times below 8 GiB
+
+
+def tar_header(entry, size, mtime_ns):
+    """The header block(s) of one tar member, PAX for long or non-ASCII names."""
+    mtime = mtime_ns // 1000000000
+    name = entry.name + "/" if entry.kind == FOLDER else entry.name
+    if 0 <= size < TAR_OCTAL_LIMIT and 0 <= mtime < TAR_OCTAL_LIMIT:
+        try:
+            name_field, target_field = name.encode("ascii"), entry.target.encode("ascii")
+        except UnicodeEncodeError:
+            pass
+        else:
+            if len(name_field) <= 100 and len(target_field) <= 100:
+                return ustar_header(name_field, entry.kind, size, mtime, entry.mode,
+                                    target_field)
+    return pax_header(entry, size, mtime)
+
+
+def ustar_header(name, kind, size, mtime, mode, target):
+    """A plain ustar header (POSIX.1-1988), as tarfile makes it.
+
+    Most members need nothing more, and tarfile takes ten times as long.
+    """
+    header = b"".join((
+        name.ljust(100, b"\0"), b"%07o\0" % mode, b"0000000\0", b"0000000\0",
+        b"%011o\0" % size, b"%011o\0" % mtime, b" " * 8, TAR_TYPES[kind],
+        target.ljust(100, b"\0"), b"ustar\x0000", bytes(80),
+    )).ljust(TAR_BLOCK, b"\0")
+    return header[:148] + b"%06o\0" % sum(header) + header[155:]
+
+
+def pax_header(entry, size, mtime):
+    """A header with a PAX record before it, for what ustar cannot hold."""
+    info = tarfile.TarInfo(entry.name)
+    info.mode = entry.mode
+    info.mtime = mtime
+    if entry.kind == FOLDER:
+        info.type = tarfile.DIRTYPE
+    elif entry.kind == LINK:
+        info.type = tarfile.SYMTYPE
+        info.linkname = entry.target
+    else:
+        info.size = size
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def tar_padding(size):
+    """How many zero bytes fill a member's data up to a whole block."""
+    return -size % TAR_BLOCK
+
+
+class ArchiveWarnings:
+    """Tells the user what an archive being sent could not hold as listed."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def left_out(self, entry, reason):
+        self.log.warn("left out %s: %s" % (printable_name(entry.name), reason))
+
+    def short(self, entry, reason):
+        self.log.warn("%s %s; the archive stays valid" % (printable_name(entry.name), reason))
+
+
+class TarLayout:
+    """Where each member of a plain tar starts, so that any span can be served."""
+
+    def __init__(self, manifest):
+        self.manifest = manifest
+        self.entries = manifest.entries
+        self.starts = []
+        offset = 0
+        for entry in self.entries:
+            self.starts.append(offset)
+            offset += len(tar_header(entry, entry.size, entry.mtime_ns))
+            offset += entry.size + tar_padding(entry.size)
+        self.size = offset + TAR_END
+
+
+def overlap(first, last, start, stop):
+    """The part of [first, last) inside [start, stop), as (lo, hi), or None."""
+    lo, hi = max(first, start), min(last, stop)
+    return (lo, hi) if lo < hi else None
+
+
+class TarBody:
+    """A plain tar of a manifest, of exact size: any span of it can be sent."""
+
+    def __init__(self, manifest, layout, warnings, resume_conflict=None):
+        self.layout = layout
+        self.warnings = warnings
+        self.size = layout.size
+        self.mtime = manifest.mtime
+        self.etag = '"tar-%s"' % manifest.digest
+        self.resume_conflict = resume_conflict
+
+    def write(self, sink, start, stop):
+        layout = self.layout
+        first = max(bisect.bisect_right(layout.starts, start) - 1, 0)
+        for index in range(first, len(layout.entries)):
+            member_start = layout.starts[index]
+            if member_start >= stop:
+                return
+            self.write_member(sink, layout.entries[index], member_start, start, stop)
+        end = overlap(layout.size - TAR_END, layout.size, start, stop)
+        if end:
+            write_zeros(sink, end[1] - end[0])
+
+    def write_member(self, sink, entry, member_start, start, stop):
+        header = tar_header(entry, entry.size, entry.mtime_ns)
+        data_start = member_start + len(header)
+        part = overlap(member_start, data_start, start, stop)
+        if part:
+            sink.write(header[part[0] - member_start:part[1] - member_start])
+        part = overlap(data_start, data_start + entry.size, start, stop)
+        if part:
+            self.write_data(sink, entry, part[0] - data_start, part[1] - part[0])
+        padding_start = data_start + entry.size
+        part = overlap(padding_start, padding_start + tar_padding(entry.size), start, stop)
+        if part:
+            write_zeros(sink, part[1] - part[0])
+
+    def write_data(self, sink, entry, offset, count):
+        """Send count bytes of a member's data; zeros stand in for what is gone.
+
+        The size was promised in Content-Length and in the member's header,
+        so a file that vanished or shrank is padded rather than cut short.
+        """
+        try:
+            fileobj, status = open_member(entry, self.layout.manifest.path_of(entry))
+        except FileChanged as error:
+            self.warnings.short(entry, "could not be read (%s): sent as zeros" % error)
+            write_zeros(sink, count)
+            return
+        with fileobj:
+            if status.st_size != entry.size:
+                self.warnings.short(entry, "changed size while offered: sent as listed")
+            done = self.send_file_data(sink, fileobj, offset, count)
+        if done < count:
+            self.warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
+            write_zeros(sink, count - done)
+
+    def send_file_data(self, sink, fileobj, offset, count):
+        if count < SENDFILE_MIN:
+            fileobj.seek(offset)
+            return copy_file_data(sink, fileobj, count)
+        sink.flush()
+        before = sink.sent
+        try:
+            sink.sendfile(fileobj, offset, count)
+        except ShortFile:
+            return sink.sent - before
+        return count
+
+    def close(self):
+        pass
+
+
+class CompressingWriter:
+    """Compresses what is written to it into a sink."""
+
+    def __init__(self, sink, compressor):
+        self.sink = sink
+        self.compressor = compressor
+
+    def write(self, data):
+        packed = self.compressor.compress(data)
+        if packed:
+            self.sink.write(packed)
+
+    def finish(self):
+        self.sink.write(self.compressor.flush())
+
+
+def write_tar_stream(manifest, out, warnings):
+    """Write a whole tar of the manifest to out, files as they are when reached.
+
+    A file that cannot be opened any more is left out; one that shrinks
+    while read is padded, as its header already holds its size.
+    """
+    for entry in manifest.entries:
+        if entry.kind != FILE:
+            out.write(tar_header(entry, 0, entry.mtime_ns))
+            continue
+        try:
+            fileobj, status = open_member(entry, manifest.path_of(entry))
+        except FileChanged as error:
+            warnings.left_out(entry, error)
+            continue
+        with fileobj:
+            size = status.st_size
+            mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
+            out.write(tar_header(entry, size, mtime_ns))
+            done = copy_file_data(out, fileobj, size)
+        if done < size:
+            warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
+            write_zeros(out, size - done)
+        write_zeros(out, tar_padding(size))
+    out.write(bytes(TAR_END))
+
+
+# Zip records (APPNOTE 4.3): all little-endian.
+ZIP_LOCAL = struct.Struct("<IHHHHHIIIHH")
+ZIP_DESCRIPTOR = struct.Struct("<IIII")
+ZIP_DESCRIPTOR64 = struct.Struct("<IIQQ")
+ZIP_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+ZIP_END64 = struct.Struct("<IQHHIIQQQQ")
+ZIP_LOCATOR64 = struct.Struct("<IIQI")
+ZIP_END = struct.Struct("<IHHHHIIH")
+ZIP_FLAG_DESCRIPTOR = 0x08   # sizes and CRC follow the data (4.4.4, bit 3)
+ZIP_FLAG_UTF8 = 0x800        # the name is UTF-8 (4.4.4, bit 11; appendix D)
+ZIP_MADE_BY_UNIX = 3 << 8    # external attributes hold Unix modes (4.4.2)
+
+
+def dos_date_time(seconds):
+    """(time, date) in MS-DOS form, local time, clamped to 1980-2107 (4.4.6)."""
+    try:
+        moment = time.localtime(seconds)
+    except (OverflowError, OSError, ValueError):
+        moment = None
+    if moment is None or moment.tm_year < 1980:
+        return 0, (1 << 5) | 1
+    if moment.tm_year > 2107:
+        return (23 << 11) | (59 << 5) | 29, (127 << 9) | (12 << 5) | 31
+    return ((moment.tm_hour << 11) | (moment.tm_min << 5) | (moment.tm_sec // 2),
+            ((moment.tm_year - 1980) << 9) | (moment.tm_mon << 5) | moment.tm_mday)
+
+
+def zip_name(entry):
+    """A member's name as bytes, and the flag telling it is UTF-8."""
+    name = name_bytes(entry.name) + (b"/" if entry.kind == FOLDER else b"")
+    try:
+        name.decode("ascii")
+        return name, 0
+    except UnicodeDecodeError:
+        pass
+    try:
+        name.decode("utf-8")
+        return name, ZIP_FLAG_UTF8
+    except UnicodeDecodeError:
+        return name, 0  # bytes that are no text: left for the reader to guess
+
+
+class ZipWriter:
+    """Writes a zip to a sink as it goes: data descriptors, zip64 where needed.
+
+    zip64_from is the size and offset from which zip64 fields are used;
+    below it the archive is plain zip, which every tool opens.
+    """
+
+    def __init__(self, sink, zlib, zip64_from=ZIP32_MAX):
+        self.sink = sink
+        self.zlib = zlib
+        self.zip64_from = zip64_from
+        self.offset = 0
+        self.central = []
+
+    def emit(self, data):
+        self.sink.write(data)
+        self.offset += len(data)
+
+    def add_folder(self, entry):
+        name, flags = zip_name(entry)
+        mode = (stat.S_IFDIR | entry.mode) << 16 | 0x10  # 0x10: the MS-DOS folder bit
+        self.add_member(entry, name, flags, 0, entry.mtime_ns, mode, None, 0)
+
+    def add_file(self, entry, fileobj, status):
+        """Add a file's data as it is now; return how many bytes it had."""
+        name, flags = zip_name(entry)
+        stored = status.st_size == 0 or \
+            os.path.splitext(entry.name)[1].lower() in ZIP_STORED_EXTENSIONS
+        method = 0 if stored else 8
+        mode = (stat.S_IFREG | entry.mode) << 16
+        mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
+        return self.add_member(entry, name, flags | ZIP_FLAG_DESCRIPTOR, method, mtime_ns,
+                               mode, fileobj, status.st_size)
+
+    def add_member(self, entry, name, flags, method, mtime_ns, mode, fileobj, size):
+        header_offset = self.offset
+        zip64 = size + (size >> 10) + 1024 >= self.zip64_from
+        clock, date = dos_date_time(mtime_ns / 1e9)
+        version = 45 if zip64 else 20
+        extra = struct.pack("<HHQQ", 1, 16, 0, 0) if zip64 else b""
+        unknown = ZIP32_MAX if zip64 else 0
+        self.emit(ZIP_LOCAL.pack(0x04034b50, version, flags, method, clock, date,
+                                 0, unknown, unknown, len(name), len(extra)) + name + extra)
+        crc, packed, done = 0, 0, 0
+        if fileobj is not None:
+            crc, packed, done = self.write_data(fileobj, size, method)
+            if zip64:
+                self.emit(ZIP_DESCRIPTOR64.pack(0x08074b50, crc, packed, done))
+            else:
+                self.emit(ZIP_DESCRIPTOR.pack(0x08074b50, crc, packed, done))
+        self.central.append(self.central_record(name, flags, method, clock, date, mode,
+                                                crc, packed, done, header_offset, zip64))
+        return done
+
+    def write_data(self, fileobj, size, method):
+        """Send a file's data, deflated or stored; return (crc, bytes sent, bytes read)."""
+        start = self.offset
+        crc = [0]
+
+        def add_to_crc(data):
+            crc[0] = self.zlib.crc32(data, crc[0])
+
+        if method == 0:
+            done = copy_file_data(self, fileobj, size, add_to_crc)
+        else:
+            deflater = CompressingWriter(
+                self, self.zlib.compressobj(ZIP_DEFLATE_LEVEL, self.zlib.DEFLATED, -15))
+            done = copy_file_data(deflater, fileobj, size, add_to_crc)
+            deflater.finish()
+        return crc[0] & 0xFFFFFFFF, self.offset - start, done
+
+    def write(self, data):
+        self.emit(data)
+
+    def central_record(self, name, flags, method, clock, date, mode, crc, packed, size,
+                       header_offset, zip64):
+        """One central directory record; zip64 fields for what does not fit (4.5.3)."""
+        extra = b""
+        if zip64:
+            extra += struct.pack("<QQ", size, packed)
+            size = packed = ZIP32_MAX
+        if header_offset >= self.zip64_from:
+            extra += struct.pack("<Q", header_offset)
+            header_offset = ZIP32_MAX
+        if extra:
+            extra = struct.pack("<HH", 1, len(extra)) + extra
+        version = 45 if extra else 20
+        return ZIP_CENTRAL.pack(0x02014b50, ZIP_MADE_BY_UNIX | version, version, flags,
+                                method, clock, date, crc, packed, size, len(name),
+                                len(extra), 0, 0, 0, mode, header_offset) + name + extra
+
+    def finish(self):
+        """Write the central directory and its end records (4.3.12 to 4.3.16)."""
+        directory_offset = self.offset
+        for record in self.central:
+            self.emit(record)
+        directory_size = self.offset - directory_offset
+        count = len(self.central)
+        if (count >= ZIP_MAX_ENTRIES or directory_offset >= self.zip64_from
+                or directory_size >= self.zip64_from):
+            end64_offset = self.offset
+            self.emit(ZIP_END64.pack(0x06064b50, ZIP_END64.size - 12, ZIP_MADE_BY_UNIX | 45,
+                                     45, 0, 0, count, count, directory_size,
+                                     directory_offset))
+            self.emit(ZIP_LOCATOR64.pack(0x07064b50, 0, end64_offset, 1))
+            count = min(count, ZIP_MAX_ENTRIES)
+            directory_size = min(directory_size, ZIP32_MAX)
+            directory_offset = ZIP32_MAX
+        self.emit(ZIP_END.pack(0x06054b50, 0, 0, count, count, directory_size,
+                               directory_offset, 0))
+
+
+def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX):
+    """Write a whole zip of the manifest to sink, files as they are when reached."""
+    writer = ZipWriter(sink, zlib, zip64_from)
+    for entry in manifest.entries:
+        if entry.kind == FOLDER:
+            writer.add_folder(entry)
+            continue
+        try:
+            fileobj, status = open_member(entry, manifest.path_of(entry))
+        except FileChanged as error:
+            warnings.left_out(entry, error)
+            continue
+        with fileobj:
+            done = writer.add_file(entry, fileobj, status)
+        if done < status.st_size:
+            warnings.short(entry, "ended early (it shrank or failed): the zip has what was read")
+    writer.finish()
+
+
+class StreamedArchiveBody:
+    """A compressed tar or a zip of a manifest, made while it is sent (size unknown)."""
+
+    size = None
+    etag = None
+    mtime = None
+
+    def __init__(self, manifest, compression, warnings, modules, zip64_from):
+        self.manifest = manifest
+        self.compression = compression
+        self.warnings = warnings
+        self.modules = modules
+        self.zip64_from = zip64_from
+
+    def write(self, sink, start=0, stop=None):
+        if self.compression == "zip":
+            write_zip_stream(self.manifest, sink, self.warnings, self.modules["zlib"],
+                             self.zip64_from)
+            return
+        out = CompressingWriter(sink, new_compressor(self.compression, self.modules))
+        write_tar_stream(self.manifest, out, self.warnings)
+        out.finish()
+
+    def close(self):
+        pass
+
+
+COMPRESSION_MODULES = {"gz": ("zlib",), "bz2": ("bz2",), "xz": ("lzma",),
+                       "zip": ("zlib",), "tar": ()}
+
+
+def compression_modules(compression):
+    """The modules a format needs, imported; WoofError when this Python lacks one."""
+    modules = {}
+    for name in COMPRESSION_MODULES[compression]:
+        module = optional_module(name)
+        if module is None:
+            raise WoofError("this Python was built without the %s module, needed for "
+                            "%s archives; choose another format" % (name, compression))
+        modules[name] = module
+    return modules
+
+
+def new_compressor(compression, modules):
+    if compression == "gz":
+        zlib = modules["zlib"]
+        return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: with a gzip wrapper
+    if compression == "bz2":
+        return modules["bz2"].BZ2Compressor(BZIP2_LEVEL)
+    lzma = modules["lzma"]
+    return lzma.LZMACompressor(lzma.FORMAT_XZ, preset=XZ_PRESET)
+
+
+class ArchiveOffer:
+    """Folders and files offered as one archive (tar, tar.gz, tar.bz2, tar.xz, zip).
+
+    Each request walks the tree again, so a download gets the folder as it
+    is.  Plain tar can be resumed with Range, but only while the folder is
+    as it was when woof started: once it changed, a resumed download would
+    splice two different archives, so Range without If-Range is refused.
+    """
+
+    def __init__(self, paths, compression="gz", log=None, name=None, zip64_from=ZIP32_MAX):
+        self.paths = list(paths)
+        self.compression = compression
+        self.log = log or Log()
+        self.zip64_from = zip64_from
+        self.modules = compression_modules(compression)
+        self.lock = threading.Lock()
+        manifest = walk_paths(self.paths, keep_links=compression != "zip")
+        self.first_digest = manifest.digest
+        self.current = self.adopt(manifest)
+        self.name = name or archive_name(self.paths, compression)
+        self.content_type = guess_content_type(self.name)
+
+    def adopt(self, manifest):
+        """(manifest, tar layout or None) for a manifest seen for the first time."""
+        for problem in manifest.problems:
+            self.log.warn(problem)
+        layout = TarLayout(manifest) if self.compression == "tar" else None
+        return manifest, layout
+
+    def refresh(self):
+        """The manifest (and layout) of the tree as it is now."""
+        with self.lock:
+            known = self.current
+        try:
+            manifest = walk_paths(self.paths, self.compression != "zip", known[0])
+        except WoofError as error:
+            raise Unavailable(HTTPStatus.GONE, str(error))
+        if manifest is known[0]:
+            return known
+        current = self.adopt(manifest)
+        with self.lock:
+            self.current = current
+        return current
+
+    def open(self, sending_body=True):
+        manifest, layout = self.refresh()
+        warnings = ArchiveWarnings(self.log)
+        if layout is None:
+            return StreamedArchiveBody(manifest, self.compression, warnings, self.modules,
+                                       self.zip64_from)
+        conflict = None
+        if manifest.digest != self.first_digest:
+            conflict = ("the folder changed since woof started, so resuming would "
+                        "corrupt the archive; download it again from the start")
+        return TarBody(manifest, layout, warnings, conflict)
 
 
 # ---------------------------------------------------------------------------
@@ -782,7 +1591,7 @@ class WoofHandler(BaseHTTPRequestHandler):
         """Send the status line and headers for `body`.
 
         Returns the span (start, stop) of the body to send, or None when the
-        answer has no body (304, 416).  The caller sends the body, if any,
+        answer has no body (304, 409, 416).  The caller sends the body, if any,
         and closes `body`.
         """
         if self.not_modified(body):
@@ -796,6 +1605,11 @@ class WoofHandler(BaseHTTPRequestHandler):
         # An empty body has no byte to select; answering 416 would leave a
         # client that always asks for "bytes=0-" unable ever to finish.
         if range_header and body.size and self.range_allowed(body):
+            conflict = getattr(body, "resume_conflict", None)
+            if conflict and self.headers.get("If-Range") is None:
+                # The client holds part of another archive (RFC 9110, 15.5.10).
+                self.send_error(HTTPStatus.CONFLICT, conflict)
+                return None
             try:
                 asked = parse_range(range_header, body.size)
             except UnsatisfiableRange:
@@ -1032,7 +1846,8 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         with self.lock:
             if body.size is None:
                 if not complete:
-                    self.fail_stream(received)
+                    if getattr(body, "one_shot", False):
+                        self.fail_stream(received)
                     return None
                 return self.count_completion()
             host = client_host(client_address)
@@ -1089,6 +1904,9 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
 EXAMPLES = """\
 examples:
   woof.py report.pdf           offer one file, once, on port 8080
+  woof.py photos/              offer a folder as photos.tar.gz, made as it is sent
+  woof.py -Z a.pdf b.txt dir/  offer all three in one zip
+  woof.py -u big-folder/       plain tar: with a size, resumable (curl -C -)
   woof.py -c 3 -p 9000 a.iso   offer it three times on port 9000
   woof.py -i 127.0.0.1 x.txt   listen on this machine only
   tar cf - dir | woof.py --name dir.tar -
@@ -1152,7 +1970,8 @@ def build_parser():
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", metavar="FILE",
-                        help="what to offer; - for standard input")
+                        help="what to offer: a file, or folders and files as one "
+                             "archive; - for standard input")
     parser.add_argument("-i", "--ip", metavar="ADDR",
                         help="listen on this address only (default: all)")
     parser.add_argument("-p", "--port", type=port_number, metavar="PORT",
@@ -1232,8 +2051,8 @@ def checked_name(name):
     return name
 
 
-def build_offer(args, stdin):
-    """The offer the command line asks for."""
+def build_offer(args, stdin, compression="gz", log=None):
+    """The offer the command line asks for; folders and several paths as an archive."""
     name = checked_name(args.name) if args.name is not None else None
     if args.offer_self:
         if args.paths:
@@ -1241,9 +2060,11 @@ def build_offer(args, stdin):
         return FileOffer(os.path.abspath(__file__), name or "woof.py")
     if args.paths == ["-"]:
         return StreamOffer(stdin or sys.stdin.buffer, name or STDIN_NAME)
-    if len(args.paths) != 1 or "-" in args.paths:
-        raise WoofError("give one FILE to offer")
-    return FileOffer(args.paths[0], name)
+    if "-" in args.paths:
+        raise WoofError("- (standard input) can only be offered alone")
+    if len(args.paths) == 1 and not os.path.isdir(args.paths[0]):
+        return FileOffer(args.paths[0], name)
+    return ArchiveOffer(args.paths, compression, log, name)
 
 
 def announce(server, offer, settings, log):
@@ -1281,7 +2102,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None):
     log = Log(settings.quiet)
     server = None
     try:
-        offer = build_offer(args, stdin)
+        offer = build_offer(args, stdin, settings.compression, log)
         server = WoofServer(settings, offer, log)
         announce(server, offer, settings, log)
         server.serve_until_done()

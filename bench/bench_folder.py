@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Benchmark woof.py's folder offers: wall time and woof's peak memory.
+
+    python3 bench/bench_folder.py [--quick]
+
+1. One 1 GiB file offered alone, then in a folder as plain tar (-u).
+2. 20,000 files of 1-10 KB in every format, beside `tar cf - | cat` and
+   `tar czf -` run locally.
+3. A folder holding a 4.5 GiB sparse file, in every format (memory).
+4. In-process: how long a walk of the 20,000 files takes (each request
+   walks the tree again) and the plain tar layout (made when it changed).
+
+Everything lives in a temporary folder under /tmp, deleted at the end;
+woof listens on 127.0.0.1 only and each run ends after one download.
+--quick uses 2,000 small files and a 1.5 GiB sparse file.
+"""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchlib import have, make_random_file, make_sparse_file, median, report, run, start_woof
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import woof  # noqa: E402  (the copy beside this folder)
+
+FORMATS = (("-u", "tar"), ("-z", "tar.gz"), ("-j", "tar.bz2"), ("--xz", "tar.xz"),
+           ("-Z", "zip"))
+REPEATS = 3
+
+
+def fetch(url):
+    """Download url to /dev/null with curl; return the wall time."""
+    return run(["curl", "-sS", "-o", os.devnull, url])
+
+
+def serve_once(args):
+    """Offer args once, download it; return (client seconds, woof peak MiB)."""
+    child, url = start_woof(args)
+    try:
+        seconds = fetch(url)
+        code, _, peak = child.finish(timeout=900)
+    finally:
+        child.stop()
+    if code != 0:
+        raise RuntimeError("woof exited with %s for %s" % (code, args))
+    return seconds, peak
+
+
+def make_small_tree(root, count):
+    """count files of 1-10 KB, half random and half text, 100 per folder."""
+    chance = random.Random(1)
+    words = b"woof offers a folder as one archive built while it is sent "
+    for index in range(count):
+        folder = os.path.join(root, "d%03d" % (index // 100))
+        if index % 100 == 0:
+            os.makedirs(folder)
+        size = chance.randint(1024, 10240)
+        data = os.urandom(size) if index % 2 else (words * (size // len(words) + 1))[:size]
+        with open(os.path.join(folder, "f%05d.txt" % index), "wb") as handle:
+            handle.write(data)
+
+
+def shell_seconds(command, cwd):
+    return run(["sh", "-c", command], cwd=cwd)
+
+
+def bench_big_file(work, rows):
+    folder = os.path.join(work, "one-big")
+    os.makedirs(folder)
+    path = make_random_file(os.path.join(folder, "big.bin"), 1 << 30)
+    alone = [serve_once([path]) for _ in range(REPEATS)]
+    as_tar = [serve_once(["-u", folder]) for _ in range(REPEATS)]
+    alone_s = median([seconds for seconds, _ in alone])
+    tar_s = median([seconds for seconds, _ in as_tar])
+    rows.append(("1 GiB file alone", "%.2f s" % alone_s,
+                 "%.1f MiB" % max(peak for _, peak in alone), ""))
+    rows.append(("1 GiB file in folder, -u", "%.2f s" % tar_s,
+                 "%.1f MiB" % max(peak for _, peak in as_tar), "%.2fx" % (tar_s / alone_s)))
+    os.remove(path)
+
+
+def bench_small_files(work, count, rows):
+    root = os.path.join(work, "small")
+    make_small_tree(root, count)
+    shell_seconds("tar cf - small | cat >/dev/null", work)  # warm the page cache
+    rows.append(("%d files: tar cf - | cat" % count,
+                 "%.2f s" % shell_seconds("tar cf - small | cat >/dev/null", work), "", ""))
+    rows.append(("%d files: tar czf -" % count,
+                 "%.2f s" % shell_seconds("tar czf - small >/dev/null", work), "", ""))
+    for flag, label in FORMATS:
+        seconds, peak = serve_once([flag, root])
+        rows.append(("%d files: woof %s" % (count, label), "%.2f s" % seconds,
+                     "%.1f MiB" % peak, ""))
+
+
+def bench_walk(root, count, rows):
+    """Time the walk in this process; last, as it grows this process, whose peak
+    memory the children started after it would inherit (ru_maxrss survives exec)."""
+    started = time.monotonic()
+    manifest = woof.walk_paths([root], keep_links=True)
+    walked = time.monotonic() - started
+    started = time.monotonic()
+    woof.TarLayout(manifest)
+    laid_out = time.monotonic() - started
+    rows.append(("%d files: first walk" % count, "%.3f s" % walked, "", ""))
+    started = time.monotonic()
+    woof.walk_paths([root], True, manifest)
+    rewalked = time.monotonic() - started
+    rows.append(("%d files: plain tar layout (on change)" % count, "%.3f s" % laid_out, "", ""))
+    rows.append(("%d files: walk matching the last one" % count, "%.3f s" % rewalked, "", ""))
+
+
+def bench_huge_sparse_file(work, size, rows):
+    folder = os.path.join(work, "huge")
+    os.makedirs(folder)
+    make_sparse_file(os.path.join(folder, "sparse.bin"), size)
+    for flag, label in FORMATS:
+        seconds, peak = serve_once([flag, folder])
+        rows.append(("%s sparse file: woof %s" % (woof.format_size(size), label),
+                     "%.2f s" % seconds, "%.1f MiB" % peak, ""))
+    shutil.rmtree(folder)
+
+
+def main(argv):
+    if not have("curl") or not have("tar"):
+        print("bench_folder.py needs curl and tar", file=sys.stderr)
+        return 1
+    quick = "--quick" in argv
+    rows = []
+    work = tempfile.mkdtemp(prefix="woof-bench-folder-", dir="/tmp")
+    try:
+        if not quick:
+            bench_big_file(work, rows)
+        count = 2000 if quick else 20000
+        bench_small_files(work, count, rows)
+        bench_huge_sparse_file(work, (3 << 29) if quick else (9 << 29), rows)
+        bench_walk(os.path.join(work, "small"), count, rows)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("python %s, %d CPUs" % (sys.version.split()[0], os.cpu_count() or 0))
+    report(rows, ("case", "download wall time", "woof peak RSS", "vs file alone"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
