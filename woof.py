@@ -1199,7 +1199,8 @@ class WoofHandler(BaseHTTPRequestHandler):
     # Logging: everything goes through log_outcome() and log_message().
 
     def log_request(self, code="-", size="-"):
-        self.status = int(code) if str(code).isdigit() else code
+        # HTTPStatus is an int whose str() is its name before Python 3.11.
+        self.status = int(code) if isinstance(code, int) or str(code).isdigit() else code
 
     def log_error(self, format, *args):
         pass  # send_error() keeps its message as the note; timeouts need no line
@@ -1704,6 +1705,7 @@ class UploadHandler(WoofHandler):
                 raise UploadRefused(HTTPStatus.BAD_REQUEST, "the request holds no file")
             return saved
         except UploadRefused as refusal:
+            self.note = "aborted: %s" % refusal
             self.refuse(refusal)
         except WoofError as error:
             self.refuse(UploadRefused(HTTPStatus.INTERNAL_SERVER_ERROR, str(error)))
