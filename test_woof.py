@@ -632,6 +632,15 @@ class UploadServerTest(UploadTestCase):
         self.assertIn(b"408", raw.recv(4096))
         self.assertEqual(self.inbox_files(), {})
         self.assertFalse(run.done())
+        self.assertIn("aborted: the client stopped sending", self.log_text())
+
+    def test_a_folder_gone_while_serving_is_a_server_error(self):
+        run = self.receive()
+        os.rmdir(self.inbox)
+        response, data = self.request(run, "PUT", "/late.txt", body=b"late")
+        self.assert_response(response, data, 500)
+        self.assertIn(b"cannot save the upload", data)
+        self.assertFalse(run.done())
 
     def test_stopping_woof_removes_uploads_in_progress(self):
         run = self.receive()

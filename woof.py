@@ -1110,7 +1110,10 @@ class UploadBatch:
         An unnamed, empty file is what browsers send for a file input left
         empty (HTML, 4.10.21.8): it is dropped, and None returned.
         """
-        path, handle = create_temporary(self.folder)
+        try:
+            path, handle = create_temporary(self.folder)
+        except OSError as error:
+            raise storage_error(error)
         with self.lock:
             self.temporaries.add(path)
         started = time.monotonic()
@@ -1147,13 +1150,13 @@ class UploadBatch:
         for path, client_name, size, seconds in self.received:
             parts = upload_path(client_name)
             parent, shown = self.folder, []
-            for depth in range(len(parts) - 1):
-                key = tuple(parts[:depth + 1])
-                if key not in folders:
-                    made = make_unique_folder(parent, parts[depth])
-                    folders[key] = (os.path.join(parent, made), shown + [made])
-                parent, shown = folders[key]
             try:
+                for depth in range(len(parts) - 1):
+                    key = tuple(parts[:depth + 1])
+                    if key not in folders:
+                        made = make_unique_folder(parent, parts[depth])
+                        folders[key] = (os.path.join(parent, made), shown + [made])
+                    parent, shown = folders[key]
                 final = link_unique(path, parent, parts[-1])
             except OSError as error:
                 raise storage_error(error)
@@ -1709,12 +1712,13 @@ class UploadHandler(WoofHandler):
             self.refuse(refusal)
         except WoofError as error:
             self.refuse(UploadRefused(HTTPStatus.INTERNAL_SERVER_ERROR, str(error)))
+        except socket.timeout:
+            self.note = "aborted: the client stopped sending"
+            self.refuse(UploadRefused(HTTPStatus.REQUEST_TIMEOUT, "the client stopped sending"),
+                        body_coming=False)
         except OSError as error:
             self.close_connection = True
             self.note = "aborted: %s" % describe_transfer_error(error)
-            if isinstance(error, socket.timeout):
-                self.refuse(UploadRefused(HTTPStatus.REQUEST_TIMEOUT,
-                                          "the client stopped sending"), body_coming=False)
         return None
 
     def read_form(self, reader, batch):
