@@ -194,12 +194,12 @@ class PieceReader:
         self.sizes = list(sizes)
         self.position = 0
 
-    def read(self, size):
+    def readinto(self, view):
         piece = self.sizes.pop(0) if self.sizes else len(self.data)
-        piece = min(size, max(piece, 1))
-        data = self.data[self.position:self.position + piece]
+        data = self.data[self.position:self.position + min(len(view), max(piece, 1))]
+        view[:len(data)] = data
         self.position += len(data)
-        return data
+        return len(data)
 
 
 def read_form(reader, boundary=BOUNDARY, read_size=woof.COPY_BUFFER_SIZE):
@@ -215,7 +215,7 @@ def read_form(reader, boundary=BOUNDARY, read_size=woof.COPY_BUFFER_SIZE):
             data = parts.read()
             if not data:
                 break
-            pieces.append(data)
+            pieces.append(bytes(data))
         found.append((part.field, part.filename, b"".join(pieces)))
 
 
@@ -322,13 +322,13 @@ class MultipartReaderTest(unittest.TestCase):
 class ChunkedReaderTest(unittest.TestCase):
     def read_all(self, raw, limit=None, size=5):
         reader = woof.ChunkedReader(io.BufferedReader(io.BytesIO(raw)), limit)
+        view = memoryview(bytearray(size))
         pieces = []
         while True:
-            data = reader.read(size)
-            if not data:
+            got = reader.readinto(view)
+            if not got:
                 return b"".join(pieces)
-            self.assertLessEqual(len(data), size)
-            pieces.append(data)
+            pieces.append(bytes(view[:got]))
 
     def test_chunks_are_decoded(self):
         raw = (b"3\r\nabc\r\n10;ext=1\r\n0123456789abcdef\r\nA\r\n" + b"\r\n" * 5

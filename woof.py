@@ -648,9 +648,12 @@ class StreamOffer:
 # ---------------------------------------------------------------------------
 # Receiving: request bodies and the multipart reader
 #
-# A reader has read(size) returning at most `size` bytes of a request body,
-# b"" once it has all been read; it raises UploadRefused when the body is
-# cut short, malformed or too large, and OSError when the connection fails.
+# A reader has readinto(view), which fills a writable buffer with the next
+# bytes of a request body and returns their count, 0 once the body has all
+# been read; it raises UploadRefused when the body is cut short, malformed
+# or too large, and OSError when the connection fails.  Reading into one
+# buffer again and again spares allocating (and faulting in) a new one for
+# every megabyte.
 # ---------------------------------------------------------------------------
 
 class LengthReader:
@@ -661,16 +664,16 @@ class LengthReader:
         self.length = length
         self.left = length
 
-    def read(self, size):
+    def readinto(self, view):
         if self.left <= 0:
-            return b""
-        data = self.stream.read(min(size, self.left))
-        if not data:
+            return 0
+        got = self.stream.readinto(view[:min(len(view), self.left)])
+        if not got:
             raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body ended after %s of %s"
                                 % (format_size(self.length - self.left),
                                    format_size(self.length)))
-        self.left -= len(data)
-        return data
+        self.left -= got
+        return got
 
 
 class ChunkedReader:
@@ -686,31 +689,29 @@ class ChunkedReader:
         self.chunk_left = 0
         self.ended = False
 
-    def read(self, size):
-        # Gathering several chunks makes few large writes of small chunks.
-        pieces = []
-        wanted = size
-        while wanted > 0 and not self.ended:
+    def readinto(self, view):
+        # Filling the view from several chunks makes few large writes of small chunks.
+        filled = 0
+        while filled < len(view) and not self.ended:
             if self.chunk_left == 0:
                 self.chunk_left = self.next_chunk_size()
                 if self.chunk_left == 0:
                     self.skip_trailers()
                     self.ended = True
                     break
-            data = self.stream.read(min(wanted, self.chunk_left))
-            if not data:
-                raise UploadRefused(HTTPStatus.BAD_REQUEST,
-                                    "the body ended inside a chunk")
-            pieces.append(data)
-            wanted -= len(data)
-            self.chunk_left -= len(data)
-            self.received += len(data)
+            wanted = min(len(view) - filled, self.chunk_left)
+            got = self.stream.readinto(view[filled:filled + wanted])
+            if not got:
+                raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body ended inside a chunk")
+            filled += got
+            self.chunk_left -= got
+            self.received += got
             if self.limit is not None and self.received > self.limit:
                 raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                     "the upload is larger than %s" % format_size(self.limit))
             if self.chunk_left == 0 and self.stream.read(2) != b"\r\n":
                 raise UploadRefused(HTTPStatus.BAD_REQUEST, "a chunk has no CRLF after it")
-        return b"".join(pieces)
+        return filled
 
     def read_line(self):
         line = self.stream.readline(MAX_CHUNK_LINE + 1)
@@ -819,8 +820,9 @@ class MultipartReader:
 
     next_part() moves to the next part and returns its FormPart, or None
     after the closing delimiter; read() returns the next piece of the
-    current part's content, b"" at its end.  Memory stays within a few
-    times read_size, whatever the size of the parts.
+    current part's content, empty at its end.  A piece is a memoryview of
+    the reader's one buffer, valid until the next call: memory stays the
+    same whatever the size of the parts.
     """
 
     def __init__(self, reader, boundary, read_size=COPY_BUFFER_SIZE):
@@ -830,30 +832,39 @@ class MultipartReader:
         # all the others (RFC 2046, 5.1.1), and what comes before it (the
         # preamble) is the content of a part nobody asks for.
         self.delimiter = b"\r\n--" + boundary
-        self.buffer = b"\r\n"
+        self.buffer = bytearray(read_size + MAX_PART_HEADER + 2 * len(self.delimiter) + 4)
+        self.view = memoryview(self.buffer)
+        self.view[:2] = b"\r\n"
+        self.start, self.end = 0, 2
         self.in_part = True
         self.closed = False
 
     def fill(self):
-        data = self.reader.read(self.read_size)
-        if not data:
+        """Keep the unread bytes, moved to the front, and read more after them."""
+        kept = self.end - self.start
+        if self.start:
+            self.view[:kept] = bytes(self.view[self.start:self.end])
+            self.start, self.end = 0, kept
+        got = self.reader.readinto(self.view[self.end:self.end + self.read_size])
+        if not got:
             raise UploadRefused(HTTPStatus.BAD_REQUEST,
                                 "the form data ended before its closing boundary")
-        self.buffer += data
+        self.end += got
 
     def read(self):
-        """The next piece of the current part's content; b"" at its end."""
+        """The next piece of the current part's content; empty at its end."""
         while self.in_part:
-            found = self.buffer.find(self.delimiter)
+            found = self.buffer.find(self.delimiter, self.start, self.end)
             if found >= 0:
-                data = self.buffer[:found]
-                self.buffer = self.buffer[found + len(self.delimiter):]
+                data = self.view[self.start:found]
+                self.start = found + len(self.delimiter)
                 self.in_part = False
                 return data
             # Keep what could be the start of a delimiter split across reads.
-            safe = len(self.buffer) - (len(self.delimiter) - 1)
-            if safe > 0:
-                data, self.buffer = self.buffer[:safe], self.buffer[safe:]
+            safe = self.end - (len(self.delimiter) - 1)
+            if safe > self.start:
+                data = self.view[self.start:safe]
+                self.start = safe
                 return data
             self.fill()
         return b""
@@ -864,9 +875,9 @@ class MultipartReader:
             pass
         if self.closed:
             return None
-        while len(self.buffer) < 2:
+        while self.end - self.start < 2:
             self.fill()
-        if self.buffer.startswith(b"--"):
+        if self.buffer.startswith(b"--", self.start):
             self.closed = True
             return None
         part = self.read_part_headers()
@@ -875,13 +886,14 @@ class MultipartReader:
 
     def read_part_headers(self):
         while True:
-            end = self.buffer.find(b"\r\n\r\n")
+            end = self.buffer.find(b"\r\n\r\n", self.start, self.end)
             if end >= 0:
                 break
-            if len(self.buffer) > MAX_PART_HEADER:
+            if self.end - self.start > MAX_PART_HEADER:
                 raise UploadRefused(HTTPStatus.BAD_REQUEST, "a part's headers are too long")
             self.fill()
-        block, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+        block = bytes(self.view[self.start:end])
+        self.start = end + 4
         padding, _, lines = block.partition(b"\r\n")
         if padding.strip(b" \t"):
             raise UploadRefused(HTTPStatus.BAD_REQUEST, "a boundary line has extra text")
@@ -898,10 +910,10 @@ class MultipartReader:
     def drain_epilogue(self, limit=MAX_EPILOGUE):
         """Read what follows the closing delimiter; False if more than limit is left."""
         while limit > 0:
-            data = self.reader.read(min(self.read_size, limit))
-            if not data:
+            got = self.reader.readinto(self.view[:min(self.read_size, limit)])
+            if not got:
                 return True
-            limit -= len(data)
+            limit -= got
         return False
 
 
@@ -1105,7 +1117,7 @@ class UploadBatch:
         self.lock = threading.Lock()
 
     def receive(self, client_name, read):
-        """Save the pieces read() returns until b""; return the size.
+        """Save the pieces read() returns until an empty one; return the size.
 
         An unnamed, empty file is what browsers send for a file input left
         empty (HTML, 4.10.21.8): it is dropped, and None returned.
@@ -1734,7 +1746,8 @@ class UploadHandler(WoofHandler):
 
     def read_put(self, reader, batch):
         path = name_bytes(request_path(self.path)).decode("utf-8", "replace")
-        batch.receive(path.lstrip("/"), lambda: reader.read(COPY_BUFFER_SIZE))
+        view = memoryview(bytearray(COPY_BUFFER_SIZE))
+        batch.receive(path.lstrip("/"), lambda: view[:reader.readinto(view)])
 
     def answer_saved(self, saved, counted):
         who = client_host(self.client_address)

@@ -25,7 +25,10 @@ class Child:
         self.process = subprocess.Popen(argv, **popen_args)
 
     def finish(self, timeout=600):
-        """Wait for the program; return (exit status, seconds, peak RSS in MiB)."""
+        """Wait for the program; return (exit status, seconds, peak RSS in MiB).
+
+        Its CPU time (user + system, in seconds) is then in self.cpu_seconds.
+        """
         deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
@@ -37,6 +40,7 @@ class Child:
                 break
             time.sleep(0.005)
         seconds = time.monotonic() - self.started
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
         code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
             else (status >> 8 if status & 0x7F == 0 else -(status & 0x7F))
         self.process.returncode = code
