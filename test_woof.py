@@ -835,7 +835,7 @@ class UploadCommandLineTest(UploadTestCase):
 # Run by WOOF_BROWSER_PYTHON (a Python with Playwright): uploads two files
 # with the page's script, one without JavaScript, then downloads one file.
 BROWSER_SCRIPT = r"""
-import json, sys
+import json, re, sys
 from playwright.sync_api import sync_playwright
 upload_url, download_url, first, second, third = sys.argv[1:6]
 flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -848,8 +848,8 @@ with sync_playwright() as playwright:
         page.goto(upload_url)
         page.set_input_files("#files", [first, second])
         page.click("#send")
-        page.wait_for_function("document.getElementById('status').textContent.indexOf('Saved') == 0"
-                               " || document.getElementById('status').textContent.indexOf('Not') == 0")
+        # A locator waits without eval(), which the page's CSP forbids.
+        page.locator("#status", has_text=re.compile("^(Saved|Not saved)")).wait_for()
         result["status"] = page.text_content("#status")
         result["progress"] = page.eval_on_selector_all("progress", "bars => bars.map(b => b.value / b.max)")
         plain = browser.new_context(java_script_enabled=False).new_page()

@@ -1428,7 +1428,9 @@ UPLOAD_PAGE_HEAD = """<!DOCTYPE html>
 body{font:1rem/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);
 max-width:38rem;margin:0 auto;padding:1rem}
 h1{font-size:1.5rem;margin:.5rem 0 1rem}
-fieldset{border:2px dashed var(--line);border-radius:.8rem;padding:1rem;display:grid;gap:.6rem;margin:0}
+*{box-sizing:border-box}
+fieldset{border:2px dashed var(--line);border-radius:.8rem;padding:1rem;display:grid;gap:.6rem;
+margin:0;min-width:0}
 fieldset.over{border-color:var(--accent)}
 label{font-weight:600}
 input{max-width:100%;font:inherit}
@@ -1508,7 +1510,7 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
           rate = sent / Math.max((Date.now() - started) / 1000, 0.001);
       rows.forEach(function (row) {
         var got = Math.max(0, Math.min(row.size, sent - row.start));
-        row.bar.value = row.size ? got : (got >= 0 && sent >= row.start ? 1 : 0);
+        row.bar.value = row.size ? got : (sent >= row.start ? 1 : 0);
         if (got > 0 && got < row.size) {
           row.note.textContent = size(rate) + "/s, " + duration((row.size - got) / rate) + " left";
         } else if (sent >= row.start + row.size) {
