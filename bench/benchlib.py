@@ -27,7 +27,8 @@ class Child:
     def finish(self, timeout=600):
         """Wait for the program; return (exit status, seconds, peak RSS in MiB).
 
-        Its CPU time (user + system, in seconds) is then in self.cpu_seconds.
+        Its CPU time (user + system, in seconds) is then in self.cpu_seconds,
+        and the part spent in its own code (user) in self.user_seconds.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -41,6 +42,7 @@ class Child:
             time.sleep(0.005)
         seconds = time.monotonic() - self.started
         self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        self.user_seconds = usage.ru_utime
         code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
             else (status >> 8 if status & 0x7F == 0 else -(status & 0x7F))
         self.process.returncode = code
