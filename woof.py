@@ -17,12 +17,15 @@ import bisect
 import configparser
 import email.utils
 import errno
+import fractions
 import hashlib
+import html
 import importlib
 import mimetypes
 import os
 import re
 import selectors
+import shutil
 import socket
 import socketserver
 import stat
@@ -120,6 +123,15 @@ def optional_module(name):
         return None
 
 
+# Windows refuses some characters and device names in file names (CON, NUL...).
+WINDOWS_FILE_NAMES = os.name == "nt"
+
+# Errors that mean "this disk is full", wherever they exist (EDQUOT: quotas;
+# EFBIG: the file-size limit or the file system's largest file, as on FAT).
+DISK_FULL_ERRNOS = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG")
+                         if hasattr(errno, name))
+
+
 def parse_command_line(parser, argv):
     """Parse argv, letting options and paths mix freely where Python can (3.7+)."""
     parse = getattr(parser, "parse_intermixed_args", parser.parse_args)
@@ -143,6 +155,21 @@ MAX_RANGE_DIGITS = 19
 POLL_INTERVAL = 0.2
 CONFIG_PATHS = ("/etc/woofrc", "~/.woofrc")
 STDIN_NAME = "stdin"
+
+# Receiving
+MAX_NAME_BYTES = 255
+MAX_EXTENSION_BYTES = 32
+MAX_UPLOAD_DEPTH = 32
+MAX_NAME_TRIES = 10000
+MAX_PART_HEADER = 16 << 10
+MAX_CHUNK_LINE = 4096
+MAX_TRAILER_LINES = 64
+MAX_EPILOGUE = 64 << 10
+DRAIN_SECONDS = 2.0
+DRAIN_LIMIT = 64 << 20
+UNNAMED_UPLOAD = "upload"
+TEMPORARY_PREFIX = ".woof-"
+TEMPORARY_SUFFIX = ".part"
 
 # Addresses reserved for documentation (RFC 5737, RFC 3849): connecting a UDP
 # socket to one sends nothing but tells which local address would be used.
@@ -240,6 +267,10 @@ class FileChanged(WoofError):
 
 class UnsatisfiableRange(WoofError):
     """A Range header that selects no byte of the offer (RFC 7233, 4.4)."""
+
+
+class UploadRefused(Unavailable):
+    """An upload that cannot be (or was not completely) received; carries the status."""
 
 
 # ---------------------------------------------------------------------------
@@ -407,6 +438,25 @@ def format_size(count):
             return "%d B" % count if unit == "B" else "%.1f %s" % (value, unit)
         value /= 1024
     return "%d B" % count
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgtpe])(i?)(b?)|(b?))\s*$", re.I)
+SIZE_PREFIXES = "kmgtpe"
+
+
+def parse_size(text):
+    """The bytes in a size people write: 1048576, 500M, 2G, 1.5GiB, 2GB.
+
+    K, M, G... and KiB, MiB, GiB... are powers of 1024; KB, MB, GB... are
+    powers of 1000, as in dd.  Raises ValueError for anything else.
+    """
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError("%r is not a size" % text)
+    number, prefix, binary, byte, _ = match.groups()
+    power = SIZE_PREFIXES.index(prefix.lower()) + 1 if prefix else 0
+    base = 1000 if byte and not binary else 1024
+    return int(fractions.Fraction(number) * base ** power)
 
 
 def client_host(address):
@@ -1480,6 +1530,547 @@ class ArchiveOffer:
 
 
 # ---------------------------------------------------------------------------
+# Receiving: request bodies and the multipart reader
+#
+# A reader has readinto(view), which fills a writable buffer with the next
+# bytes of a request body and returns their count, 0 once the body has all
+# been read; it raises UploadRefused when the body is cut short, malformed
+# or too large, and OSError when the connection fails.  Reading into one
+# buffer again and again spares allocating (and faulting in) a new one for
+# every megabyte.
+# ---------------------------------------------------------------------------
+
+class LengthReader:
+    """A request body of a length given by Content-Length."""
+
+    def __init__(self, stream, length):
+        self.stream = stream
+        self.length = length
+        self.left = length
+
+    def readinto(self, view):
+        if self.left <= 0:
+            return 0
+        got = self.stream.readinto(view[:min(len(view), self.left)])
+        if not got:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body ended after %s of %s"
+                                % (format_size(self.length - self.left),
+                                   format_size(self.length)))
+        self.left -= got
+        return got
+
+
+class ChunkedReader:
+    """A request body sent in chunks (RFC 7230, 4.1), decoded.
+
+    With a `limit`, a body that grows beyond it is refused as soon as it does.
+    """
+
+    def __init__(self, stream, limit=None):
+        self.stream = stream
+        self.limit = limit
+        self.received = 0
+        self.chunk_left = 0
+        self.ended = False
+
+    def readinto(self, view):
+        # Filling the view from several chunks makes few large writes of small chunks.
+        filled = 0
+        while filled < len(view) and not self.ended:
+            if self.chunk_left == 0:
+                self.chunk_left = self.next_chunk_size()
+                if self.chunk_left == 0:
+                    self.skip_trailers()
+                    self.ended = True
+                    break
+            wanted = min(len(view) - filled, self.chunk_left)
+            got = self.stream.readinto(view[filled:filled + wanted])
+            if not got:
+                raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body ended inside a chunk")
+            filled += got
+            self.chunk_left -= got
+            self.received += got
+            if self.limit is not None and self.received > self.limit:
+                raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                    "the upload is larger than %s" % format_size(self.limit))
+            if self.chunk_left == 0 and self.stream.read(2) != b"\r\n":
+                raise UploadRefused(HTTPStatus.BAD_REQUEST, "a chunk has no CRLF after it")
+        return filled
+
+    def read_line(self):
+        line = self.stream.readline(MAX_CHUNK_LINE + 1)
+        if not line.endswith(b"\n"):
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "a chunk line is cut off or too long")
+        return line
+
+    def next_chunk_size(self):
+        # chunk-size [ chunk-ext ] CRLF; extensions carry nothing woof needs.
+        digits = self.read_line().split(b";", 1)[0].strip()
+        if not 0 < len(digits) <= 16 or digits.strip(b"0123456789abcdefABCDEF"):
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "a chunk size is not hexadecimal")
+        return int(digits, 16)
+
+    def skip_trailers(self):
+        for _ in range(MAX_TRAILER_LINES):
+            if self.read_line() in (b"\r\n", b"\n"):
+                return
+        raise UploadRefused(HTTPStatus.BAD_REQUEST, "too many trailer fields")
+
+
+_PARAMETER = re.compile(r';\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\["\\]?)*"|[^;]*)')
+_QUOTED_PAIR = re.compile(r'\\(["\\])')
+
+
+def header_parameters(value):
+    """(value, {parameter: text}) of a header such as Content-Type (RFC 7231, 3.1.1.1).
+
+    Parameter names are lower-cased.  A backslash escapes only `"` and `\\`
+    so that Windows paths sent unescaped survive.  An extended parameter
+    (name*, RFC 8187) is decoded and stored under its own name, star kept;
+    one that cannot be decoded is left out.
+    """
+    main, _, rest = value.partition(";")
+    parameters = {}
+    for match in _PARAMETER.finditer(";" + rest):
+        name, text = match.group(1).lower(), match.group(2).strip()
+        if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+            text = _QUOTED_PAIR.sub(r"\1", text[1:-1])
+        if name.endswith("*"):
+            text = decode_extended_value(text)
+            if text is None:
+                continue
+        parameters.setdefault(name, text)
+    return main.strip().lower(), parameters
+
+
+def decode_extended_value(text):
+    """The text of charset'language'percent-encoded (RFC 8187, 3.2), or None."""
+    charset, quote, rest = text.partition("'")
+    language, quote2, encoded = rest.partition("'")
+    if not quote or not quote2 or charset.strip().lower() not in ("utf-8", "iso-8859-1"):
+        return None
+    try:
+        return urllib.parse.unquote_to_bytes(encoded).decode(charset.strip())
+    except (UnicodeError, LookupError):
+        return None
+
+
+def form_file_name(parameters):
+    """The file name of a form-data part, or None when the part is no file.
+
+    filename* wins over filename (RFC 6266, 4.3).  Browsers write `"`, CR
+    and LF in names as %22, %0D and %0A (HTML, 4.10.21.8); curl since 7.81
+    does too; other clients escape `"` with a backslash instead.
+    """
+    if "filename*" in parameters:
+        return parameters["filename*"]
+    name = parameters.get("filename")
+    if name is None:
+        return None
+    for escaped, char in (("%22", '"'), ("%0D", "\r"), ("%0A", "\n")):
+        name = name.replace(escaped, char)
+    return name
+
+
+def header_text(raw):
+    """Header bytes as text: UTF-8 as browsers send it, else Latin-1 (RFC 7230, 3.2.4)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def form_boundary(content_type):
+    """The boundary of a multipart/form-data Content-Type, as bytes; or None."""
+    kind, parameters = header_parameters(content_type or "")
+    boundary = parameters.get("boundary", "")
+    if kind != "multipart/form-data" or not 0 < len(boundary) <= 70:
+        return None
+    try:
+        return boundary.encode("ascii")
+    except UnicodeError:
+        return None
+
+
+class FormPart(NamedTuple):
+    """The headers of one part of a form: its field name and, for files, the file name."""
+
+    field: str
+    filename: Optional[str]
+
+
+class MultipartReader:
+    """The parts of a multipart/form-data body (RFC 7578; RFC 2046, 5.1), streamed.
+
+    next_part() moves to the next part and returns its FormPart, or None
+    after the closing delimiter; read() returns the next piece of the
+    current part's content, empty at its end.  A piece is a memoryview of
+    the reader's one buffer, valid until the next call: memory stays the
+    same whatever the size of the parts.
+    """
+
+    def __init__(self, reader, boundary, read_size=COPY_BUFFER_SIZE):
+        self.reader = reader
+        self.read_size = read_size
+        # Read as if the body began with CRLF, the first delimiter is like
+        # all the others (RFC 2046, 5.1.1), and what comes before it (the
+        # preamble) is the content of a part nobody asks for.
+        self.delimiter = b"\r\n--" + boundary
+        self.buffer = bytearray(read_size + MAX_PART_HEADER + 2 * len(self.delimiter) + 4)
+        self.view = memoryview(self.buffer)
+        self.view[:2] = b"\r\n"
+        self.start, self.end = 0, 2
+        self.in_part = True
+        self.closed = False
+
+    def fill(self):
+        """Keep the unread bytes, moved to the front, and read more after them."""
+        kept = self.end - self.start
+        if self.start:
+            self.view[:kept] = bytes(self.view[self.start:self.end])
+            self.start, self.end = 0, kept
+        got = self.reader.readinto(self.view[self.end:self.end + self.read_size])
+        if not got:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST,
+                                "the form data ended before its closing boundary")
+        self.end += got
+
+    def read(self):
+        """The next piece of the current part's content; empty at its end."""
+        while self.in_part:
+            found = self.buffer.find(self.delimiter, self.start, self.end)
+            if found >= 0:
+                data = self.view[self.start:found]
+                self.start = found + len(self.delimiter)
+                self.in_part = False
+                return data
+            # Keep what could be the start of a delimiter split across reads.
+            safe = self.end - (len(self.delimiter) - 1)
+            if safe > self.start:
+                data = self.view[self.start:safe]
+                self.start = safe
+                return data
+            self.fill()
+        return b""
+
+    def next_part(self):
+        """The FormPart of the next part, or None after the last one."""
+        while self.read():
+            pass
+        if self.closed:
+            return None
+        while self.end - self.start < 2:
+            self.fill()
+        if self.buffer.startswith(b"--", self.start):
+            self.closed = True
+            return None
+        part = self.read_part_headers()
+        self.in_part = True
+        return part
+
+    def read_part_headers(self):
+        while True:
+            end = self.buffer.find(b"\r\n\r\n", self.start, self.end)
+            if end >= 0:
+                break
+            if self.end - self.start > MAX_PART_HEADER:
+                raise UploadRefused(HTTPStatus.BAD_REQUEST, "a part's headers are too long")
+            self.fill()
+        block = bytes(self.view[self.start:end])
+        self.start = end + 4
+        padding, _, lines = block.partition(b"\r\n")
+        if padding.strip(b" \t"):
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "a boundary line has extra text")
+        disposition = ""
+        for line in lines.split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if colon and name.strip().lower() == b"content-disposition":
+                disposition = header_text(value)
+        kind, parameters = header_parameters(disposition)
+        if kind != "form-data":
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "a part is not form-data")
+        return FormPart(parameters.get("name", ""), form_file_name(parameters))
+
+    def drain_epilogue(self, limit=MAX_EPILOGUE):
+        """Read what follows the closing delimiter; False if more than limit is left."""
+        while limit > 0:
+            got = self.reader.readinto(self.view[:min(self.read_size, limit)])
+            if not got:
+                return True
+            limit -= got
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Receiving: safe names and safe saving
+#
+# A client names its files, but the names woof writes are its own: one
+# component at a time, made safe, never an existing file or folder.  Data
+# goes to hidden temporary files in the target folder, which get their
+# final names only once the whole upload has arrived.
+# ---------------------------------------------------------------------------
+
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|conin\$|conout\$|com[0-9\u00b9\u00b2\u00b3]"
+                               r"|lpt[0-9\u00b9\u00b2\u00b3])(\.|$)", re.I)
+_WINDOWS_FORBIDDEN = re.compile(r'[<>:"|?*]')
+# Characters that reorder text on screen, so that "gpj.exe" can pose as
+# "exe.jpg" (Unicode TR 36, 2.1): they never help a file name.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def split_extension(name):
+    """(stem, extension) of a name; long or leading-dot 'extensions' are part of the stem."""
+    stem, extension = os.path.splitext(name)
+    if len(extension.encode("utf-8")) > MAX_EXTENSION_BYTES:
+        return name, ""
+    return stem, extension
+
+
+def fit_name(stem, ending=""):
+    """stem + ending, the stem cut at a character so the whole fits MAX_NAME_BYTES."""
+    room = MAX_NAME_BYTES - len(ending.encode("utf-8"))
+    return stem.encode("utf-8")[:max(room, 0)].decode("utf-8", "ignore") + ending
+
+
+def numbered_name(name, number, keep_extension=True):
+    """The number-th other name to try when `name` is taken: 'name (1).ext'."""
+    stem, extension = split_extension(name) if keep_extension else (name, "")
+    return fit_name(stem, " (%d)%s" % (number, extension))
+
+
+def safe_name(name, top_level=True, windows=WINDOWS_FILE_NAMES):
+    """One path component a client sent, made safe to create here; unicode is kept.
+
+    Controls, NUL, bidi controls and unpaired surrogates become "_"; empty,
+    "." and ".." become UNNAMED_UPLOAD; a hidden name in the target folder
+    itself gets a "_" in front, so no upload can become a dotfile there
+    (~/.profile); the name is cut to MAX_NAME_BYTES keeping its extension.
+    With windows=True, characters and device names Windows refuses are
+    avoided as well.
+    """
+    name = "".join("_" if unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS
+                   else char for char in name).strip()
+    if windows:
+        name = _WINDOWS_FORBIDDEN.sub("_", name).rstrip(" .")
+        if _WINDOWS_RESERVED.match(name):
+            name = "_" + name
+    if name in ("", ".", ".."):
+        name = UNNAMED_UPLOAD
+    if top_level and name.startswith("."):
+        name = "_" + name
+    stem, extension = split_extension(name)
+    return fit_name(stem, extension)
+
+
+def upload_path(client_name, windows=WINDOWS_FILE_NAMES):
+    """The safe path components under which to save what a client named client_name.
+
+    A clean relative path, as a folder upload sends ("photos/2024/a.jpg"),
+    keeps its folders; any other path ("../../x", "/etc/passwd", "C:\\x")
+    is reduced to its last component.
+    """
+    parts = client_name.split("/")
+    clean = ("\\" not in client_name and len(parts) <= MAX_UPLOAD_DEPTH
+             and all(part.strip() not in ("", ".", "..") for part in parts))
+    if not clean:
+        parts = [re.split(r"[/\\]", client_name)[-1]]
+    return [safe_name(part, index == 0, windows) for index, part in enumerate(parts)]
+
+
+def storage_error(error):
+    """The UploadRefused for an OSError met while writing to disk."""
+    if error.errno in DISK_FULL_ERRNOS:
+        return UploadRefused(HTTPStatus.INSUFFICIENT_STORAGE,
+                             "no space left for the upload: %s" % (error.strerror or error))
+    return UploadRefused(HTTPStatus.INTERNAL_SERVER_ERROR,
+                         "cannot save the upload: %s" % (error.strerror or error))
+
+
+def check_free_space(folder, length):
+    """Refuse (507) a body of `length` bytes that cannot fit in folder's file system."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # unknown: writing will tell
+    if length > free:
+        raise UploadRefused(HTTPStatus.INSUFFICIENT_STORAGE,
+                            "the upload needs %s but only %s is free"
+                            % (format_size(length), format_size(free)))
+
+
+def create_temporary(folder):
+    """A new hidden, empty file in folder, created exclusively: (path, open file)."""
+    for _ in range(MAX_NAME_TRIES):
+        name = TEMPORARY_PREFIX + os.urandom(8).hex() + TEMPORARY_SUFFIX
+        path = os.path.join(folder, name)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, 0o666)
+        except FileExistsError:
+            continue
+        return path, open(descriptor, "wb", buffering=0)
+    raise WoofError("cannot create a temporary file in %s" % printable_name(folder))
+
+
+def check_writable_folder(folder):
+    """Raise WoofError unless uploads can be saved in folder."""
+    if not os.path.isdir(folder):
+        raise WoofError("%s is not a folder" % printable_name(folder))
+    try:
+        path, handle = create_temporary(folder)
+        handle.close()
+        os.unlink(path)
+    except OSError as error:
+        raise WoofError("cannot save files in %s: %s"
+                        % (printable_name(folder), error.strerror or error))
+
+
+def write_fully(handle, data):
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view):]
+
+
+def remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # already gone, or still open on Windows: nothing better to do
+
+
+def claim_name(temporary, target):
+    """Move a complete temporary file to target, unless target exists (FileExistsError)."""
+    try:
+        os.link(temporary, target)
+    except FileExistsError:
+        raise
+    except (OSError, AttributeError, NotImplementedError):
+        # FAT and some network file systems have no hard links: claim the
+        # name with an exclusive empty file, then move the data over it.
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, 0o666))
+        os.replace(temporary, target)
+        return
+    remove_quietly(temporary)
+
+
+def link_unique(temporary, folder, name):
+    """Give a temporary file a final name in folder that no file had; return that name."""
+    for number in range(MAX_NAME_TRIES):
+        candidate = numbered_name(name, number) if number else name
+        try:
+            claim_name(temporary, os.path.join(folder, candidate))
+        except FileExistsError:
+            continue
+        return candidate
+    raise UploadRefused(HTTPStatus.CONFLICT, "too many files are named %s" % name)
+
+
+def make_unique_folder(parent, name):
+    """Create a new folder in parent, never entering an existing one; return its name."""
+    for number in range(MAX_NAME_TRIES):
+        candidate = numbered_name(name, number, keep_extension=False) if number else name
+        try:
+            os.mkdir(os.path.join(parent, candidate))
+        except FileExistsError:
+            continue
+        return candidate
+    raise UploadRefused(HTTPStatus.CONFLICT, "too many folders are named %s" % name)
+
+
+class SavedFile(NamedTuple):
+    """One file of an upload, under the name woof gave it (relative, with "/")."""
+
+    name: str
+    size: int
+    seconds: float
+
+
+class UploadBatch:
+    """The files of one upload, kept as hidden temporaries until all have arrived.
+
+    Nothing appears under a final name before publish(); discard() removes
+    the temporaries, so a failed upload leaves nothing behind.  Folders of
+    a folder upload are created afresh for each upload ("photos (1)" when
+    "photos" exists), so no file is ever written through an existing folder
+    or symbolic link.
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.received = []  # (temporary path, client's name, size, seconds)
+        self.temporaries = set()
+        self.lock = threading.Lock()
+
+    def receive(self, client_name, read):
+        """Save the pieces read() returns until an empty one; return the size.
+
+        An unnamed, empty file is what browsers send for a file input left
+        empty (HTML, 4.10.21.8): it is dropped, and None returned.
+        """
+        try:
+            path, handle = create_temporary(self.folder)
+        except OSError as error:
+            raise storage_error(error)
+        with self.lock:
+            self.temporaries.add(path)
+        started = time.monotonic()
+        size = 0
+        try:
+            with handle:
+                while True:
+                    data = read()
+                    if not data:
+                        break
+                    try:
+                        write_fully(handle, data)
+                    except OSError as error:
+                        raise storage_error(error)
+                    size += len(data)
+        except BaseException:
+            self.forget(path)
+            raise
+        if size == 0 and not client_name:
+            self.forget(path)
+            return None
+        self.received.append((path, client_name, size, time.monotonic() - started))
+        return size
+
+    def forget(self, path):
+        remove_quietly(path)
+        with self.lock:
+            self.temporaries.discard(path)
+
+    def publish(self):
+        """Give every file received its final name; return the SavedFile list."""
+        folders = {}
+        saved = []
+        for path, client_name, size, seconds in self.received:
+            parts = upload_path(client_name)
+            parent, shown = self.folder, []
+            try:
+                for depth in range(len(parts) - 1):
+                    key = tuple(parts[:depth + 1])
+                    if key not in folders:
+                        made = make_unique_folder(parent, parts[depth])
+                        folders[key] = (os.path.join(parent, made), shown + [made])
+                    parent, shown = folders[key]
+                final = link_unique(path, parent, parts[-1])
+            except OSError as error:
+                raise storage_error(error)
+            with self.lock:
+                self.temporaries.discard(path)
+            saved.append(SavedFile("/".join(shown + [final]), size, seconds))
+        self.received = []
+        return saved
+
+    def discard(self):
+        """Remove every temporary file left (from any thread)."""
+        with self.lock:
+            left, self.temporaries = self.temporaries, set()
+        for path in left:
+            remove_quietly(path)
+
+
+# ---------------------------------------------------------------------------
 # HTTP handler
 # ---------------------------------------------------------------------------
 
@@ -1708,11 +2299,11 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def send_small(self, status, text, *headers):
-        """Answer with a short plain text and any extra (name, value) headers."""
+    def send_small(self, status, text, *headers, content_type="text/plain; charset=utf-8"):
+        """Answer with a short text (plain unless told) and any extra (name, value) headers."""
         data = text.encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers:
             self.send_header(name, value)
@@ -1728,6 +2319,407 @@ def describe_transfer_error(error):
     if isinstance(error, socket.timeout):
         return "the client stopped reading"
     return getattr(error, "strerror", None) or str(error)
+
+
+# ---------------------------------------------------------------------------
+# HTTP handler for uploads
+# ---------------------------------------------------------------------------
+
+# One self-contained page: no external resource, so it works offline and
+# under a strict Content-Security-Policy.  Without JavaScript the form posts
+# as it is; with it, all files go in one request (one upload) with progress.
+UPLOAD_PAGE_HEAD = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Send files with woof</title>
+<style>
+:root{color-scheme:light dark;--fg:#1d1d1f;--bg:#fbfbfd;--soft:#5f6368;--line:#c4c7cc;--accent:#0a5cc2}
+@media (prefers-color-scheme:dark){:root{--fg:#ececf0;--bg:#17181b;--soft:#a8acb3;--line:#4a4d55;--accent:#7fb2ff}}
+body{font:1rem/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);
+max-width:38rem;margin:0 auto;padding:1rem}
+h1{font-size:1.5rem;margin:.5rem 0 1rem}
+*{box-sizing:border-box}
+fieldset{border:2px dashed var(--line);border-radius:.8rem;padding:1rem;display:grid;gap:.6rem;
+margin:0;min-width:0}
+fieldset.over{border-color:var(--accent)}
+label{font-weight:600}
+input{max-width:100%;font:inherit}
+button{font:inherit;font-weight:600;padding:.7rem 1.6rem;border:0;border-radius:.6rem;
+background:var(--accent);color:var(--bg);justify-self:start}
+button:disabled{opacity:.5}
+ul{list-style:none;padding:0}
+li{margin:.6rem 0;overflow-wrap:anywhere}
+progress{display:block;width:100%;height:.7rem;accent-color:var(--accent)}
+small,.hint{color:var(--soft)}
+#status{white-space:pre-line;font-weight:600}
+</style></head><body>
+<h1>Send files</h1>
+"""
+
+UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
+<fieldset id="drop"><legend class="hint" id="hint">Choose files to send.</legend>
+<label for="files">Files</label><input id="files" type="file" name="file" multiple>
+<label for="folder">Or a whole folder</label>
+<input id="folder" type="file" name="file" webkitdirectory multiple>
+<button id="send">Send</button>
+</fieldset></form>
+<p id="status" role="status" aria-live="polite"></p>
+<ul id="list"></ul>
+<script>
+(function () {
+  "use strict";
+  var $ = function (id) { return document.getElementById(id); };
+  var form = $("form"), drop = $("drop"), list = $("list"), status = $("status"), button = $("send");
+  $("hint").textContent = "Choose files, or drop files and folders here.";
+  function size(n) {
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
+    while (n >= 1024 && i < 4) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : n) + " " + units[i];
+  }
+  function duration(s) {
+    if (!isFinite(s)) return "\\u2026";
+    return s < 60 ? Math.ceil(s) + " s" : Math.floor(s / 60) + " min " + Math.ceil(s % 60) + " s";
+  }
+  function walk(entry, path, out) {
+    return new Promise(function (done) {
+      if (entry.isFile) {
+        entry.file(function (f) { out.push([f, path + f.name]); done(); }, done);
+        return;
+      }
+      var reader = entry.createReader(), children = [];
+      (function more() {
+        reader.readEntries(function (some) {
+          if (some.length) { children = children.concat([].slice.call(some)); more(); return; }
+          Promise.all(children.map(function (c) {
+            return walk(c, path + entry.name + "/", out);
+          })).then(done);
+        }, done);
+      })();
+    });
+  }
+  function send(files) {
+    if (!files.length) { status.textContent = "Choose a file first."; return; }
+    var data = new FormData(), rows = [], total = 0, started = Date.now();
+    list.textContent = "";
+    files.forEach(function (pair) {
+      var file = pair[0], item = document.createElement("li"),
+          bar = document.createElement("progress"), note = document.createElement("small");
+      data.append("file", file, pair[1]);
+      bar.max = file.size || 1; bar.value = 0;
+      bar.setAttribute("aria-label", pair[1]);
+      item.append(pair[1] + " (" + size(file.size) + ") ", note, bar);
+      list.append(item);
+      rows.push({start: total, size: file.size, bar: bar, note: note});
+      total += file.size;
+    });
+    var request = new XMLHttpRequest();
+    request.open("POST", "/");
+    request.setRequestHeader("Accept", "text/plain");
+    request.upload.onprogress = function (event) {
+      var sent = event.total ? total * event.loaded / event.total : 0,
+          rate = sent / Math.max((Date.now() - started) / 1000, 0.001);
+      rows.forEach(function (row) {
+        var got = Math.max(0, Math.min(row.size, sent - row.start));
+        row.bar.value = row.size ? got : (sent >= row.start ? 1 : 0);
+        if (got > 0 && got < row.size) {
+          row.note.textContent = size(rate) + "/s, " + duration((row.size - got) / rate) + " left";
+        } else if (sent >= row.start + row.size) {
+          row.note.textContent = "sent";
+        }
+      });
+    };
+    request.onload = function () {
+      var ok = request.status >= 200 && request.status < 300;
+      status.textContent = (ok ? "Saved:\\n" : "Not saved (" + request.status + "): ")
+        + request.responseText.replace(/^saved /gm, "");
+      button.disabled = false;
+      if (ok) form.reset();
+    };
+    request.onerror = request.onabort = function () {
+      status.textContent = "Not saved: woof could not be reached.";
+      button.disabled = false;
+    };
+    button.disabled = true;
+    status.textContent = "Sending " + files.length + " file" + (files.length > 1 ? "s" : "") + "\\u2026";
+    request.send(data);
+  }
+  form.addEventListener("submit", function (event) {
+    var files = [];
+    event.preventDefault();
+    [$("files"), $("folder")].forEach(function (input) {
+      [].forEach.call(input.files, function (f) { files.push([f, f.webkitRelativePath || f.name]); });
+    });
+    send(files);
+  });
+  ["dragenter", "dragover"].forEach(function (type) {
+    drop.addEventListener(type, function (event) { event.preventDefault(); drop.classList.add("over"); });
+  });
+  drop.addEventListener("dragleave", function () { drop.classList.remove("over"); });
+  drop.addEventListener("drop", function (event) {
+    var items = [].slice.call(event.dataTransfer.items || []), files = [];
+    event.preventDefault();
+    drop.classList.remove("over");
+    var entries = items.map(function (i) { return i.webkitGetAsEntry && i.webkitGetAsEntry(); })
+                       .filter(Boolean);
+    if (!entries.length) {
+      [].forEach.call(event.dataTransfer.files, function (f) { files.push([f, f.name]); });
+    }
+    Promise.all(entries.map(function (e) { return walk(e, "", files); }))
+      .then(function () { send(files); });
+  });
+})();
+</script>
+"""
+
+UPLOAD_PAGE_TAIL = "</body></html>\n"
+
+# The page runs its own inline script and posts to woof only.
+UPLOAD_PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                      "connect-src 'self'; form-action 'self'; base-uri 'none'; "
+                      "frame-ancestors 'none'")
+
+
+def upload_page(saved=None, finished=False):
+    """The upload page; after a form post, with the list of files saved."""
+    parts = [UPLOAD_PAGE_HEAD]
+    if saved:
+        items = "".join("<li>%s <small>(%s)</small></li>\n"
+                        % (html.escape(item.name), format_size(item.size)) for item in saved)
+        parts.append('<p role="status">Saved:</p>\n<ul>\n%s</ul>\n' % items)
+    if finished:
+        parts.append("<p>woof has finished receiving; nothing more can be sent.</p>\n")
+    else:
+        parts.append(UPLOAD_FORM)
+    parts.append(UPLOAD_PAGE_TAIL)
+    return "".join(parts)
+
+
+def saved_text(saved):
+    """The plain-text answer to an upload: one `saved NAME (SIZE)` line per file."""
+    return "".join("saved %s (%s)\n" % (item.name, format_size(item.size)) for item in saved)
+
+
+def wants_html(headers):
+    """True for browsers: their Accept header names text/html."""
+    return "text/html" in (headers.get("Accept") or "").lower()
+
+
+def format_rate(size, seconds):
+    return "%s/s" % format_size(int(size / seconds)) if seconds > 0 else "instantly"
+
+
+class UploadHandler(WoofHandler):
+    """Receives files into settings.upload_dir: the upload page, form posts and PUT."""
+
+    def do_GET(self):
+        self.answer_page(sending_body=True)
+
+    def do_HEAD(self):
+        self.answer_page(sending_body=False)
+
+    def do_POST(self):
+        self.receive_upload(self.read_form)
+
+    def do_PUT(self):
+        self.receive_upload(self.read_put)
+
+    def answer_page(self, sending_body):
+        if self.server.finished.is_set():
+            self.close_connection = True
+            self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished")
+            return
+        path = request_path(self.path)
+        if is_side_request(path):
+            self.send_small(HTTPStatus.NOT_FOUND, "Not here: woof receives files at /.\n")
+        elif path != "/":
+            self.redirect("/")
+        else:
+            self.send_html(HTTPStatus.OK, upload_page())
+
+    def send_html(self, status, text):
+        self.send_small(status, text, ("Content-Security-Policy", UPLOAD_PAGE_POLICY),
+                        ("X-Content-Type-Options", "nosniff"),
+                        ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
+                        content_type="text/html; charset=utf-8")
+
+    # Checks made before the body is read, and before "100 Continue" is sent
+    # (RFC 7231, 5.1.1), so that a client told no never sends its body.
+
+    def handle_expect_100(self):
+        if self.command in ("POST", "PUT"):
+            try:
+                self.check_request()
+            except UploadRefused as refusal:
+                self.refuse(refusal, body_coming=False)
+                return False
+        return super().handle_expect_100()
+
+    def check_request(self):
+        """Raise UploadRefused unless the request could be received; return its body length."""
+        settings = self.server.settings
+        if self.server.finished.is_set():
+            raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished")
+        length = self.body_length()
+        if length is not None and settings.max_upload is not None \
+                and length > settings.max_upload:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "the upload is %s, more than the %s allowed"
+                                % (format_size(length), format_size(settings.max_upload)))
+        if length:
+            check_free_space(settings.upload_dir, length)
+        if self.command == "POST" and form_boundary(self.headers.get("Content-Type")) is None:
+            raise UploadRefused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                                "send files as multipart/form-data (curl -F file=@NAME URL) "
+                                "or PUT them (curl -T NAME URL)")
+        return length
+
+    def body_length(self):
+        """The Content-Length, or None for a chunked body (RFC 7230, 3.3.3)."""
+        coding = self.headers.get("Transfer-Encoding")
+        if coding is not None:
+            if coding.strip().lower() != "chunked":
+                raise UploadRefused(HTTPStatus.NOT_IMPLEMENTED,
+                                    "only the chunked transfer coding is understood")
+            return None
+        text = self.headers.get("Content-Length")
+        if text is None:
+            raise UploadRefused(HTTPStatus.LENGTH_REQUIRED,
+                                "send a Content-Length or a chunked body")
+        if not text.strip().isdigit() or len(text.strip()) > MAX_RANGE_DIGITS:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the Content-Length is not a number")
+        return int(text)
+
+    def open_body(self, length):
+        if length is None:
+            # Both framings given means the message cannot be trusted to end
+            # where the client thinks (RFC 7230, 3.3.3): never reuse it.
+            if "Content-Length" in self.headers:
+                self.close_connection = True
+            return ChunkedReader(self.rfile, self.server.settings.max_upload)
+        return LengthReader(self.rfile, length)
+
+    # Receiving
+
+    def receive_upload(self, read_files):
+        """Check, read and save one upload, then answer; count it when complete."""
+        server = self.server
+        try:
+            length = self.check_request()
+        except UploadRefused as refusal:
+            self.refuse(refusal)
+            return
+        if not server.begin_response():
+            self.refuse(UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished"))
+            return
+        try:
+            self.save_and_answer(read_files, length)
+        finally:
+            server.end_response()
+
+    def save_and_answer(self, read_files, length):
+        """Save one upload as a batch, count it and answer, or leave no file behind."""
+        server = self.server
+        batch = UploadBatch(server.settings.upload_dir)
+        server.track_batch(batch, True)
+        saved = None
+        try:
+            saved = self.save_upload(read_files, self.open_body(length), batch)
+        finally:
+            batch.discard()
+            server.track_batch(batch, False)
+        if saved:
+            self.answer_saved(saved, server.count_upload())
+
+    def save_upload(self, read_files, reader, batch):
+        """Read and publish the files of one upload; the SavedFile list, or None."""
+        try:
+            read_files(reader, batch)
+            saved = batch.publish()
+            if not saved:
+                raise UploadRefused(HTTPStatus.BAD_REQUEST, "the request holds no file")
+            return saved
+        except UploadRefused as refusal:
+            self.note = "aborted: %s" % refusal
+            self.refuse(refusal)
+        except WoofError as error:
+            self.refuse(UploadRefused(HTTPStatus.INTERNAL_SERVER_ERROR, str(error)))
+        except socket.timeout:
+            self.note = "aborted: the client stopped sending"
+            self.refuse(UploadRefused(HTTPStatus.REQUEST_TIMEOUT, "the client stopped sending"),
+                        body_coming=False)
+        except OSError as error:
+            self.close_connection = True
+            self.note = "aborted: %s" % describe_transfer_error(error)
+        return None
+
+    def read_form(self, reader, batch):
+        parts = MultipartReader(reader, form_boundary(self.headers.get("Content-Type")))
+        while True:
+            part = parts.next_part()
+            if part is None:
+                break
+            if part.filename is not None:
+                batch.receive(part.filename, parts.read)
+        if not parts.drain_epilogue():
+            self.close_connection = True
+
+    def read_put(self, reader, batch):
+        path = name_bytes(request_path(self.path)).decode("utf-8", "replace")
+        view = memoryview(bytearray(COPY_BUFFER_SIZE))
+        batch.receive(path.lstrip("/"), lambda: view[:reader.readinto(view)])
+
+    def answer_saved(self, saved, counted):
+        who = client_host(self.client_address)
+        for item in saved:
+            self.server.log.info("%s saved %s (%s in %.1f s, %s)"
+                                 % (who, printable_name(item.name), format_size(item.size),
+                                    item.seconds, format_rate(item.size, item.seconds)))
+        files = "%d files" % len(saved) if len(saved) > 1 else "1 file"
+        self.note = "%s, %s" % (files, format_size(sum(item.size for item in saved)))
+        if counted:
+            self.note += "; upload %d of %d complete" % counted
+        finished = self.server.finished.is_set()
+        if finished:
+            self.close_connection = True
+        if self.command == "PUT":
+            location = "/" + urllib.parse.quote(saved[0].name.encode("utf-8"), safe="/")
+            self.send_small(HTTPStatus.CREATED, saved_text(saved), ("Location", location))
+        elif wants_html(self.headers):
+            self.send_html(HTTPStatus.OK, upload_page(saved, finished))
+        else:
+            self.send_small(HTTPStatus.OK, saved_text(saved))
+
+    def refuse(self, refusal, body_coming=True):
+        """Answer a refused or failed upload, and close the connection.
+
+        A client still sending its body would get a reset, not the answer,
+        if the connection closed with data unread: stop writing and read
+        (a bounded amount) until the client sees the answer and stops.
+        """
+        self.close_connection = True
+        if not self.note:
+            self.note = str(refusal)
+        try:
+            self.send_small(refusal.status, str(refusal) + "\n", ("Connection", "close"))
+            self.wfile.flush()
+            if body_coming:
+                self.connection.shutdown(socket.SHUT_WR)
+                self.drain_connection()
+        except OSError:
+            pass  # the client has gone; there is nobody left to tell
+
+    def drain_connection(self):
+        deadline = time.monotonic() + DRAIN_SECONDS
+        left = DRAIN_LIMIT
+        while left > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.connection.settimeout(remaining)
+            data = self.connection.recv(min(left, COPY_BUFFER_SIZE))
+            if not data:
+                return
+            left -= len(data)
 
 
 # ---------------------------------------------------------------------------
@@ -1748,10 +2740,11 @@ class Settings(NamedTuple):
 
 
 class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
-    """A threaded HTTP server that stops once its offer has been taken `count` times.
+    """A threaded HTTP server that stops once its offer has been taken `count` times,
+    or, with UploadHandler and no offer, once it has received `count` uploads.
 
     What changes while serving (downloads left, partial spans received per
-    client, transfers in flight) is guarded by self.lock.
+    client, transfers and uploads in flight) is guarded by self.lock.
     """
 
     daemon_threads = True
@@ -1770,6 +2763,7 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         self.spans_by_client = {}
         self.in_flight = 0
         self.connections = 0
+        self.batches = set()
         self.failure = None
         self.finished = threading.Event()
         family, address = resolve_bind_address(settings.ip, settings.port)
@@ -1860,6 +2854,26 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
             self.spans_by_client[host] = spans[:MAX_SPANS_PER_CLIENT]
             return None
 
+    def count_upload(self):
+        """Count one completed upload; return (n, count)."""
+        with self.lock:
+            return self.count_completion()
+
+    def track_batch(self, batch, receiving):
+        """Note an UploadBatch in progress, or one that is done."""
+        with self.lock:
+            if receiving:
+                self.batches.add(batch)
+            else:
+                self.batches.discard(batch)
+
+    def discard_uploads(self):
+        """Remove the temporary files of uploads in progress (woof is stopping)."""
+        with self.lock:
+            batches = list(self.batches)
+        for batch in batches:
+            batch.discard()
+
     def count_completion(self):
         """Count one download or upload (lock held); return (n, count)."""
         if self.remaining <= 0:
@@ -1912,9 +2926,13 @@ examples:
   tar cf - dir | woof.py --name dir.tar -
                                offer standard input, once
   woof.py -s                   offer woof.py itself
+  woof.py -U                   receive one upload into this folder
+  woof.py -U ~/in -c 3 --max-upload 2G
+                               receive three uploads of 2 GiB at most into ~/in
 
 On the other side: open the URL in a browser, or
   curl -OJ URL    wget --content-disposition URL    aria2c URL
+  with -U:  curl -F file=@photo.jpg URL    curl -T photo.jpg URL
 
 Defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
   port = 8080, count = 1, ip = ADDRESS, compressed = gz|bz2|xz|zip|off
@@ -1962,11 +2980,22 @@ def compression_word(text):
         raise argparse.ArgumentTypeError("%r is not one of gz, bz2, xz, zip, off" % text)
 
 
+def upload_size(text):
+    """argparse type: --max-upload, a size of at least one byte."""
+    try:
+        size = parse_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a size such as 500M, 2G or 1.5GiB" % text)
+    if size < 1:
+        raise argparse.ArgumentTypeError("the largest upload must be 1 byte or more")
+    return size
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="woof.py",
         description="Offer a file, a folder or standard input over HTTP, then exit "
-                    "once it has been downloaded.",
+                    "once it has been downloaded; or, with -U, receive files.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", metavar="FILE",
@@ -1977,9 +3006,16 @@ def build_parser():
     parser.add_argument("-p", "--port", type=port_number, metavar="PORT",
                         help="port to listen on (default %d; 0 for any)" % DEFAULT_PORT)
     parser.add_argument("-c", "--count", type=positive_count, metavar="COUNT",
-                        help="how many downloads before exiting (default %d)" % DEFAULT_COUNT)
+                        help="how many downloads (with -U: uploads) before exiting "
+                             "(default %d)" % DEFAULT_COUNT)
     parser.add_argument("-s", "--self", dest="offer_self", action="store_true",
                         help="offer woof.py itself, so the other side gets the tool")
+    parser.add_argument("-U", "--upload", nargs="?", const=".", metavar="DIR",
+                        help="receive files instead, into DIR (default: this folder)")
+    parser.add_argument("--upload-dir", metavar="DIR",
+                        help="receive files into DIR; the same as -U DIR")
+    parser.add_argument("--max-upload", type=upload_size, metavar="SIZE",
+                        help="with -U, refuse uploads larger than SIZE (500M, 2G, 1.5GiB)")
     parser.add_argument("--name", metavar="NAME",
                         help="offer under this name (for - the default is %r)" % STDIN_NAME)
     formats = parser.add_mutually_exclusive_group()
@@ -2039,9 +3075,25 @@ def settings_from(args):
     count = args.count or DEFAULT_COUNT
     if args.paths == ["-"]:
         count = 1
+    upload_dir = upload_folder(args)
     return Settings(ip=args.ip or None, port=DEFAULT_PORT if args.port is None else args.port,
                     count=count, quiet=args.quiet, timeout=args.timeout,
-                    compression=args.compression or "gz")
+                    compression=args.compression or "gz",
+                    upload_dir=os.path.abspath(upload_dir) if upload_dir else None,
+                    max_upload=args.max_upload)
+
+
+def upload_folder(args):
+    """The folder -U or --upload-dir names, or None when woof is not receiving."""
+    folders = [folder for folder in (args.upload, args.upload_dir) if folder is not None]
+    if len(folders) == 2 and os.path.abspath(folders[0]) != os.path.abspath(folders[1]):
+        raise WoofError("-U %s and --upload-dir %s name two folders; give one"
+                        % (printable_name(folders[0]), printable_name(folders[1])))
+    if folders and (args.paths or args.offer_self or args.name is not None):
+        raise WoofError("-U receives files; give no FILE, -s or --name with it")
+    if not folders and args.max_upload is not None:
+        raise WoofError("--max-upload only applies when receiving, with -U")
+    return folders[0] if folders else None
 
 
 def checked_name(name):
@@ -2069,8 +3121,14 @@ def build_offer(args, stdin, compression="gz", log=None):
 
 def announce(server, offer, settings, log):
     """Print the URL on stdout, and what woof waits for on stderr."""
-    print("Now serving on %s" % server.url(), flush=True)
     times = "once" if settings.count == 1 else "%d times" % settings.count
+    if offer is None:
+        print("Now receiving on %s" % server.url(), flush=True)
+        uploads = "one upload" if settings.count == 1 else "%d uploads" % settings.count
+        log.info("saving %s into %s; Ctrl-C to stop"
+                 % (uploads, printable_name(settings.upload_dir)))
+        return
+    print("Now serving on %s" % server.url(), flush=True)
     log.info("offering %s %s; Ctrl-C to stop" % (printable_name(offer.name), times))
 
 
@@ -2093,17 +3151,23 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None):
     if args.count and args.paths == ["-"] and args.count > 1:
         print("woof: warning: standard input can be sent only once; the count is 1",
               file=sys.stderr)
-    if not args.paths and not args.offer_self:
+    receiving = args.upload is not None or args.upload_dir is not None
+    if not args.paths and not args.offer_self and not receiving:
         parser.print_usage(sys.stderr)
         print("woof.py: error: give a FILE to offer, - for standard input, or -s",
               file=sys.stderr)
         return 2
-    settings = settings_from(args)
-    log = Log(settings.quiet)
+    log = Log(args.quiet)
     server = None
     try:
-        offer = build_offer(args, stdin, settings.compression, log)
-        server = WoofServer(settings, offer, log)
+        settings = settings_from(args)
+        if settings.upload_dir is not None:
+            check_writable_folder(settings.upload_dir)
+            offer = None
+            server = WoofServer(settings, None, log, handler=UploadHandler)
+        else:
+            offer = build_offer(args, stdin, settings.compression, log)
+            server = WoofServer(settings, offer, log)
         announce(server, offer, settings, log)
         server.serve_until_done()
         return 0
@@ -2116,6 +3180,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None):
     finally:
         if server is not None:
             server.server_close()
+            server.discard_uploads()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WOOF = os.path.join(os.path.dirname(HERE), "woof.py")
-URL_LINE = re.compile(r"Now serving on (http://\S+)")
+URL_LINE = re.compile(r"Now (?:serving|receiving) on (http://\S+)")
 
 
 class Child:
@@ -30,7 +30,11 @@ class Child:
         self.process = subprocess.Popen(argv, **popen_args)
 
     def finish(self, timeout=600):
-        """Wait for the program; return (exit status, seconds, peak RSS in MiB)."""
+        """Wait for the program; return (exit status, seconds, peak RSS in MiB).
+
+        Its CPU time (user + system, in seconds) is then in self.cpu_seconds,
+        and the part spent in its own code (user) in self.user_seconds.
+        """
         deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
@@ -42,6 +46,8 @@ class Child:
                 break
             time.sleep(0.005)
         seconds = time.monotonic() - self.started
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        self.user_seconds = usage.ru_utime
         code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
             else (status >> 8 if status & 0x7F == 0 else -(status & 0x7F))
         self.process.returncode = code
