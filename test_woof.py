@@ -1362,7 +1362,8 @@ class CommandLineTests(WoofTestCase):
     def test_wrong_flags_and_values_are_usage_errors(self):
         path = self.make_file("f.txt")
         table = [["--bogus", path], ["-c", "0", path], ["-c", "x", path], ["-p", "70000", path],
-                 ["-p", "http", path], [], ["-z", "-Z", path], ["--timeout", "0", path]]
+                 ["-p", "http", path], [], ["-z", "-Z", path], ["--timeout", "0", path],
+                 ["--timeout", "inf", path], ["--timeout", "nan", path]]
         for args in table:
             with self.subTest(args=args):
                 status, stderr = self.run_main(args)

@@ -145,6 +145,7 @@ def parse_command_line(parser, argv):
 DEFAULT_PORT = 8080
 DEFAULT_COUNT = 1
 DEFAULT_TIMEOUT = 60.0
+MAX_TIMEOUT = 86400
 COPY_BUFFER_SIZE = 1 << 20
 SENDFILE_SLICE = 64 << 20
 SMALL_WRITE_LIMIT = 64 << 10
@@ -2939,12 +2940,17 @@ Defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
 """
 
 
+def converted(convert, text, expected):
+    """convert(text), or the argparse error saying the text is not what was expected."""
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not %s" % (text, expected))
+
+
 def port_number(text):
     """argparse type: a TCP port, 0 meaning any free one."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a port number" % text)
+    port = converted(int, text, "a port number")
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError("port %d is out of range 0-65535" % port)
     return port
@@ -2952,10 +2958,7 @@ def port_number(text):
 
 def positive_count(text):
     """argparse type: how many times to serve, at least 1."""
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a whole number" % text)
+    count = converted(int, text, "a whole number")
     if count < 1:
         raise argparse.ArgumentTypeError("the count must be 1 or more, not %d" % count)
     return count
@@ -2963,12 +2966,9 @@ def positive_count(text):
 
 def positive_seconds(text):
     """argparse type: a timeout in seconds, more than 0."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number of seconds" % text)
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError("the timeout must be more than 0 seconds")
+    seconds = converted(float, text, "a number of seconds")
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError("the timeout must be from 0 to %d seconds" % MAX_TIMEOUT)
     return seconds
 
 
@@ -2982,10 +2982,7 @@ def compression_word(text):
 
 def upload_size(text):
     """argparse type: --max-upload, a size of at least one byte."""
-    try:
-        size = parse_size(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a size such as 500M, 2G or 1.5GiB" % text)
+    size = converted(parse_size, text, "a size such as 500M, 2G or 1.5GiB")
     if size < 1:
         raise argparse.ArgumentTypeError("the largest upload must be 1 byte or more")
     return size
