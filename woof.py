@@ -1999,6 +1999,7 @@ class UploadBatch:
         self.folder = folder
         self.received = []  # (temporary path, client's name, size, seconds)
         self.temporaries = set()
+        self.discarded = False
         self.lock = threading.Lock()
 
     def receive(self, client_name, read):
@@ -2007,11 +2008,15 @@ class UploadBatch:
         An unnamed, empty file is what browsers send for a file input left
         empty (HTML, 4.10.21.8): it is dropped, and None returned.
         """
-        try:
-            path, handle = create_temporary(self.folder)
-        except OSError as error:
-            raise storage_error(error)
         with self.lock:
+            # Created and noted under the lock, so discard() from another
+            # thread cannot miss a file created just as woof stops.
+            if self.discarded:
+                raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
+            try:
+                path, handle = create_temporary(self.folder)
+            except OSError as error:
+                raise storage_error(error)
             self.temporaries.add(path)
         started = time.monotonic()
         size = 0
@@ -2067,6 +2072,7 @@ class UploadBatch:
         """Remove every temporary file left (from any thread)."""
         with self.lock:
             left, self.temporaries = self.temporaries, set()
+            self.discarded = True
         for path in left:
             remove_quietly(path)
 
