@@ -1220,15 +1220,16 @@ class CompressingWriter:
         self.sink.write(self.compressor.flush())
 
 
-def write_tar_stream(manifest, out, warnings):
-    """Write a whole tar of the manifest to out, files as they are when reached.
+def members_as_reached(manifest, warnings):
+    """Yield (entry, open file, status) for the manifest, files opened as their turn comes.
 
-    A file that cannot be opened any more is left out; one that shrinks
-    while read is padded, as its header already holds its size.
+    Folders and links come with None for file and status.  A file that
+    cannot be opened any more is left out, with a warning; each file is
+    closed when the next entry is asked for.
     """
     for entry in manifest.entries:
         if entry.kind != FILE:
-            out.write(tar_header(entry, 0, entry.mtime_ns))
+            yield entry, None, None
             continue
         try:
             fileobj, status = open_member(entry, manifest.path_of(entry))
@@ -1236,10 +1237,23 @@ def write_tar_stream(manifest, out, warnings):
             warnings.left_out(entry, error)
             continue
         with fileobj:
-            size = status.st_size
-            mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
-            out.write(tar_header(entry, size, mtime_ns))
-            done = copy_file_data(out, fileobj, size)
+            yield entry, fileobj, status
+
+
+def write_tar_stream(manifest, out, warnings):
+    """Write a whole tar of the manifest to out, files as they are when reached.
+
+    A file that shrinks while read is padded, as its header already holds
+    its size.
+    """
+    for entry, fileobj, status in members_as_reached(manifest, warnings):
+        if fileobj is None:
+            out.write(tar_header(entry, 0, entry.mtime_ns))
+            continue
+        size = status.st_size
+        mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
+        out.write(tar_header(entry, size, mtime_ns))
+        done = copy_file_data(out, fileobj, size)
         if done < size:
             warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             write_zeros(out, size - done)
@@ -1404,17 +1418,11 @@ class ZipWriter:
 def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX):
     """Write a whole zip of the manifest to sink, files as they are when reached."""
     writer = ZipWriter(sink, zlib, zip64_from)
-    for entry in manifest.entries:
-        if entry.kind == FOLDER:
-            writer.add_folder(entry)
+    for entry, fileobj, status in members_as_reached(manifest, warnings):
+        if fileobj is None:
+            writer.add_folder(entry)  # zip manifests hold no links
             continue
-        try:
-            fileobj, status = open_member(entry, manifest.path_of(entry))
-        except FileChanged as error:
-            warnings.left_out(entry, error)
-            continue
-        with fileobj:
-            done = writer.add_file(entry, fileobj, status)
+        done = writer.add_file(entry, fileobj, status)
         if done < status.st_size:
             warnings.short(entry, "ended early (it shrank or failed): the zip has what was read")
     writer.finish()
