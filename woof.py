@@ -132,6 +132,15 @@ DISK_FULL_ERRNOS = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "
                          if hasattr(errno, name))
 
 
+def read_some_into(stream):
+    """stream's readinto1 where it has one: what has arrived, without waiting for more.
+
+    Filling a whole buffer before writing it out leaves the socket unread
+    while the disk is written; uploads ran at half speed that way.
+    """
+    return getattr(stream, "readinto1", stream.readinto)
+
+
 def parse_command_line(parser, argv):
     """Parse argv, letting options and paths mix freely where Python can (3.7+)."""
     parse = getattr(parser, "parse_intermixed_args", parser.parse_args)
@@ -1553,14 +1562,14 @@ class LengthReader:
     """A request body of a length given by Content-Length."""
 
     def __init__(self, stream, length):
-        self.stream = stream
+        self.read_some = read_some_into(stream)
         self.length = length
         self.left = length
 
     def readinto(self, view):
         if self.left <= 0:
             return 0
-        got = self.stream.readinto(view[:min(len(view), self.left)])
+        got = self.read_some(view[:min(len(view), self.left)])
         if not got:
             raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body ended after %s of %s"
                                 % (format_size(self.length - self.left),
@@ -1577,15 +1586,17 @@ class ChunkedReader:
 
     def __init__(self, stream, limit=None):
         self.stream = stream
+        self.read_some = read_some_into(stream)
         self.limit = limit
         self.received = 0
         self.chunk_left = 0
         self.ended = False
 
     def readinto(self, view):
-        # Filling the view from several chunks makes few large writes of small chunks.
+        # Gathering small chunks makes few writes; gathering large ones would
+        # only hold the socket unread while the disk is written.
         filled = 0
-        while filled < len(view) and not self.ended:
+        while filled < min(len(view), SMALL_WRITE_LIMIT) and not self.ended:
             if self.chunk_left == 0:
                 self.chunk_left = self.next_chunk_size()
                 if self.chunk_left == 0:
@@ -1593,7 +1604,7 @@ class ChunkedReader:
                     self.ended = True
                     break
             wanted = min(len(view) - filled, self.chunk_left)
-            got = self.stream.readinto(view[filled:filled + wanted])
+            got = self.read_some(view[filled:filled + wanted])
             if not got:
                 raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body ended inside a chunk")
             filled += got
