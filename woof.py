@@ -94,6 +94,12 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)
 
 
+# Where the system lets a folder be listed and its entries examined through
+# one open descriptor, the walk never goes through a path that a folder
+# swapped for a link mid-walk could redirect (Linux, macOS, the BSDs).
+WALK_BY_DESCRIPTOR = (hasattr(os, "O_DIRECTORY") and os.listdir in os.supports_fd
+                      and os.stat in os.supports_dir_fd and os.open in os.supports_dir_fd)
+
 # The walk asks whether woof itself, with its effective ids, may read a file.
 ACCESS_WITH_EFFECTIVE_IDS = os.access in getattr(os, "supports_effective_ids", ())
 
@@ -661,6 +667,15 @@ class ResponseSink:
         if self.chunked:
             self.sock.sendall(b"0\r\n\r\n")
 
+    def received(self):
+        """Body bytes the client's TCP acknowledged: all of `sent` where the system cannot tell.
+
+        Linux keeps the count of unacknowledged bytes even after a reset, so
+        this holds for a broken transfer too.
+        """
+        pending = unacknowledged_bytes(self.sock)
+        return self.sent if pending is None else max(0, self.sent - pending)
+
     def wait_for_delivery(self, timeout):
         """Wait until the client's TCP has acknowledged the body; return bytes it lacks.
 
@@ -890,8 +905,40 @@ def archive_name(paths, compression):
     return name + ARCHIVE_EXTENSIONS[compression]
 
 
-def walk_paths(paths, keep_links, previous=None):
-    """The Manifest of every path given, folders walked without following links.
+class OfferedPath(NamedTuple):
+    """A path the user named, resolved once when woof starts."""
+
+    name: str       # its name at the top of the archive
+    path: str       # where it is, every link in it resolved
+    identity: tuple  # (device, inode): what later walks must find there
+
+
+def resolve_offered_paths(paths):
+    """The OfferedPath of each path given; WoofError for one woof cannot offer.
+
+    A link the user named is followed now, once: later walks find the same
+    file or folder at the same resolved path, or refuse to go on.
+    """
+    offered, names = [], set()
+    for path in paths:
+        name = top_level_name(path)
+        if name in names:
+            raise WoofError("two paths would both be %s in the archive" % printable_name(name))
+        names.add(name)
+        try:
+            status = os.stat(path)
+        except OSError as error:
+            raise WoofError("cannot read %s: %s" % (printable_name(path), error.strerror or error))
+        if stat.S_ISREG(status.st_mode):
+            check_readable_file(path)
+        elif not stat.S_ISDIR(status.st_mode):
+            raise WoofError("%s is neither a file nor a folder" % printable_name(path))
+        offered.append(OfferedPath(name, os.path.realpath(path), (status.st_dev, status.st_ino)))
+    return offered
+
+
+def walk_paths(offered, keep_links, previous=None):
+    """The Manifest of every OfferedPath, folders walked without following links.
 
     Returns `previous` itself when nothing changed since it was made; while
     the walk matches it, no second copy of the entries is kept.  Raises
@@ -902,7 +949,7 @@ def walk_paths(paths, keep_links, previous=None):
     known = previous.entries if previous is not None else []
     entries = None
     count = 0
-    for count, entry in enumerate(walk_entries(paths, keep_links, problems, roots), 1):
+    for count, entry in enumerate(walk_entries(offered, keep_links, problems, roots), 1):
         if entries is None:
             if count <= len(known) and known[count - 1] == entry:
                 continue
@@ -915,64 +962,100 @@ def walk_paths(paths, keep_links, previous=None):
     return Manifest(entries, problems, roots)
 
 
-def walk_entries(paths, keep_links, problems, roots):
-    """Yield the entries of every path given, in archive order."""
-    for path in paths:
-        name = top_level_name(path)
-        if name in roots:
-            raise WoofError("two paths would both be %s in the archive" % printable_name(name))
+def walk_entries(offered, keep_links, problems, roots):
+    """Yield the entries of every OfferedPath, in archive order."""
+    for item in offered:
+        roots[item.name] = item.path
         try:
-            status = os.stat(path)  # a path the user named is followed, even a link
+            status = os.lstat(item.path)
         except OSError as error:
-            raise WoofError("cannot read %s: %s" % (printable_name(path),
+            raise WoofError("cannot read %s: %s" % (printable_name(item.path),
                                                     error.strerror or error))
+        if (status.st_dev, status.st_ino) != item.identity:
+            raise WoofError("%s was replaced after woof started" % printable_name(item.path))
         if stat.S_ISDIR(status.st_mode):
-            roots[name] = os.path.realpath(path)
-            for entry in walk_folder(roots[name], name, keep_links, problems):
+            for entry in walk_folder(item, keep_links, problems):
                 yield entry
-        elif stat.S_ISREG(status.st_mode):
-            check_readable_file(path)
-            roots[name] = os.path.abspath(path)
-            yield entry_for(name, FILE, status)
         else:
-            raise WoofError("%s is neither a file nor a folder" % printable_name(path))
+            yield entry_for(item.name, FILE, status)
 
 
-def walk_folder(root, root_name, keep_links, problems):
-    """Yield the entries of a folder tree, depth first, in name order."""
+class OpenFolder:
+    """A folder being walked, listed and examined through one descriptor where possible.
+
+    Entered only if it is still the folder listed (same device and inode),
+    never through a link: a folder swapped for a link mid-walk is left out.
+    """
+
+    def __init__(self, path, identity, parent=None):
+        self.path = path
+        self.descriptor = None
+        if WALK_BY_DESCRIPTOR:
+            flags = os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW
+            self.descriptor = (os.open(os.path.basename(path), flags, dir_fd=parent.descriptor)
+                               if parent is not None else os.open(path, flags))
+        try:
+            self.names = sorted(os.listdir(self.path if self.descriptor is None
+                                           else self.descriptor))
+            status = (os.lstat(path) if self.descriptor is None
+                      else os.fstat(self.descriptor))
+            if not stat.S_ISDIR(status.st_mode) or (status.st_dev, status.st_ino) != identity:
+                raise FileChanged("it was replaced while woof listed it")
+        except BaseException:
+            self.close()
+            raise
+
+    def lstat(self, name):
+        if self.descriptor is None:
+            return os.lstat(os.path.join(self.path, name))
+        return os.stat(name, dir_fd=self.descriptor, follow_symlinks=False)
+
+    def close(self):
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
+
+
+def walk_folder(item, keep_links, problems):
+    """Yield the entries of an offered folder tree, depth first, in name order."""
     try:
-        children = sorted(os.listdir(root))
-        yield entry_for(root_name, FOLDER, os.stat(root))
-    except OSError as error:
+        top = OpenFolder(item.path, item.identity)
+        yield entry_for(item.name, FOLDER, top.lstat("."))
+    except (OSError, FileChanged) as error:
         raise WoofError("cannot read the folder %s: %s"
-                        % (printable_name(root), error.strerror or error))
-    stack = [(root, root_name, iter(children))]
-    while stack:
-        folder, folder_name, children = stack[-1]
-        child = next(children, None)
-        if child is None:
-            stack.pop()
-            continue
-        path = os.path.join(folder, child)
-        name = folder_name + "/" + child
-        entry = classify(path, name, root, keep_links, problems)
-        if entry is None:
-            continue
-        yield entry
-        if entry.kind == FOLDER:
-            try:
-                grandchildren = sorted(os.listdir(path))
-            except OSError as error:
-                problems.append("left out the contents of %s: %s"
-                                % (printable_name(name), error.strerror or error))
-                grandchildren = []
-            stack.append((path, name, iter(grandchildren)))
-
-
-def classify(path, name, root, keep_links, problems):
-    """The entry for one path met in the walk, or None when it is left out."""
+                        % (printable_name(item.path), getattr(error, "strerror", None) or error))
+    stack = [(top, item.name, iter(top.names))]
     try:
-        status = os.lstat(path)
+        while stack:
+            folder, folder_name, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()[0].close()
+                continue
+            name = folder_name + "/" + child
+            entry = classify(folder, child, name, item.path, keep_links, problems)
+            if entry is None:
+                continue
+            yield entry
+            if entry.kind == FOLDER:
+                path = os.path.join(folder.path, child)
+                try:
+                    opened = OpenFolder(path, (entry.device, entry.inode), folder)
+                except (OSError, FileChanged) as error:
+                    problems.append("left out the contents of %s: %s" % (
+                        printable_name(name), getattr(error, "strerror", None) or error))
+                    continue
+                stack.append((opened, name, iter(opened.names)))
+    finally:
+        for folder, _, _ in stack:
+            folder.close()
+
+
+def classify(folder, child, name, root, keep_links, problems):
+    """The entry for one name met in the walk, or None when it is left out."""
+    path = os.path.join(folder.path, child)
+    try:
+        status = folder.lstat(child)
     except OSError as error:
         problems.append("left out %s: %s" % (printable_name(name), error.strerror or error))
         return None
@@ -1501,12 +1584,13 @@ class ArchiveOffer:
 
     def __init__(self, paths, compression="gz", log=None, name=None, zip64_from=ZIP32_MAX):
         self.paths = list(paths)
+        self.offered = resolve_offered_paths(self.paths)
         self.compression = compression
         self.log = log or Log()
         self.zip64_from = zip64_from
         self.modules = compression_modules(compression)
         self.lock = threading.Lock()
-        manifest = walk_paths(self.paths, keep_links=compression != "zip")
+        manifest = walk_paths(self.offered, keep_links=compression != "zip")
         self.first_digest = manifest.digest
         self.current = self.adopt(manifest)
         self.name = name or archive_name(self.paths, compression)
@@ -1524,7 +1608,7 @@ class ArchiveOffer:
         with self.lock:
             known = self.current
         try:
-            manifest = walk_paths(self.paths, self.compression != "zip", known[0])
+            manifest = walk_paths(self.offered, self.compression != "zip", known[0])
         except WoofError as error:
             raise Unavailable(HTTPStatus.GONE, str(error))
         if manifest is known[0]:
@@ -2241,6 +2325,9 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", self.server.offer.content_type)
         self.send_header("Content-Disposition", content_disposition(self.server.offer.name))
         self.send_header("X-Content-Type-Options", "nosniff")
+        # A cached copy would be revalidated (304), which never counts: a
+        # browser fetching twice for -c 2 must get the bytes twice.
+        self.send_header("Cache-Control", "no-store")
         self.send_validators(body)
         self.send_length(body, span, status)
         self.end_headers()
@@ -2308,7 +2395,7 @@ class WoofHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.note = "aborted: the client did not receive the last %s" % format_size(lacking)
         except (OSError, WoofError) as error:
-            received = sink.sent
+            received = sink.received()
             self.close_connection = True
             self.note = "aborted: %s" % describe_transfer_error(error)
         finally:

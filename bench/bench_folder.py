@@ -103,14 +103,14 @@ def bench_walk(root, count, rows):
     """Time the walk in this process; last, as it grows this process, whose peak
     memory the children started after it would inherit (ru_maxrss survives exec)."""
     started = time.monotonic()
-    manifest = woof.walk_paths([root], keep_links=True)
+    manifest = woof.walk_paths(woof.resolve_offered_paths([root]), keep_links=True)
     walked = time.monotonic() - started
     started = time.monotonic()
     woof.TarLayout(manifest)
     laid_out = time.monotonic() - started
     rows.append(("%d files: first walk" % count, "%.3f s" % walked, "", ""))
     started = time.monotonic()
-    woof.walk_paths([root], True, manifest)
+    woof.walk_paths(woof.resolve_offered_paths([root]), True, manifest)
     rewalked = time.monotonic() - started
     rows.append(("%d files: plain tar layout (on change)" % count, "%.3f s" % laid_out, "", ""))
     rows.append(("%d files: walk matching the last one" % count, "%.3f s" % rewalked, "", ""))
