@@ -476,6 +476,24 @@ class DownloadTests(WoofTestCase):
         wait_until(lambda: "did not receive" in self.log_text(), message="the loss to be logged")
         self.assertFalse(run.server.finished.is_set())
 
+    @unittest.skipUnless(sys.platform.startswith("linux"), "only Linux tells what the peer acknowledged")
+    def test_a_broken_transfer_credits_only_what_the_client_acknowledged(self):
+        run = self.start(self.make_file("broken.bin", os.urandom(24 << 20)))
+        with socket.socket() as raw:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            window = raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            raw.connect(("127.0.0.1", run.server.port))
+            raw.sendall(b"GET /broken.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            read = 0
+            while read < (1 << 20):
+                read += len(raw.recv(65536))
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        wait_until(lambda: "aborted" in self.log_text(), message="the abort to be logged")
+        credited = run.server.spans_by_client["127.0.0.1"][0][1]
+        # What woof's own send buffer held never reached the client.
+        self.assertLessEqual(credited, read + 2 * window)
+        self.assertGreaterEqual(credited, read - 1000)
+
     def test_count_allows_that_many_downloads_then_refuses_connections(self):
         run = self.start(self.make_file("twice.txt", b"twice"), count=2)
         port = run.server.port
@@ -1065,6 +1083,74 @@ class ArchiveOfferTests(ArchiveTestCase):
 
 
 @unittest.skipUnless(hasattr(os, "seteuid"), "needs POSIX user ids")
+@unittest.skipUnless(hasattr(os, "symlink") and os.name != "nt", "needs symbolic links")
+class SwappedPathTests(ArchiveTestCase):
+    """What the user named is resolved once; nothing swapped in later goes out."""
+
+    def test_a_folder_swapped_for_a_link_after_start_is_refused(self):
+        self.make_file(os.path.join("private", "key"), b"TOPSECRET")
+        shared = os.path.join(self.tmp, "share", "pub")
+        self.make_file("readme.txt", b"public", shared)
+        run = self.start(self.offer([shared], "tar"), count=5)
+        os.rename(shared, shared + ".old")
+        os.symlink(os.path.join(self.tmp, "private"), shared)
+        response, data = self.request(run)
+        self.assertEqual(response.status, 410)
+        self.assertNotIn(b"TOPSECRET", data)
+
+    def test_a_link_named_on_the_command_line_sends_its_target(self):
+        target = self.make_file("target.txt", b"the target\n")
+        link = os.path.join(self.tmp, "named-link.txt")
+        os.symlink(target, link)
+        other = self.make_file("other.txt", b"other\n")
+        for compression in ("tar", "gz", "zip"):
+            with self.subTest(compression=compression):
+                body = self.offer([link, other], compression).open()
+                data = self.body_bytes(body) if body.size is not None else self.streamed(body)
+                self.assertEqual(read_archive(data, compression)["named-link.txt"], b"the target\n")
+
+    def streamed(self, body):
+        sending, receiving = socket.socketpair()
+        chunks = []
+
+        def receive():
+            with receiving:
+                for chunk in iter(lambda: receiving.recv(1 << 16), b""):
+                    chunks.append(chunk)
+
+        reader = threading.Thread(target=receive)
+        reader.start()
+        with sending:
+            sink = woof.ResponseSink(sending)
+            body.write(sink, 0, None)
+            sink.finish()
+        reader.join(DEADLINE)
+        return b"".join(chunks)
+
+    def test_a_subfolder_swapped_for_a_link_is_never_entered(self):
+        outside = os.path.join(self.tmp, "outside")
+        self.make_file("key", b"TOPSECRET", outside)
+        tree = os.path.join(self.tmp, "tree")
+        sub = os.path.join(tree, "sub")
+        os.makedirs(sub)
+        status = os.lstat(sub)
+        top = woof.OpenFolder(tree, (os.stat(tree).st_dev, os.stat(tree).st_ino))
+        self.addCleanup(top.close)
+        os.rmdir(sub)
+        os.symlink(outside, sub)
+        # What the walk listed was the real folder; what stands there now is a
+        # link, even one to a folder of the same identity, and is refused.
+        for identity in ((status.st_dev, status.st_ino),
+                         (os.stat(outside).st_dev, os.stat(outside).st_ino)):
+            with self.subTest(identity=identity):
+                with self.assertRaises((OSError, woof.FileChanged)):
+                    woof.OpenFolder(sub, identity, top)
+
+    @unittest.skipUnless(sys.platform.startswith("linux"), "Linux walks by descriptor")
+    def test_linux_walks_folders_through_descriptors(self):
+        self.assertTrue(woof.WALK_BY_DESCRIPTOR)
+
+
 class UnreadableArchiveTests(ArchiveTestCase):
     """Permissions do not stop root: as root, woof runs as nobody for these tests."""
 
