@@ -590,8 +590,9 @@ class DownloadTests(WoofTestCase):
 
     def test_requests_are_logged_in_one_line_each(self):
         run = self.start(self.make_file("logged.txt", b"logged"))
-        self.request(run, "HEAD")
-        self.request(run)
+        connection = self.connect(run)  # one connection, so one thread logs in order
+        self.request(run, "HEAD", connection=connection)
+        self.request(run, connection=connection)
         run.wait()
         lines = [line for line in self.log_text().splitlines() if '"' in line]
         self.assertEqual(len(lines), 2, lines)
