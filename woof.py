@@ -2202,11 +2202,11 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.status = None
         self.body_sent = None
         self.note = ""
+        self.logged = False
         try:
             super().handle_one_request()
         finally:
-            if self.status is not None:
-                self.log_outcome()
+            self.log_outcome()
 
     # Logging: everything goes through log_outcome() and log_message().
 
@@ -2226,6 +2226,10 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.server.log.info("%s %s" % (client_host(self.client_address), format % args))
 
     def log_outcome(self):
+        """Log the request's one line, once, if it got a response."""
+        if self.status is None or self.logged:
+            return
+        self.logged = True
         request = printable_name(getattr(self, "requestline", "") or "-")
         parts = ['"%s"' % request, str(self.status)]
         if self.body_sent is not None:
@@ -2265,6 +2269,7 @@ class WoofHandler(BaseHTTPRequestHandler):
         try:
             self.answer_offer(sending_body)
         finally:
+            self.log_outcome()  # before woof may exit: the last line is never lost
             server.end_response()
 
     def answer_offer(self, sending_body):
@@ -2727,6 +2732,7 @@ class UploadHandler(WoofHandler):
         try:
             self.save_and_answer(read_files, length)
         finally:
+            self.log_outcome()  # before woof may exit: the last line is never lost
             server.end_response()
 
     def save_and_answer(self, read_files, length):
