@@ -1381,8 +1381,13 @@ def dos_date_time(seconds):
 
 
 def zip_name(entry):
-    """A member's name as bytes, and the flag telling it is UTF-8."""
-    name = name_bytes(entry.name) + (b"/" if entry.kind == FOLDER else b"")
+    """A member's name as bytes, and the flag telling it is UTF-8.
+
+    Zip names separate folders with "/" only (APPNOTE 4.4.17); a backslash,
+    legal in a Unix file name, is made "_", since Windows tools would read
+    it as a separator, and "..\\" as a way out of the folder unpacked into.
+    """
+    name = name_bytes(entry.name).replace(b"\\", b"_") + (b"/" if entry.kind == FOLDER else b"")
     try:
         name.decode("ascii")
         return name, 0
