@@ -1312,6 +1312,16 @@ class MultipartReaderTest(unittest.TestCase):
             with self.subTest(value=value):
                 self.assertEqual(woof.header_parameters(value), expected)
 
+    def test_an_unclosed_quote_before_many_backslashes_is_parsed_quickly(self):
+        # In a subprocess: a regular expression that backtracks holds the
+        # interpreter lock, and no timeout in this process could stop it.
+        script = ("import sys\nsys.path.insert(0, sys.argv[1])\nimport woof\n"
+                  "run = '\\\\' * 100000\n"
+                  "assert woof.form_boundary('multipart/form-data; boundary=\"' + run) is None\n"
+                  "kind, found = woof.header_parameters('form-data; name=\"f\"; filename=\"' + run)\n"
+                  "assert found['filename'] == '\"' + run, found\n")
+        subprocess.run([sys.executable, "-c", script, HERE], check=True, timeout=20)
+
     def test_form_boundary(self):
         table = [("multipart/form-data; boundary=abc", b"abc"),
                  ('multipart/form-data; charset=utf-8; boundary="a:b"', b"a:b"),

@@ -1721,7 +1721,12 @@ class ChunkedReader:
         raise UploadRefused(HTTPStatus.BAD_REQUEST, "too many trailer fields")
 
 
-_PARAMETER = re.compile(r';\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\["\\]?)*"|[^;]*)')
+# A backslash before `"` or `\\` always pairs with it (RFC 7230, 3.2.6) and
+# any other backslash stands alone: one way only to read each character, so
+# an unclosed quote fails in linear time.  A backslash that could either
+# pair or stand alone made the failure try every split of a run of
+# backslashes, exponential, holding the interpreter lock meanwhile.
+_PARAMETER = re.compile(r';\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\["\\]|\\(?!["\\]))*"|[^;]*)')
 _QUOTED_PAIR = re.compile(r'\\(["\\])')
 
 
