@@ -1714,6 +1714,9 @@ class UploadServerTest(UploadTestCase):
             (b"PUT /a HTTP/1.1\r\n\r\n", b"411"),
             (b"PUT /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", b"501"),
             (b"PUT /a HTTP/1.1\r\nContent-Length: 1x\r\n\r\nx", b"400"),
+            (b"PUT /a HTTP/1.1\r\nContent-Length: \xb2\r\n\r\nxx", b"400"),
+            (b"PUT /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 5\r\n\r\nabcde", b"400"),
+            (b"PUT /a HTTP/1.1\r\nContent-Length: 1, 5\r\n\r\nabcde", b"400"),
             (self.form_request(b"--b--\r\nno file at all"), b"400"),
             (self.form_request(b"--b\r\n\r\nno disposition\r\n--b--"), b"400"),
             (self.form_request(b'--b\r\nContent-Disposition: form-data; name="f"; '
@@ -1727,6 +1730,14 @@ class UploadServerTest(UploadTestCase):
         self.wait_idle(run)
         self.assertEqual(self.inbox_files(), {})
         self.assertFalse(run.done())
+        self.assertNotIn("connection failed", self.log_text())
+
+    def test_a_content_length_repeated_alike_is_accepted(self):
+        run = self.receive()
+        answer = self.raw_exchange(run, b"PUT /a HTTP/1.1\r\nContent-Length: 2\r\n"
+                                        b"Content-Length: 2, 2\r\n\r\nab")
+        self.assertEqual(answer[9:12], b"201", answer[:200])
+        self.assertEqual(self.inbox_files(), {"a": b"ab"})
 
 
 @unittest.skipUnless(hasattr(os, "fork"), "needs resource limits (POSIX)")

@@ -2626,6 +2626,10 @@ def format_rate(size, seconds):
     return "%s/s" % format_size(int(size / seconds)) if seconds > 0 else "instantly"
 
 
+# ASCII digits only: str.isdigit() also takes "\u00b2", which int() refuses.
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,%d}\Z" % MAX_RANGE_DIGITS)
+
+
 class UploadHandler(WoofHandler):
     """Receives files into settings.upload_dir: the upload page, form posts and PUT."""
 
@@ -2699,11 +2703,16 @@ class UploadHandler(WoofHandler):
                 raise UploadRefused(HTTPStatus.NOT_IMPLEMENTED,
                                     "only the chunked transfer coding is understood")
             return None
-        text = self.headers.get("Content-Length")
-        if text is None:
+        fields = self.headers.get_all("Content-Length")
+        if not fields:
             raise UploadRefused(HTTPStatus.LENGTH_REQUIRED,
                                 "send a Content-Length or a chunked body")
-        if not text.strip().isdigit() or len(text.strip()) > MAX_RANGE_DIGITS:
+        # Lengths that differ leave the body's end unknown (RFC 7230, 3.3.3).
+        values = {value.strip() for field in fields for value in field.split(",")}
+        if len(values) > 1:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the request has two Content-Lengths")
+        text = values.pop()
+        if not _CONTENT_LENGTH.match(text):
             raise UploadRefused(HTTPStatus.BAD_REQUEST, "the Content-Length is not a number")
         return int(text)
 
