@@ -1409,6 +1409,14 @@ class SafeNameTest(unittest.TestCase):
             with self.subTest(name=client_name):
                 self.assertEqual(woof.upload_path(client_name, windows=True), expected)
 
+    def test_characters_the_file_system_cannot_encode_become_underscores(self):
+        name = "caf\u00e9 \u20ac\u65e5.txt"
+        table = [("ascii", "caf_ __.txt"), ("latin-1", "caf\u00e9 __.txt"), ("utf-8", name),
+                 ("cp1252", "caf\u00e9 \u20ac_.txt")]
+        for encoding, expected in table:
+            with self.subTest(encoding=encoding):
+                self.assertEqual(woof.safe_name(name, encoding=encoding), expected)
+
     def test_names_fit_in_255_bytes_with_their_extension(self):
         table = [("x" * 300, ""), ("\u65e5" * 100 + ".jpeg", ".jpeg"), ("a" * 250 + ".tar.gz", ".gz"),
                  ("b" * 10 + "." + "c" * 280, "")]
@@ -1655,6 +1663,19 @@ class UploadServerTest(UploadTestCase):
         self.assert_response(response, data, 500)
         self.assertIn(b"cannot save the upload", data)
         self.assertFalse(run.done())
+
+    def test_an_unexpected_error_while_saving_is_a_500_and_leaves_nothing(self):
+        run = self.receive()
+        failure = UnicodeEncodeError("ascii", "caf\u00e9.txt", 3, 4, "ordinal not in range(128)")
+        with mock.patch("woof.os.link", side_effect=failure):
+            response, data = self.request(run, "PUT", "/caf%C3%A9.txt", body=b"ab")
+        self.assert_response(response, data, 500)
+        self.wait_idle(run)
+        self.assertEqual(self.inbox_files(), {})
+        self.assertFalse(run.done())
+        self.assertIn("woof: warning: an upload failed: UnicodeEncodeError", self.log_text())
+        self.assertNotIn("Traceback", self.log_text())
+        self.assertNotIn("connection failed", self.log_text())
 
     def test_stopping_woof_removes_uploads_in_progress(self):
         run = self.receive()

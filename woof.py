@@ -1947,18 +1947,30 @@ def numbered_name(name, number, keep_extension=True):
     return fit_name(stem, " (%d)%s" % (number, extension))
 
 
-def safe_name(name, top_level=True, windows=WINDOWS_FILE_NAMES):
+def encodable(char, encoding):
+    try:
+        char.encode(encoding, "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def safe_name(name, top_level=True, windows=WINDOWS_FILE_NAMES, encoding=None):
     """One path component a client sent, made safe to create here; unicode is kept.
 
-    Controls, NUL, bidi controls and unpaired surrogates become "_"; empty,
-    "." and ".." become UNNAMED_UPLOAD; a hidden name in the target folder
-    itself gets a "_" in front, so no upload can become a dotfile there
-    (~/.profile); the name is cut to MAX_NAME_BYTES keeping its extension.
-    With windows=True, characters and device names Windows refuses are
-    avoided as well.
+    Controls, NUL, bidi controls, unpaired surrogates and characters the
+    file-system encoding (by default sys.getfilesystemencoding()) cannot
+    write become "_"; empty, "." and ".." become UNNAMED_UPLOAD; a hidden
+    name in the target folder itself gets a "_" in front, so no upload can
+    become a dotfile there (~/.profile); the name is cut to MAX_NAME_BYTES
+    keeping its extension.  With windows=True, characters and device names
+    Windows refuses are avoided as well.
     """
+    # Under LC_ALL=C, Python 3.6 encodes file names as ASCII: "caf\u00e9.txt"
+    # would fail only once the upload is complete.
+    encoding = encoding or sys.getfilesystemencoding()
     name = "".join("_" if unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS
-                   else char for char in name).strip()
+                   or not encodable(char, encoding) else char for char in name).strip()
     if windows:
         name = _WINDOWS_FORBIDDEN.sub("_", name).rstrip(" .")
         if _WINDOWS_RESERVED.match(name):
@@ -2777,6 +2789,11 @@ class UploadHandler(WoofHandler):
         except OSError as error:
             self.close_connection = True
             self.note = "aborted: %s" % describe_transfer_error(error)
+        except Exception as error:
+            # A defect of woof's own: one line, no file left, and woof serves on.
+            self.server.log.warn("an upload failed: %s: %s" % (type(error).__name__, error))
+            self.refuse(UploadRefused(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                      "woof failed to save the upload"))
         return None
 
     def read_form(self, reader, batch):
