@@ -9,6 +9,7 @@ another client the tests use is missing.
 
 import bz2
 import contextlib
+import errno
 import gzip
 import http.client
 import io
@@ -1393,6 +1394,8 @@ class SafeNameTest(unittest.TestCase):
             ("photos/../a.jpg", ["a.jpg"]),
             ("photos//a.jpg", ["a.jpg"]),
             ("/".join(["d"] * 40), ["d"]),
+            ("/".join(["d" * 200] * 6) + "/deep.txt", ["deep.txt"]),
+            ("/".join(["\u00e9" * 100] * 6), ["\u00e9" * 100]),
             ("con.txt", ["con.txt"]),
             (long_name, ["\u00e9" * 125 + ".txt"]),
         ]
@@ -1466,6 +1469,27 @@ class SavingTest(unittest.TestCase):
         self.assertEqual(sorted(os.listdir(self.tmp)), ["a (1).txt", "a.txt"])
         with open(os.path.join(self.tmp, name), "rb") as handle:
             self.assertEqual(handle.read(), b"new")
+
+    def test_a_publish_that_fails_midway_removes_what_it_named(self):
+        batch = woof.UploadBatch(self.tmp)
+        for name in ("photos/2024/a.jpg", "photos/b.jpg", "c.txt"):
+            batch.receive(name, iter([b"data", b""]).__next__)
+        real_link_unique = woof.link_unique
+        calls = []
+
+        def fail_third(temporary, folder, name):
+            calls.append(name)
+            if len(calls) == 3:
+                raise OSError(errno.ENAMETOOLONG, "File name too long")
+            return real_link_unique(temporary, folder, name)
+
+        with mock.patch("woof.link_unique", side_effect=fail_third):
+            with self.assertRaises(woof.UploadRefused) as caught:
+                batch.publish()
+        self.assertEqual(caught.exception.status, 500)
+        self.assertEqual(calls, ["a.jpg", "b.jpg", "c.txt"])
+        batch.discard()
+        self.assertEqual(os.listdir(self.tmp), [])
 
     @unittest.skipUnless(hasattr(os, "symlink") and os.name != "nt", "needs symbolic links")
     def test_new_folders_never_go_through_an_existing_link(self):

@@ -176,6 +176,7 @@ STDIN_NAME = "stdin"
 MAX_NAME_BYTES = 255
 MAX_EXTENSION_BYTES = 32
 MAX_UPLOAD_DEPTH = 32
+MAX_UPLOAD_PATH_BYTES = 1024  # far below PATH_MAX (4096 on Linux, 1024 on macOS)
 MAX_NAME_TRIES = 10000
 MAX_PART_HEADER = 16 << 10
 MAX_CHUNK_LINE = 4096
@@ -1987,11 +1988,12 @@ def upload_path(client_name, windows=WINDOWS_FILE_NAMES):
     """The safe path components under which to save what a client named client_name.
 
     A clean relative path, as a folder upload sends ("photos/2024/a.jpg"),
-    keeps its folders; any other path ("../../x", "/etc/passwd", "C:\\x")
-    is reduced to its last component.
+    keeps its folders; any other path ("../../x", "/etc/passwd", "C:\\x"),
+    or one too deep or too long to create, is reduced to its last component.
     """
     parts = client_name.split("/")
     clean = ("\\" not in client_name and len(parts) <= MAX_UPLOAD_DEPTH
+             and len(client_name.encode("utf-8", "replace")) <= MAX_UPLOAD_PATH_BYTES
              and all(part.strip() not in ("", ".", "..") for part in parts))
     if not clean:
         parts = [re.split(r"[/\\]", client_name)[-1]]
@@ -2097,6 +2099,18 @@ def make_unique_folder(parent, name):
     raise UploadRefused(HTTPStatus.CONFLICT, "too many folders are named %s" % name)
 
 
+def unmake(created):
+    """Remove files and folders woof made, last made first: (path, is_folder) pairs."""
+    for path, is_folder in reversed(created):
+        try:
+            if is_folder:
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass  # nothing better to do; the error being raised says what failed
+
+
 class SavedFile(NamedTuple):
     """One file of an upload, under the name woof gave it (relative, with "/")."""
 
@@ -2166,26 +2180,41 @@ class UploadBatch:
             self.temporaries.discard(path)
 
     def publish(self):
-        """Give every file received its final name; return the SavedFile list."""
+        """Give every file received its final name; return the SavedFile list.
+
+        All or nothing: when one file cannot be named, the files and folders
+        named before it are removed again, and the error raised.
+        """
+        created = []  # (path, is_folder), in the order made
+        try:
+            saved = self.name_all(created)
+        except OSError as error:
+            unmake(created)
+            raise storage_error(error)
+        except BaseException:
+            unmake(created)
+            raise
+        self.received = []
+        return saved
+
+    def name_all(self, created):
         folders = {}
         saved = []
         for path, client_name, size, seconds in self.received:
             parts = upload_path(client_name)
             parent, shown = self.folder, []
-            try:
-                for depth in range(len(parts) - 1):
-                    key = tuple(parts[:depth + 1])
-                    if key not in folders:
-                        made = make_unique_folder(parent, parts[depth])
-                        folders[key] = (os.path.join(parent, made), shown + [made])
-                    parent, shown = folders[key]
-                final = link_unique(path, parent, parts[-1])
-            except OSError as error:
-                raise storage_error(error)
+            for depth in range(len(parts) - 1):
+                key = tuple(parts[:depth + 1])
+                if key not in folders:
+                    made = make_unique_folder(parent, parts[depth])
+                    created.append((os.path.join(parent, made), True))
+                    folders[key] = (os.path.join(parent, made), shown + [made])
+                parent, shown = folders[key]
+            final = link_unique(path, parent, parts[-1])
+            created.append((os.path.join(parent, final), False))
             with self.lock:
                 self.temporaries.discard(path)
             saved.append(SavedFile("/".join(shown + [final]), size, seconds))
-        self.received = []
         return saved
 
     def discard(self):
