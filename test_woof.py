@@ -1444,6 +1444,10 @@ class SavingTest(unittest.TestCase):
         self.addCleanup(temporary.cleanup)
         self.tmp = temporary.name
 
+    def make_existing(self, name):
+        with open(os.path.join(self.tmp, name), "wb") as handle:
+            handle.write(b"old")
+
     def temporary_with(self, data):
         path, handle = woof.create_temporary(self.tmp)
         with handle:
@@ -1477,11 +1481,11 @@ class SavingTest(unittest.TestCase):
         real_link_unique = woof.link_unique
         calls = []
 
-        def fail_third(temporary, folder, name):
+        def fail_third(temporary, folder, name, *rest):
             calls.append(name)
             if len(calls) == 3:
                 raise OSError(errno.ENAMETOOLONG, "File name too long")
-            return real_link_unique(temporary, folder, name)
+            return real_link_unique(temporary, folder, name, *rest)
 
         with mock.patch("woof.link_unique", side_effect=fail_third):
             with self.assertRaises(woof.UploadRefused) as caught:
@@ -1490,6 +1494,16 @@ class SavingTest(unittest.TestCase):
         self.assertEqual(calls, ["a.jpg", "b.jpg", "c.txt"])
         batch.discard()
         self.assertEqual(os.listdir(self.tmp), [])
+
+    def test_many_files_of_one_name_are_named_in_one_try_each(self):
+        self.make_existing("same.txt")
+        batch = woof.UploadBatch(self.tmp)
+        for _ in range(200):
+            batch.receive("same.txt", iter([b"x", b""]).__next__)
+        with mock.patch("woof.claim_name", side_effect=woof.claim_name) as claim:
+            saved = batch.publish()
+        self.assertEqual([item.name for item in saved], ["same (%d).txt" % n for n in range(1, 201)])
+        self.assertEqual(claim.call_count, 201)
 
     @unittest.skipUnless(hasattr(os, "symlink") and os.name != "nt", "needs symbolic links")
     def test_new_folders_never_go_through_an_existing_link(self):
@@ -1738,6 +1752,19 @@ class UploadServerTest(UploadTestCase):
         response, data = self.request(run, "PUT", "/fits", body=b"z" * 1000)
         self.assert_response(response, data, 201)
         self.assertEqual(self.inbox_files(), {"fits": b"z" * 1000})
+
+    def test_an_upload_of_too_many_files_is_refused_and_leaves_nothing(self):
+        run = self.receive()
+        with mock.patch("woof.MAX_UPLOAD_FILES", 3):
+            response, data = self.post_form(run, [file_part("f%d" % n, b"x") for n in range(4)])
+            self.assert_response(response, data, 413)
+            self.assertIn(b"at most 3 files", data)
+            self.wait_idle(run)
+            self.assertEqual(self.inbox_files(), {})
+            self.assertFalse(run.done())
+            response, data = self.post_form(run, [file_part("f%d" % n, b"x") for n in range(3)])
+            self.assert_response(response, data, 200)
+        self.assertEqual(len(self.inbox_files()), 3)
 
     def test_a_body_larger_than_the_free_space_is_refused(self):
         run = self.receive()

@@ -178,6 +178,7 @@ MAX_EXTENSION_BYTES = 32
 MAX_UPLOAD_DEPTH = 32
 MAX_UPLOAD_PATH_BYTES = 1024  # far below PATH_MAX (4096 on Linux, 1024 on macOS)
 MAX_NAME_TRIES = 10000
+MAX_UPLOAD_FILES = 10000
 MAX_PART_HEADER = 16 << 10
 MAX_CHUNK_LINE = 4096
 MAX_TRAILER_LINES = 64
@@ -2075,14 +2076,23 @@ def claim_name(temporary, target):
     remove_quietly(temporary)
 
 
-def link_unique(temporary, folder, name):
-    """Give a temporary file a final name in folder that no file had; return that name."""
-    for number in range(MAX_NAME_TRIES):
+def link_unique(temporary, folder, name, next_numbers=None):
+    """Give a temporary file a final name in folder that no file had; return that name.
+
+    next_numbers, a dict kept across the files of one upload, remembers
+    where to resume for each (folder, name): trying name, name (1), ...
+    afresh for every file would make n files of one name cost n * n / 2.
+    """
+    if next_numbers is None:
+        next_numbers = {}
+    first = next_numbers.get((folder, name), 0)
+    for number in range(first, first + MAX_NAME_TRIES):
         candidate = numbered_name(name, number) if number else name
         try:
             claim_name(temporary, os.path.join(folder, candidate))
         except FileExistsError:
             continue
+        next_numbers[(folder, name)] = number + 1
         return candidate
     raise UploadRefused(HTTPStatus.CONFLICT, "too many files are named %s" % name)
 
@@ -2147,6 +2157,9 @@ class UploadBatch:
             # thread cannot miss a file created just as woof stops.
             if self.discarded:
                 raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
+            if len(self.received) >= MAX_UPLOAD_FILES:
+                raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                    "an upload may hold at most %d files" % MAX_UPLOAD_FILES)
             try:
                 path, handle = create_temporary(self.folder)
             except OSError as error:
@@ -2199,6 +2212,7 @@ class UploadBatch:
 
     def name_all(self, created):
         folders = {}
+        next_numbers = {}
         saved = []
         for path, client_name, size, seconds in self.received:
             parts = upload_path(client_name)
@@ -2210,7 +2224,7 @@ class UploadBatch:
                     created.append((os.path.join(parent, made), True))
                     folders[key] = (os.path.join(parent, made), shown + [made])
                 parent, shown = folders[key]
-            final = link_unique(path, parent, parts[-1])
+            final = link_unique(path, parent, parts[-1], next_numbers)
             created.append((os.path.join(parent, final), False))
             with self.lock:
                 self.temporaries.discard(path)
