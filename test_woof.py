@@ -1474,6 +1474,16 @@ class SavingTest(unittest.TestCase):
         with open(os.path.join(self.tmp, name), "rb") as handle:
             self.assertEqual(handle.read(), b"new")
 
+    def test_a_temporary_removed_meanwhile_leaves_no_empty_file_under_the_name(self):
+        for link_error in (None, PermissionError(errno.EPERM, "no links on FAT")):
+            with self.subTest(link_error=link_error):
+                temporary = self.temporary_with(b"data")
+                os.unlink(temporary)  # as discard() does when woof stops meanwhile
+                with mock.patch("woof.os.link", side_effect=link_error or os.link):
+                    with self.assertRaises(FileNotFoundError):
+                        woof.claim_name(temporary, os.path.join(self.tmp, "final.txt"))
+                self.assertEqual(os.listdir(self.tmp), [])
+
     def test_a_publish_that_fails_midway_removes_what_it_named(self):
         batch = woof.UploadBatch(self.tmp)
         for name in ("photos/2024/a.jpg", "photos/b.jpg", "c.txt"):

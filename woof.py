@@ -2061,19 +2061,37 @@ def remove_quietly(path):
         pass  # already gone, or still open on Windows: nothing better to do
 
 
+# What os.link fails with where the file system has no hard links: EPERM
+# (FAT on Linux), ENOTSUP or EOPNOTSUPP (SMB on macOS), ENOSYS (some FUSE
+# file systems), EINVAL or EACCES (FAT and network shares on Windows).
+NO_HARD_LINK_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EINVAL", "EACCES") if hasattr(errno, name))
+
+
 def claim_name(temporary, target):
-    """Move a complete temporary file to target, unless target exists (FileExistsError)."""
+    """Move a complete temporary file to target, unless target exists (FileExistsError).
+
+    Any other error (the temporary file gone, the disk full) is raised
+    with nothing left under target.
+    """
     try:
         os.link(temporary, target)
-    except FileExistsError:
-        raise
-    except (OSError, AttributeError, NotImplementedError):
-        # FAT and some network file systems have no hard links: claim the
-        # name with an exclusive empty file, then move the data over it.
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, 0o666))
-        os.replace(temporary, target)
+    except (AttributeError, NotImplementedError):
+        pass
+    except OSError as error:
+        if error.errno not in NO_HARD_LINK_ERRNOS:
+            raise
+    else:
+        remove_quietly(temporary)
         return
-    remove_quietly(temporary)
+    # Without hard links, claim the name with an exclusive empty file, then
+    # move the data over it.
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, 0o666))
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        remove_quietly(target)
+        raise
 
 
 def link_unique(temporary, folder, name, next_numbers=None):
