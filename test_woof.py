@@ -1407,7 +1407,10 @@ class SafeNameTest(unittest.TestCase):
         table = [("con.txt", ["_con.txt"]), ("NUL", ["_NUL"]), ("lpt1.tar.gz", ["_lpt1.tar.gz"]),
                  ("console.txt", ["console.txt"]), ('a<b>:c"d|e?f*.txt', ["a_b__c_d_e_f_.txt"]),
                  ("trailing. . ", ["trailing"]), ("C:x.txt", ["C_x.txt"]), ("...", ["upload"]),
-                 ("dir/aux/x", ["dir", "_aux", "x"])]
+                 ("dir/aux/x", ["dir", "_aux", "x"]), ("CON .txt", ["_CON .txt"]),
+                 ("nul  .log", ["_nul  .log"]), ("a" * 254 + " b", ["a" * 254]),
+                 ("x" * 254 + "." + "y" * 40, ["x" * 254]), ("CON" + " " * 300 + "x", ["_CON"]),
+                 ("d/." + " " * 300 + "x", ["d", woof.UNNAMED_UPLOAD])]
         for client_name, expected in table:
             with self.subTest(name=client_name):
                 self.assertEqual(woof.upload_path(client_name, windows=True), expected)

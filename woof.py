@@ -1921,8 +1921,9 @@ class MultipartReader:
 # final names only once the whole upload has arrived.
 # ---------------------------------------------------------------------------
 
+# Windows ignores spaces after a device name: "CON .txt" is the console.
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|conin\$|conout\$|com[0-9\u00b9\u00b2\u00b3]"
-                               r"|lpt[0-9\u00b9\u00b2\u00b3])(\.|$)", re.I)
+                               r"|lpt[0-9\u00b9\u00b2\u00b3]) *(\.|$)", re.I)
 _WINDOWS_FORBIDDEN = re.compile(r'[<>:"|?*]')
 # Characters that reorder text on screen, so that "gpj.exe" can pose as
 # "exe.jpg" (Unicode TR 36, 2.1): they never help a file name.
@@ -1957,6 +1958,12 @@ def encodable(char, encoding):
     return True
 
 
+def windows_safe(name):
+    """A name without what Windows refuses or silently changes."""
+    name = _WINDOWS_FORBIDDEN.sub("_", name).rstrip(" .")
+    return "_" + name if _WINDOWS_RESERVED.match(name) else name
+
+
 def safe_name(name, top_level=True, windows=WINDOWS_FILE_NAMES, encoding=None):
     """One path component a client sent, made safe to create here; unicode is kept.
 
@@ -1974,15 +1981,17 @@ def safe_name(name, top_level=True, windows=WINDOWS_FILE_NAMES, encoding=None):
     name = "".join("_" if unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS
                    or not encodable(char, encoding) else char for char in name).strip()
     if windows:
-        name = _WINDOWS_FORBIDDEN.sub("_", name).rstrip(" .")
-        if _WINDOWS_RESERVED.match(name):
-            name = "_" + name
+        name = windows_safe(name)
     if name in ("", ".", ".."):
         name = UNNAMED_UPLOAD
     if top_level and name.startswith("."):
         name = "_" + name
     stem, extension = split_extension(name)
-    return fit_name(stem, extension)
+    name = fit_name(stem, extension)
+    if windows:
+        # The cut can leave a space or dot at the end, which Windows drops.
+        name = windows_safe(name)
+    return name or UNNAMED_UPLOAD
 
 
 def upload_path(client_name, windows=WINDOWS_FILE_NAMES):
