@@ -9,6 +9,7 @@ another client the tests use is missing.
 
 import bz2
 import contextlib
+import errno
 import gzip
 import http.client
 import io
@@ -1392,6 +1393,16 @@ class MultipartReaderTest(unittest.TestCase):
             with self.subTest(value=value):
                 self.assertEqual(woof.header_parameters(value), expected)
 
+    def test_an_unclosed_quote_before_many_backslashes_is_parsed_quickly(self):
+        # In a subprocess: a regular expression that backtracks holds the
+        # interpreter lock, and no timeout in this process could stop it.
+        script = ("import sys\nsys.path.insert(0, sys.argv[1])\nimport woof\n"
+                  "run = '\\\\' * 100000\n"
+                  "assert woof.form_boundary('multipart/form-data; boundary=\"' + run) is None\n"
+                  "kind, found = woof.header_parameters('form-data; name=\"f\"; filename=\"' + run)\n"
+                  "assert found['filename'] == '\"' + run, found\n")
+        subprocess.run([sys.executable, "-c", script, HERE], check=True, timeout=20)
+
     def test_form_boundary(self):
         table = [("multipart/form-data; boundary=abc", b"abc"),
                  ('multipart/form-data; charset=utf-8; boundary="a:b"', b"a:b"),
@@ -1463,6 +1474,8 @@ class SafeNameTest(unittest.TestCase):
             ("photos/../a.jpg", ["a.jpg"]),
             ("photos//a.jpg", ["a.jpg"]),
             ("/".join(["d"] * 40), ["d"]),
+            ("/".join(["d" * 200] * 6) + "/deep.txt", ["deep.txt"]),
+            ("/".join(["\u00e9" * 100] * 6), ["\u00e9" * 100]),
             ("con.txt", ["con.txt"]),
             (long_name, ["\u00e9" * 125 + ".txt"]),
         ]
@@ -1474,10 +1487,21 @@ class SafeNameTest(unittest.TestCase):
         table = [("con.txt", ["_con.txt"]), ("NUL", ["_NUL"]), ("lpt1.tar.gz", ["_lpt1.tar.gz"]),
                  ("console.txt", ["console.txt"]), ('a<b>:c"d|e?f*.txt', ["a_b__c_d_e_f_.txt"]),
                  ("trailing. . ", ["trailing"]), ("C:x.txt", ["C_x.txt"]), ("...", ["upload"]),
-                 ("dir/aux/x", ["dir", "_aux", "x"])]
+                 ("dir/aux/x", ["dir", "_aux", "x"]), ("CON .txt", ["_CON .txt"]),
+                 ("nul  .log", ["_nul  .log"]), ("a" * 254 + " b", ["a" * 254]),
+                 ("x" * 254 + "." + "y" * 40, ["x" * 254]), ("CON" + " " * 300 + "x", ["_CON"]),
+                 ("d/." + " " * 300 + "x", ["d", woof.UNNAMED_UPLOAD])]
         for client_name, expected in table:
             with self.subTest(name=client_name):
                 self.assertEqual(woof.upload_path(client_name, windows=True), expected)
+
+    def test_characters_the_file_system_cannot_encode_become_underscores(self):
+        name = "caf\u00e9 \u20ac\u65e5.txt"
+        table = [("ascii", "caf_ __.txt"), ("latin-1", "caf\u00e9 __.txt"), ("utf-8", name),
+                 ("cp1252", "caf\u00e9 \u20ac_.txt")]
+        for encoding, expected in table:
+            with self.subTest(encoding=encoding):
+                self.assertEqual(woof.safe_name(name, encoding=encoding), expected)
 
     def test_names_fit_in_255_bytes_with_their_extension(self):
         table = [("x" * 300, ""), ("\u65e5" * 100 + ".jpeg", ".jpeg"), ("a" * 250 + ".tar.gz", ".gz"),
@@ -1502,6 +1526,10 @@ class SavingTest(unittest.TestCase):
         temporary = tempfile.TemporaryDirectory()
         self.addCleanup(temporary.cleanup)
         self.tmp = temporary.name
+
+    def make_existing(self, name):
+        with open(os.path.join(self.tmp, name), "wb") as handle:
+            handle.write(b"old")
 
     def temporary_with(self, data):
         path, handle = woof.create_temporary(self.tmp)
@@ -1528,6 +1556,47 @@ class SavingTest(unittest.TestCase):
         self.assertEqual(sorted(os.listdir(self.tmp)), ["a (1).txt", "a.txt"])
         with open(os.path.join(self.tmp, name), "rb") as handle:
             self.assertEqual(handle.read(), b"new")
+
+    def test_a_temporary_removed_meanwhile_leaves_no_empty_file_under_the_name(self):
+        for link_error in (None, PermissionError(errno.EPERM, "no links on FAT")):
+            with self.subTest(link_error=link_error):
+                temporary = self.temporary_with(b"data")
+                os.unlink(temporary)  # as discard() does when woof stops meanwhile
+                with mock.patch("woof.os.link", side_effect=link_error or os.link):
+                    with self.assertRaises(FileNotFoundError):
+                        woof.claim_name(temporary, os.path.join(self.tmp, "final.txt"))
+                self.assertEqual(os.listdir(self.tmp), [])
+
+    def test_a_publish_that_fails_midway_removes_what_it_named(self):
+        batch = woof.UploadBatch(self.tmp)
+        for name in ("photos/2024/a.jpg", "photos/b.jpg", "c.txt"):
+            batch.receive(name, iter([b"data", b""]).__next__)
+        real_link_unique = woof.link_unique
+        calls = []
+
+        def fail_third(temporary, folder, name, *rest):
+            calls.append(name)
+            if len(calls) == 3:
+                raise OSError(errno.ENAMETOOLONG, "File name too long")
+            return real_link_unique(temporary, folder, name, *rest)
+
+        with mock.patch("woof.link_unique", side_effect=fail_third):
+            with self.assertRaises(woof.UploadRefused) as caught:
+                batch.publish()
+        self.assertEqual(caught.exception.status, 500)
+        self.assertEqual(calls, ["a.jpg", "b.jpg", "c.txt"])
+        batch.discard()
+        self.assertEqual(os.listdir(self.tmp), [])
+
+    def test_many_files_of_one_name_are_named_in_one_try_each(self):
+        self.make_existing("same.txt")
+        batch = woof.UploadBatch(self.tmp)
+        for _ in range(200):
+            batch.receive("same.txt", iter([b"x", b""]).__next__)
+        with mock.patch("woof.claim_name", side_effect=woof.claim_name) as claim:
+            saved = batch.publish()
+        self.assertEqual([item.name for item in saved], ["same (%d).txt" % n for n in range(1, 201)])
+        self.assertEqual(claim.call_count, 201)
 
     @unittest.skipUnless(hasattr(os, "symlink") and os.name != "nt", "needs symbolic links")
     def test_new_folders_never_go_through_an_existing_link(self):
@@ -1726,6 +1795,19 @@ class UploadServerTest(UploadTestCase):
         self.assertIn(b"cannot save the upload", data)
         self.assertFalse(run.done())
 
+    def test_an_unexpected_error_while_saving_is_a_500_and_leaves_nothing(self):
+        run = self.receive()
+        failure = UnicodeEncodeError("ascii", "caf\u00e9.txt", 3, 4, "ordinal not in range(128)")
+        with mock.patch("woof.os.link", side_effect=failure):
+            response, data = self.request(run, "PUT", "/caf%C3%A9.txt", body=b"ab")
+        self.assert_response(response, data, 500)
+        self.wait_idle(run)
+        self.assertEqual(self.inbox_files(), {})
+        self.assertFalse(run.done())
+        self.assertIn("woof: warning: an upload failed: UnicodeEncodeError", self.log_text())
+        self.assertNotIn("Traceback", self.log_text())
+        self.assertNotIn("connection failed", self.log_text())
+
     def test_stopping_woof_removes_uploads_in_progress(self):
         run = self.receive()
         put = b"PUT /big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (8 << 20)
@@ -1764,6 +1846,19 @@ class UploadServerTest(UploadTestCase):
         self.assert_response(response, data, 201)
         self.assertEqual(self.inbox_files(), {"fits": b"z" * 1000})
 
+    def test_an_upload_of_too_many_files_is_refused_and_leaves_nothing(self):
+        run = self.receive()
+        with mock.patch("woof.MAX_UPLOAD_FILES", 3):
+            response, data = self.post_form(run, [file_part("f%d" % n, b"x") for n in range(4)])
+            self.assert_response(response, data, 413)
+            self.assertIn(b"at most 3 files", data)
+            self.wait_idle(run)
+            self.assertEqual(self.inbox_files(), {})
+            self.assertFalse(run.done())
+            response, data = self.post_form(run, [file_part("f%d" % n, b"x") for n in range(3)])
+            self.assert_response(response, data, 200)
+        self.assertEqual(len(self.inbox_files()), 3)
+
     def test_a_body_larger_than_the_free_space_is_refused(self):
         run = self.receive()
         raw = self.raw_exchange(run, b"PUT /huge HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
@@ -1784,6 +1879,9 @@ class UploadServerTest(UploadTestCase):
             (b"PUT /a HTTP/1.1\r\n\r\n", b"411"),
             (b"PUT /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", b"501"),
             (b"PUT /a HTTP/1.1\r\nContent-Length: 1x\r\n\r\nx", b"400"),
+            (b"PUT /a HTTP/1.1\r\nContent-Length: \xb2\r\n\r\nxx", b"400"),
+            (b"PUT /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 5\r\n\r\nabcde", b"400"),
+            (b"PUT /a HTTP/1.1\r\nContent-Length: 1, 5\r\n\r\nabcde", b"400"),
             (self.form_request(b"--b--\r\nno file at all"), b"400"),
             (self.form_request(b"--b\r\n\r\nno disposition\r\n--b--"), b"400"),
             (self.form_request(b'--b\r\nContent-Disposition: form-data; name="f"; '
@@ -1797,6 +1895,14 @@ class UploadServerTest(UploadTestCase):
         self.wait_idle(run)
         self.assertEqual(self.inbox_files(), {})
         self.assertFalse(run.done())
+        self.assertNotIn("connection failed", self.log_text())
+
+    def test_a_content_length_repeated_alike_is_accepted(self):
+        run = self.receive()
+        answer = self.raw_exchange(run, b"PUT /a HTTP/1.1\r\nContent-Length: 2\r\n"
+                                        b"Content-Length: 2, 2\r\n\r\nab")
+        self.assertEqual(answer[9:12], b"201", answer[:200])
+        self.assertEqual(self.inbox_files(), {"a": b"ab"})
 
 
 @unittest.skipUnless(hasattr(os, "fork"), "needs resource limits (POSIX)")

@@ -176,7 +176,9 @@ STDIN_NAME = "stdin"
 MAX_NAME_BYTES = 255
 MAX_EXTENSION_BYTES = 32
 MAX_UPLOAD_DEPTH = 32
+MAX_UPLOAD_PATH_BYTES = 1024  # far below PATH_MAX (4096 on Linux, 1024 on macOS)
 MAX_NAME_TRIES = 10000
+MAX_UPLOAD_FILES = 10000
 MAX_PART_HEADER = 16 << 10
 MAX_CHUNK_LINE = 4096
 MAX_TRAILER_LINES = 64
@@ -1726,7 +1728,12 @@ class ChunkedReader:
         raise UploadRefused(HTTPStatus.BAD_REQUEST, "too many trailer fields")
 
 
-_PARAMETER = re.compile(r';\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\["\\]?)*"|[^;]*)')
+# A backslash before `"` or `\\` always pairs with it (RFC 7230, 3.2.6) and
+# any other backslash stands alone: one way only to read each character, so
+# an unclosed quote fails in linear time.  A backslash that could either
+# pair or stand alone made the failure try every split of a run of
+# backslashes, exponential, holding the interpreter lock meanwhile.
+_PARAMETER = re.compile(r';\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\["\\]|\\(?!["\\]))*"|[^;]*)')
 _QUOTED_PAIR = re.compile(r'\\(["\\])')
 
 
@@ -1919,8 +1926,9 @@ class MultipartReader:
 # final names only once the whole upload has arrived.
 # ---------------------------------------------------------------------------
 
+# Windows ignores spaces after a device name: "CON .txt" is the console.
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|conin\$|conout\$|com[0-9\u00b9\u00b2\u00b3]"
-                               r"|lpt[0-9\u00b9\u00b2\u00b3])(\.|$)", re.I)
+                               r"|lpt[0-9\u00b9\u00b2\u00b3]) *(\.|$)", re.I)
 _WINDOWS_FORBIDDEN = re.compile(r'[<>:"|?*]')
 # Characters that reorder text on screen, so that "gpj.exe" can pose as
 # "exe.jpg" (Unicode TR 36, 2.1): they never help a file name.
@@ -1947,39 +1955,60 @@ def numbered_name(name, number, keep_extension=True):
     return fit_name(stem, " (%d)%s" % (number, extension))
 
 
-def safe_name(name, top_level=True, windows=WINDOWS_FILE_NAMES):
+def encodable(char, encoding):
+    try:
+        char.encode(encoding, "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def windows_safe(name):
+    """A name without what Windows refuses or silently changes."""
+    name = _WINDOWS_FORBIDDEN.sub("_", name).rstrip(" .")
+    return "_" + name if _WINDOWS_RESERVED.match(name) else name
+
+
+def safe_name(name, top_level=True, windows=WINDOWS_FILE_NAMES, encoding=None):
     """One path component a client sent, made safe to create here; unicode is kept.
 
-    Controls, NUL, bidi controls and unpaired surrogates become "_"; empty,
-    "." and ".." become UNNAMED_UPLOAD; a hidden name in the target folder
-    itself gets a "_" in front, so no upload can become a dotfile there
-    (~/.profile); the name is cut to MAX_NAME_BYTES keeping its extension.
-    With windows=True, characters and device names Windows refuses are
-    avoided as well.
+    Controls, NUL, bidi controls, unpaired surrogates and characters the
+    file-system encoding (by default sys.getfilesystemencoding()) cannot
+    write become "_"; empty, "." and ".." become UNNAMED_UPLOAD; a hidden
+    name in the target folder itself gets a "_" in front, so no upload can
+    become a dotfile there (~/.profile); the name is cut to MAX_NAME_BYTES
+    keeping its extension.  With windows=True, characters and device names
+    Windows refuses are avoided as well.
     """
+    # Under LC_ALL=C, Python 3.6 encodes file names as ASCII: "caf\u00e9.txt"
+    # would fail only once the upload is complete.
+    encoding = encoding or sys.getfilesystemencoding()
     name = "".join("_" if unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS
-                   else char for char in name).strip()
+                   or not encodable(char, encoding) else char for char in name).strip()
     if windows:
-        name = _WINDOWS_FORBIDDEN.sub("_", name).rstrip(" .")
-        if _WINDOWS_RESERVED.match(name):
-            name = "_" + name
+        name = windows_safe(name)
     if name in ("", ".", ".."):
         name = UNNAMED_UPLOAD
     if top_level and name.startswith("."):
         name = "_" + name
     stem, extension = split_extension(name)
-    return fit_name(stem, extension)
+    name = fit_name(stem, extension)
+    if windows:
+        # The cut can leave a space or dot at the end, which Windows drops.
+        name = windows_safe(name)
+    return name or UNNAMED_UPLOAD
 
 
 def upload_path(client_name, windows=WINDOWS_FILE_NAMES):
     """The safe path components under which to save what a client named client_name.
 
     A clean relative path, as a folder upload sends ("photos/2024/a.jpg"),
-    keeps its folders; any other path ("../../x", "/etc/passwd", "C:\\x")
-    is reduced to its last component.
+    keeps its folders; any other path ("../../x", "/etc/passwd", "C:\\x"),
+    or one too deep or too long to create, is reduced to its last component.
     """
     parts = client_name.split("/")
     clean = ("\\" not in client_name and len(parts) <= MAX_UPLOAD_DEPTH
+             and len(client_name.encode("utf-8", "replace")) <= MAX_UPLOAD_PATH_BYTES
              and all(part.strip() not in ("", ".", "..") for part in parts))
     if not clean:
         parts = [re.split(r"[/\\]", client_name)[-1]]
@@ -2046,29 +2075,56 @@ def remove_quietly(path):
         pass  # already gone, or still open on Windows: nothing better to do
 
 
+# What os.link fails with where the file system has no hard links: EPERM
+# (FAT on Linux), ENOTSUP or EOPNOTSUPP (SMB on macOS), ENOSYS (some FUSE
+# file systems), EINVAL or EACCES (FAT and network shares on Windows).
+NO_HARD_LINK_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EINVAL", "EACCES") if hasattr(errno, name))
+
+
 def claim_name(temporary, target):
-    """Move a complete temporary file to target, unless target exists (FileExistsError)."""
+    """Move a complete temporary file to target, unless target exists (FileExistsError).
+
+    Any other error (the temporary file gone, the disk full) is raised
+    with nothing left under target.
+    """
     try:
         os.link(temporary, target)
-    except FileExistsError:
-        raise
-    except (OSError, AttributeError, NotImplementedError):
-        # FAT and some network file systems have no hard links: claim the
-        # name with an exclusive empty file, then move the data over it.
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, 0o666))
-        os.replace(temporary, target)
+    except (AttributeError, NotImplementedError):
+        pass
+    except OSError as error:
+        if error.errno not in NO_HARD_LINK_ERRNOS:
+            raise
+    else:
+        remove_quietly(temporary)
         return
-    remove_quietly(temporary)
+    # Without hard links, claim the name with an exclusive empty file, then
+    # move the data over it.
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, 0o666))
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        remove_quietly(target)
+        raise
 
 
-def link_unique(temporary, folder, name):
-    """Give a temporary file a final name in folder that no file had; return that name."""
-    for number in range(MAX_NAME_TRIES):
+def link_unique(temporary, folder, name, next_numbers=None):
+    """Give a temporary file a final name in folder that no file had; return that name.
+
+    next_numbers, a dict kept across the files of one upload, remembers
+    where to resume for each (folder, name): trying name, name (1), ...
+    afresh for every file would make n files of one name cost n * n / 2.
+    """
+    if next_numbers is None:
+        next_numbers = {}
+    first = next_numbers.get((folder, name), 0)
+    for number in range(first, first + MAX_NAME_TRIES):
         candidate = numbered_name(name, number) if number else name
         try:
             claim_name(temporary, os.path.join(folder, candidate))
         except FileExistsError:
             continue
+        next_numbers[(folder, name)] = number + 1
         return candidate
     raise UploadRefused(HTTPStatus.CONFLICT, "too many files are named %s" % name)
 
@@ -2083,6 +2139,18 @@ def make_unique_folder(parent, name):
             continue
         return candidate
     raise UploadRefused(HTTPStatus.CONFLICT, "too many folders are named %s" % name)
+
+
+def unmake(created):
+    """Remove files and folders woof made, last made first: (path, is_folder) pairs."""
+    for path, is_folder in reversed(created):
+        try:
+            if is_folder:
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass  # nothing better to do; the error being raised says what failed
 
 
 class SavedFile(NamedTuple):
@@ -2121,6 +2189,9 @@ class UploadBatch:
             # thread cannot miss a file created just as woof stops.
             if self.discarded:
                 raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
+            if len(self.received) >= MAX_UPLOAD_FILES:
+                raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                    "an upload may hold at most %d files" % MAX_UPLOAD_FILES)
             try:
                 path, handle = create_temporary(self.folder)
             except OSError as error:
@@ -2154,26 +2225,42 @@ class UploadBatch:
             self.temporaries.discard(path)
 
     def publish(self):
-        """Give every file received its final name; return the SavedFile list."""
+        """Give every file received its final name; return the SavedFile list.
+
+        All or nothing: when one file cannot be named, the files and folders
+        named before it are removed again, and the error raised.
+        """
+        created = []  # (path, is_folder), in the order made
+        try:
+            saved = self.name_all(created)
+        except OSError as error:
+            unmake(created)
+            raise storage_error(error)
+        except BaseException:
+            unmake(created)
+            raise
+        self.received = []
+        return saved
+
+    def name_all(self, created):
         folders = {}
+        next_numbers = {}
         saved = []
         for path, client_name, size, seconds in self.received:
             parts = upload_path(client_name)
             parent, shown = self.folder, []
-            try:
-                for depth in range(len(parts) - 1):
-                    key = tuple(parts[:depth + 1])
-                    if key not in folders:
-                        made = make_unique_folder(parent, parts[depth])
-                        folders[key] = (os.path.join(parent, made), shown + [made])
-                    parent, shown = folders[key]
-                final = link_unique(path, parent, parts[-1])
-            except OSError as error:
-                raise storage_error(error)
+            for depth in range(len(parts) - 1):
+                key = tuple(parts[:depth + 1])
+                if key not in folders:
+                    made = make_unique_folder(parent, parts[depth])
+                    created.append((os.path.join(parent, made), True))
+                    folders[key] = (os.path.join(parent, made), shown + [made])
+                parent, shown = folders[key]
+            final = link_unique(path, parent, parts[-1], next_numbers)
+            created.append((os.path.join(parent, final), False))
             with self.lock:
                 self.temporaries.discard(path)
             saved.append(SavedFile("/".join(shown + [final]), size, seconds))
-        self.received = []
         return saved
 
     def discard(self):
@@ -2631,6 +2718,10 @@ def format_rate(size, seconds):
     return "%s/s" % format_size(int(size / seconds)) if seconds > 0 else "instantly"
 
 
+# ASCII digits only: str.isdigit() also takes "\u00b2", which int() refuses.
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,%d}\Z" % MAX_RANGE_DIGITS)
+
+
 class UploadHandler(WoofHandler):
     """Receives files into settings.upload_dir: the upload page, form posts and PUT."""
 
@@ -2704,11 +2795,16 @@ class UploadHandler(WoofHandler):
                 raise UploadRefused(HTTPStatus.NOT_IMPLEMENTED,
                                     "only the chunked transfer coding is understood")
             return None
-        text = self.headers.get("Content-Length")
-        if text is None:
+        fields = self.headers.get_all("Content-Length")
+        if not fields:
             raise UploadRefused(HTTPStatus.LENGTH_REQUIRED,
                                 "send a Content-Length or a chunked body")
-        if not text.strip().isdigit() or len(text.strip()) > MAX_RANGE_DIGITS:
+        # Lengths that differ leave the body's end unknown (RFC 7230, 3.3.3).
+        values = {value.strip() for field in fields for value in field.split(",")}
+        if len(values) > 1:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the request has two Content-Lengths")
+        text = values.pop()
+        if not _CONTENT_LENGTH.match(text):
             raise UploadRefused(HTTPStatus.BAD_REQUEST, "the Content-Length is not a number")
         return int(text)
 
@@ -2774,6 +2870,11 @@ class UploadHandler(WoofHandler):
         except OSError as error:
             self.close_connection = True
             self.note = "aborted: %s" % describe_transfer_error(error)
+        except Exception as error:
+            # A defect of woof's own: one line, no file left, and woof serves on.
+            self.server.log.warn("an upload failed: %s: %s" % (type(error).__name__, error))
+            self.refuse(UploadRefused(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                      "woof failed to save the upload"))
         return None
 
     def read_form(self, reader, batch):
