@@ -465,10 +465,11 @@ class DownloadTests(WoofTestCase):
 
     @unittest.skipUnless(sys.platform.startswith("linux"), "only Linux tells what the peer acknowledged")
     def test_bytes_the_client_never_received_do_not_count(self):
-        run = self.start(self.make_file("unread.bin", os.urandom(100000)))
+        run = self.start(self.make_file("unread.bin", os.urandom(8000)))
         with socket.socket() as raw:
-            # A tiny receive window: the file fits in woof's send buffer but
-            # cannot reach the client, like a phone that left the Wi-Fi.
+            # A tiny receive window: the file fits in woof's send buffer even
+            # at its smallest, but cannot reach the client, like a phone that
+            # left the Wi-Fi.
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
             raw.connect(("127.0.0.1", run.server.port))
             raw.sendall(b"GET /unread.bin HTTP/1.1\r\nHost: x\r\n\r\n")
