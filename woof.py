@@ -137,6 +137,12 @@ WINDOWS_FILE_NAMES = os.name == "nt"
 DISK_FULL_ERRNOS = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG")
                          if hasattr(errno, name))
 
+# What os.link fails with where the file system has no hard links: EPERM
+# (FAT on Linux), ENOTSUP or EOPNOTSUPP (SMB on macOS), ENOSYS (some FUSE
+# file systems), EINVAL or EACCES (FAT and network shares on Windows).
+NO_HARD_LINK_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EINVAL", "EACCES") if hasattr(errno, name))
+
 
 def read_some_into(stream):
     """stream's readinto1 where it has one: what has arrived, without waiting for more.
@@ -2073,13 +2079,6 @@ def remove_quietly(path):
         os.unlink(path)
     except OSError:
         pass  # already gone, or still open on Windows: nothing better to do
-
-
-# What os.link fails with where the file system has no hard links: EPERM
-# (FAT on Linux), ENOTSUP or EOPNOTSUPP (SMB on macOS), ENOSYS (some FUSE
-# file systems), EINVAL or EACCES (FAT and network shares on Windows).
-NO_HARD_LINK_ERRNOS = frozenset(getattr(errno, name) for name in (
-    "EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EINVAL", "EACCES") if hasattr(errno, name))
 
 
 def claim_name(temporary, target):
