@@ -311,7 +311,7 @@ class ConfigTests(WoofTestCase):
                 self.assertEqual(woof.read_config([path]), {"compression": expected})
 
     def test_a_bad_woofrc_value_names_the_file_and_the_key(self):
-        table = ["[main]\nport = eighty\n", "[main]\ncount = 0\n", "[main]\ncompressed = rar\n",
+        table = ["[main]\nport = eighty\n", "[main]\ncount = -1\n", "[main]\ncompressed = rar\n",
                  "port = 1\n", "[main\n"]
         for text in table:
             with self.subTest(text=text):
@@ -455,7 +455,7 @@ class DownloadTests(WoofTestCase):
         data = os.urandom(32 << 20)
         run = self.start(self.make_file("big.bin", data))
         with socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE) as raw:
-            raw.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.sendall(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             raw.recv(65536)
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         wait_until(lambda: "aborted" in self.log_text(), message="the abort to be logged")
@@ -473,7 +473,7 @@ class DownloadTests(WoofTestCase):
             # left the Wi-Fi.
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
             raw.connect(("127.0.0.1", run.server.port))
-            raw.sendall(b"GET /unread.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.sendall(b"GET /unread.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             # Once bytes arrive, woof has handed the whole file to its kernel.
             readable = select.select([raw], [], [], DEADLINE)[0]
             self.assertTrue(readable, "woof sent nothing")
@@ -489,7 +489,7 @@ class DownloadTests(WoofTestCase):
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             window = raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             raw.connect(("127.0.0.1", run.server.port))
-            raw.sendall(b"GET /broken.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.sendall(b"GET /broken.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             read = 0
             while read < (1 << 20):
                 read += len(raw.recv(65536))
@@ -517,7 +517,7 @@ class DownloadTests(WoofTestCase):
         port = run.server.port
         slow = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
         self.addCleanup(slow.close)
-        slow.sendall(b"GET /shared.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        slow.sendall(b"GET /shared.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         received = [slow.recv(65536)]
         response, body = self.request(run)
         self.assertTrue(body == data)
@@ -620,13 +620,13 @@ class HostileRequestTests(WoofTestCase):
     def test_hostile_requests_get_errors_and_woof_keeps_serving(self):
         run = self.start(self.make_file("safe.txt", b"safe"))
         cases = [
-            (b"GET /safe.txt HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n", b" 431 "),
+            (b"GET /safe.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n", b" 431 "),
             (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", b" 414 "),
             (b"\x00\xff\xfe garbage \x01\x02\r\n\r\n", b" 400 "),
             (b"GET /safe.txt HTTP/9.9\r\n\r\n", b" 505 "),
-            (b"BREW /safe.txt HTTP/1.1\r\nHost: x\r\n\r\n", b" 501 "),
-            (b"POST /safe.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", b" 405 "),
-            (b"DELETE /safe.txt HTTP/1.1\r\nHost: x\r\n\r\n", b" 501 "),
+            (b"BREW /safe.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b" 501 "),
+            (b"POST /safe.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabc", b" 405 "),
+            (b"DELETE /safe.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b" 501 "),
             (b"GET /safe.txt HTTP/1.1\r\n" + b"X: y\r\n" * 150 + b"\r\n", b" 431 "),
             (b"GET /safe.txt HTTP/1.1\r\nRange: bytes=" + b"9" * 5000 + b"-\r\n\r\n", b" 200 "),
         ]
@@ -646,7 +646,7 @@ class HostileRequestTests(WoofTestCase):
         for _ in range(50):
             sock = socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE)
             self.addCleanup(sock.close)
-            sock.sendall(b"GET /real.bin HTTP/1.1\r\nHost: x\r\n")
+            sock.sendall(b"GET /real.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             slow.append(sock)
         response, body = self.request(run)
         self.assert_response(response, body, 200, body=data)
@@ -693,7 +693,7 @@ class StreamTests(WoofTestCase):
         run = self.start(self.pipe_offer([b"still here"]))
         with socket.socket() as raw:
             raw.connect(("127.0.0.1", run.server.port))
-            raw.sendall(b"GET /piped.log HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.sendall(b"GET /piped.log HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         wait_until(lambda: '"GET /piped.log' in self.log_text(), message="the request to be logged")
         if run.server.failure is None:
@@ -719,7 +719,7 @@ class StreamTests(WoofTestCase):
         chunks = [os.urandom(1 << 20) for _ in range(64)]
         run = self.start(self.pipe_offer(chunks))
         with socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE) as raw:
-            raw.sendall(b"GET /piped.log HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.sendall(b"GET /piped.log HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             raw.recv(65536)
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         run.wait()
@@ -1079,7 +1079,7 @@ class ArchiveOfferTests(ArchiveTestCase):
         self.make_file("random.bin", os.urandom(8 << 20), root)
         run = self.start(self.offer([root], "gz"))
         with socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE) as raw:
-            raw.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % run.server.offer_path.encode())
+            raw.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % run.server.offer_path.encode())
             raw.recv(4096)
         wait_until(lambda: "aborted" in self.log_text(), message="the abort to be logged")
         self.assertFalse(run.done())
@@ -1764,7 +1764,7 @@ class UploadServerTest(UploadTestCase):
     def test_an_interrupted_upload_leaves_nothing_and_is_not_counted(self):
         run = self.receive()
         body = form_body([file_part("cut.bin", b"x" * (8 << 20))])
-        head = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=%s\r\n"
+        head = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=%s\r\n"
                 b"Content-Length: %d\r\n\r\n" % (BOUNDARY.encode(), len(body)))
         raw = self.partial_upload(run, head + body[:3 << 20], 0)
         raw.close()
@@ -1773,7 +1773,7 @@ class UploadServerTest(UploadTestCase):
         self.assertFalse(run.done())
         self.assertIn('"POST / HTTP/1.1" 400 aborted: the body ended after 3.0 MiB of 8.0 MiB',
                       self.log_text())
-        put = b"PUT /cut.bin HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (8 << 20)
+        put = b"PUT /cut.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (8 << 20)
         self.partial_upload(run, put, 3 << 20).close()
         self.wait_idle(run)
         self.assertEqual(self.inbox_files(), {})
@@ -1784,7 +1784,7 @@ class UploadServerTest(UploadTestCase):
 
     def test_a_client_that_stops_sending_times_out_and_leaves_nothing(self):
         run = self.receive(timeout=0.5)
-        put = b"PUT /slow.bin HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (8 << 20)
+        put = b"PUT /slow.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (8 << 20)
         raw = self.partial_upload(run, put, 2 << 20)
         self.wait_idle(run)
         self.assertIn(b"408", raw.recv(4096))
@@ -1815,7 +1815,7 @@ class UploadServerTest(UploadTestCase):
 
     def test_stopping_woof_removes_uploads_in_progress(self):
         run = self.receive()
-        put = b"PUT /big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (8 << 20)
+        put = b"PUT /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (8 << 20)
         raw = self.partial_upload(run, put, 2 << 20)
         run.server.discard_uploads()
         self.assertEqual(self.inbox_files(), {})
@@ -1836,7 +1836,7 @@ class UploadServerTest(UploadTestCase):
 
     def test_max_upload_is_refused_up_front_and_while_streaming(self):
         run = self.receive(max_upload=1000)
-        raw = self.raw_exchange(run, b"PUT /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n"
+        raw = self.raw_exchange(run, b"PUT /a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1001\r\n"
                                      b"Expect: 100-continue\r\n\r\n")
         self.assertTrue(raw.startswith(b"HTTP/1.1 413 "), raw[:100])
         self.assertNotIn(b"100 Continue", raw)
@@ -1866,7 +1866,7 @@ class UploadServerTest(UploadTestCase):
 
     def test_a_body_larger_than_the_free_space_is_refused(self):
         run = self.receive()
-        raw = self.raw_exchange(run, b"PUT /huge HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+        raw = self.raw_exchange(run, b"PUT /huge HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n"
                                      b"Expect: 100-continue\r\n\r\n" % (1 << 62))
         self.assertTrue(raw.startswith(b"HTTP/1.1 507 "), raw[:100])
         self.assertIn(b"only", raw)
@@ -2011,7 +2011,7 @@ class CommandLineTests(WoofTestCase):
 
     def test_wrong_flags_and_values_are_usage_errors(self):
         path = self.make_file("f.txt")
-        table = [["--bogus", path], ["-c", "0", path], ["-c", "x", path], ["-p", "70000", path],
+        table = [["--bogus", path], ["-c", "-1", path], ["--expire", "0", path], ["--expire", "5x", path], ["--key", "k.pem", path], ["-c", "x", path], ["-p", "70000", path],
                  ["-p", "http", path], [], ["-z", "-Z", path], ["--timeout", "0", path],
                  ["--timeout", "inf", path], ["--timeout", "nan", path]]
         for args in table:

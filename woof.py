@@ -13,17 +13,22 @@ Licensed under the MIT licence; see LICENSE.
 __version__ = "1.0.0"
 
 import argparse
+import base64
 import bisect
 import configparser
 import email.utils
 import errno
 import fractions
+import getpass
 import hashlib
+import hmac
 import html
 import importlib
+import ipaddress
 import mimetypes
 import os
 import re
+import secrets
 import selectors
 import shutil
 import socket
@@ -129,6 +134,35 @@ def optional_module(name):
         return None
 
 
+# RFC 7540's 421 Misdirected Request joined http.HTTPStatus in Python 3.7.
+MISDIRECTED_REQUEST = getattr(HTTPStatus, "MISDIRECTED_REQUEST", 421)
+
+
+def tls_module():
+    """The ssl module; WoofError where this Python was built without it."""
+    ssl = optional_module("ssl")
+    if ssl is None:
+        raise WoofError("this Python was built without the ssl module, so woof cannot "
+                        "serve HTTPS")
+    return ssl
+
+
+def terminal_available():
+    """True when a password can be asked for without echo.
+
+    getpass asks on the controlling terminal (/dev/tty) where there is one,
+    whatever standard input is; on Windows, on the console behind stdin.
+    """
+    if os.name == "nt":
+        return sys.stdin is not None and sys.stdin.isatty()
+    try:
+        descriptor = os.open("/dev/tty", os.O_RDWR | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return False
+    os.close(descriptor)
+    return True
+
+
 # Windows refuses some characters and device names in file names (CON, NUL...).
 WINDOWS_FILE_NAMES = os.name == "nt"
 
@@ -194,6 +228,17 @@ DRAIN_LIMIT = 64 << 20
 UNNAMED_UPLOAD = "upload"
 TEMPORARY_PREFIX = ".woof-"
 TEMPORARY_SUFFIX = ".part"
+
+# Reaching the right person, and only them
+SECRET_TOKEN_BYTES = 16          # 128 random bits in the first path segment
+FREE_PASSWORD_TRIES = 5          # wrong passwords from one address before slowing down
+MAX_PASSWORD_DELAY = 3600        # seconds; the wait doubles after each further failure
+MAX_TRACKED_CLIENTS = 4096       # addresses remembered for the slow-down, oldest forgotten
+AUTH_REALM = "woof"
+EXIT_EXPIRED = 3                 # --expire ended woof before the count was reached
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_PLAIN_HEAD = 8192            # bytes read of a plain HTTP request sent to the HTTPS port
+THROWAWAY_CERTIFICATE_LIFETIME = 86400
 
 # Addresses reserved for documentation (RFC 5737, RFC 3849): connecting a UDP
 # socket to one sends nothing but tells which local address would be used.
@@ -525,6 +570,16 @@ class Log:
         self.write("woof: warning: " + message)
 
 
+def wants_colour(stream, environ=None):
+    """True for a terminal, unless NO_COLOR is set to anything (no-color.org)."""
+    environ = os.environ if environ is None else environ
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    return terminal and not environ.get("NO_COLOR")
+
+
 # ---------------------------------------------------------------------------
 # Network discovery
 # ---------------------------------------------------------------------------
@@ -592,12 +647,14 @@ class ResponseSink:
     With chunked=True the body is framed in HTTP/1.1 chunks (RFC 7230, 4.1),
     for bodies whose size is not known in advance.  Small writes are
     gathered into larger ones; sendfile() hands file data to the kernel.
-    `sent` counts body bytes that left woof, framing excluded.
+    `sent` counts body bytes that left woof, framing excluded.  A TLS socket
+    must not be given to sendfile(), which would bypass the encryption.
     """
 
-    def __init__(self, sock, chunked=False):
+    def __init__(self, sock, chunked=False, use_sendfile=HAS_OS_SENDFILE):
         self.sock = sock
         self.chunked = chunked
+        self.use_sendfile = use_sendfile
         self.sent = 0
         self.pending = bytearray()
 
@@ -630,7 +687,7 @@ class ResponseSink:
             return
         if self.chunked:
             self.sock.sendall(b"%x\r\n" % count)
-        if HAS_OS_SENDFILE:
+        if self.use_sendfile:
             self.copy_with_sendfile(fileobj, offset, count)
         else:
             self.copy_with_buffer(fileobj, offset, count)
@@ -2272,6 +2329,251 @@ class UploadBatch:
 
 
 # ---------------------------------------------------------------------------
+# Security: the secret link, the password, and who may be asked for
+# ---------------------------------------------------------------------------
+
+def new_secret_token():
+    """A fresh URL-safe token of SECRET_TOKEN_BYTES random bytes."""
+    return secrets.token_urlsafe(SECRET_TOKEN_BYTES)
+
+
+def strip_secret(path, token):
+    """The path inside /<token>, or None when it does not start with the token.
+
+    The token is compared in constant time: how far a guess matches shows
+    in nothing the client can measure.
+    """
+    segment, slash, rest = path[1:].partition("/")
+    matches = hmac.compare_digest(name_bytes(segment), token.encode("ascii"))
+    return "/" + rest if matches and path.startswith("/") else None
+
+
+def password_digest(password):
+    """What woof keeps of a password: its SHA-256, compared in constant time."""
+    return hashlib.sha256(password.encode("utf-8")).digest()
+
+
+def basic_password(header):
+    """The password in an Authorization: Basic header, or None (RFC 7617, 2).
+
+    Any user name is accepted; the password is what follows the first
+    colon, so it may hold colons itself.  Credentials are UTF-8 (2.1).
+    """
+    scheme, _, encoded = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeError):
+        return None
+    user, colon, password = decoded.partition(":")
+    return password if colon else None
+
+
+class PasswordGuard:
+    """Slows down guessing: after a few wrong passwords from one address, it
+    must wait, twice as long after each further failure (429, Retry-After).
+
+    At most MAX_TRACKED_CLIENTS addresses are remembered; the oldest go first.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.clients = {}  # host -> [failures, monotonic time it may try again]
+
+    def wait_left(self, host):
+        """Seconds before host may try again (0: now)."""
+        with self.lock:
+            record = self.clients.get(host)
+            return max(0.0, record[1] - time.monotonic()) if record else 0.0
+
+    def failed(self, host):
+        """Note a wrong password from host; return how long it must now wait."""
+        with self.lock:
+            failures = self.clients.pop(host, [0, 0.0])[0] + 1
+            wait = 0.0
+            if failures > FREE_PASSWORD_TRIES:
+                wait = float(min(MAX_PASSWORD_DELAY, 2 ** (failures - FREE_PASSWORD_TRIES - 1)))
+            self.clients[host] = [failures, time.monotonic() + wait]
+            while len(self.clients) > MAX_TRACKED_CLIENTS:
+                del self.clients[next(iter(self.clients))]
+            return wait
+
+    def succeeded(self, host):
+        with self.lock:
+            self.clients.pop(host, None)
+
+
+def host_name(host_header):
+    """The host part of a Host header, lowercased, without port or final dot."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host[1:]
+    if host.count(":") == 1:
+        host = host.split(":")[0]
+    return host.rstrip(".")
+
+
+def is_ip_literal(name):
+    try:
+        ipaddress.ip_address(name.split("%")[0])  # an IPv6 zone is not part of the address
+        return True
+    except ValueError:
+        return False
+
+
+def local_host_names(extra=()):
+    """Names a browser may use for this machine: localhost, its host name,
+    that name with .local (mDNS), and those the user allowed."""
+    names = {"localhost"}
+    own = socket.gethostname().lower().rstrip(".")
+    if own:
+        short = own.split(".")[0]
+        names.update((own, short, short + ".local"))
+    names.update(name.lower().rstrip(".") for name in extra)
+    return frozenset(names)
+
+
+def host_allowed(host_header, names):
+    """True when a request's Host is one woof answers to.
+
+    A page that a DNS name under someone else's control points at this
+    machine (DNS rebinding) arrives with that name as Host; IP literals and
+    this machine's own names cannot be rebound.  HTTP/1.0 clients may send
+    no Host at all; browsers always do.
+    """
+    if host_header is None:
+        return True
+    name = host_name(host_header)
+    return is_ip_literal(name) or name in names
+
+
+def same_origin(origin, scheme, host_header):
+    """True when an Origin header names woof itself, as the client reached it."""
+    if host_header is None:
+        return False
+    default_port = 443 if scheme == "https" else 80
+    try:
+        parts = urllib.parse.urlsplit(origin.strip().lower())
+        own = urllib.parse.urlsplit("%s://%s" % (scheme, host_header.strip().lower()))
+        return (parts.scheme == scheme and parts.hostname == own.hostname
+                and (parts.port or default_port) == (own.port or default_port))
+    except ValueError:
+        return False
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$", re.I)
+
+
+def parse_duration(text):
+    """Seconds in a duration people write: 90, 90s, 15m, 2h, 1d, 1.5h."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError("%r is not a duration" % text)
+    number, unit = match.groups()
+    return float(number) * DURATION_UNITS[unit.lower()]
+
+
+def read_password(environ):
+    """The password from WOOF_PASSWORD, or asked twice on the terminal without echo."""
+    password = environ.get("WOOF_PASSWORD")
+    if password is None:
+        if not terminal_available():
+            raise WoofError("--password needs a terminal to ask for it, or the password "
+                            "in the WOOF_PASSWORD environment variable")
+        password = getpass.getpass("Password for this woof: ")
+        if getpass.getpass("The same again: ") != password:
+            raise WoofError("the two passwords differ")
+    if not password:
+        raise WoofError("the password is empty")
+    return password
+
+
+class TlsSetup(NamedTuple):
+    """An HTTPS server context, and what the receiver can check it by."""
+
+    context: object
+    pin: str
+    fingerprint: str
+
+
+def tls_setup(settings, hosts):
+    """The TLS context for --cert/--key, or a throwaway certificate for hosts.
+
+    A throwaway key is written to a private folder only long enough for ssl
+    to load it (ssl loads keys from files only), then removed.
+    """
+    ssl = tls_module()
+    if settings.certificate:
+        certificate, key = settings.certificate, settings.key
+        return tls_context(ssl, certificate, key, describe=certificate)
+    import tempfile
+    certificate_pem, key_pem = throwaway_certificate(hosts, THROWAWAY_CERTIFICATE_LIFETIME)
+    folder = tempfile.mkdtemp(prefix="woof-tls-")
+    try:
+        certificate = os.path.join(folder, "certificate.pem")
+        key = os.path.join(folder, "key.pem")
+        for path, text in ((certificate, certificate_pem), (key, key_pem)):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+                handle.write(text)
+        return tls_context(ssl, certificate, key, describe="the throwaway certificate")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def tls_context(ssl, certificate, key, describe):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(certificate, key)
+        with open(certificate, encoding="ascii", errors="replace") as handle:
+            der = ssl.PEM_cert_to_DER_cert(first_pem_certificate(handle.read()))
+    except (OSError, ValueError, ssl.SSLError) as error:
+        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+        raise WoofError("cannot use %s: %s" % (printable_name(describe), reason))
+    return TlsSetup(context, public_key_pin(der), certificate_fingerprint(der))
+
+
+_PLAIN_HOST = re.compile(r"^[A-Za-z0-9.:\[\]-]+\Z")
+
+
+def answer_plain_http(sock, port, host_names):
+    """Tell a plain HTTP client that reached the HTTPS port where to go instead.
+
+    Its request head is read (a bounded amount) so that closing does not
+    reset the connection before the client has read the answer.
+    """
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < MAX_PLAIN_HEAD:
+        data = sock.recv(MAX_PLAIN_HEAD - len(head))
+        if not data:
+            break
+        head += data
+    lines = head.decode("latin-1").split("\r\n")
+    target = lines[0].split(" ")[1] if lines[0].count(" ") == 2 else "/"
+    host = next((line.split(":", 1)[1].strip() for line in lines[1:]
+                 if line.lower().startswith("host:")), None)
+    if not target.startswith("/") or any(ord(char) <= 32 or ord(char) > 126 for char in target):
+        target = "/"
+    if host is None or not _PLAIN_HOST.match(host) or not host_allowed(host, host_names):
+        host = "THIS-HOST:%d" % port
+    text = ("This woof speaks HTTPS only: open https://%s%s instead.\n"
+            % (host, target)).encode("latin-1", "replace")
+    sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(text), text))
+
+
+def first_pem_certificate(text):
+    """The first certificate of a PEM file (a chain holds several)."""
+    end = "-----END CERTIFICATE-----"
+    start = text.find("-----BEGIN CERTIFICATE-----")
+    stop = text.find(end, start)
+    if start < 0 or stop < 0:
+        raise ValueError("no PEM certificate in it")
+    return text[start:stop + len(end)] + "\n"
+
+
+# ---------------------------------------------------------------------------
 # HTTP handler
 # ---------------------------------------------------------------------------
 
@@ -2285,6 +2587,10 @@ class WoofHandler(BaseHTTPRequestHandler):
     server_version = "woof.py/" + __version__
     disable_nagle_algorithm = True
 
+    responses = dict(BaseHTTPRequestHandler.responses)
+    responses[int(MISDIRECTED_REQUEST)] = ("Misdirected Request",
+                                           "This server does not answer for that host name")
+
     def setup(self):
         self.timeout = self.server.settings.timeout
         super().setup()
@@ -2294,10 +2600,102 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.body_sent = None
         self.note = ""
         self.logged = False
+        self.admitted = None
+        self.inner_path = "/"
         try:
             super().handle_one_request()
         finally:
             self.log_outcome()
+
+    # Who may be answered: checked once the head is parsed, before any
+    # "100 Continue" and before the method runs.
+
+    def parse_request(self):
+        return super().parse_request() and self.admit()
+
+    def handle_expect_100(self):
+        return self.admit() and self.before_continue() and super().handle_expect_100()
+
+    def before_continue(self):
+        """Checks a request body must pass before the client is asked to send it."""
+        return True
+
+    def admit(self):
+        """True when the request may be answered; otherwise the refusal is sent."""
+        if self.admitted is None:
+            self.admitted = self.check_access()
+        return self.admitted
+
+    def check_access(self):
+        """Host first (DNS rebinding), then the secret (a 404 like any unknown
+        path, so a wrong link learns nothing), the password, and the Origin
+        of uploads (no other web site may push files here)."""
+        server = self.server
+        settings = server.settings
+        host = self.headers.get("Host")
+        if not host_allowed(host, server.host_names):
+            return self.refuse_access(MISDIRECTED_REQUEST,
+                                      "woof answers only to this machine's addresses and "
+                                      "names, not to %r (allow a name with --allow-host)"
+                                      % host_name(host))
+        path = request_path(self.path)
+        if settings.secret:
+            path = strip_secret(path, settings.secret)
+            if path is None:
+                return self.refuse_access(HTTPStatus.NOT_FOUND)
+        self.inner_path = path
+        if settings.password_digest and not self.check_password():
+            return False
+        origin = self.headers.get("Origin")
+        if self.command in ("POST", "PUT") and origin is not None \
+                and not same_origin(origin, server.scheme, host):
+            return self.refuse_access(HTTPStatus.FORBIDDEN,
+                                      "uploads from another web site are refused")
+        return True
+
+    def check_password(self):
+        """Basic authentication (RFC 7617), slowed down after repeated failures."""
+        guard = self.server.password_guard
+        who = client_host(self.client_address)
+        wait = guard.wait_left(who)
+        if wait:
+            return self.refuse_access(HTTPStatus.TOO_MANY_REQUESTS,
+                                      "too many wrong passwords; try again later",
+                                      ("Retry-After", str(int(wait) + 1)))
+        given = basic_password(self.headers.get("Authorization"))
+        if given is not None and hmac.compare_digest(password_digest(given),
+                                                     self.server.settings.password_digest):
+            guard.succeeded(who)
+            return True
+        if given is not None:
+            wait = guard.failed(who)
+            if wait:
+                return self.refuse_access(HTTPStatus.TOO_MANY_REQUESTS,
+                                          "too many wrong passwords; try again later",
+                                          ("Retry-After", str(int(wait) + 1)))
+        challenge = 'Basic realm="%s", charset="UTF-8"' % AUTH_REALM
+        return self.refuse_access(HTTPStatus.UNAUTHORIZED, "a password is needed",
+                                  ("WWW-Authenticate", challenge))
+
+    def refuse_access(self, status, text=None, *headers):
+        """Answer a refused request with a short text and close; return False.
+
+        The connection closes because a body the client may be sending is
+        never read.
+        """
+        if status == HTTPStatus.NOT_FOUND:
+            # Exactly what an unknown path gets; only a body left unread closes.
+            self.close_connection = self.close_connection or self.command in ("POST", "PUT")
+            self.send_not_found()
+            return False
+        self.close_connection = True
+        self.note = text
+        self.send_small(status, text + "\n", ("Connection", "close"), *headers)
+        return False
+
+    def send_not_found(self):
+        """The one 404 for every path woof does not serve: nothing tells them apart."""
+        self.send_small(HTTPStatus.NOT_FOUND, "Not found.\n")
 
     # Logging: everything goes through log_outcome() and log_message().
 
@@ -2322,6 +2720,8 @@ class WoofHandler(BaseHTTPRequestHandler):
             return
         self.logged = True
         request = printable_name(getattr(self, "requestline", "") or "-")
+        if self.server.settings.secret:
+            request = request.replace(self.server.settings.secret, "<secret>")
         parts = ['"%s"' % request, str(self.status)]
         if self.body_sent is not None:
             parts.append(format_size(self.body_sent))
@@ -2365,9 +2765,9 @@ class WoofHandler(BaseHTTPRequestHandler):
 
     def answer_offer(self, sending_body):
         server = self.server
-        path = request_path(self.path)
+        path = self.inner_path
         if is_side_request(path):
-            self.send_small(HTTPStatus.NOT_FOUND, "Not here: woof offers one thing.\n")
+            self.send_not_found()
             return
         if path != "/" + server.offer.name:
             self.redirect(server.offer_path)
@@ -2477,7 +2877,8 @@ class WoofHandler(BaseHTTPRequestHandler):
     def send_body(self, body, span):
         start, stop = span
         chunked = body.size is None and self.request_version == "HTTP/1.1"
-        sink = ResponseSink(self.connection, chunked)
+        sink = ResponseSink(self.connection, chunked,
+                            use_sendfile=HAS_OS_SENDFILE and self.server.tls is None)
         server = self.server
         complete = False
         received = 0
@@ -2528,6 +2929,13 @@ def describe_transfer_error(error):
     if isinstance(error, socket.timeout):
         return "the client stopped reading"
     return getattr(error, "strerror", None) or str(error)
+
+
+def describe_tls_error(error):
+    """Why a TLS handshake failed, in a few words."""
+    if isinstance(error, socket.timeout):
+        return "the client said nothing"
+    return getattr(error, "reason", None) or describe_transfer_error(error)
 
 
 # ---------------------------------------------------------------------------
@@ -2622,7 +3030,7 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
       total += file.size;
     });
     var request = new XMLHttpRequest();
-    request.open("POST", "/");
+    request.open("POST", form.action);
     request.setRequestHeader("Accept", "text/plain");
     request.upload.onprogress = function (event) {
       var sent = event.total ? total * event.loaded / event.total : 0,
@@ -2741,11 +3149,11 @@ class UploadHandler(WoofHandler):
             self.close_connection = True
             self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished")
             return
-        path = request_path(self.path)
+        path = self.inner_path
         if is_side_request(path):
-            self.send_small(HTTPStatus.NOT_FOUND, "Not here: woof receives files at /.\n")
+            self.send_not_found()
         elif path != "/":
-            self.redirect("/")
+            self.redirect(self.server.base_path)
         else:
             self.send_html(HTTPStatus.OK, upload_page())
 
@@ -2758,14 +3166,14 @@ class UploadHandler(WoofHandler):
     # Checks made before the body is read, and before "100 Continue" is sent
     # (RFC 7231, 5.1.1), so that a client told no never sends its body.
 
-    def handle_expect_100(self):
+    def before_continue(self):
         if self.command in ("POST", "PUT"):
             try:
                 self.check_request()
             except UploadRefused as refusal:
                 self.refuse(refusal, body_coming=False)
                 return False
-        return super().handle_expect_100()
+        return True
 
     def check_request(self):
         """Raise UploadRefused unless the request could be received; return its body length."""
@@ -2888,7 +3296,7 @@ class UploadHandler(WoofHandler):
             self.close_connection = True
 
     def read_put(self, reader, batch):
-        path = name_bytes(request_path(self.path)).decode("utf-8", "replace")
+        path = name_bytes(self.inner_path).decode("utf-8", "replace")
         view = memoryview(bytearray(COPY_BUFFER_SIZE))
         batch.receive(path.lstrip("/"), lambda: view[:reader.readinto(view)])
 
@@ -2906,7 +3314,8 @@ class UploadHandler(WoofHandler):
         if finished:
             self.close_connection = True
         if self.command == "PUT":
-            location = "/" + urllib.parse.quote(saved[0].name.encode("utf-8"), safe="/")
+            location = self.server.base_path + urllib.parse.quote(saved[0].name.encode("utf-8"),
+                                                                  safe="/")
             self.send_small(HTTPStatus.CREATED, saved_text(saved), ("Location", location))
         elif wants_html(self.headers):
             self.send_html(HTTPStatus.OK, upload_page(saved, finished))
@@ -2961,6 +3370,14 @@ class Settings(NamedTuple):
     compression: str = "gz"
     upload_dir: Optional[str] = None
     max_upload: Optional[int] = None
+    secret: Optional[str] = None             # the token of --secret
+    password_digest: Optional[bytes] = None  # SHA-256 of the --password
+    https: bool = False                      # a throwaway certificate
+    certificate: Optional[str] = None
+    key: Optional[str] = None
+    expire: Optional[float] = None           # seconds
+    allowed_hosts: tuple = ()                # --allow-host names
+    qr: bool = False
 
 
 class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
@@ -2981,9 +3398,18 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         self.settings = settings
         self.offer = offer
         self.log = log or Log(settings.quiet)
-        self.offer_path = url_path_for(offer.name) if offer is not None else "/"
+        self.base_path = "/%s/" % settings.secret if settings.secret else "/"
+        self.offer_path = self.base_path
+        if offer is not None:
+            self.offer_path = self.base_path[:-1] + url_path_for(offer.name)
+        self.host_names = local_host_names(settings.allowed_hosts)
+        self.password_guard = PasswordGuard()
+        self.tls = None
+        self.scheme = "http"
         self.lock = threading.Condition()
-        self.remaining = settings.count
+        self.completed = 0
+        self.expired = False
+        self.deadline = None if settings.expire is None else time.monotonic() + settings.expire
         self.spans_by_client = {}
         self.in_flight = 0
         self.connections = 0
@@ -2996,6 +3422,24 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
             HTTPServer.__init__(self, address, handler)
         except OSError as error:
             raise WoofError(describe_bind_error(error, settings))
+        if settings.https or settings.certificate:
+            try:
+                self.tls = tls_setup(settings, self.certificate_hosts())
+            except BaseException:
+                self.server_close()
+                raise
+            self.scheme = "https"
+
+    def certificate_hosts(self):
+        """The names a throwaway certificate is made for: every printed address,
+        and this machine's names."""
+        hosts = [reachable_host(self.server_address[0]), "127.0.0.1", "::1"]
+        hosts.extend(sorted(self.host_names))
+        unique = []
+        for host in hosts:
+            if host not in unique:
+                unique.append(host)
+        return unique
 
     def server_bind(self):
         if self.address_family == socket.AF_INET6:
@@ -3016,7 +3460,7 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
     def url(self):
         """The URL to give the other side."""
         host = reachable_host(self.server_address[0])
-        return "http://%s:%d%s" % (url_host(host), self.port, self.offer_path)
+        return "%s://%s:%d%s" % (self.scheme, url_host(host), self.port, self.offer_path)
 
     def handle_error(self, request, client_address):
         error = sys.exc_info()[1]
@@ -3034,6 +3478,37 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
             self.shutdown_request(request)
             return
         socketserver.ThreadingMixIn.process_request(self, request, client_address)
+
+    def finish_request(self, request, client_address):
+        """Answer one connection, in its own thread; with TLS, the handshake
+        happens here too, so a client that connects and says nothing holds up
+        no one but itself."""
+        if self.tls is None:
+            self.RequestHandlerClass(request, client_address, self)
+            return
+        secured = self.start_tls(request, client_address)
+        if secured is None:
+            return
+        try:
+            self.RequestHandlerClass(secured, client_address, self)
+        finally:
+            self.shutdown_request(secured)
+
+    def start_tls(self, sock, client_address):
+        """The TLS socket for a new connection, or None once it was answered or lost."""
+        sock.settimeout(self.settings.timeout)
+        try:
+            first = sock.recv(1, socket.MSG_PEEK)
+            if first and first != b"\x16":  # not a TLS handshake record (RFC 8446, 5.1)
+                answer_plain_http(sock, self.port, self.host_names)
+                return None
+            if not first:
+                return None
+            return self.tls.context.wrap_socket(sock, server_side=True)
+        except OSError as error:  # ssl.SSLError is an OSError
+            self.log.info("%s TLS handshake failed: %s"
+                          % (client_host(client_address), describe_tls_error(error)))
+            return None
 
     def process_request_thread(self, request, client_address):
         try:
@@ -3099,13 +3574,27 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
             batch.discard()
 
     def count_completion(self):
-        """Count one download or upload (lock held); return (n, count)."""
-        if self.remaining <= 0:
+        """Count one download or upload (lock held); return (n, count), count 0
+        meaning no limit."""
+        count = self.settings.count
+        if count and self.completed >= count:
             return None
-        self.remaining -= 1
-        if self.remaining == 0:
+        self.completed += 1
+        if self.completed == count:
             self.finished.set()
-        return (self.settings.count - self.remaining, self.settings.count)
+        return (self.completed, count)
+
+    def expire_now(self):
+        """End the offer because --expire ran out; transfers in flight finish."""
+        with self.lock:
+            if self.finished.is_set():
+                return
+            self.expired = True
+            self.finished.set()
+
+    def expired_early(self):
+        """True when --expire ended woof before all that was asked for was taken."""
+        return self.expired and (self.settings.count > 0 or self.completed == 0)
 
     def fail_stream(self, sent):
         self.failure = ("standard input was cut off after %s and cannot be sent again"
@@ -3125,6 +3614,9 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         """
         try:
             while not self.finished.is_set():
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    self.expire_now()
+                    break
                 self.handle_request()
         finally:
             self.server_close()
@@ -3179,12 +3671,31 @@ def port_number(text):
     return port
 
 
-def positive_count(text):
-    """argparse type: how many times to serve, at least 1."""
+def transfer_count(text):
+    """argparse type: how many times to serve; 0 for no limit."""
     count = converted(int, text, "a whole number")
-    if count < 1:
-        raise argparse.ArgumentTypeError("the count must be 1 or more, not %d" % count)
+    if count < 0:
+        raise argparse.ArgumentTypeError("the count must be 0 (no limit) or more, not %d"
+                                         % count)
     return count
+
+
+def duration(text):
+    """argparse type: --expire, a duration such as 90, 90s, 15m, 2h or 1d."""
+    seconds = converted(parse_duration, text, "a duration such as 90s, 15m, 2h or 1d")
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("the duration must be more than 0")
+    return seconds
+
+
+def yes_or_no(text):
+    """woofrc type: a yes/no switch."""
+    word = text.strip().lower()
+    if word in ("yes", "true", "on", "1"):
+        return True
+    if word in ("no", "false", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError("%r is not yes or no" % text)
 
 
 def positive_seconds(text):
@@ -3225,9 +3736,9 @@ def build_parser():
                         help="listen on this address only (default: all)")
     parser.add_argument("-p", "--port", type=port_number, metavar="PORT",
                         help="port to listen on (default %d; 0 for any)" % DEFAULT_PORT)
-    parser.add_argument("-c", "--count", type=positive_count, metavar="COUNT",
-                        help="how many downloads (with -U: uploads) before exiting "
-                             "(default %d)" % DEFAULT_COUNT)
+    parser.add_argument("-c", "--count", type=transfer_count, metavar="COUNT",
+                        help="how many downloads (with -U: uploads) before exiting; "
+                             "0 for no limit (default %d)" % DEFAULT_COUNT)
     parser.add_argument("-s", "--self", dest="offer_self", action="store_true",
                         help="offer woof.py itself, so the other side gets the tool")
     parser.add_argument("-U", "--upload", nargs="?", const=".", metavar="DIR",
@@ -3252,7 +3763,32 @@ def build_parser():
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="log nothing but warnings and errors")
     parser.add_argument("--version", action="version", version="woof.py " + __version__)
+    add_reaching_options(parser.add_argument_group("reaching the right person, and only them"))
     return parser
+
+
+def add_reaching_options(group):
+    group.add_argument("--qr", action="store_true",
+                       help="print a QR code of the first URL, for a phone's camera")
+    group.add_argument("--secret", action="store_true",
+                       help="put a random 128-bit token in the URL; any other path gets "
+                            "404")
+    group.add_argument("--password", action="store_true",
+                       help="ask for a password (or take WOOF_PASSWORD) that the other "
+                            "side must give (HTTP Basic, any user name)")
+    group.add_argument("--https", action="store_true",
+                       help="serve HTTPS with a throwaway certificate made for this run; "
+                            "prints its fingerprint and a curl command that checks it")
+    group.add_argument("--cert", metavar="FILE",
+                       help="serve HTTPS with this certificate (PEM)")
+    group.add_argument("--key", metavar="FILE",
+                       help="the private key of --cert, if not in the same file")
+    group.add_argument("--expire", type=duration, metavar="DURATION",
+                       help="stop offering (or receiving) after this long, even if the "
+                            "count is not reached: 90s, 15m, 2h, 1d")
+    group.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests for this host name (woof answers only "
+                            "to IP addresses and this machine's own names)")
 
 
 def read_config(paths):
@@ -3276,8 +3812,9 @@ def read_config(paths):
 
 def config_values(path, section):
     """Check and convert the [main] keys woof knows; ignore the others."""
-    converters = {"port": port_number, "count": positive_count,
-                  "ip": str, "compressed": compression_word}
+    converters = {"port": port_number, "count": transfer_count,
+                  "ip": str, "compressed": compression_word, "qr": yes_or_no,
+                  "secret": yes_or_no}
     names = {"compressed": "compression"}
     values = {}
     for key, convert in converters.items():
@@ -3291,8 +3828,8 @@ def config_values(path, section):
 
 
 def settings_from(args):
-    """The immutable Settings for parsed arguments."""
-    count = args.count or DEFAULT_COUNT
+    """The immutable Settings for parsed arguments; main() adds the password."""
+    count = DEFAULT_COUNT if args.count is None else args.count
     if args.paths == ["-"]:
         count = 1
     upload_dir = upload_folder(args)
@@ -3300,7 +3837,11 @@ def settings_from(args):
                     count=count, quiet=args.quiet, timeout=args.timeout,
                     compression=args.compression or "gz",
                     upload_dir=os.path.abspath(upload_dir) if upload_dir else None,
-                    max_upload=args.max_upload)
+                    max_upload=args.max_upload,
+                    secret=new_secret_token() if args.secret else None,
+                    https=args.https, certificate=args.cert,
+                    key=args.key, expire=args.expire,
+                    allowed_hosts=tuple(args.allow_host), qr=args.qr)
 
 
 def upload_folder(args):
@@ -3339,25 +3880,65 @@ def build_offer(args, stdin, compression="gz", log=None):
     return ArchiveOffer(args.paths, compression, log, name)
 
 
-def announce(server, offer, settings, log):
-    """Print the URL on stdout, and what woof waits for on stderr."""
-    times = "once" if settings.count == 1 else "%d times" % settings.count
+def announce(server, offer, settings, log, out=None):
+    """Print the URLs (and the QR code, the certificate's pin) on stdout, and
+    what woof waits for on stderr."""
+    out = out or sys.stdout
+    urls = [server.url()]
+    lines = ["Now %s on %s" % ("receiving" if offer is None else "serving", urls[0])]
+    if settings.qr:
+        lines.extend(qr_lines(qr_matrix(urls[0].encode("ascii")), colour=wants_colour(out)))
+    if server.tls is not None:
+        lines.extend(certificate_lines(server.tls, urls[0], settings, receiving=offer is None))
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+    log.info(waiting_line(offer, settings))
+
+
+def certificate_lines(tls, url, settings, receiving):
+    """How the other side checks it reached this very woof over HTTPS."""
+    command = "curl --pinnedpubkey '%s' -k" % tls.pin
+    if settings.password_digest:
+        command += " -u woof"
+    command += " -T FILE '%s'" % url if receiving else " -OJ '%s'" % url
+    return ["Certificate SHA-256 fingerprint: %s" % tls.fingerprint,
+            "The other side can check it with: %s" % command]
+
+
+def waiting_line(offer, settings):
+    """What woof waits for, and how it stops."""
+    count = settings.count
     if offer is None:
-        print("Now receiving on %s" % server.url(), flush=True)
-        uploads = "one upload" if settings.count == 1 else "%d uploads" % settings.count
-        log.info("saving %s into %s; Ctrl-C to stop"
-                 % (uploads, printable_name(settings.upload_dir)))
-        return
-    print("Now serving on %s" % server.url(), flush=True)
-    log.info("offering %s %s; Ctrl-C to stop" % (printable_name(offer.name), times))
+        what = "uploads" if count != 1 else "one upload"
+        if count > 1:
+            what = "%d uploads" % count
+        line = "saving %s into %s" % (what, printable_name(settings.upload_dir))
+    else:
+        times = {0: "to anyone who asks", 1: "once"}.get(count, "%d times" % count)
+        line = "offering %s %s" % (printable_name(offer.name), times)
+    if settings.expire is not None:
+        line += " for %s at most" % format_duration(settings.expire)
+    elif count == 0:
+        line += " until stopped"
+    return line + "; Ctrl-C to stop"
+
+
+def format_duration(seconds):
+    """A duration for people: 90 s, 15 min, 2 h, 1.5 d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return ("%g %s" % (round(seconds / size, 1), unit))
+    return "%g s" % round(seconds, 1)
 
 
 # ---------------------------------------------------------------------------
 # main()
 # ---------------------------------------------------------------------------
 
-def main(argv=None, config_paths=CONFIG_PATHS, stdin=None):
-    """Run woof; return the exit status (0 done, 1 error, 2 usage, 130 Ctrl-C)."""
+def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
+    """Run woof; return the exit status (0 done, 1 error, 2 usage, 3 expired
+    before everything was taken, 130 Ctrl-C)."""
+    environ = os.environ if environ is None else environ
     parser = build_parser()
     try:
         parser.set_defaults(**read_config(config_paths))
@@ -3366,17 +3947,12 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None):
         return 1
     try:
         args = parse_command_line(parser, argv)
+        check_arguments(parser, args)
     except SystemExit as exit_request:
         return exit_request.code
-    if args.count and args.paths == ["-"] and args.count > 1:
+    if args.paths == ["-"] and args.count not in (None, 1):
         print("woof: warning: standard input can be sent only once; the count is 1",
               file=sys.stderr)
-    receiving = args.upload is not None or args.upload_dir is not None
-    if not args.paths and not args.offer_self and not receiving:
-        parser.print_usage(sys.stderr)
-        print("woof.py: error: give a FILE to offer, - for standard input, or -s",
-              file=sys.stderr)
-        return 2
     log = Log(args.quiet)
     server = None
     try:
@@ -3384,13 +3960,18 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None):
         if settings.upload_dir is not None:
             check_writable_folder(settings.upload_dir)
             offer = None
-            server = WoofServer(settings, None, log, handler=UploadHandler)
         else:
             offer = build_offer(args, stdin, settings.compression, log)
-            server = WoofServer(settings, offer, log)
+        if args.password:
+            settings = settings._replace(password_digest=password_digest(read_password(environ)))
+        server = WoofServer(settings, offer, log,
+                            handler=WoofHandler if offer is not None else UploadHandler)
+        if args.password and server.tls is None:
+            log.warn("--password without HTTPS: anyone on the network can read the password "
+                     "as it is sent; add --https")
         announce(server, offer, settings, log)
         server.serve_until_done()
-        return 0
+        return finish_status(server, log)
     except WoofError as error:
         print("woof: error: %s" % error, file=sys.stderr)
         return 1
@@ -3401,6 +3982,28 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None):
         if server is not None:
             server.server_close()
             server.discard_uploads()
+
+
+def check_arguments(parser, args):
+    """Usage errors argparse cannot see by itself (exit 2)."""
+    receiving = args.upload is not None or args.upload_dir is not None
+    if not args.paths and not args.offer_self and not receiving:
+        parser.error("give a FILE to offer, - for standard input, or -s")
+    if args.key and not args.cert:
+        parser.error("--key goes with --cert FILE")
+
+
+def finish_status(server, log):
+    """The exit status once serving ended: 0, or EXIT_EXPIRED after --expire."""
+    count = server.settings.count
+    taken = "%d of %d" % (server.completed, count) if count else "%d" % server.completed
+    what = "uploads received" if server.offer is None else "downloads complete"
+    if server.expired_early():
+        log.warn("the time given by --expire is over; %s %s" % (taken, what))
+        return EXIT_EXPIRED
+    if server.expired:
+        log.info("the time given by --expire is over; %s %s" % (taken, what))
+    return 0
 
 
 if __name__ == "__main__":
