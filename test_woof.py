@@ -2177,7 +2177,7 @@ class EcdsaTests(unittest.TestCase):
                 self.assertFalse(ecdsa_signature_is_valid(public_point, message, r, woof.P256_N - s - 1))
 
 
-class ThrowawayCertificateTests(WoofTestCase):
+class ThrowawayCertificateTestCase(WoofTestCase):
 
     def write_certificate(self, hosts=CERTIFICATE_HOSTS, lifetime=86400):
         """(certificate path, key path, certificate PEM) of a new throwaway certificate."""
@@ -2185,6 +2185,9 @@ class ThrowawayCertificateTests(WoofTestCase):
         certificate_path = self.make_file("cert.pem", certificate_pem.encode("ascii"))
         key_path = self.make_file("key.pem", key_pem.encode("ascii"))
         return certificate_path, key_path, certificate_pem
+
+
+class ThrowawayCertificateTests(ThrowawayCertificateTestCase):
 
     def test_openssl_reads_the_certificate_as_intended(self):
         openssl = require_tool("openssl")
@@ -2326,13 +2329,12 @@ class TlsServer:
         self.listener.close()
 
 
-class ThrowawayCertificateTlsTests(WoofTestCase):
+class ThrowawayCertificateTlsTests(ThrowawayCertificateTestCase):
 
     def serve(self):
         """A TLS server with a new throwaway certificate: (server, certificate PEM)."""
-        certificate_pem, key_pem = woof.throwaway_certificate(["127.0.0.1", "localhost"])
-        certificate_path = self.make_file("cert.pem", certificate_pem.encode("ascii"))
-        key_path = self.make_file("key.pem", key_pem.encode("ascii"))
+        certificate_path, key_path, certificate_pem = self.write_certificate(
+            ["127.0.0.1", "localhost"])
         server = TlsServer(certificate_path, key_path)
         self.addCleanup(server.stop)
         return server, certificate_pem
