@@ -7,10 +7,12 @@ Set WOOF_TEST_STRICT=1 to fail, rather than skip, when curl, wget, aria2c or
 another client the tests use is missing.
 """
 
+import base64
 import bz2
 import contextlib
 import errno
 import gzip
+import hashlib
 import http.client
 import io
 import json
@@ -20,6 +22,7 @@ import queue
 import select
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -1942,6 +1945,440 @@ class FullDiskTest(UploadTestCase):
         self.assert_response(response, response.read(), 201)
         self.assertEqual(child.wait(), 0)
         self.assertEqual(self.inbox_files(), {"small.txt": b"fits"})
+
+
+# ---------------------------------------------------------------------------
+# Security: the throwaway certificate
+# ---------------------------------------------------------------------------
+
+CERTIFICATE_HOSTS = ["192.168.1.20", "fd00::1", "localhost", "myhost"]
+# The b of P-256's equation y^2 = x^3 - 3x + b (SEC 2 version 2, 2.4.2).
+P256_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+
+
+def run_tool(test, *command, **options):
+    """Run a command-line tool; fail the test, with its stderr, when it fails."""
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            timeout=DEADLINE, **options)
+    test.assertEqual(result.returncode, 0, result.stderr.decode("utf-8", "replace"))
+    return result.stdout
+
+
+def certificate_validity(test, openssl, certificate_path):
+    """(notBefore, notAfter) of a certificate in seconds since the epoch, as openssl reads them."""
+    output = run_tool(test, openssl, "x509", "-noout", "-startdate", "-enddate",
+                      "-in", certificate_path).decode()
+    return tuple(ssl.cert_time_to_seconds(line.split("=", 1)[1]) for line in output.splitlines())
+
+
+def affine_add(first, second):
+    """P + Q on P-256 in affine coordinates, None being the point at infinity.
+
+    Written apart from woof's Jacobian formulas, to check them.
+    """
+    p = woof.P256_P
+    if first is None:
+        return second
+    if second is None:
+        return first
+    (x1, y1), (x2, y2) = first, second
+    if x1 == x2 and (y1 + y2) % p == 0:
+        return None
+    if first == second:
+        slope = (3 * x1 * x1 - 3) * pow(2 * y1, p - 2, p) % p
+    else:
+        slope = (y2 - y1) * pow(x2 - x1, p - 2, p) % p
+    x3 = (slope * slope - x1 - x2) % p
+    return x3, (slope * (x1 - x3) - y1) % p
+
+
+def affine_multiply(scalar, point):
+    result = None
+    for bit in bin(scalar)[2:]:
+        result = affine_add(result, result)
+        if bit == "1":
+            result = affine_add(result, point)
+    return result
+
+
+def ecdsa_signature_is_valid(public_point, message, r, s):
+    """ECDSA verification with SHA-256 (SEC 1 version 2, 4.1.4), in affine coordinates."""
+    n = woof.P256_N
+    if not (0 < r < n and 0 < s < n):
+        return False
+    e = int.from_bytes(hashlib.sha256(message).digest(), "big")
+    s_inverse = pow(s, n - 2, n)
+    point = affine_add(affine_multiply(e * s_inverse % n, woof.P256_G),
+                       affine_multiply(r * s_inverse % n, public_point))
+    return point is not None and point[0] % n == r
+
+
+class DerEncodingTests(unittest.TestCase):
+
+    def test_integers_take_the_fewest_octets_that_keep_the_sign_bit_clear(self):
+        table = [
+            (0, "020100"),
+            (1, "020101"),
+            (127, "02017f"),
+            (128, "02020080"),
+            (255, "020200ff"),
+            (256, "02020100"),
+            (0x7FFF, "02027fff"),
+            (0x8000, "0203008000"),
+            (1 << 159, "021500" + "80" + "00" * 19),
+        ]
+        for value, expected in table:
+            with self.subTest(value=value):
+                self.assertEqual(woof.der_integer(value).hex(), expected)
+
+    def test_lengths_are_short_below_128_and_minimal_above(self):
+        table = [
+            (0, "00"),
+            (127, "7f"),
+            (128, "8180"),
+            (255, "81ff"),
+            (256, "820100"),
+            (65535, "82ffff"),
+            (65536, "83010000"),
+        ]
+        for size, expected in table:
+            with self.subTest(size=size):
+                self.assertEqual(woof.der_length(size).hex(), expected)
+                element = woof.der_octet_string(b"x" * size)
+                self.assertEqual(element.hex(), "04" + expected + "78" * size)
+                self.assertEqual(woof.der_read(element, 0), (0x04, len(element) - size, len(element)))
+
+    def test_object_identifiers_are_encoded_in_base_128(self):
+        table = [
+            ("2.5.4.3", "0603550403"),
+            ("2.5.29.17", "0603551d11"),
+            ("1.2.840.10045.2.1", "06072a8648ce3d0201"),
+            ("1.2.840.10045.3.1.7", "06082a8648ce3d030107"),
+            ("1.3.6.1.5.5.7.3.1", "06082b06010505070301"),
+        ]
+        for dotted, expected in table:
+            with self.subTest(oid=dotted):
+                self.assertEqual(woof.der_oid(dotted).hex(), expected)
+
+    def test_times_before_2050_are_utc_times_and_later_ones_generalized(self):
+        table = [
+            (0, b"\x17\x0d700101000000Z"),
+            (1700000000, b"\x17\x0d231114221320Z"),
+            (2524607999, b"\x17\x0d491231235959Z"),
+            (2524608000, b"\x18\x0f20500101000000Z"),
+        ]
+        for seconds, expected in table:
+            with self.subTest(seconds=seconds):
+                self.assertEqual(woof.der_time(seconds), expected)
+
+    def test_sets_are_sorted_and_other_elements_keep_their_order(self):
+        self.assertEqual(woof.der_set(b"\x02\x01\x02", b"\x02\x01\x01").hex(), "3106020101020102")
+        self.assertEqual(woof.der_sequence(b"\x02\x01\x02", b"\x02\x01\x01").hex(), "3006020102020101")
+        self.assertEqual(woof.der_bit_string(b"\x04\xff").hex(), "03030004ff")
+        self.assertEqual(woof.der_boolean(True).hex(), "0101ff")
+        self.assertEqual(woof.der_utf8_string("é").hex(), "0c02c3a9")
+        self.assertEqual(woof.der_explicit(3, b"\x05\x00").hex(), "a3020500")
+        self.assertEqual(woof.der_implicit(7, b"\x7f\x00\x00\x01").hex(), "87047f000001")
+
+    def test_subject_alt_names_are_addresses_or_dns_names(self):
+        v6 = bytes.fromhex("fd000000000000000000000000000001")
+        table = [
+            ("192.168.1.20", b"\x87\x04\xc0\xa8\x01\x14"),
+            ("fd00::1", b"\x87\x10" + v6),
+            ("[fd00::1]", b"\x87\x10" + v6),
+            ("fe80::1%eth0", b"\x87\x10\xfe\x80" + b"\x00" * 13 + b"\x01"),
+            ("localhost", b"\x82\x09localhost"),
+            ("b\u00fccher.example", b"\x82\x15xn--bcher-kva.example"),
+        ]
+        for host, expected in table:
+            with self.subTest(host=host):
+                self.assertEqual(woof.subject_alt_name(host), expected)
+
+    def test_hosts_that_cannot_be_named_are_refused(self):
+        for host in ("", "bad..example", "a" * 64 + ".example"):
+            with self.subTest(host=host):
+                with self.assertRaises(woof.WoofError):
+                    woof.subject_alt_name(host)
+
+    def test_malformed_certificates_have_no_pin(self):
+        certificate = ssl.PEM_cert_to_DER_cert(woof.throwaway_certificate(["localhost"])[0])
+        table = [
+            ("empty", b""),
+            ("one octet", b"\x30"),
+            ("cut short", certificate[:-1]),
+            ("trailing bytes", certificate + b"\x00"),
+            ("indefinite length", b"\x30\x80\x30\x00\x00\x00"),
+            ("long form for a short length", b"\x30\x81\x02\x30\x00"),
+            ("leading zero in the length", b"\x30\x82\x00\x02\x30\x00"),
+            ("high tag number", b"\x1f\x01\x00"),
+            ("not a SEQUENCE", b"\x31\x02\x30\x00"),
+            ("empty tbsCertificate", b"\x30\x02\x30\x00"),
+            ("no tbsCertificate", b"\x30\x03\x02\x01\x00"),
+            ("child past its parent", b"\x30\x05\x30\x03\x02\x05\x00"),
+            ("too few fields", woof.der_sequence(woof.der_sequence(
+                woof.der_explicit(0, woof.der_integer(2)), *[woof.der_sequence()] * 5))),
+        ]
+        for name, data in table:
+            with self.subTest(name):
+                with self.assertRaises(woof.WoofError):
+                    woof.public_key_pin(data)
+
+
+class EcdsaTests(unittest.TestCase):
+
+    def test_scalar_multiples_of_the_generator_are_the_published_points(self):
+        gx, gy = woof.P256_G
+        table = [
+            (1, (gx, gy)),
+            (2, (0x7CF27B188D034F7E8A52380304B51AC3C08969E277F21B35A60B48FC47669978,
+                 0x07775510DB8ED040293D9AC69F7430DBBA7DADE63CE982299E04B79D227873D1)),
+            (3, (0x5ECBE4D1A6330A44C8F7EF951D4BF165E6C6B721EFADA985FB41661BC6E7FD6C,
+                 0x8734640C4998FF7E374B06CE1A64A2ECD82AB036384FB83D9A79B127A27D5032)),
+            (112233445566778899,
+             (0x339150844EC15234807FE862A86BE77977DBFB3AE3D96F4C22795513AEAAB82F,
+              0xB1C14DDFDC8EC1B2583F51E85A5EB3A155840F2034730E9B5ADA38B674336A21)),
+            (0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721,
+             (0x60FED4BA255A9D31C961EB74C6356D68C049B8923B61FA6CE669622E60F29FB6,
+              0x7903FE1008B8BC99A41AE9E95628BC64F2F1B20C2D7E9F5177A3C294D4462299)),
+            (woof.P256_N - 1, (gx, woof.P256_P - gy)),
+        ]
+        for scalar, expected in table:
+            with self.subTest(scalar=scalar):
+                self.assertEqual(woof.p256_multiply(scalar), expected)
+
+    def test_the_whole_group_order_gives_the_point_at_infinity(self):
+        with self.assertRaises(ValueError):
+            woof.p256_multiply(woof.P256_N)
+
+    def test_signatures_match_the_rfc_6979_vectors(self):
+        private_key = 0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721
+        table = [
+            (b"sample", 0xEFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716,
+             0xF7CB1C942D657C41D436C7A1B6E29F65F3E900DBB9AFF4064DC4AB2F843ACDA8),
+            (b"test", 0xF1ABB023518351CD71D881567B1EA663ED3EFCF6C5132B354F28D3B0B7D38367,
+             0x019F4113742A2B14BD25926B49C649155F267E60D3814B4C0CC84250E46F0083),
+        ]
+        for message, r, s in table:
+            with self.subTest(message=message):
+                self.assertEqual(woof.ecdsa_sign(private_key, message), (r, s))
+
+    def test_signatures_of_random_keys_verify_and_forgeries_do_not(self):
+        for attempt in range(8):
+            with self.subTest(attempt=attempt):
+                private_key = int.from_bytes(os.urandom(32), "big") % (woof.P256_N - 1) + 1
+                public_point = woof.p256_multiply(private_key)
+                self.assertEqual(public_point, affine_multiply(private_key, woof.P256_G))
+                x, y = public_point
+                self.assertEqual(y * y % woof.P256_P, (x * x * x - 3 * x + P256_B) % woof.P256_P)
+                message = os.urandom(attempt * 10)
+                r, s = woof.ecdsa_sign(private_key, message)
+                self.assertTrue(ecdsa_signature_is_valid(public_point, message, r, s))
+                self.assertFalse(ecdsa_signature_is_valid(public_point, message + b"!", r, s))
+                self.assertFalse(ecdsa_signature_is_valid(public_point, message, r, woof.P256_N - s - 1))
+
+
+class ThrowawayCertificateTestCase(WoofTestCase):
+
+    def write_certificate(self, hosts=CERTIFICATE_HOSTS, lifetime=86400):
+        """(certificate path, key path, certificate PEM) of a new throwaway certificate."""
+        certificate_pem, key_pem = woof.throwaway_certificate(hosts, lifetime)
+        certificate_path = self.make_file("cert.pem", certificate_pem.encode("ascii"))
+        key_path = self.make_file("key.pem", key_pem.encode("ascii"))
+        return certificate_path, key_path, certificate_pem
+
+
+class ThrowawayCertificateTests(ThrowawayCertificateTestCase):
+
+    def test_openssl_reads_the_certificate_as_intended(self):
+        openssl = require_tool("openssl")
+        before = time.time()
+        certificate_path, _, _ = self.write_certificate()
+        text = run_tool(self, openssl, "x509", "-noout", "-text", "-in", certificate_path).decode()
+        for expected in ("Version: 3 (0x2)",
+                         "Issuer: CN = woof.py throwaway",
+                         "Subject: CN = woof.py throwaway",
+                         "Public Key Algorithm: id-ecPublicKey",
+                         "ASN1 OID: prime256v1",
+                         "IP Address:192.168.1.20, IP Address:FD00:0:0:0:0:0:0:1, "
+                         "DNS:localhost, DNS:myhost",
+                         "X509v3 Basic Constraints: critical\n                CA:FALSE",
+                         "X509v3 Key Usage: critical\n                Digital Signature\n",
+                         "X509v3 Extended Key Usage: \n                TLS Web Server Authentication\n"):
+            with self.subTest(expected=expected):
+                self.assertIn(expected, text)
+        self.assertEqual(text.count("Signature Algorithm: ecdsa-with-SHA256"), 2)
+        not_before, not_after = certificate_validity(self, openssl, certificate_path)
+        self.assertLessEqual(abs(not_before - (before - 3600)), 60)
+        self.assertEqual(not_after - not_before, 86400 + 3600)
+
+    def test_openssl_verifies_the_signature_and_refuses_an_altered_copy(self):
+        openssl = require_tool("openssl")
+        certificate_path, _, certificate_pem = self.write_certificate()
+        output = run_tool(self, openssl, "verify", "-x509_strict", "-CAfile", certificate_path,
+                          certificate_path)
+        self.assertEqual(output.strip(), certificate_path.encode() + b": OK")
+        der = ssl.PEM_cert_to_DER_cert(certificate_pem)
+        altered = der.replace(b"woof.py throwaway", b"woof.py throwawaz", 1)
+        self.assertNotEqual(altered, der)
+        altered_path = self.make_file("altered.pem", ssl.DER_cert_to_PEM_cert(altered).encode())
+        result = subprocess.run([openssl, "verify", "-CAfile", altered_path, altered_path],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=DEADLINE)
+        self.assertNotEqual(result.returncode, 0, result.stdout)
+
+    def test_openssl_reads_the_key_and_it_matches_the_certificate(self):
+        openssl = require_tool("openssl")
+        certificate_path, key_path, _ = self.write_certificate()
+        self.assertIn(b"valid", run_tool(self, openssl, "pkey", "-in", key_path, "-check", "-noout"))
+        from_key = run_tool(self, openssl, "pkey", "-in", key_path, "-pubout")
+        from_certificate = run_tool(self, openssl, "x509", "-in", certificate_path, "-pubkey", "-noout")
+        self.assertEqual(from_key, from_certificate)
+        self.assertIn(b"ASN1 OID: prime256v1",
+                      run_tool(self, openssl, "pkey", "-in", key_path, "-noout", "-text"))
+
+    def test_the_lifetime_and_hosts_are_the_callers(self):
+        openssl = require_tool("openssl")
+        certificate_path, key_path, _ = self.write_certificate(hosts=[], lifetime=600)
+        text = run_tool(self, openssl, "x509", "-noout", "-text", "-in", certificate_path).decode()
+        self.assertNotIn("Subject Alternative Name", text)
+        not_before, not_after = certificate_validity(self, openssl, certificate_path)
+        self.assertEqual(not_after - not_before, 600 + 3600)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certificate_path, key_path)
+
+    def test_each_certificate_has_its_own_key_and_serial(self):
+        openssl = require_tool("openssl")
+        pins, serials = set(), set()
+        for attempt in range(2):
+            certificate_path, _, certificate_pem = self.write_certificate()
+            pins.add(woof.public_key_pin(ssl.PEM_cert_to_DER_cert(certificate_pem)))
+            serials.add(run_tool(self, openssl, "x509", "-noout", "-serial", "-in", certificate_path))
+        self.assertEqual((len(pins), len(serials)), (2, 2))
+
+    def test_pins_and_fingerprints_are_what_openssl_computes_for_any_key(self):
+        openssl = require_tool("openssl")
+        key_path = os.path.join(self.tmp, "rsa-key.pem")
+        rsa_v3 = os.path.join(self.tmp, "rsa-v3.pem")
+        run_tool(self, openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key_path,
+                 "-out", rsa_v3, "-subj", "/CN=woof test", "-days", "1")
+        request = run_tool(self, openssl, "req", "-new", "-key", key_path, "-subj", "/CN=woof v1")
+        rsa_v1 = os.path.join(self.tmp, "rsa-v1.pem")
+        run_tool(self, openssl, "x509", "-req", "-signkey", key_path, "-days", "1", "-out", rsa_v1,
+                 input=request)
+        throwaway, _, _ = self.write_certificate()
+        for path, version in ((rsa_v3, b"Version: 3"), (rsa_v1, b"Version: 1"),
+                              (throwaway, b"Version: 3")):
+            with self.subTest(path=os.path.basename(path)):
+                self.assertIn(version, run_tool(self, openssl, "x509", "-in", path, "-noout", "-text"))
+                public_key_pem = run_tool(self, openssl, "x509", "-in", path, "-pubkey", "-noout")
+                public_key_der = run_tool(self, openssl, "pkey", "-pubin", "-outform", "der",
+                                          input=public_key_pem)
+                expected_pin = "sha256//" + base64.b64encode(
+                    hashlib.sha256(public_key_der).digest()).decode()
+                fingerprint = run_tool(self, openssl, "x509", "-in", path, "-noout",
+                                       "-fingerprint", "-sha256").decode()
+                with open(path) as handle:
+                    der = ssl.PEM_cert_to_DER_cert(handle.read())
+                self.assertEqual(woof.public_key_pin(der), expected_pin)
+                self.assertEqual(woof.certificate_fingerprint(der),
+                                 fingerprint.strip().split("=", 1)[1])
+
+
+class TlsServer:
+    """A TLS server in a thread answering every request with one short HTTP response."""
+
+    BODY = b"hello over tls\n"
+
+    def __init__(self, certificate_path, key_path):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(certificate_path, key_path)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self.serve)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            connection, _ = self.listener.accept()
+            with connection:
+                if self.stopping:
+                    return
+                connection.settimeout(DEADLINE)
+                try:
+                    self.answer(connection)
+                except OSError:
+                    pass  # clients refusing the certificate end the handshake
+
+    def answer(self, connection):
+        with self.context.wrap_socket(connection, server_side=True) as secure:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = secure.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            secure.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                           % (len(self.BODY), self.BODY))
+
+    def stop(self):
+        self.stopping = True
+        socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE).close()
+        self.thread.join(DEADLINE)
+        self.listener.close()
+
+
+class ThrowawayCertificateTlsTests(ThrowawayCertificateTestCase):
+
+    def serve(self):
+        """A TLS server with a new throwaway certificate: (server, certificate PEM)."""
+        certificate_path, key_path, certificate_pem = self.write_certificate(
+            ["127.0.0.1", "localhost"])
+        server = TlsServer(certificate_path, key_path)
+        self.addCleanup(server.stop)
+        return server, certificate_pem
+
+    def fetch(self, server, context, server_hostname):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as raw:
+            with context.wrap_socket(raw, server_hostname=server_hostname) as secure:
+                secure.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                response = b""
+                while not response.endswith(TlsServer.BODY):
+                    chunk = secure.recv(4096)
+                    if not chunk:
+                        break
+                    response += chunk
+        return response
+
+    def test_python_trusts_the_certificate_for_its_address_and_name_only(self):
+        server, certificate_pem = self.serve()
+        for server_hostname in ("127.0.0.1", "localhost"):
+            with self.subTest(server_hostname=server_hostname):
+                context = ssl.create_default_context(cadata=certificate_pem)
+                response = self.fetch(server, context, server_hostname)
+                self.assertTrue(response.endswith(b"\r\n\r\n" + TlsServer.BODY), response)
+        context = ssl.create_default_context(cadata=certificate_pem)
+        with self.assertRaises((ssl.SSLError, ssl.CertificateError)):
+            self.fetch(server, context, "elsewhere.example")
+        other_pem, _ = woof.throwaway_certificate(["127.0.0.1"])
+        with self.assertRaises(ssl.SSLError):
+            self.fetch(server, ssl.create_default_context(cadata=other_pem), "127.0.0.1")
+
+    def test_curl_accepts_the_pinned_key_and_refuses_another(self):
+        curl = require_tool("curl")
+        server, certificate_pem = self.serve()
+        pin = woof.public_key_pin(ssl.PEM_cert_to_DER_cert(certificate_pem))
+        url = "https://127.0.0.1:%d/" % server.port
+        output = run_tool(self, curl, "-sS", "--max-time", "30", "--pinnedpubkey", pin, "-k", url)
+        self.assertEqual(output, TlsServer.BODY)
+        other_pin = woof.public_key_pin(ssl.PEM_cert_to_DER_cert(
+            woof.throwaway_certificate(["127.0.0.1"])[0]))
+        result = subprocess.run([curl, "-sS", "--max-time", "30", "--pinnedpubkey", other_pin,
+                                 "-k", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                timeout=DEADLINE)
+        self.assertEqual(result.returncode, 90, result.stderr)  # CURLE_SSL_PINNEDPUBKEYNOTMATCH
+        self.assertEqual(result.stdout, b"")
 
 
 # ---------------------------------------------------------------------------

@@ -2329,6 +2329,371 @@ class UploadBatch:
 
 
 # ---------------------------------------------------------------------------
+# Security: the throwaway certificate
+#
+# For --https with no certificate of its own, woof makes a key and a
+# self-signed certificate for the run: ECDSA over P-256, computed here in
+# pure Python and written in DER by hand (X.690, profiled by RFC 5280), so
+# that neither an openssl command nor a third-party module is needed.  An
+# EC key is a random number, where an RSA key needs a search for large
+# primes, slower and of uneven length in pure Python.  This arithmetic is
+# not constant-time; it runs once per key, before anything is served, and
+# every handshake then uses the key through OpenSSL alone.
+# ---------------------------------------------------------------------------
+
+def der_length(size):
+    """Length octets (X.690, 8.1.3 and 10.1): short form below 128, else minimal long form."""
+    if size < 0x80:
+        return bytes([size])
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def der_element(tag, content):
+    return bytes([tag]) + der_length(len(content)) + content
+
+
+def der_integer(value):
+    """A non-negative INTEGER in the fewest octets that keep its sign bit clear (X.690, 8.3)."""
+    return der_element(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def der_boolean(value):
+    return der_element(0x01, b"\xff" if value else b"\x00")
+
+
+def der_oid(dotted):
+    """An OBJECT IDENTIFIER: the first two arcs in one number, each in base 128 (X.690, 8.19)."""
+    arcs = [int(arc) for arc in dotted.split(".")]
+    content = bytearray()
+    for arc in [40 * arcs[0] + arcs[1]] + arcs[2:]:
+        septets = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            septets.append(0x80 | arc & 0x7F)
+            arc >>= 7
+        content.extend(reversed(septets))
+    return der_element(0x06, bytes(content))
+
+
+def der_sequence(*elements):
+    return der_element(0x30, b"".join(elements))
+
+
+def der_set(*elements):
+    """A SET OF: DER orders its elements by their encodings (X.690, 11.6)."""
+    return der_element(0x31, b"".join(sorted(elements)))
+
+
+def der_bit_string(data):
+    """A BIT STRING of whole octets: no unused bits (X.690, 8.6.2)."""
+    return der_element(0x03, b"\x00" + data)
+
+
+def der_octet_string(data):
+    return der_element(0x04, data)
+
+
+def der_utf8_string(text):
+    return der_element(0x0C, text.encode("utf-8"))
+
+
+def der_time(seconds):
+    """UTCTime for years 1950 to 2049, GeneralizedTime otherwise (RFC 5280, 4.1.2.5)."""
+    moment = time.gmtime(seconds)
+    if 1950 <= moment.tm_year <= 2049:
+        return der_element(0x17, time.strftime("%y%m%d%H%M%SZ", moment).encode("ascii"))
+    return der_element(0x18, time.strftime("%Y%m%d%H%M%SZ", moment).encode("ascii"))
+
+
+def der_explicit(number, content):
+    """A constructed context-specific tag [number] around a whole element."""
+    return der_element(0xA0 | number, content)
+
+
+def der_implicit(number, content):
+    """A primitive context-specific tag [number] replacing the element's own."""
+    return der_element(0x80 | number, content)
+
+
+def der_read(data, offset):
+    """(tag, start, end) of the DER element at offset: its value is data[start:end].
+
+    Only single-octet tags and minimal definite lengths are DER (X.690,
+    10.1); anything else, or an element running past the data, is refused.
+    """
+    if offset + 2 > len(data):
+        raise WoofError("malformed certificate: a DER element is cut short")
+    tag, first = data[offset], data[offset + 1]
+    if tag & 0x1F == 0x1F:
+        raise WoofError("malformed certificate: unexpected DER tag 0x%02x" % tag)
+    start = offset + 2
+    length = first
+    if first & 0x80:
+        count = first & 0x7F
+        octets = data[start:start + count]
+        if not 1 <= count <= 8 or len(octets) < count or octets[0] == 0:
+            raise WoofError("malformed certificate: not a DER length")
+        length = int.from_bytes(octets, "big")
+        if length < 0x80:
+            raise WoofError("malformed certificate: not a DER length")
+        start += count
+    if start + length > len(data):
+        raise WoofError("malformed certificate: a DER element is cut short")
+    return tag, start, start + length
+
+
+def der_children(data, start, end):
+    """(tag, offset, start, end) of each element between start and end.
+
+    The element is data[offset:end], its value data[start:end].
+    """
+    children = []
+    while start < end:
+        tag, value_start, value_end = der_read(data, start)
+        if value_end > end:
+            raise WoofError("malformed certificate: a DER element is cut short")
+        children.append((tag, start, value_start, value_end))
+        start = value_end
+    return children
+
+
+def pem_text(label, der):
+    """The PEM text of DER bytes: base64 in lines of 64 (RFC 7468, 2)."""
+    text = base64.b64encode(der).decode("ascii")
+    lines = [text[index:index + 64] for index in range(0, len(text), 64)]
+    return "-----BEGIN %s-----\n%s\n-----END %s-----\n" % (label, "\n".join(lines), label)
+
+
+# P-256 (secp256r1): SEC 2 version 2, 2.4.2, and FIPS 186-4, D.1.2.3.  Its
+# a is -3, which the doubling formulas rely on; b plays no part in them.
+P256_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+P256_G = (0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+          0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5)
+
+# A point (x, y, z) in Jacobian coordinates stands for (x/z^2, y/z^3), so
+# that only the final conversion divides; z = 0 is the point at infinity.
+P256_INFINITY = (1, 1, 0)
+
+OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+OID_PRIME256V1 = "1.2.840.10045.3.1.7"
+OID_ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
+OID_COMMON_NAME = "2.5.4.3"
+OID_SUBJECT_ALT_NAME = "2.5.29.17"
+OID_BASIC_CONSTRAINTS = "2.5.29.19"
+OID_KEY_USAGE = "2.5.29.15"
+OID_EXTENDED_KEY_USAGE = "2.5.29.37"
+OID_SERVER_AUTH = "1.3.6.1.5.5.7.3.1"
+
+THROWAWAY_COMMON_NAME = "woof.py throwaway"
+# Valid from an hour ago, so that a receiver whose clock is a little behind
+# does not see a certificate from the future.
+CLOCK_SKEW = 3600
+
+
+def p256_double(point):
+    """2P, by the a = -3 doubling formulas (dbl-2001-b, Bernstein and Lange's EFD)."""
+    x, y, z = point
+    if not z or not y:
+        return P256_INFINITY
+    p = P256_P
+    delta = z * z % p
+    gamma = y * y % p
+    beta = x * gamma % p
+    alpha = 3 * (x - delta) * (x + delta) % p
+    x3 = (alpha * alpha - 8 * beta) % p
+    z3 = ((y + z) * (y + z) - gamma - delta) % p
+    y3 = (alpha * (4 * beta - x3) - 8 * gamma * gamma) % p
+    return x3, y3, z3
+
+
+def p256_add_affine(point, affine):
+    """P + Q for a Jacobian P and an affine Q (mixed addition, Cohen, Miyaji and Ono, 1998)."""
+    x1, y1, z1 = point
+    x2, y2 = affine
+    if not z1:
+        return x2, y2, 1
+    p = P256_P
+    z1z1 = z1 * z1 % p
+    h = (x2 * z1z1 - x1) % p
+    r = (y2 * z1 * z1z1 - y1) % p
+    if not h:
+        return p256_double(point) if not r else P256_INFINITY
+    hh = h * h % p
+    hhh = h * hh % p
+    v = x1 * hh % p
+    x3 = (r * r - hhh - 2 * v) % p
+    y3 = (r * (v - x3) - y1 * hhh) % p
+    return x3, y3, z1 * h % p
+
+
+def p256_multiply(scalar, affine=P256_G):
+    """The affine point scalar * Q, for 0 < scalar < n (double and add)."""
+    point = P256_INFINITY
+    for bit in bin(scalar)[2:]:
+        point = p256_double(point)
+        if bit == "1":
+            point = p256_add_affine(point, affine)
+    x, y, z = point
+    if not z:
+        raise ValueError("the point at infinity has no affine coordinates")
+    # Python 3.6 has no pow(z, -1, p); Fermat's little theorem gives the inverse.
+    z_inverse = pow(z, P256_P - 2, P256_P)
+    z_inverse_squared = z_inverse * z_inverse % P256_P
+    return x * z_inverse_squared % P256_P, y * z_inverse_squared * z_inverse % P256_P
+
+
+def rfc6979_nonces(private_key, digest):
+    """ECDSA nonces for one message, derived from the key and its SHA-256 (RFC 6979, 3.2).
+
+    Deterministic nonces cannot repeat for different messages nor leak the
+    key through a weak random source, and a published test vector (RFC 6979,
+    A.2.5) checks the whole signature.  For P-256 with SHA-256, qlen = hlen
+    = 256, so bits2int is a plain conversion.
+    """
+    def mac(key, data):
+        return hmac.new(key, data, hashlib.sha256).digest()
+
+    key_octets = private_key.to_bytes(32, "big")
+    digest_octets = (int.from_bytes(digest, "big") % P256_N).to_bytes(32, "big")
+    v = b"\x01" * 32
+    k = mac(b"\x00" * 32, v + b"\x00" + key_octets + digest_octets)
+    v = mac(k, v)
+    k = mac(k, v + b"\x01" + key_octets + digest_octets)
+    v = mac(k, v)
+    while True:
+        v = mac(k, v)
+        candidate = int.from_bytes(v, "big")
+        if 0 < candidate < P256_N:
+            yield candidate
+        k = mac(k, v + b"\x00")
+        v = mac(k, v)
+
+
+def ecdsa_sign(private_key, message):
+    """(r, s): the ECDSA signature of message with SHA-256 over P-256 (SEC 1 version 2, 4.1.3)."""
+    digest = hashlib.sha256(message).digest()
+    e = int.from_bytes(digest, "big")
+    for nonce in rfc6979_nonces(private_key, digest):
+        r = p256_multiply(nonce)[0] % P256_N
+        s = pow(nonce, P256_N - 2, P256_N) * (e + r * private_key) % P256_N
+        if r and s:
+            return r, s
+
+
+def p256_point_octets(point):
+    """The uncompressed encoding of a point (SEC 1 version 2, 2.3.3)."""
+    return b"\x04" + point[0].to_bytes(32, "big") + point[1].to_bytes(32, "big")
+
+
+def subject_alt_name(host):
+    """The GeneralName of one host (RFC 5280, 4.2.1.6): iPAddress or dNSName."""
+    address = host.strip("[]").split("%")[0]
+    try:
+        return der_implicit(7, ipaddress.ip_address(address).packed)
+    except ValueError:
+        pass
+    try:
+        name = host.encode("idna")
+    except UnicodeError:
+        name = b""
+    if not name:
+        raise WoofError("%r cannot be named in a certificate" % host)
+    return der_implicit(2, name)
+
+
+def der_extension(oid, value, critical=False):
+    """An Extension (RFC 5280, 4.1): critical is left out when false, as DER wants."""
+    flag = der_boolean(True) if critical else b""
+    return der_sequence(der_oid(oid), flag, der_octet_string(value))
+
+
+def throwaway_extensions(hosts):
+    names = []
+    for host in hosts:
+        name = subject_alt_name(host)
+        if name not in names:
+            names.append(name)
+    extensions = [
+        # An empty SEQUENCE: cA is FALSE, its default, so DER leaves it out.
+        der_extension(OID_BASIC_CONSTRAINTS, der_sequence(), critical=True),
+        # digitalSignature is bit 0; DER drops the 7 trailing zero bits (X.690, 11.2.2).
+        der_extension(OID_KEY_USAGE, der_element(0x03, b"\x07\x80"), critical=True),
+        der_extension(OID_EXTENDED_KEY_USAGE, der_sequence(der_oid(OID_SERVER_AUTH))),
+    ]
+    if names:
+        extensions.insert(0, der_extension(OID_SUBJECT_ALT_NAME, der_sequence(*names)))
+    return extensions
+
+
+def throwaway_certificate(hosts, lifetime=86400):
+    """(certificate_pem, key_pem): a new P-256 key and a self-signed certificate for it.
+
+    hosts are IP addresses and DNS names, each made a subjectAltName; the
+    certificate is valid from an hour ago until lifetime seconds from now.
+    The key is PKCS#8 (RFC 5208) around an ECPrivateKey, which names its
+    curve again (RFC 5915, 3).
+    """
+    private_key = secrets.randbelow(P256_N - 1) + 1
+    public_key = p256_point_octets(p256_multiply(private_key))
+    curve = der_sequence(der_oid(OID_EC_PUBLIC_KEY), der_oid(OID_PRIME256V1))
+    # ECDSA signatures name no parameters (RFC 5758, 3.2).
+    signature_algorithm = der_sequence(der_oid(OID_ECDSA_WITH_SHA256))
+    name = der_sequence(der_set(der_sequence(
+        der_oid(OID_COMMON_NAME), der_utf8_string(THROWAWAY_COMMON_NAME))))
+    now = int(time.time())
+    # A positive serial of at most 20 octets (RFC 5280, 4.1.2.2).
+    serial = secrets.randbelow((1 << 159) - 1) + 1
+    tbs_certificate = der_sequence(
+        der_explicit(0, der_integer(2)),
+        der_integer(serial),
+        signature_algorithm,
+        name,
+        der_sequence(der_time(now - CLOCK_SKEW), der_time(now + lifetime)),
+        name,
+        der_sequence(curve, der_bit_string(public_key)),
+        der_explicit(3, der_sequence(*throwaway_extensions(hosts))))
+    r, s = ecdsa_sign(private_key, tbs_certificate)
+    certificate = der_sequence(
+        tbs_certificate, signature_algorithm,
+        der_bit_string(der_sequence(der_integer(r), der_integer(s))))
+    ec_private_key = der_sequence(
+        der_integer(1), der_octet_string(private_key.to_bytes(32, "big")),
+        der_explicit(0, der_oid(OID_PRIME256V1)), der_explicit(1, der_bit_string(public_key)))
+    private_key_info = der_sequence(der_integer(0), curve, der_octet_string(ec_private_key))
+    return pem_text("CERTIFICATE", certificate), pem_text("PRIVATE KEY", private_key_info)
+
+
+def public_key_pin(certificate_der):
+    """The SHA-256 of the certificate's SubjectPublicKeyInfo, as "sha256//BASE64".
+
+    This is what curl --pinnedpubkey checks (and HPKP pinned, RFC 7469,
+    2.4), for a key of any type.  The SubjectPublicKeyInfo is the seventh
+    field of tbsCertificate, the sixth when the optional [0] version is
+    absent (RFC 5280, 4.1).
+    """
+    data = bytes(certificate_der)
+    tag, start, end = der_read(data, 0)
+    if tag != 0x30 or end != len(data):
+        raise WoofError("malformed certificate: not one DER SEQUENCE")
+    fields = der_children(data, start, end)
+    if not fields or fields[0][0] != 0x30:
+        raise WoofError("malformed certificate: no tbsCertificate")
+    tbs_fields = der_children(data, fields[0][2], fields[0][3])
+    if tbs_fields and tbs_fields[0][0] == 0xA0:
+        tbs_fields = tbs_fields[1:]
+    if len(tbs_fields) < 6 or tbs_fields[5][0] != 0x30:
+        raise WoofError("malformed certificate: no SubjectPublicKeyInfo")
+    _, key_offset, _, key_end = tbs_fields[5]
+    digest = hashlib.sha256(data[key_offset:key_end]).digest()
+    return "sha256//" + base64.b64encode(digest).decode("ascii")
+
+
+def certificate_fingerprint(certificate_der):
+    """The SHA-256 of the whole certificate, as browsers show it: "AB:CD:..."."""
+    digest = hashlib.sha256(bytes(certificate_der)).digest()
+    return ":".join("%02X" % octet for octet in digest)
 # Security: the secret link, the password, and who may be asked for
 # ---------------------------------------------------------------------------
 
