@@ -20,6 +20,7 @@ import queue
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tarfile
@@ -277,8 +278,175 @@ class NameAndHeaderTests(unittest.TestCase):
         address = woof.outgoing_address(socket.AF_INET)
         if address is not None:
             socket.inet_aton(address)
-        self.assertIn(woof.reachable_host("0.0.0.0"), (address or "127.0.0.1",))
-        self.assertEqual(woof.reachable_host("127.0.0.1"), "127.0.0.1")
+        hosts = [host for host, _ in woof.advertised_hosts("0.0.0.0")]
+        self.assertIn(address or "127.0.0.1", hosts)
+        self.assertEqual(woof.advertised_hosts("127.0.0.1"), [("127.0.0.1", "")])
+
+
+LocalAddress = woof.LocalAddress
+VPN = woof.VPN_NOTE
+
+
+def ifreq(label, family, address):
+    """One struct ifreq record of a SIOCGIFCONF answer, as the kernel writes it."""
+    record = label.ljust(woof.IFNAMSIZ, b"\0") + struct.pack("H", family) + b"\0\0"
+    return (record + socket.inet_aton(address)).ljust(woof.IFREQ_SIZE, b"\0")
+
+
+class AdvertisedHostTests(unittest.TestCase):
+    """Which addresses woof prints, and in what order, from synthetic tables."""
+
+    def test_hosts_are_ranked_default_route_then_ipv4_then_interface_order_vpn_last(self):
+        table = [
+            ("a VPN holding the default route comes after the LAN",
+             [LocalAddress("100.64.0.7", "wg0", 2, True), LocalAddress("192.168.1.20", "eth0", 3),
+              LocalAddress("fd00::20", "eth0", 3)],
+             [("192.168.1.20", ""), ("fd00::20", ""), ("100.64.0.7", VPN)]),
+            ("the default route's interface comes first",
+             [LocalAddress("10.0.0.5", "eth1", 2), LocalAddress("192.168.1.20", "wlan0", 3, True)],
+             [("192.168.1.20", ""), ("10.0.0.5", "")]),
+            ("IPv4 before IPv6 on one interface, whatever the system's order",
+             [LocalAddress("fd00::20", "eth0", 2, True),
+              LocalAddress("192.168.1.20", "eth0", 2, True)],
+             [("192.168.1.20", ""), ("fd00::20", "")]),
+            ("the default interface's IPv6 before another interface's IPv4",
+             [LocalAddress("10.0.0.5", "eth1", 3), LocalAddress("fd00::20", "eth0", 2, True)],
+             [("fd00::20", ""), ("10.0.0.5", "")]),
+            ("private before global on one interface",
+             [LocalAddress("2001:db8::20", "eth0", 2, True),
+              LocalAddress("fd00::20", "eth0", 2, True)],
+             [("fd00::20", ""), ("2001:db8::20", "")]),
+            ("interfaces in the system's order, not the list's",
+             [LocalAddress("10.0.0.9", "eth2", 4), LocalAddress("10.0.0.5", "eth1", 2)],
+             [("10.0.0.5", ""), ("10.0.0.9", "")]),
+            ("VPNs ranked among themselves the same way",
+             [LocalAddress("10.8.0.6", "tun0", 2), LocalAddress("100.64.0.7", "wg0", 5, True)],
+             [("100.64.0.7", VPN), ("10.8.0.6", VPN)]),
+            ("an address listed twice is printed once",
+             [LocalAddress("192.168.1.20", "", 0, True), LocalAddress("192.168.1.20")],
+             [("192.168.1.20", "")]),
+            ("addresses from the host name, outgoing one first",
+             [LocalAddress("100.64.1.2", "", 0, True), LocalAddress("192.168.1.20"),
+              LocalAddress("127.0.1.1")],
+             [("192.168.1.20", ""), ("100.64.1.2", VPN)]),
+            ("nothing but loopback gives nothing", [LocalAddress("127.0.0.1", "lo", 1)], []),
+        ]
+        for case, addresses, expected in table:
+            with self.subTest(case):
+                self.assertEqual(woof.ranked_hosts(addresses), expected)
+
+    def test_loopback_link_local_and_local_bridges_are_left_out(self):
+        left_out = [("127.0.0.1", "lo"), ("::1", "lo"), ("169.254.3.4", "eth0"),
+                    ("fe80::1", "eth0"), ("fe80::1%eth0", ""), ("172.17.0.1", "docker0"),
+                    ("172.18.0.1", "br-0a1b2c3d4e5f"), ("172.19.0.1", "veth12ab34c"),
+                    ("192.168.122.1", "virbr0"), ("10.88.0.1", "cni-podman0"),
+                    ("10.89.0.1", "podman1"), ("10.22.0.1", "cni0"), ("192.168.56.1", "vboxnet0"),
+                    ("10.0.3.1", "lxcbr0"), ("10.10.10.1", "lxdbr0"), ("172.16.5.1", "vmnet8"),
+                    ("0.0.0.0", "eth0"), ("224.0.0.1", "eth0")]
+        for address, interface in left_out:
+            with self.subTest(address=address, interface=interface):
+                self.assertEqual(woof.ranked_hosts([LocalAddress(address, interface, 2)]), [])
+        kept = [("192.168.1.20", "br0"), ("203.0.113.9", "eth0"), ("2001:db8::9", "eth0"),
+                ("100.128.0.1", "eth0"), ("192.0.2.2", "enp3s0")]
+        for address, interface in kept:
+            with self.subTest(address=address, interface=interface):
+                self.assertEqual(woof.ranked_hosts([LocalAddress(address, interface, 2)]),
+                                 [(address, "")])
+
+    def test_vpns_are_known_by_name_point_to_point_link_or_shared_address_space(self):
+        table = [("10.8.0.2", "tun0", False), ("10.8.1.2", "tap0", False),
+                 ("10.7.0.2", "wg0", False), ("fd7a:115c:a1e0::5", "utun3", False),
+                 ("10.64.64.64", "ppp0", False), ("fd7a:115c:a1e0::6", "tailscale0", False),
+                 ("10.147.17.5", "zt7nnig26", False), ("10.9.0.2", "corp0", True),
+                 ("100.100.1.1", "eth0", False), ("100.64.0.1", "", False)]
+        for address, interface, point_to_point in table:
+            with self.subTest(address=address, interface=interface):
+                local = LocalAddress(address, interface, 2, False, point_to_point)
+                self.assertEqual(woof.ranked_hosts([local]), [(address, VPN)])
+
+    def test_ipv4_addresses_are_read_from_a_siocgifconf_answer(self):
+        answer = (ifreq(b"lo", socket.AF_INET, "127.0.0.1")
+                  + ifreq(b"eth0", socket.AF_INET, "192.168.1.20")
+                  + ifreq(b"eth0:1", socket.AF_INET, "192.168.2.20")
+                  + ifreq(b"odd0", socket.AF_INET + 1, "10.0.0.1")
+                  + ifreq(b"wg0", socket.AF_INET, "100.64.0.7")[:woof.IFREQ_SIZE - 1])
+        self.assertEqual(woof.ipv4_interface_addresses(answer),
+                         [("lo", "127.0.0.1"), ("eth0", "192.168.1.20"), ("eth0", "192.168.2.20")])
+        self.assertEqual(woof.ipv4_interface_addresses(b""), [])
+
+    def test_temporary_deprecated_and_unconfirmed_ipv6_addresses_are_left_out(self):
+        lines = [("fd000000000000000000000000000020", "80", True),  # permanent
+                 ("fd000000000000000000000000000021", "82", True),  # no duplicate check
+                 ("fd000000000000000000000000000022", "00", True),  # from router advertisements
+                 ("20010db8000000000000000000000023", "01", False),  # temporary (RFC 4941)
+                 ("fd000000000000000000000000000024", "08", False),  # duplicate found
+                 ("fd000000000000000000000000000025", "a0", False),  # deprecated
+                 ("fd000000000000000000000000000026", "c0", False),  # still being checked
+                 ("fe80000000000000a8e735fffefb2bef", "80", True)]  # link-local: ranking's job
+        text = "".join("%s 03 40 00 %s     eth0\n" % (address, flags)
+                       for address, flags, _ in lines)
+        text += "00000000000000000000000000000001 01 80 10 80       lo\ngarbage\n"
+        expected = [("eth0", str(woof.ipaddress.IPv6Address(bytes.fromhex(address))))
+                    for address, _, kept in lines if kept] + [("lo", "::1")]
+        self.assertEqual(woof.ipv6_interface_addresses(text), expected)
+
+    def test_default_routes_are_read_from_the_proc_tables(self):
+        ipv4 = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU"
+                "\tWindow\tIRTT\n"
+                "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+                "eth2\t0000A8C0\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+                "eth3\t00000000\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n"
+                "*\t00000000\t00000000\t0201\t0\t0\t0\t00000000\t0\t0\t0\n")
+        zero = "0" * 32
+        ipv6 = ("%s 00 %s 00 fd000000000000000000000000000001 00000400 00000001 00000000 00000003"
+                "     eth1\n" % (zero, zero)
+                + "%s 00 %s 00 %s ffffffff 00000001 00000000 00200200       lo\n"
+                % (zero, zero, zero)
+                + "fd000000000000000000000000000000 40 %s 00 %s 00000100 00000001 00000000 00000001"
+                "     eth4\n" % (zero, zero))
+        self.assertEqual(woof.default_route_interfaces(ipv4, ipv6), {"eth0", "eth1"})
+        self.assertEqual(woof.default_route_interfaces("", ""), set())
+
+    def test_addresses_of_interfaces_down_or_without_carrier_are_left_out(self):
+        pairs = [("eth0", "192.168.1.20"), ("eth1", "10.0.0.5"), ("tun0", "10.8.0.2"),
+                 ("corp0", "10.9.0.2"), ("eth0", "fd00::20"), ("new0", "10.7.0.1")]
+        running = woof.IFF_UP | woof.IFF_RUNNING
+        flags = {"eth0": running, "eth1": woof.IFF_UP, "tun0": woof.IFF_POINTOPOINT,
+                 "corp0": running | woof.IFF_POINTOPOINT}
+        indexes = {"lo": 1, "eth0": 2, "eth1": 3, "tun0": 4, "corp0": 5}
+        self.assertEqual(woof.interface_addresses(pairs, indexes, {"eth0", "tun0"}, flags), [
+            LocalAddress("192.168.1.20", "eth0", 2, True, False),
+            LocalAddress("10.9.0.2", "corp0", 5, False, True),
+            LocalAddress("fd00::20", "eth0", 2, True, False),
+            LocalAddress("10.7.0.1", "new0", 5, False, False)])
+
+    def test_a_server_bound_to_one_address_advertises_just_that_one(self):
+        for host in ("127.0.0.1", "::1", "192.168.1.20", "fd00::20"):
+            with self.subTest(host=host):
+                self.assertEqual(woof.advertised_hosts(host), [(host, "")])
+
+    def test_host_name_addresses_begin_with_the_outgoing_address(self):
+        addresses = woof.host_name_addresses((socket.AF_INET,), "127.0.0.1")
+        outgoing = woof.outgoing_address(socket.AF_INET)
+        expected = [LocalAddress(outgoing, on_default_route=True)] if outgoing else []
+        self.assertEqual(addresses, expected + [LocalAddress("127.0.0.1")])
+
+    def test_further_urls_are_aligned_under_the_first_with_their_note(self):
+        urls = [("http://192.168.1.20:8080/f.iso", ""), ("http://[fd00::20]:8080/f.iso", ""),
+                ("http://100.64.0.7:8080/f.iso", VPN)]
+        table = [
+            ("Now serving", urls[:1], "Now serving on http://192.168.1.20:8080/f.iso"),
+            ("Now serving", urls,
+             "Now serving on http://192.168.1.20:8080/f.iso\n"
+             "            or http://[fd00::20]:8080/f.iso\n"
+             "            or http://100.64.0.7:8080/f.iso  (VPN)"),
+            ("Now receiving", [("http://100.64.0.7:8080/", VPN), ("http://10.8.0.6:8080/", VPN)],
+             "Now receiving on http://100.64.0.7:8080/\n"
+             "              or http://10.8.0.6:8080/  (VPN)"),
+        ]
+        for lead, urls_given, expected in table:
+            with self.subTest(lead=lead, urls=len(urls_given)):
+                self.assertEqual(woof.announcement(lead, urls_given), expected)
 
 
 class ConfigTests(WoofTestCase):
