@@ -13,6 +13,7 @@ import errno
 import gzip
 import http.client
 import io
+import ipaddress
 import json
 import lzma
 import os
@@ -2327,6 +2328,259 @@ class UploadCommandLineTest(UploadTestCase):
         log = child.process.stderr.read().decode("utf-8")
         self.assertIn("127.0.0.1 saved piped.bin (2.0 MiB in", log)
         self.assertIn("upload 4 of 4 complete", log)
+
+
+# ---------------------------------------------------------------------------
+# The URLs woof prints, inside network namespaces built for each case
+# ---------------------------------------------------------------------------
+
+# Holds a tun interface open (TUNSETIFF, IFF_TUN | IFF_NO_PI: linux/if_tun.h)
+# so that it has a carrier, as under a running VPN client, until stdin closes.
+TUN_HOLDER = """
+import fcntl, os, struct, sys
+descriptor = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(descriptor, 0x400454ca, struct.pack("16sH", sys.argv[1].encode(), 0x1001))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+# What woof itself finds in a namespace's kernel tables, before ranking.
+KERNEL_ADDRESSES = """
+import json, socket, sys
+sys.path.insert(0, %r)
+import woof
+found = woof.kernel_table_addresses((socket.AF_INET, socket.AF_INET6))
+print(json.dumps([[local.interface, local.address, local.point_to_point] for local in found]))
+""" % HERE
+
+# The fallback used where the kernel's tables cannot be read.
+FALLBACK_HOSTS = """
+import json, socket, sys
+sys.path.insert(0, %r)
+import woof
+found = woof.host_name_addresses((socket.AF_INET, socket.AF_INET6), "localhost")
+print(json.dumps(woof.ranked_hosts(found)))
+""" % HERE
+
+
+def skip_or_fail(reason):
+    if STRICT:
+        raise AssertionError(reason + " (WOOF_TEST_STRICT=1)")
+    raise unittest.SkipTest(reason)
+
+
+def printed_lines(lead, port, path, hosts):
+    """What woof should print: "LEAD on URL", then "or URL  (note)" under "on"."""
+    lines = []
+    for host, note in hosts:
+        url = "http://%s:%d%s" % (host, port, path)
+        if not lines:
+            lines.append("%s on %s" % (lead, url))
+        else:
+            lines.append("%s or %s%s" % (" " * len(lead), url, "  (%s)" % note if note else ""))
+    return lines
+
+
+class NamespaceTests(WoofTestCase):
+    """woof.py run in a network namespace of its own, whose interfaces are
+    veth pairs with both ends inside, bridges and tun devices: nothing the
+    namespace holds can send a packet out of it."""
+
+    def setUp(self):
+        super().setUp()
+        if getattr(os, "geteuid", lambda: -1)() != 0:
+            skip_or_fail("network namespaces need root")
+        if shutil.which("ip") is None:
+            skip_or_fail("ip (iproute2) is not installed")
+        self.namespace = "woof-%d-%s" % (os.getpid(), os.urandom(4).hex())
+        added = subprocess.run(["ip", "netns", "add", self.namespace], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=True, timeout=DEADLINE)
+        if added.returncode != 0:
+            skip_or_fail("cannot create a network namespace: %s" % added.stderr.strip())
+        self.addCleanup(self.command, ["ip", "netns", "delete", self.namespace])
+        self.ip("link", "set", "lo", "up")
+        self.offered = self.make_file("f.txt")
+
+    def command(self, argv):
+        """Run argv; return its stdout, or fail with its stderr."""
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=DEADLINE)
+        if done.returncode != 0:
+            raise AssertionError("%s failed: %s" % (" ".join(argv), done.stderr.strip()))
+        return done.stdout
+
+    def inside(self, argv):
+        return ["ip", "netns", "exec", self.namespace] + list(argv)
+
+    def ip(self, *args):
+        return self.command(["ip", "-n", self.namespace] + list(args))
+
+    def veth(self, interface, peer):
+        """A veth pair inside the namespace, both ends up (so both have a carrier)."""
+        self.ip("link", "add", interface, "type", "veth", "peer", "name", peer)
+        self.ip("link", "set", interface, "up")
+        self.ip("link", "set", peer, "up")
+
+    def bridge(self, name, port, container_end):
+        """A bridge with one veth port, as Docker or libvirt make them, up."""
+        self.ip("link", "add", name, "type", "bridge")
+        self.veth(port, container_end)
+        self.ip("link", "set", port, "master", name)
+        self.ip("link", "set", name, "up")
+
+    def address(self, interface, address, *options):
+        self.ip("address", "add", address, "dev", interface, *options)
+
+    def kernel_addresses(self):
+        return json.loads(self.command(self.inside([sys.executable, "-c", KERNEL_ADDRESSES])))
+
+    def run_woof(self, args):
+        """woof.py's stdout lines once it has started in the namespace (then it is killed)."""
+        process = subprocess.Popen(self.inside([sys.executable, WOOF_PATH] + args),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stderr = b""
+        try:
+            end = time.monotonic() + DEADLINE
+            while b"Ctrl-C to stop" not in stderr:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("woof did not start; stderr: %r" % stderr)
+                if select.select([process.stderr], [], [], remaining)[0]:
+                    chunk = os.read(process.stderr.fileno(), 4096)
+                    if not chunk:
+                        raise AssertionError("woof exited; stderr: %r" % stderr)
+                    stderr += chunk
+        finally:
+            process.kill()
+            stdout, _ = process.communicate()
+        return stdout.decode("utf-8").splitlines()
+
+    def assert_printed(self, args, hosts, lead="Now serving", path="/f.txt"):
+        lines = self.run_woof(args)
+        port = urllib.parse.urlsplit(lines[0].split(" on ", 1)[1]).port if lines else None
+        self.assertEqual(lines, printed_lines(lead, port, path, hosts))
+
+    def build_lan_and_vpns(self):
+        """eth0 on a LAN; wg0 (CGNAT address) holds the default route; tun1 another VPN."""
+        self.veth("tun1", "peer1")
+        self.address("tun1", "10.8.0.6/24")
+        self.veth("wg0", "peer2")
+        self.address("wg0", "100.64.0.7/10")
+        self.ip("route", "add", "default", "dev", "wg0")
+        self.veth("eth0", "peer0")
+        self.address("eth0", "192.168.50.2/24")
+        self.address("eth0", "fd00:50::2/64", "nodad")
+
+    def test_the_lan_comes_first_and_a_vpn_holding_the_default_route_last(self):
+        self.build_lan_and_vpns()
+        self.assert_printed(["-p", "0", self.offered],
+                            [("192.168.50.2", ""), ("[fd00:50::2]", ""), ("100.64.0.7", "VPN"),
+                             ("10.8.0.6", "VPN")])
+
+    def test_receiving_prints_the_same_urls(self):
+        self.build_lan_and_vpns()
+        self.assert_printed(["-p", "0", "-U", self.tmp],
+                            [("192.168.50.2", ""), ("[fd00:50::2]", ""), ("100.64.0.7", "VPN"),
+                             ("10.8.0.6", "VPN")], lead="Now receiving", path="/")
+
+    def test_a_server_bound_to_ipv4_or_to_one_address_prints_only_those(self):
+        self.build_lan_and_vpns()
+        table = [(["-i", "0.0.0.0"],
+                  [("192.168.50.2", ""), ("100.64.0.7", "VPN"), ("10.8.0.6", "VPN")]),
+                 (["-i", "192.168.50.2"], [("192.168.50.2", "")]),
+                 (["-i", "100.64.0.7"], [("100.64.0.7", "")]),
+                 (["-i", "fd00:50::2"], [("[fd00:50::2]", "")])]
+        for args, hosts in table:
+            with self.subTest(args=args):
+                self.assert_printed(args + ["-p", "0", self.offered], hosts)
+
+    def test_the_host_name_fallback_finds_the_default_route_address(self):
+        self.build_lan_and_vpns()
+        hosts = json.loads(self.command(self.inside([sys.executable, "-c", FALLBACK_HOSTS])))
+        self.assertEqual(hosts, [["100.64.0.7", "VPN"]])
+
+    def test_without_a_default_route_the_lan_addresses_are_printed_not_loopback(self):
+        self.veth("eth0", "peer0")
+        self.address("eth0", "192.168.60.2/24")
+        self.veth("eth1", "peer1")
+        self.address("eth1", "10.60.0.2/24")
+        self.veth("eth2", "peer2")  # unplugged: its peer down, it has no carrier
+        self.ip("link", "set", "peer2", "down")
+        self.address("eth2", "10.61.0.2/24")
+        self.assertEqual(self.ip("route", "show", "default").strip(), "")
+        self.assert_printed(["-p", "0", self.offered], [("192.168.60.2", ""), ("10.60.0.2", "")])
+
+    def test_container_and_virtual_machine_bridges_are_left_out(self):
+        self.veth("eth0", "peer0")
+        self.address("eth0", "192.168.70.2/24")
+        self.ip("route", "add", "default", "via", "192.168.70.1")
+        self.bridge("docker0", "veth1a2b3c", "ceth0")
+        self.address("docker0", "172.17.0.1/16")
+        self.address("docker0", "fd00:d0c::1/64", "nodad")
+        self.bridge("br-5e1f0a2b3c4d", "vethdeadbee", "ceth1")
+        self.address("br-5e1f0a2b3c4d", "172.18.0.1/16")
+        self.bridge("virbr0", "vethf00", "ceth2")
+        self.address("virbr0", "192.168.122.1/24")
+        self.veth("veth0a0b0c", "ceth3")
+        self.address("veth0a0b0c", "172.19.0.1/16")
+        found = [(interface, address) for interface, address, _ in self.kernel_addresses()]
+        for carried in [("docker0", "172.17.0.1"), ("docker0", "fd00:d0c::1"),
+                        ("br-5e1f0a2b3c4d", "172.18.0.1"), ("virbr0", "192.168.122.1"),
+                        ("veth0a0b0c", "172.19.0.1")]:
+            self.assertIn(carried, found)  # up, with a carrier: left out by name alone
+        self.assert_printed(["-p", "0", self.offered], [("192.168.70.2", "")])
+
+    def test_ipv6_only_prints_stable_addresses_in_brackets_without_link_local(self):
+        self.ip("link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+        # Duplicate address detection on eth0 waits an hour for an answer, so
+        # an address added without nodad stays tentative throughout the test.
+        retransmit = "/proc/sys/net/ipv6/neigh/eth0/retrans_time_ms"
+        self.command(self.inside([sys.executable, "-c", "open(%r, 'w').write('3600000')"
+                                  % retransmit]))
+        self.ip("link", "set", "eth0", "up")
+        self.ip("link", "set", "peer0", "up")
+        self.address("eth0", "fd00:80::2/64", "nodad")
+        self.address("eth0", "2001:db8:80::2/64", "nodad")
+        self.address("eth0", "fd00:80::dead/64", "nodad", "preferred_lft", "0")
+        self.address("eth0", "fd00:80::7/64")
+        self.ip("-6", "route", "add", "default", "via", "fd00:80::1", "dev", "eth0")
+        self.veth("eth1", "peer1")
+        self.address("eth1", "fd00:81::2/64", "nodad")
+        kernel = {}  # address: (interface, flags), as /proc/net/if_inet6 lists them
+        for line in self.command(self.inside(["cat", "/proc/net/if_inet6"])).splitlines():
+            fields = line.split()
+            address = str(ipaddress.IPv6Address(bytes.fromhex(fields[0])))
+            kernel[address] = (fields[5], int(fields[4], 16))
+        self.assertIn("eth0", [interface for address, (interface, _) in kernel.items()
+                               if address.startswith("fe80:")])
+        self.assertTrue(kernel["fd00:80::dead"][1] & woof.IFA_F_DEPRECATED)
+        self.assertTrue(kernel["fd00:80::7"][1] & woof.IFA_F_TENTATIVE)
+        self.assertNotIn("inet ", self.ip("-4", "address", "show", "dev", "eth0"))
+        self.assert_printed(["-p", "0", self.offered],
+                            [("[fd00:80::2]", ""), ("[2001:db8:80::2]", ""), ("[fd00:81::2]", "")])
+
+    def test_nothing_but_loopback_prints_127_0_0_1(self):
+        self.assert_printed(["-p", "0", self.offered], [("127.0.0.1", "")])
+
+    def release(self, holder):
+        """Let the tun holder end, closing its tun device."""
+        holder.stdin.close()
+        holder.wait(DEADLINE)
+        holder.stdout.close()
+
+    def test_a_point_to_point_tunnel_is_a_vpn_whatever_its_name(self):
+        if not os.path.exists("/dev/net/tun"):
+            skip_or_fail("/dev/net/tun is missing")
+        holder = subprocess.Popen(self.inside([sys.executable, "-c", TUN_HOLDER, "corp0"]),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.addCleanup(self.release, holder)
+        self.assertEqual(holder.stdout.readline(), b"ready\n")
+        self.ip("link", "set", "corp0", "up")
+        self.address("corp0", "10.8.0.6/24")
+        self.veth("eth0", "peer0")
+        self.address("eth0", "192.168.50.2/24")
+        self.assertIn(["corp0", "10.8.0.6", True], self.kernel_addresses())
+        self.assert_printed(["-p", "0", self.offered], [("192.168.50.2", ""), ("10.8.0.6", "VPN")])
 
 
 # ---------------------------------------------------------------------------
