@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import http.client
 import io
+import ipaddress
 import json
 import lzma
 import os
@@ -23,6 +24,7 @@ import select
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tarfile
@@ -280,8 +282,175 @@ class NameAndHeaderTests(unittest.TestCase):
         address = woof.outgoing_address(socket.AF_INET)
         if address is not None:
             socket.inet_aton(address)
-        self.assertIn(woof.reachable_host("0.0.0.0"), (address or "127.0.0.1",))
-        self.assertEqual(woof.reachable_host("127.0.0.1"), "127.0.0.1")
+        hosts = [host for host, _ in woof.advertised_hosts("0.0.0.0")]
+        self.assertIn(address or "127.0.0.1", hosts)
+        self.assertEqual(woof.advertised_hosts("127.0.0.1"), [("127.0.0.1", "")])
+
+
+LocalAddress = woof.LocalAddress
+VPN = woof.VPN_NOTE
+
+
+def ifreq(label, family, address):
+    """One struct ifreq record of a SIOCGIFCONF answer, as the kernel writes it."""
+    record = label.ljust(woof.IFNAMSIZ, b"\0") + struct.pack("H", family) + b"\0\0"
+    return (record + socket.inet_aton(address)).ljust(woof.IFREQ_SIZE, b"\0")
+
+
+class AdvertisedHostTests(unittest.TestCase):
+    """Which addresses woof prints, and in what order, from synthetic tables."""
+
+    def test_hosts_are_ranked_default_route_then_ipv4_then_interface_order_vpn_last(self):
+        table = [
+            ("a VPN holding the default route comes after the LAN",
+             [LocalAddress("100.64.0.7", "wg0", 2, True), LocalAddress("192.168.1.20", "eth0", 3),
+              LocalAddress("fd00::20", "eth0", 3)],
+             [("192.168.1.20", ""), ("fd00::20", ""), ("100.64.0.7", VPN)]),
+            ("the default route's interface comes first",
+             [LocalAddress("10.0.0.5", "eth1", 2), LocalAddress("192.168.1.20", "wlan0", 3, True)],
+             [("192.168.1.20", ""), ("10.0.0.5", "")]),
+            ("IPv4 before IPv6 on one interface, whatever the system's order",
+             [LocalAddress("fd00::20", "eth0", 2, True),
+              LocalAddress("192.168.1.20", "eth0", 2, True)],
+             [("192.168.1.20", ""), ("fd00::20", "")]),
+            ("the default interface's IPv6 before another interface's IPv4",
+             [LocalAddress("10.0.0.5", "eth1", 3), LocalAddress("fd00::20", "eth0", 2, True)],
+             [("fd00::20", ""), ("10.0.0.5", "")]),
+            ("private before global on one interface",
+             [LocalAddress("2001:db8::20", "eth0", 2, True),
+              LocalAddress("fd00::20", "eth0", 2, True)],
+             [("fd00::20", ""), ("2001:db8::20", "")]),
+            ("interfaces in the system's order, not the list's",
+             [LocalAddress("10.0.0.9", "eth2", 4), LocalAddress("10.0.0.5", "eth1", 2)],
+             [("10.0.0.5", ""), ("10.0.0.9", "")]),
+            ("VPNs ranked among themselves the same way",
+             [LocalAddress("10.8.0.6", "tun0", 2), LocalAddress("100.64.0.7", "wg0", 5, True)],
+             [("100.64.0.7", VPN), ("10.8.0.6", VPN)]),
+            ("an address listed twice is printed once",
+             [LocalAddress("192.168.1.20", "", 0, True), LocalAddress("192.168.1.20")],
+             [("192.168.1.20", "")]),
+            ("addresses from the host name, outgoing one first",
+             [LocalAddress("100.64.1.2", "", 0, True), LocalAddress("192.168.1.20"),
+              LocalAddress("127.0.1.1")],
+             [("192.168.1.20", ""), ("100.64.1.2", VPN)]),
+            ("nothing but loopback gives nothing", [LocalAddress("127.0.0.1", "lo", 1)], []),
+        ]
+        for case, addresses, expected in table:
+            with self.subTest(case):
+                self.assertEqual(woof.ranked_hosts(addresses), expected)
+
+    def test_loopback_link_local_and_local_bridges_are_left_out(self):
+        left_out = [("127.0.0.1", "lo"), ("::1", "lo"), ("169.254.3.4", "eth0"),
+                    ("fe80::1", "eth0"), ("fe80::1%eth0", ""), ("172.17.0.1", "docker0"),
+                    ("172.18.0.1", "br-0a1b2c3d4e5f"), ("172.19.0.1", "veth12ab34c"),
+                    ("192.168.122.1", "virbr0"), ("10.88.0.1", "cni-podman0"),
+                    ("10.89.0.1", "podman1"), ("10.22.0.1", "cni0"), ("192.168.56.1", "vboxnet0"),
+                    ("10.0.3.1", "lxcbr0"), ("10.10.10.1", "lxdbr0"), ("172.16.5.1", "vmnet8"),
+                    ("0.0.0.0", "eth0"), ("224.0.0.1", "eth0")]
+        for address, interface in left_out:
+            with self.subTest(address=address, interface=interface):
+                self.assertEqual(woof.ranked_hosts([LocalAddress(address, interface, 2)]), [])
+        kept = [("192.168.1.20", "br0"), ("203.0.113.9", "eth0"), ("2001:db8::9", "eth0"),
+                ("100.128.0.1", "eth0"), ("192.0.2.2", "enp3s0")]
+        for address, interface in kept:
+            with self.subTest(address=address, interface=interface):
+                self.assertEqual(woof.ranked_hosts([LocalAddress(address, interface, 2)]),
+                                 [(address, "")])
+
+    def test_vpns_are_known_by_name_point_to_point_link_or_shared_address_space(self):
+        table = [("10.8.0.2", "tun0", False), ("10.8.1.2", "tap0", False),
+                 ("10.7.0.2", "wg0", False), ("fd7a:115c:a1e0::5", "utun3", False),
+                 ("10.64.64.64", "ppp0", False), ("fd7a:115c:a1e0::6", "tailscale0", False),
+                 ("10.147.17.5", "zt7nnig26", False), ("10.9.0.2", "corp0", True),
+                 ("100.100.1.1", "eth0", False), ("100.64.0.1", "", False)]
+        for address, interface, point_to_point in table:
+            with self.subTest(address=address, interface=interface):
+                local = LocalAddress(address, interface, 2, False, point_to_point)
+                self.assertEqual(woof.ranked_hosts([local]), [(address, VPN)])
+
+    def test_ipv4_addresses_are_read_from_a_siocgifconf_answer(self):
+        answer = (ifreq(b"lo", socket.AF_INET, "127.0.0.1")
+                  + ifreq(b"eth0", socket.AF_INET, "192.168.1.20")
+                  + ifreq(b"eth0:1", socket.AF_INET, "192.168.2.20")
+                  + ifreq(b"odd0", socket.AF_INET + 1, "10.0.0.1")
+                  + ifreq(b"wg0", socket.AF_INET, "100.64.0.7")[:woof.IFREQ_SIZE - 1])
+        self.assertEqual(woof.ipv4_interface_addresses(answer),
+                         [("lo", "127.0.0.1"), ("eth0", "192.168.1.20"), ("eth0", "192.168.2.20")])
+        self.assertEqual(woof.ipv4_interface_addresses(b""), [])
+
+    def test_temporary_deprecated_and_unconfirmed_ipv6_addresses_are_left_out(self):
+        lines = [("fd000000000000000000000000000020", "80", True),  # permanent
+                 ("fd000000000000000000000000000021", "82", True),  # no duplicate check
+                 ("fd000000000000000000000000000022", "00", True),  # from router advertisements
+                 ("20010db8000000000000000000000023", "01", False),  # temporary (RFC 4941)
+                 ("fd000000000000000000000000000024", "08", False),  # duplicate found
+                 ("fd000000000000000000000000000025", "a0", False),  # deprecated
+                 ("fd000000000000000000000000000026", "c0", False),  # still being checked
+                 ("fe80000000000000a8e735fffefb2bef", "80", True)]  # link-local: ranking's job
+        text = "".join("%s 03 40 00 %s     eth0\n" % (address, flags)
+                       for address, flags, _ in lines)
+        text += "00000000000000000000000000000001 01 80 10 80       lo\ngarbage\n"
+        expected = [("eth0", str(woof.ipaddress.IPv6Address(bytes.fromhex(address))))
+                    for address, _, kept in lines if kept] + [("lo", "::1")]
+        self.assertEqual(woof.ipv6_interface_addresses(text), expected)
+
+    def test_default_routes_are_read_from_the_proc_tables(self):
+        ipv4 = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU"
+                "\tWindow\tIRTT\n"
+                "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+                "eth2\t0000A8C0\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+                "eth3\t00000000\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n"
+                "*\t00000000\t00000000\t0201\t0\t0\t0\t00000000\t0\t0\t0\n")
+        zero = "0" * 32
+        ipv6 = ("%s 00 %s 00 fd000000000000000000000000000001 00000400 00000001 00000000 00000003"
+                "     eth1\n" % (zero, zero)
+                + "%s 00 %s 00 %s ffffffff 00000001 00000000 00200200       lo\n"
+                % (zero, zero, zero)
+                + "fd000000000000000000000000000000 40 %s 00 %s 00000100 00000001 00000000 00000001"
+                "     eth4\n" % (zero, zero))
+        self.assertEqual(woof.default_route_interfaces(ipv4, ipv6), {"eth0", "eth1"})
+        self.assertEqual(woof.default_route_interfaces("", ""), set())
+
+    def test_addresses_of_interfaces_down_or_without_carrier_are_left_out(self):
+        pairs = [("eth0", "192.168.1.20"), ("eth1", "10.0.0.5"), ("tun0", "10.8.0.2"),
+                 ("corp0", "10.9.0.2"), ("eth0", "fd00::20"), ("new0", "10.7.0.1")]
+        running = woof.IFF_UP | woof.IFF_RUNNING
+        flags = {"eth0": running, "eth1": woof.IFF_UP, "tun0": woof.IFF_POINTOPOINT,
+                 "corp0": running | woof.IFF_POINTOPOINT}
+        indexes = {"lo": 1, "eth0": 2, "eth1": 3, "tun0": 4, "corp0": 5}
+        self.assertEqual(woof.interface_addresses(pairs, indexes, {"eth0", "tun0"}, flags), [
+            LocalAddress("192.168.1.20", "eth0", 2, True, False),
+            LocalAddress("10.9.0.2", "corp0", 5, False, True),
+            LocalAddress("fd00::20", "eth0", 2, True, False),
+            LocalAddress("10.7.0.1", "new0", 5, False, False)])
+
+    def test_a_server_bound_to_one_address_advertises_just_that_one(self):
+        for host in ("127.0.0.1", "::1", "192.168.1.20", "fd00::20"):
+            with self.subTest(host=host):
+                self.assertEqual(woof.advertised_hosts(host), [(host, "")])
+
+    def test_host_name_addresses_begin_with_the_outgoing_address(self):
+        addresses = woof.host_name_addresses((socket.AF_INET,), "127.0.0.1")
+        outgoing = woof.outgoing_address(socket.AF_INET)
+        expected = [LocalAddress(outgoing, on_default_route=True)] if outgoing else []
+        self.assertEqual(addresses, expected + [LocalAddress("127.0.0.1")])
+
+    def test_further_urls_are_aligned_under_the_first_with_their_note(self):
+        urls = [("http://192.168.1.20:8080/f.iso", ""), ("http://[fd00::20]:8080/f.iso", ""),
+                ("http://100.64.0.7:8080/f.iso", VPN)]
+        table = [
+            ("Now serving", urls[:1], "Now serving on http://192.168.1.20:8080/f.iso"),
+            ("Now serving", urls,
+             "Now serving on http://192.168.1.20:8080/f.iso\n"
+             "            or http://[fd00::20]:8080/f.iso\n"
+             "            or http://100.64.0.7:8080/f.iso  (VPN)"),
+            ("Now receiving", [("http://100.64.0.7:8080/", VPN), ("http://10.8.0.6:8080/", VPN)],
+             "Now receiving on http://100.64.0.7:8080/\n"
+             "              or http://10.8.0.6:8080/  (VPN)"),
+        ]
+        for lead, urls_given, expected in table:
+            with self.subTest(lead=lead, urls=len(urls_given)):
+                self.assertEqual(woof.announcement(lead, urls_given), expected)
 
 
 class ConfigTests(WoofTestCase):
@@ -2596,6 +2765,259 @@ class UploadCommandLineTest(UploadTestCase):
         log = child.process.stderr.read().decode("utf-8")
         self.assertIn("127.0.0.1 saved piped.bin (2.0 MiB in", log)
         self.assertIn("upload 4 of 4 complete", log)
+
+
+# ---------------------------------------------------------------------------
+# The URLs woof prints, inside network namespaces built for each case
+# ---------------------------------------------------------------------------
+
+# Holds a tun interface open (TUNSETIFF, IFF_TUN | IFF_NO_PI: linux/if_tun.h)
+# so that it has a carrier, as under a running VPN client, until stdin closes.
+TUN_HOLDER = """
+import fcntl, os, struct, sys
+descriptor = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(descriptor, 0x400454ca, struct.pack("16sH", sys.argv[1].encode(), 0x1001))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+# What woof itself finds in a namespace's kernel tables, before ranking.
+KERNEL_ADDRESSES = """
+import json, socket, sys
+sys.path.insert(0, %r)
+import woof
+found = woof.kernel_table_addresses((socket.AF_INET, socket.AF_INET6))
+print(json.dumps([[local.interface, local.address, local.point_to_point] for local in found]))
+""" % HERE
+
+# The fallback used where the kernel's tables cannot be read.
+FALLBACK_HOSTS = """
+import json, socket, sys
+sys.path.insert(0, %r)
+import woof
+found = woof.host_name_addresses((socket.AF_INET, socket.AF_INET6), "localhost")
+print(json.dumps(woof.ranked_hosts(found)))
+""" % HERE
+
+
+def skip_or_fail(reason):
+    if STRICT:
+        raise AssertionError(reason + " (WOOF_TEST_STRICT=1)")
+    raise unittest.SkipTest(reason)
+
+
+def printed_lines(lead, port, path, hosts):
+    """What woof should print: "LEAD on URL", then "or URL  (note)" under "on"."""
+    lines = []
+    for host, note in hosts:
+        url = "http://%s:%d%s" % (host, port, path)
+        if not lines:
+            lines.append("%s on %s" % (lead, url))
+        else:
+            lines.append("%s or %s%s" % (" " * len(lead), url, "  (%s)" % note if note else ""))
+    return lines
+
+
+class NamespaceTests(WoofTestCase):
+    """woof.py run in a network namespace of its own, whose interfaces are
+    veth pairs with both ends inside, bridges and tun devices: nothing the
+    namespace holds can send a packet out of it."""
+
+    def setUp(self):
+        super().setUp()
+        if getattr(os, "geteuid", lambda: -1)() != 0:
+            skip_or_fail("network namespaces need root")
+        if shutil.which("ip") is None:
+            skip_or_fail("ip (iproute2) is not installed")
+        self.namespace = "woof-%d-%s" % (os.getpid(), os.urandom(4).hex())
+        added = subprocess.run(["ip", "netns", "add", self.namespace], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=True, timeout=DEADLINE)
+        if added.returncode != 0:
+            skip_or_fail("cannot create a network namespace: %s" % added.stderr.strip())
+        self.addCleanup(self.command, ["ip", "netns", "delete", self.namespace])
+        self.ip("link", "set", "lo", "up")
+        self.offered = self.make_file("f.txt")
+
+    def command(self, argv):
+        """Run argv; return its stdout, or fail with its stderr."""
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=DEADLINE)
+        if done.returncode != 0:
+            raise AssertionError("%s failed: %s" % (" ".join(argv), done.stderr.strip()))
+        return done.stdout
+
+    def inside(self, argv):
+        return ["ip", "netns", "exec", self.namespace] + list(argv)
+
+    def ip(self, *args):
+        return self.command(["ip", "-n", self.namespace] + list(args))
+
+    def veth(self, interface, peer):
+        """A veth pair inside the namespace, both ends up (so both have a carrier)."""
+        self.ip("link", "add", interface, "type", "veth", "peer", "name", peer)
+        self.ip("link", "set", interface, "up")
+        self.ip("link", "set", peer, "up")
+
+    def bridge(self, name, port, container_end):
+        """A bridge with one veth port, as Docker or libvirt make them, up."""
+        self.ip("link", "add", name, "type", "bridge")
+        self.veth(port, container_end)
+        self.ip("link", "set", port, "master", name)
+        self.ip("link", "set", name, "up")
+
+    def address(self, interface, address, *options):
+        self.ip("address", "add", address, "dev", interface, *options)
+
+    def kernel_addresses(self):
+        return json.loads(self.command(self.inside([sys.executable, "-c", KERNEL_ADDRESSES])))
+
+    def run_woof(self, args):
+        """woof.py's stdout lines once it has started in the namespace (then it is killed)."""
+        process = subprocess.Popen(self.inside([sys.executable, WOOF_PATH] + args),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stderr = b""
+        try:
+            end = time.monotonic() + DEADLINE
+            while b"Ctrl-C to stop" not in stderr:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("woof did not start; stderr: %r" % stderr)
+                if select.select([process.stderr], [], [], remaining)[0]:
+                    chunk = os.read(process.stderr.fileno(), 4096)
+                    if not chunk:
+                        raise AssertionError("woof exited; stderr: %r" % stderr)
+                    stderr += chunk
+        finally:
+            process.kill()
+            stdout, _ = process.communicate()
+        return stdout.decode("utf-8").splitlines()
+
+    def assert_printed(self, args, hosts, lead="Now serving", path="/f.txt"):
+        lines = self.run_woof(args)
+        port = urllib.parse.urlsplit(lines[0].split(" on ", 1)[1]).port if lines else None
+        self.assertEqual(lines, printed_lines(lead, port, path, hosts))
+
+    def build_lan_and_vpns(self):
+        """eth0 on a LAN; wg0 (CGNAT address) holds the default route; tun1 another VPN."""
+        self.veth("tun1", "peer1")
+        self.address("tun1", "10.8.0.6/24")
+        self.veth("wg0", "peer2")
+        self.address("wg0", "100.64.0.7/10")
+        self.ip("route", "add", "default", "dev", "wg0")
+        self.veth("eth0", "peer0")
+        self.address("eth0", "192.168.50.2/24")
+        self.address("eth0", "fd00:50::2/64", "nodad")
+
+    def test_the_lan_comes_first_and_a_vpn_holding_the_default_route_last(self):
+        self.build_lan_and_vpns()
+        self.assert_printed(["-p", "0", self.offered],
+                            [("192.168.50.2", ""), ("[fd00:50::2]", ""), ("100.64.0.7", "VPN"),
+                             ("10.8.0.6", "VPN")])
+
+    def test_receiving_prints_the_same_urls(self):
+        self.build_lan_and_vpns()
+        self.assert_printed(["-p", "0", "-U", self.tmp],
+                            [("192.168.50.2", ""), ("[fd00:50::2]", ""), ("100.64.0.7", "VPN"),
+                             ("10.8.0.6", "VPN")], lead="Now receiving", path="/")
+
+    def test_a_server_bound_to_ipv4_or_to_one_address_prints_only_those(self):
+        self.build_lan_and_vpns()
+        table = [(["-i", "0.0.0.0"],
+                  [("192.168.50.2", ""), ("100.64.0.7", "VPN"), ("10.8.0.6", "VPN")]),
+                 (["-i", "192.168.50.2"], [("192.168.50.2", "")]),
+                 (["-i", "100.64.0.7"], [("100.64.0.7", "")]),
+                 (["-i", "fd00:50::2"], [("[fd00:50::2]", "")])]
+        for args, hosts in table:
+            with self.subTest(args=args):
+                self.assert_printed(args + ["-p", "0", self.offered], hosts)
+
+    def test_the_host_name_fallback_finds_the_default_route_address(self):
+        self.build_lan_and_vpns()
+        hosts = json.loads(self.command(self.inside([sys.executable, "-c", FALLBACK_HOSTS])))
+        self.assertEqual(hosts, [["100.64.0.7", "VPN"]])
+
+    def test_without_a_default_route_the_lan_addresses_are_printed_not_loopback(self):
+        self.veth("eth0", "peer0")
+        self.address("eth0", "192.168.60.2/24")
+        self.veth("eth1", "peer1")
+        self.address("eth1", "10.60.0.2/24")
+        self.veth("eth2", "peer2")  # unplugged: its peer down, it has no carrier
+        self.ip("link", "set", "peer2", "down")
+        self.address("eth2", "10.61.0.2/24")
+        self.assertEqual(self.ip("route", "show", "default").strip(), "")
+        self.assert_printed(["-p", "0", self.offered], [("192.168.60.2", ""), ("10.60.0.2", "")])
+
+    def test_container_and_virtual_machine_bridges_are_left_out(self):
+        self.veth("eth0", "peer0")
+        self.address("eth0", "192.168.70.2/24")
+        self.ip("route", "add", "default", "via", "192.168.70.1")
+        self.bridge("docker0", "veth1a2b3c", "ceth0")
+        self.address("docker0", "172.17.0.1/16")
+        self.address("docker0", "fd00:d0c::1/64", "nodad")
+        self.bridge("br-5e1f0a2b3c4d", "vethdeadbee", "ceth1")
+        self.address("br-5e1f0a2b3c4d", "172.18.0.1/16")
+        self.bridge("virbr0", "vethf00", "ceth2")
+        self.address("virbr0", "192.168.122.1/24")
+        self.veth("veth0a0b0c", "ceth3")
+        self.address("veth0a0b0c", "172.19.0.1/16")
+        found = [(interface, address) for interface, address, _ in self.kernel_addresses()]
+        for carried in [("docker0", "172.17.0.1"), ("docker0", "fd00:d0c::1"),
+                        ("br-5e1f0a2b3c4d", "172.18.0.1"), ("virbr0", "192.168.122.1"),
+                        ("veth0a0b0c", "172.19.0.1")]:
+            self.assertIn(carried, found)  # up, with a carrier: left out by name alone
+        self.assert_printed(["-p", "0", self.offered], [("192.168.70.2", "")])
+
+    def test_ipv6_only_prints_stable_addresses_in_brackets_without_link_local(self):
+        self.ip("link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+        # Duplicate address detection on eth0 waits an hour for an answer, so
+        # an address added without nodad stays tentative throughout the test.
+        retransmit = "/proc/sys/net/ipv6/neigh/eth0/retrans_time_ms"
+        self.command(self.inside([sys.executable, "-c", "open(%r, 'w').write('3600000')"
+                                  % retransmit]))
+        self.ip("link", "set", "eth0", "up")
+        self.ip("link", "set", "peer0", "up")
+        self.address("eth0", "fd00:80::2/64", "nodad")
+        self.address("eth0", "2001:db8:80::2/64", "nodad")
+        self.address("eth0", "fd00:80::dead/64", "nodad", "preferred_lft", "0")
+        self.address("eth0", "fd00:80::7/64")
+        self.ip("-6", "route", "add", "default", "via", "fd00:80::1", "dev", "eth0")
+        self.veth("eth1", "peer1")
+        self.address("eth1", "fd00:81::2/64", "nodad")
+        kernel = {}  # address: (interface, flags), as /proc/net/if_inet6 lists them
+        for line in self.command(self.inside(["cat", "/proc/net/if_inet6"])).splitlines():
+            fields = line.split()
+            address = str(ipaddress.IPv6Address(bytes.fromhex(fields[0])))
+            kernel[address] = (fields[5], int(fields[4], 16))
+        self.assertIn("eth0", [interface for address, (interface, _) in kernel.items()
+                               if address.startswith("fe80:")])
+        self.assertTrue(kernel["fd00:80::dead"][1] & woof.IFA_F_DEPRECATED)
+        self.assertTrue(kernel["fd00:80::7"][1] & woof.IFA_F_TENTATIVE)
+        self.assertNotIn("inet ", self.ip("-4", "address", "show", "dev", "eth0"))
+        self.assert_printed(["-p", "0", self.offered],
+                            [("[fd00:80::2]", ""), ("[2001:db8:80::2]", ""), ("[fd00:81::2]", "")])
+
+    def test_nothing_but_loopback_prints_127_0_0_1(self):
+        self.assert_printed(["-p", "0", self.offered], [("127.0.0.1", "")])
+
+    def release(self, holder):
+        """Let the tun holder end, closing its tun device."""
+        holder.stdin.close()
+        holder.wait(DEADLINE)
+        holder.stdout.close()
+
+    def test_a_point_to_point_tunnel_is_a_vpn_whatever_its_name(self):
+        if not os.path.exists("/dev/net/tun"):
+            skip_or_fail("/dev/net/tun is missing")
+        holder = subprocess.Popen(self.inside([sys.executable, "-c", TUN_HOLDER, "corp0"]),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.addCleanup(self.release, holder)
+        self.assertEqual(holder.stdout.readline(), b"ready\n")
+        self.ip("link", "set", "corp0", "up")
+        self.address("corp0", "10.8.0.6/24")
+        self.veth("eth0", "peer0")
+        self.address("eth0", "192.168.50.2/24")
+        self.assertIn(["corp0", "10.8.0.6", True], self.kernel_addresses())
+        self.assert_printed(["-p", "0", self.offered], [("192.168.50.2", ""), ("10.8.0.6", "VPN")])
 
 
 # ---------------------------------------------------------------------------

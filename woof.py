@@ -13,6 +13,7 @@ Licensed under the MIT licence; see LICENSE.
 __version__ = "1.0.0"
 
 import argparse
+import array
 import base64
 import bisect
 import configparser
@@ -193,6 +194,13 @@ def parse_command_line(parser, argv):
     return parse(argv)
 
 
+# Linux lists every interface address, route and interface state in /proc
+# and through interface ioctls, so woof can read them all without asking the
+# network; other systems (and a Linux without /proc) fall back on the host
+# name's addresses and the address of the default route.
+LINUX_INTERFACE_TABLES = sys.platform.startswith("linux") and os.path.exists("/proc/net/route")
+
+
 # ---------------------------------------------------------------------------
 # Constants
 # ---------------------------------------------------------------------------
@@ -244,6 +252,53 @@ THROWAWAY_CERTIFICATE_LIFETIME = 86400
 # socket to one sends nothing but tells which local address would be used.
 TEST_NET_V4 = "192.0.2.1"
 TEST_NET_V6 = "2001:db8::1"
+
+# Interfaces only this machine's containers and virtual machines reach:
+# Docker (docker0, br-*, veth*), Podman, CNI, libvirt, LXC, LXD, Incus,
+# VirtualBox and VMware host-only networks.  A plain "br0" is left in: it
+# is usually the bridge that carries the machine onto its LAN.
+LOCAL_BRIDGE_PREFIXES = ("docker", "br-", "veth", "podman", "cni", "virbr", "lxcbr",
+                         "lxdbr", "incusbr", "vboxnet", "vmnet")
+
+# Interfaces of VPNs and overlay networks: tun and tap (OpenVPN and others;
+# a virtual machine's tap is a bridge port and carries no address), WireGuard,
+# macOS utun, PPP, IPsec, Tailscale, ZeroTier, Nebula.  Point-to-point
+# interfaces count as tunnels too, whatever their name.
+TUNNEL_PREFIXES = ("tun", "tap", "wg", "utun", "ppp", "ipsec", "tailscale", "zt", "nebula")
+VPN_NOTE = "VPN"
+
+# RFC 6598 shared address space: carrier-grade NAT and overlays (Tailscale).
+SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
+
+# Site-private ranges: RFC 1918, and IPv6 unique local addresses (RFC 4193).
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(network) for network in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+# Linux interface ioctls (linux/sockios.h) and the struct ifreq they take:
+# a 16-byte name, then a union whose largest member is struct ifmap.
+SIOCGIFCONF = 0x8912
+SIOCGIFFLAGS = 0x8913
+IFNAMSIZ = 16
+IFREQ_SIZE = IFNAMSIZ + max(16, struct.calcsize("LLHBBB0L"))
+MAX_IFCONF_RECORDS = 1 << 16
+IFF_UP = 0x1
+IFF_POINTOPOINT = 0x10
+IFF_RUNNING = 0x40
+
+# IPv6 address flags in /proc/net/if_inet6 (linux/if_addr.h).  Temporary
+# addresses (RFC 4941) are left out: the kernel makes them only beside a
+# stable address of the same prefix, which reaches this machine as well and
+# does not change while woof runs.  Addresses still being checked for
+# duplicates, found duplicate, or deprecated are not to be handed out.
+IFA_F_TEMPORARY = 0x01
+IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20
+IFA_F_TENTATIVE = 0x40
+UNADVERTISED_IPV6_FLAGS = IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
+
+# Route flags in /proc/net/route and /proc/net/ipv6_route (linux/route.h).
+RTF_UP = 0x0001
+RTF_REJECT = 0x0200
 
 # Requests browsers and crawlers make on their own; they must never get the
 # offer, nor count, nor be redirected to it.
@@ -614,14 +669,226 @@ def outgoing_address(family):
     return None if address in ("0.0.0.0", "::") else address
 
 
-def reachable_host(bound_host):
-    """The host to print in URLs for a server bound to bound_host."""
-    if bound_host not in ("0.0.0.0", "::", ""):
-        return bound_host
-    host = outgoing_address(socket.AF_INET)
-    if host is None and bound_host == "::":
-        host = outgoing_address(socket.AF_INET6)
-    return host or "127.0.0.1"
+class LocalAddress(NamedTuple):
+    """One address of this machine, with what is known of its interface."""
+
+    address: str
+    interface: str = ""  # "" where the system does not tell
+    index: int = 0  # the interface's place in the system's list
+    on_default_route: bool = False  # its interface carries a default route
+    point_to_point: bool = False  # its interface is a tunnel's end
+
+
+def is_advertised(ip, interface):
+    """True when another machine could reach ip on this interface.
+
+    Loopback and link-local addresses (169.254/16, fe80::/10: the latter
+    needs the other side's zone, which woof cannot know) are left out, and
+    so are the bridges of local containers and virtual machines.
+    """
+    return not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified
+                or interface.startswith(LOCAL_BRIDGE_PREFIXES))
+
+
+def is_tunnel(ip, local):
+    """True for an address of a VPN or an overlay network."""
+    return (local.point_to_point or local.interface.startswith(TUNNEL_PREFIXES)
+            or ip in SHARED_ADDRESS_SPACE)
+
+
+def ranked_hosts(addresses):
+    """(host, note) for the LocalAddress list worth printing, best first.
+
+    Ordinary interfaces come before VPNs and overlays (note VPN_NOTE).  In
+    each group: interfaces carrying a default route first, then IPv4 before
+    IPv6, then interfaces in the system's order; on one interface, private
+    addresses (RFC 1918, ULA) before global ones, each as the system lists
+    them.  An address listed twice is printed once.
+    """
+    ranked = []
+    seen = set()
+    for position, local in enumerate(addresses):
+        try:
+            ip = ipaddress.ip_address(local.address.split("%", 1)[0])
+        except ValueError:
+            continue
+        if ip in seen or not is_advertised(ip, local.interface):
+            continue
+        seen.add(ip)
+        tunnel = is_tunnel(ip, local)
+        private = any(ip in network for network in PRIVATE_NETWORKS)
+        key = (tunnel, not local.on_default_route, ip.version, local.index, not private, position)
+        ranked.append((key, str(ip), VPN_NOTE if tunnel else ""))
+    ranked.sort(key=lambda entry: entry[0])
+    return [(host, note) for _, host, note in ranked]
+
+
+def ipv4_interface_addresses(ifconf):
+    """(interface, address) pairs in the records of a SIOCGIFCONF answer.
+
+    Each struct ifreq names the address's label ("eth0", or "eth0:1" for a
+    labelled alias of eth0) and holds a struct sockaddr_in.
+    """
+    pairs = []
+    for start in range(0, len(ifconf) - IFREQ_SIZE + 1, IFREQ_SIZE):
+        label = os.fsdecode(ifconf[start:start + IFNAMSIZ].split(b"\0", 1)[0])
+        family = struct.unpack_from("H", ifconf, start + IFNAMSIZ)[0]
+        if family == socket.AF_INET:
+            packed = ifconf[start + IFNAMSIZ + 4:start + IFNAMSIZ + 8]
+            pairs.append((label.split(":", 1)[0], socket.inet_ntoa(packed)))
+    return pairs
+
+
+def ipv6_interface_addresses(if_inet6):
+    """(interface, address) pairs of /proc/net/if_inet6 fit to hand out."""
+    pairs = []
+    for line in if_inet6.splitlines():
+        fields = line.split()
+        if len(fields) != 6 or int(fields[4], 16) & UNADVERTISED_IPV6_FLAGS:
+            continue
+        address = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
+        pairs.append((fields[5], str(address)))
+    return pairs
+
+
+def default_route_interfaces(ipv4_routes, ipv6_routes):
+    """Names of the interfaces carrying a default route in /proc/net/route
+    and /proc/net/ipv6_route (unreachable and prohibit routes do not count)."""
+    names = set()
+    for line in ipv4_routes.splitlines()[1:]:
+        fields = line.split()
+        if (len(fields) >= 8 and int(fields[1], 16) == 0 and int(fields[7], 16) == 0
+                and int(fields[3], 16) & (RTF_UP | RTF_REJECT) == RTF_UP):
+            names.add(fields[0])
+    for line in ipv6_routes.splitlines():
+        fields = line.split()
+        if (len(fields) == 10 and int(fields[0], 16) == 0 and int(fields[1], 16) == 0
+                and int(fields[8], 16) & (RTF_UP | RTF_REJECT) == RTF_UP):
+            names.add(fields[9])
+    return names
+
+
+def interface_addresses(pairs, indexes, default_interfaces, flags):
+    """LocalAddress for each (interface, address) pair on an interface that is up.
+
+    indexes and flags map interface names to their index and their IFF_*
+    flags; an interface missing from flags is taken to be up.
+    """
+    addresses = []
+    for interface, address in pairs:
+        interface_flags = flags.get(interface, IFF_UP | IFF_RUNNING)
+        if interface_flags & (IFF_UP | IFF_RUNNING) != IFF_UP | IFF_RUNNING:
+            continue  # down, or without carrier: nobody reaches it now
+        addresses.append(LocalAddress(address, interface, indexes.get(interface, len(indexes)),
+                                      interface in default_interfaces,
+                                      bool(interface_flags & IFF_POINTOPOINT)))
+    return addresses
+
+
+def read_table(path):
+    """A kernel table from /proc, or "" when this kernel has none (no IPv6)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as table:
+            return table.read()
+    except FileNotFoundError:
+        return ""
+
+
+def kernel_ifconf(probe):
+    """The kernel's SIOCGIFCONF answer: one struct ifreq per IPv4 address."""
+    import fcntl
+    records = 64
+    while True:
+        buffer = array.array("B", bytes(records * IFREQ_SIZE))
+        request = struct.pack("iP", len(buffer), buffer.buffer_info()[0])
+        length = struct.unpack("iP", fcntl.ioctl(probe.fileno(), SIOCGIFCONF, request))[0]
+        if length < len(buffer) or records >= MAX_IFCONF_RECORDS:
+            return buffer.tobytes()[:length]
+        records *= 4  # a full buffer may have left addresses out
+
+
+def kernel_interface_flags(probe, name):
+    """An interface's IFF_* flags by SIOCGIFFLAGS, or None if it has gone."""
+    import fcntl
+    request = struct.pack("%dsH" % IFNAMSIZ, os.fsencode(name), 0).ljust(IFREQ_SIZE, b"\0")
+    try:
+        answer = fcntl.ioctl(probe.fileno(), SIOCGIFFLAGS, request)
+    except OSError:
+        return None
+    return struct.unpack_from("H", answer, IFNAMSIZ)[0]
+
+
+def kernel_table_addresses(families):
+    """This machine's addresses of the given families, from the Linux kernel's
+    tables and interface ioctls (nothing is sent); OSError where unreadable.
+
+    SIOCGIFCONF lists every IPv4 address in one fixed-layout answer, where
+    netlink would need a request, a multipart dump and attribute parsing for
+    the same facts; IPv6 addresses and routes are text tables in /proc.
+    """
+    pairs = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        if socket.AF_INET in families:
+            pairs.extend(ipv4_interface_addresses(kernel_ifconf(probe)))
+        if socket.AF_INET6 in families:
+            pairs.extend(ipv6_interface_addresses(read_table("/proc/net/if_inet6")))
+        flags = {}
+        for name in set(name for name, _ in pairs):
+            found = kernel_interface_flags(probe, name)
+            flags[name] = 0 if found is None else found
+    indexes = dict((name, index) for index, name in socket.if_nameindex())
+    default_interfaces = default_route_interfaces(read_table("/proc/net/route"),
+                                                  read_table("/proc/net/ipv6_route"))
+    return interface_addresses(pairs, indexes, default_interfaces, flags)
+
+
+def host_name_addresses(families, host_name=None):
+    """This machine's addresses as other systems tell them: the source address
+    of each family's default route first, then what the host name resolves to.
+
+    The first sends nothing (a UDP connect).  The second is usually answered
+    from the hosts file or the system's own record of its name (Windows; a
+    macOS .local name); a name known to neither makes the resolver ask DNS.
+    """
+    addresses = []
+    for family in families:
+        outgoing = outgoing_address(family)
+        if outgoing is not None:
+            addresses.append(LocalAddress(outgoing, on_default_route=True))
+    try:
+        infos = socket.getaddrinfo(host_name or socket.gethostname(), None, 0, socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        infos = []
+    for family, _, _, _, address in infos:
+        if family in families:
+            addresses.append(LocalAddress(address[0]))
+    return addresses
+
+
+def advertised_hosts(bound_host):
+    """(host, note) pairs for the URLs to print for a server bound to
+    bound_host, best first (see ranked_hosts); note is "" or VPN_NOTE.
+
+    "0.0.0.0" gets IPv4 addresses, "::" (dual stack) IPv4 then IPv6 ones, any
+    other address just itself.  With nothing else, the loopback address.
+    """
+    if bound_host not in ("0.0.0.0", "::"):
+        return [(bound_host, "")]
+    if bound_host == "0.0.0.0":
+        families, loopback = (socket.AF_INET,), "127.0.0.1"
+    elif ipv6_dual_stack_available():
+        families, loopback = (socket.AF_INET, socket.AF_INET6), "127.0.0.1"
+    else:
+        families, loopback = (socket.AF_INET6,), "::1"
+    addresses = None
+    if LINUX_INTERFACE_TABLES:
+        try:
+            addresses = kernel_table_addresses(families)
+        except (OSError, ValueError):
+            pass  # tables hidden or odd (a sandbox): ask as other systems do
+    if addresses is None:
+        addresses = host_name_addresses(families)
+    return ranked_hosts(addresses) or [(loopback, "")]
 
 
 def describe_bind_error(error, settings):
@@ -3798,7 +4065,8 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
     def certificate_hosts(self):
         """The names a throwaway certificate is made for: every printed address,
         and this machine's names."""
-        hosts = [reachable_host(self.server_address[0]), "127.0.0.1", "::1"]
+        hosts = [host for host, _ in advertised_hosts(self.server_address[0])]
+        hosts.extend(("127.0.0.1", "::1"))
         hosts.extend(sorted(self.host_names))
         unique = []
         for host in hosts:
@@ -3822,10 +4090,14 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
     def port(self):
         return self.server_address[1]
 
+    def urls(self):
+        """(URL, note) pairs to give the other side, best first (advertised_hosts)."""
+        return [("%s://%s:%d%s" % (self.scheme, url_host(host), self.port, self.offer_path), note)
+                for host, note in advertised_hosts(self.server_address[0])]
+
     def url(self):
-        """The URL to give the other side."""
-        host = reachable_host(self.server_address[0])
-        return "%s://%s:%d%s" % (self.scheme, url_host(host), self.port, self.offer_path)
+        """The best URL to give the other side: the first of urls()."""
+        return self.urls()[0][0]
 
     def handle_error(self, request, client_address):
         error = sys.exc_info()[1]
@@ -4245,16 +4517,28 @@ def build_offer(args, stdin, compression="gz", log=None):
     return ArchiveOffer(args.paths, compression, log, name)
 
 
+def announcement(lead, urls):
+    """The lines telling the URLs: the first as `LEAD on URL`, each other one
+    below with "or" under "on" and its note in parentheses.  The first line
+    never carries a note, so scripts reading "Now serving on URL" keep working.
+    """
+    lines = ["%s on %s" % (lead, urls[0][0])]
+    for url, note in urls[1:]:
+        lines.append("%s or %s%s" % (" " * len(lead), url, "  (%s)" % note if note else ""))
+    return "\n".join(lines)
+
+
 def announce(server, offer, settings, log, out=None):
     """Print the URLs (and the QR code, the certificate's pin) on stdout, and
     what woof waits for on stderr."""
     out = out or sys.stdout
-    urls = [server.url()]
-    lines = ["Now %s on %s" % ("receiving" if offer is None else "serving", urls[0])]
+    urls = server.urls()
+    first = urls[0][0]
+    lines = [announcement("Now receiving" if offer is None else "Now serving", urls)]
     if settings.qr:
-        lines.extend(qr_lines(qr_matrix(urls[0].encode("ascii")), colour=wants_colour(out)))
+        lines.extend(qr_lines(qr_matrix(first.encode("ascii")), colour=wants_colour(out)))
     if server.tls is not None:
-        lines.extend(certificate_lines(server.tls, urls[0], settings, receiving=offer is None))
+        lines.extend(certificate_lines(server.tls, first, settings, receiving=offer is None))
     out.write("\n".join(lines) + "\n")
     out.flush()
     log.info(waiting_line(offer, settings))
