@@ -20,6 +20,7 @@ import json
 import lzma
 import os
 import queue
+import re
 import select
 import shutil
 import socket
@@ -36,6 +37,7 @@ import unittest.mock as mock
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 
 import woof
 
@@ -2114,6 +2116,271 @@ class FullDiskTest(UploadTestCase):
         self.assert_response(response, response.read(), 201)
         self.assertEqual(child.wait(), 0)
         self.assertEqual(self.inbox_files(), {"small.txt": b"fits"})
+
+
+# ---------------------------------------------------------------------------
+# Terminal: QR code
+# ---------------------------------------------------------------------------
+
+# Bytes a level M symbol of each version holds in byte mode (ISO/IEC 18004
+# Table 7).
+QR_BYTE_CAPACITY_M = (14, 26, 42, 62, 84, 106, 122, 152, 180, 213, 251, 287, 331, 362, 412,
+                      450, 504, 560, 624, 666, 711, 779, 857, 911, 997, 1059, 1125, 1190,
+                      1264, 1370, 1452, 1538, 1628, 1722, 1809, 1911, 1989, 2099, 2213, 2331)
+HALF_BLOCK_MODULES = {" ": (False, False), "\u2580": (True, False),
+                      "\u2584": (False, True), "\u2588": (True, True)}
+ANSI_SEQUENCE = re.compile("\x1b\\[[0-9;]*m")
+
+
+def modules_of_lines(lines):
+    """The rows of modules that qr_lines' text shows, colours ignored."""
+    rows = []
+    for line in lines:
+        pairs = [HALF_BLOCK_MODULES[glyph] for glyph in ANSI_SEQUENCE.sub("", line)]
+        rows.append(tuple(upper for upper, _ in pairs))
+        rows.append(tuple(lower for _, lower in pairs))
+    return rows
+
+
+def write_png(path, rows, scale=4):
+    """A greyscale PNG of rows of modules (True dark), scale pixels a module."""
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    lines = []
+    for row in rows:
+        pixels = bytes(0 if dark else 255 for dark in row for _ in range(scale))
+        lines.extend([b"\x00" + pixels] * scale)
+    header = struct.pack(">IIBBBBB", len(rows[0]) * scale, len(rows) * scale, 8, 0, 0, 0, 0)
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"".join(lines))) + chunk(b"IEND", b""))
+
+
+def module_text(matrix):
+    return ["".join("1" if module else "0" for module in row) for row in matrix]
+
+
+class QrCodeTests(unittest.TestCase):
+
+    def test_each_length_gets_the_smallest_version_that_holds_it(self):
+        for version, capacity in enumerate(QR_BYTE_CAPACITY_M, 1):
+            with self.subTest(version=version):
+                self.assertEqual(woof.qr_version(capacity), version)
+                if version < 40:
+                    self.assertEqual(woof.qr_version(capacity + 1), version + 1)
+
+    def test_data_beyond_version_40_is_refused_with_its_length_and_the_limit(self):
+        self.assertEqual(len(woof.qr_matrix(b"x" * 2331)), 177)
+        for length in (2332, 2400, 10000):
+            with self.subTest(length=length):
+                with self.assertRaises(woof.WoofError) as caught:
+                    woof.qr_matrix(b"x" * length)
+                self.assertEqual(str(caught.exception), "the URL is too long for a QR code "
+                                 "(%d bytes; at most 2331)" % length)
+
+    def test_data_codewords_end_with_terminator_and_pad_codewords(self):
+        table = [
+            (b"a", 1, "401610" + "ec11" * 6 + "ec"),
+            (b"a" * 14, 1, "40e6" + "16" * 13 + "10"),
+            (b"ab", 2, "40261620" + "ec11" * 12),
+        ]
+        for data, version, expected in table:
+            with self.subTest(data=data):
+                self.assertEqual(woof.qr_data_codewords(data, version).hex(), expected)
+
+    def test_error_correction_of_the_standards_worked_example(self):
+        # ISO/IEC 18004 Annex I: "01234567" as a version 1-M symbol.
+        data = bytes.fromhex("10200c566180ec11ec11ec11ec11ec11")
+        self.assertEqual(woof.qr_error_correction(data, 10).hex(), "a524d4c1ed36c7872c55")
+
+    def test_format_information_of_level_m_for_each_mask(self):
+        # ISO/IEC 18004 Table C.1, masked with 101010000010010.
+        table = [0x5412, 0x5125, 0x5E7C, 0x5B4B, 0x45F9, 0x40CE, 0x4F97, 0x4AA0]
+        for mask, expected in enumerate(table):
+            with self.subTest(mask=mask):
+                self.assertEqual(woof.qr_format_bits(mask), expected)
+
+    def test_version_information(self):
+        # ISO/IEC 18004 Table D.1.
+        for version, expected in ((7, 0x07C94), (8, 0x085BC), (10, 0x0A4D3), (40, 0x28C69)):
+            with self.subTest(version=version):
+                self.assertEqual(woof.qr_bch_code(version, woof.QR_VERSION_GENERATOR), expected)
+
+    def test_alignment_pattern_centres(self):
+        # ISO/IEC 18004 Table E.1, version 32 included for its odd spacing.
+        table = [
+            (1, ()),
+            (2, (6, 18)),
+            (7, (6, 22, 38)),
+            (15, (6, 26, 48, 70)),
+            (32, (6, 34, 60, 86, 112, 138)),
+            (36, (6, 24, 50, 76, 102, 128, 154)),
+            (40, (6, 30, 58, 86, 114, 142, 170)),
+        ]
+        for version, expected in table:
+            with self.subTest(version=version):
+                self.assertEqual(woof.qr_alignment_centres(version), expected)
+
+    def test_every_version_has_room_for_exactly_its_codewords(self):
+        for version in range(1, 41):
+            with self.subTest(version=version):
+                positions = woof.qr_codeword_positions(woof.qr_function_patterns(version))
+                self.assertEqual(len(positions), woof.qr_data_modules(version))
+                self.assertEqual(len(set(positions)), len(positions))
+
+    def test_finder_like_patterns_need_four_light_modules_on_one_side(self):
+        table = [
+            (b"00001011101", 1),
+            (b"10111010000", 1),
+            (b"000010111010000", 1),
+            (b"1011101", 1),
+            (b"11010111010110011", 0),
+            (b"1000101110101", 0),
+            (b"1000001011101011101000001", 2),
+            (b"000010111011101" + b"0" * 4, 2),
+        ]
+        for line, expected in table:
+            with self.subTest(line=line):
+                self.assertEqual(woof.qr_finder_like_patterns(line), expected)
+
+    def test_penalty_adds_the_four_rules(self):
+        # All light, 5 x 5: ten runs of 5 (3 each), sixteen 2 x 2 squares
+        # (3 each), no finder-like pattern, 50% from balance (10 a 5% step).
+        self.assertEqual(woof.qr_penalty([bytearray(b"00000")] * 5), 30 + 48 + 0 + 100)
+        # A checkerboard: no run, no square, 13 dark of 25 (52%).
+        board = [bytearray(b"10101"), bytearray(b"01010")] * 2 + [bytearray(b"10101")]
+        self.assertEqual(woof.qr_penalty(board), 0)
+        self.assertEqual(woof.qr_same_colour_squares([b"1110", b"1100", b"0000"]), 2)
+
+    def test_lines_draw_dark_modules_in_half_blocks_inside_the_quiet_zone(self):
+        blank = " " * 9
+        self.assertEqual(woof.qr_lines(((True,),), False),
+                         [blank, blank, "    \u2580    ", blank, blank])
+        self.assertEqual(woof.qr_lines(((True, False), (True, True)), False),
+                         ["          "] * 2 + ["    \u2588\u2584    "] + ["          "] * 2)
+
+    def test_lines_show_every_module_and_the_last_line_only_its_upper_half(self):
+        matrix = woof.qr_matrix(b"http://192.168.1.20:8080/")
+        size = len(matrix)
+        margin = (False,) * 4
+        padded = ([(False,) * (size + 8)] * 4 + [margin + row + margin for row in matrix]
+                  + [(False,) * (size + 8)] * 4)
+        lines = woof.qr_lines(matrix, False)
+        self.assertEqual(len(lines), (size + 9) // 2)
+        self.assertEqual({len(line) for line in lines}, {size + 8})
+        self.assertEqual(modules_of_lines(lines), padded + [(False,) * (size + 8)])
+
+    def test_colour_lines_force_black_on_white_and_reset_at_their_end(self):
+        matrix = woof.qr_matrix(b"http://192.168.1.20:8080/")
+        plain = woof.qr_lines(matrix, False)
+        coloured = woof.qr_lines(matrix, True)
+        self.assertEqual(coloured, ["\x1b[30;47m" + line + "\x1b[0m" for line in plain])
+
+
+# Run by WOOF_REFERENCE_PYTHON (a Python with segno): for each hex string on
+# stdin, segno's version, its symbol for each of the eight masks, and its
+# penalty points for each of these complete symbols.
+REFERENCE_SCRIPT = r"""
+import json, sys
+import segno
+from segno import encoder
+
+# segno adds 8 padding bits where the bit stream already ends on a codeword
+# boundary (issues heuer/segno#123 and #148); ISO/IEC 18004 7.4.10 adds none.
+write_padding_bits = encoder.write_padding_bits
+def standard_padding_bits(buff, version, length, *rest):
+    if length % 8:
+        write_padding_bits(buff, version, length, *rest)
+encoder.write_padding_bits = standard_padding_bits
+
+def make(data, mask=None):
+    return segno.make(data, error="m", mode="byte", boost_error=False, micro=False, mask=mask)
+
+results = []
+for data in map(bytes.fromhex, json.load(sys.stdin)):
+    symbols = [make(data, mask).matrix for mask in range(8)]
+    results.append({
+        "version": make(data, 0).version,
+        "symbols": [["".join(map(str, row)) for row in symbol] for symbol in symbols],
+        "penalties": [sum(encoder.mask_scores(symbol, len(symbol), len(symbol)))
+                      for symbol in symbols],
+    })
+print(json.dumps(results))
+"""
+
+URL_HOST = "http://192.168.1.20:8080/"
+
+
+class QrCodeReferenceTests(WoofTestCase):
+    def reference_python(self):
+        python = os.environ.get("WOOF_REFERENCE_PYTHON")
+        missing = None
+        if not python or not os.path.exists(python):
+            missing = "WOOF_REFERENCE_PYTHON (a Python with segno) is not set"
+        elif subprocess.run([python, "-c", "import segno"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, timeout=DEADLINE).returncode != 0:
+            missing = "%s has no segno" % python
+        if missing:
+            if STRICT:
+                raise AssertionError(missing + " (WOOF_TEST_STRICT=1)")
+            raise unittest.SkipTest(missing)
+        return python
+
+    def test_symbols_are_the_reference_encoders_module_for_module(self):
+        python = self.reference_python()
+        table = [
+            (1, b"http://x.y/f"),
+            (2, b"http://10.0.0.2:8080/"),
+            (4, (URL_HOST + "Compte%20rendu%20%C3%A9t%C3%A9.pdf").encode("ascii")),
+            (7, ("http://[2001:db8::1]:8080/" + "Photos%20de%20vacances/" * 3
+                 + "plage%20du%20matin.jpg").encode("ascii")),
+            (10, (URL_HOST + "d%C3%A9p%C3%B4t/" * 11 + "fin.txt").encode("ascii")),
+            (26, (URL_HOST + "Dossier%20partag%C3%A9%20" * 40).encode("ascii")),
+            (40, ("F\u00eate \u00e0 la maison ".encode("utf-8") * 123)[:2331]),
+        ]
+        output = subprocess.run([python, "-c", REFERENCE_SCRIPT], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, timeout=300, universal_newlines=True,
+                                input=json.dumps([data.hex() for _, data in table]))
+        self.assertEqual(output.returncode, 0, output.stderr[-3000:])
+        for (version, data), reference in zip(table, json.loads(output.stdout)):
+            with self.subTest(version=version, length=len(data)):
+                matrix = module_text(woof.qr_matrix(data))
+                self.assertEqual(((len(matrix) - 17) // 4, reference["version"]),
+                                 (version, version))
+                differences = [sum(a != b for ours, theirs in zip(matrix, symbol)
+                                   for a, b in zip(ours, theirs))
+                               for symbol in reference["symbols"]]
+                self.assertIn(0, differences, "modules differing from the reference's "
+                              "symbol for each mask: %s" % differences)
+                # The mask whose complete symbol (format information drawn)
+                # scores lowest by the reference's own penalty rules
+                # (7.8.3.1); segno itself scores before drawing it.
+                penalties = reference["penalties"]
+                self.assertEqual(differences.index(0), penalties.index(min(penalties)),
+                                 penalties)
+
+
+class QrCodeScanTests(WoofTestCase):
+
+    def test_zbarimg_reads_the_printed_text_in_colour_or_not(self):
+        zbarimg = require_tool("zbarimg")
+        long_url = (URL_HOST + "Archives%20de%20l%27%C3%A9quipe/" * 7
+                    + "r%C3%A9sum%C3%A9.tar.gz")
+        urls = [URL_HOST + "Compte%20rendu%20%C3%A9t%C3%A9.pdf",
+                URL_HOST + "kZ3q_Vn8-Rt0wYp2Lx7mQa/rapport.pdf", long_url]
+        self.assertGreaterEqual(len(woof.qr_matrix(long_url.encode("ascii"))), 17 + 4 * 10)
+        for url in urls:
+            matrix = woof.qr_matrix(url.encode("ascii"))
+            for colour in (False, True):
+                with self.subTest(url=url, colour=colour):
+                    path = os.path.join(self.tmp, "qr.png")
+                    write_png(path, modules_of_lines(woof.qr_lines(matrix, colour)))
+                    output = subprocess.run([zbarimg, "--raw", "-q", path],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            timeout=DEADLINE)
+                    self.assertEqual(output.returncode, 0, output.stderr)
+                    self.assertEqual(output.stdout.decode("utf-8").rstrip("\n"), url)
 
 
 # ---------------------------------------------------------------------------

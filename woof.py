@@ -2596,6 +2596,371 @@ class UploadBatch:
 
 
 # ---------------------------------------------------------------------------
+# Terminal: QR code
+#
+# The URL as a QR code (ISO/IEC 18004:2015, whose clauses are cited below)
+# for a phone to read off the terminal: byte mode, error correction level
+# M, the smallest version that holds the data, the mask with the fewest
+# penalty points.
+# ---------------------------------------------------------------------------
+
+# Level M for versions 1 to 40 (Table 9): error correction codewords in
+# each block, and the number of blocks.  The data codewords are shared out
+# as evenly as possible, the blocks one codeword longer coming last.
+QR_EC_PER_BLOCK = (10, 16, 26, 18, 24, 16, 18, 22, 22, 26, 30, 22, 22, 24, 24, 28, 28,
+                   26, 26, 26, 26) + (28,) * 19
+QR_BLOCKS = (1, 1, 1, 2, 2, 4, 4, 4, 5, 5, 5, 8, 9, 9, 10, 10, 11, 13, 14, 16,
+             17, 17, 18, 20, 21, 23, 25, 26, 28, 29, 31, 33, 35, 37, 38, 40, 43, 45, 47, 49)
+QR_MAX_VERSION = 40
+QR_BYTE_MODE = 0b0100              # mode indicator (7.4.1, Table 2)
+QR_PAD_CODEWORDS = (0xEC, 0x11)    # fill the data capacity, alternately (7.4.10)
+QR_LEVEL_M = 0b00                  # the level's bits in the format information (Table 12)
+QR_FORMAT_GENERATOR = 0b10100110111        # BCH (15, 5) code (7.9.1, Annex C)
+QR_FORMAT_XOR = 0b101010000010010          # no format information is all light (7.9.1)
+QR_VERSION_GENERATOR = 0b1111100100101     # BCH (18, 6) code (7.10, Annex D)
+QR_FIELD_POLYNOMIAL = 0x11D        # x^8 + x^4 + x^3 + x^2 + 1, for GF(256) (7.5.2)
+QR_QUIET_ZONE = 4                  # light modules around the symbol (6.3.8)
+
+# The data masks (7.8.2, Table 10): whether the module at row i, column j
+# of the encoding region is inverted.
+QR_MASKS = (
+    lambda i, j: (i + j) % 2 == 0,
+    lambda i, j: i % 2 == 0,
+    lambda i, j: j % 3 == 0,
+    lambda i, j: (i + j) % 3 == 0,
+    lambda i, j: (i // 2 + j // 3) % 2 == 0,
+    lambda i, j: i * j % 2 + i * j % 3 == 0,
+    lambda i, j: (i * j % 2 + i * j % 3) % 2 == 0,
+    lambda i, j: ((i + j) % 2 + i * j % 3) % 2 == 0,
+)
+
+# Penalty rules 1 and 3 (7.8.3.1, Table 11) read rows and columns as
+# bytes of b"0" (light) and b"1" (dark).
+QR_SAME_COLOUR_RUN = re.compile(rb"0{5,}|1{5,}")
+QR_FINDER_LIKE = re.compile(rb"(?=1011101)")
+QR_DARK, QR_LIGHT = ord("1"), ord("0")
+
+# Upper and lower module of a text cell, dark or not: the glyph that draws it.
+QR_HALF_BLOCKS = {(False, False): " ", (True, False): "\u2580",
+                  (False, True): "\u2584", (True, True): "\u2588"}
+# Black on white, whatever the terminal's own colours (ECMA-48 SGR).
+QR_BLACK_ON_WHITE = "\x1b[30;47m"
+QR_COLOUR_RESET = "\x1b[0m"
+
+
+def qr_field_tables():
+    """(exponents, logarithms) of the generator 2 in GF(256) (7.5.2)."""
+    exponents, logarithms = [0] * 255, [0] * 256
+    value = 1
+    for power in range(255):
+        exponents[power] = value
+        logarithms[value] = power
+        value <<= 1
+        if value & 0x100:
+            value ^= QR_FIELD_POLYNOMIAL
+    return tuple(exponents), tuple(logarithms)
+
+
+QR_EXPONENTS, QR_LOGARITHMS = qr_field_tables()
+
+
+def qr_multiply(a, b):
+    if a == 0 or b == 0:
+        return 0
+    return QR_EXPONENTS[(QR_LOGARITHMS[a] + QR_LOGARITHMS[b]) % 255]
+
+
+def qr_generator_polynomial(degree):
+    """Coefficients, highest power first, of (x - 2^0)(x - 2^1)...(x - 2^(degree-1)) (Annex A)."""
+    polynomial = [1]
+    for power in range(degree):
+        root = QR_EXPONENTS[power]
+        product = polynomial + [0]
+        for index, coefficient in enumerate(polynomial):
+            product[index + 1] ^= qr_multiply(coefficient, root)
+        polynomial = product
+    return polynomial
+
+
+def qr_error_correction(block, count):
+    """The count error correction codewords of a block: the remainder of
+    block(x) * x^count divided by the generator polynomial (7.5.2)."""
+    generator = qr_generator_polynomial(count)[1:]
+    remainder = [0] * count
+    for codeword in block:
+        factor = codeword ^ remainder.pop(0)
+        remainder.append(0)
+        if factor:
+            for index, coefficient in enumerate(generator):
+                remainder[index] ^= qr_multiply(coefficient, factor)
+    return bytes(remainder)
+
+
+def qr_bch_code(value, generator):
+    """value followed by the remainder of its polynomial divided by generator's."""
+    degree = generator.bit_length() - 1
+    remainder = value << degree
+    for shift in range(value.bit_length() - 1, -1, -1):
+        if remainder >> (shift + degree) & 1:
+            remainder ^= generator << shift
+    return value << degree | remainder
+
+
+def qr_format_bits(mask):
+    """The 15 bits of format information for level M and a mask (7.9.1)."""
+    return qr_bch_code(QR_LEVEL_M << 3 | mask, QR_FORMAT_GENERATOR) ^ QR_FORMAT_XOR
+
+
+def qr_size(version):
+    return 17 + 4 * version
+
+
+def qr_alignment_centres(version):
+    """The rows (and columns) of alignment pattern centres (6.3.6, Annex E).
+
+    They step back from the far side (size - 7) towards 6 by the smallest
+    even step that leaves the gap next to 6 no wider than the others;
+    Table E.1 steps version 32 by 26 all the same, leaving a gap of 28.
+    """
+    if version == 1:
+        return ()
+    count = version // 7 + 2
+    last = qr_size(version) - 7
+    half_step = -(-(last - 6) // (2 * (count - 1)))
+    step = 26 if version == 32 else 2 * half_step
+    return (6,) + tuple(last - step * index for index in range(count - 2, -1, -1))
+
+
+def qr_data_modules(version):
+    """How many modules carry codewords: all but the function patterns (6.3).
+
+    Each finder with its separator takes 64 modules, the format information
+    and the dark module 31, the version information 36 (version 7 up);
+    alignment patterns on the timing patterns share 5 modules with them.
+    """
+    size = qr_size(version)
+    centres = len(qr_alignment_centres(version))
+    alignment = 25 * max(centres * centres - 3, 0) - 10 * max(centres - 2, 0)
+    version_information = 36 if version >= 7 else 0
+    return (size * size - 3 * 64 - 31 - 2 * (size - 16) - alignment
+            - version_information)
+
+
+def qr_data_capacity(version):
+    """How many data codewords a level M symbol of this version holds."""
+    index = version - 1
+    return qr_data_modules(version) // 8 - QR_BLOCKS[index] * QR_EC_PER_BLOCK[index]
+
+
+def qr_count_bits(version):
+    """Length of the byte mode character count indicator (Table 3)."""
+    return 8 if version < 10 else 16
+
+
+def qr_header_bits(version, length):
+    """Bits of the mode indicator, character count and length bytes (7.4.4)."""
+    return 4 + qr_count_bits(version) + 8 * length
+
+
+def qr_version(length):
+    """The smallest version whose level M symbol holds length bytes."""
+    for version in range(1, QR_MAX_VERSION + 1):
+        if qr_header_bits(version, length) <= 8 * qr_data_capacity(version):
+            return version
+    most = (8 * qr_data_capacity(QR_MAX_VERSION) - qr_header_bits(QR_MAX_VERSION, 0)) // 8
+    raise WoofError("the URL is too long for a QR code (%d bytes; at most %d)"
+                    % (length, most))
+
+
+def qr_data_codewords(data, version):
+    """Mode, count, data, terminator and padding as codewords (7.4)."""
+    bits = (format(QR_BYTE_MODE, "04b") + format(len(data), "0%db" % qr_count_bits(version))
+            + "".join(format(byte, "08b") for byte in data))
+    room = 8 * qr_data_capacity(version)
+    bits += "0" * min(4, room - len(bits))
+    bits += "0" * (-len(bits) % 8)
+    codewords = bytearray(int(bits[start:start + 8], 2) for start in range(0, len(bits), 8))
+    missing = room // 8 - len(codewords)
+    return codewords + bytes(QR_PAD_CODEWORDS * missing)[:missing]
+
+
+def qr_final_codewords(data, version):
+    """The data split into blocks, each with its error correction, all
+    interleaved one codeword of each block at a time (7.5.2, 7.6)."""
+    blocks, per_block = QR_BLOCKS[version - 1], QR_EC_PER_BLOCK[version - 1]
+    short, longer = divmod(len(data), blocks)
+    pieces, start = [], 0
+    for index in range(blocks):
+        length = short + (index >= blocks - longer)
+        pieces.append(data[start:start + length])
+        start += length
+    corrections = [qr_error_correction(piece, per_block) for piece in pieces]
+    final = bytearray()
+    for position in range(short + 1):
+        final.extend(piece[position] for piece in pieces if position < len(piece))
+    for position in range(per_block):
+        final.extend(correction[position] for correction in corrections)
+    return final
+
+
+def qr_format_positions(size):
+    """(row, column) of format bits 0 to 14, for each of the two copies (7.9.1)."""
+    by_finder = ([(row, 8) for row in (0, 1, 2, 3, 4, 5, 7, 8)]
+                 + [(8, column) for column in (7, 5, 4, 3, 2, 1, 0)])
+    split = [(8, size - 1 - index) for index in range(8)] + [(size - 7 + index, 8)
+                                                           for index in range(7)]
+    return by_finder, split
+
+
+def qr_function_patterns(version):
+    """Rows of the symbol's function modules (True dark), None where codewords go.
+
+    Finders and separators (6.3.3, 6.3.4), alignment patterns (6.3.6),
+    timing patterns (6.3.5), the dark module, the version information
+    (7.10), and the format information areas, light until a mask is chosen.
+    """
+    size = qr_size(version)
+    grid = [[None] * size for _ in range(size)]
+    for top, left in ((0, 0), (0, size - 7), (size - 7, 0)):
+        for row in range(max(top - 1, 0), min(top + 8, size)):
+            for column in range(max(left - 1, 0), min(left + 8, size)):
+                ring = max(abs(row - top - 3), abs(column - left - 3))
+                grid[row][column] = ring not in (2, 4)
+    centres = qr_alignment_centres(version)
+    for centre_row in centres:
+        for centre_column in centres:
+            if grid[centre_row][centre_column] is None:
+                for row in range(centre_row - 2, centre_row + 3):
+                    for column in range(centre_column - 2, centre_column + 3):
+                        ring = max(abs(row - centre_row), abs(column - centre_column))
+                        grid[row][column] = ring != 1
+    for index in range(8, size - 8):
+        grid[6][index] = grid[index][6] = index % 2 == 0
+    for copy in qr_format_positions(size):
+        for row, column in copy:
+            grid[row][column] = False
+    grid[size - 8][8] = True
+    if version >= 7:
+        bits = qr_bch_code(version, QR_VERSION_GENERATOR)
+        for index in range(18):
+            near, far = index // 3, size - 11 + index % 3
+            grid[near][far] = grid[far][near] = bool(bits >> index & 1)
+    return grid
+
+
+def qr_codeword_positions(grid):
+    """The free modules in the order codeword bits fill them (7.7.3): in
+    two-module columns from the right, up then down, right module first;
+    the vertical timing pattern's column is skipped."""
+    size = len(grid)
+    positions = []
+    right = size - 1
+    upward = True
+    while right > 0:
+        if right == 6:
+            right = 5
+        for row in (range(size - 1, -1, -1) if upward else range(size)):
+            for column in (right, right - 1):
+                if grid[row][column] is None:
+                    positions.append((row, column))
+        upward = not upward
+        right -= 2
+    return positions
+
+
+def qr_same_colour_squares(rows):
+    """How many 2 x 2 squares of one colour the rows hold (rule 2)."""
+    values = [int(row, 2) for row in rows]
+    everything = (1 << len(rows[0])) - 1
+    count = 0
+    for upper, lower in zip(values, values[1:]):
+        dark = upper & lower
+        light = everything & ~(upper | lower)
+        count += bin(dark & dark >> 1).count("1") + bin(light & light >> 1).count("1")
+    return count
+
+
+def qr_finder_like_patterns(line):
+    """Dark-light-dark-dark-dark-light-dark runs with 4 light modules before
+    or after (rule 3); the quiet zone around the symbol is light."""
+    padded = b"0000" + line + b"0000"
+    count = 0
+    for match in QR_FINDER_LIKE.finditer(padded):
+        start = match.start()
+        if padded[start - 4:start] == b"0000" or padded[start + 7:start + 11] == b"0000":
+            count += 1
+    return count
+
+
+def qr_penalty(rows):
+    """Penalty points of a complete symbol: the four rules of 7.8.3.1
+    (Table 11), weighted N1 = 3, N2 = 3, N3 = 40, N4 = 10."""
+    size = len(rows)
+    rows = [bytes(row) for row in rows]
+    lines = rows + [bytes(column) for column in zip(*rows)]
+    runs = sum(len(run) - 2 for line in lines for run in QR_SAME_COLOUR_RUN.findall(line))
+    squares = 3 * qr_same_colour_squares(rows)
+    finder_like = 40 * sum(qr_finder_like_patterns(line) for line in lines)
+    dark = sum(row.count(QR_DARK) for row in rows)
+    # 10 points for each full 5% step between the dark share and 50%
+    balance = 10 * (abs(20 * dark - 10 * size * size) // (size * size))
+    return runs + squares + finder_like + balance
+
+
+def qr_masked(unmasked, positions, mask):
+    """The complete symbol with one mask: the encoding region inverted where
+    the mask says, and the format information that names the mask."""
+    rows = [bytearray(row) for row in unmasked]
+    rule = QR_MASKS[mask]
+    for row, column in positions:
+        if rule(row, column):
+            rows[row][column] ^= 1
+    bits = format(qr_format_bits(mask), "015b")[::-1].encode("ascii")  # bit 0 first
+    for copy in qr_format_positions(len(rows)):
+        for (row, column), bit in zip(copy, bits):
+            rows[row][column] = bit
+    return rows
+
+
+def qr_matrix(data):
+    """The QR code of data (bytes), without quiet zone: a tuple of rows,
+    each a tuple of modules, True for dark.
+
+    Byte mode, level M, the smallest version that holds data (WoofError
+    beyond version 40).  Of the eight masks, the one whose complete symbol
+    has the fewest penalty points, the lowest numbered on a tie; the
+    standard scores the complete symbol (7.8.3.1), so the format and
+    version information count too.
+    """
+    version = qr_version(len(data))
+    grid = qr_function_patterns(version)
+    positions = qr_codeword_positions(grid)
+    unmasked = [bytearray(QR_DARK if module else QR_LIGHT for module in row) for row in grid]
+    codewords = qr_final_codewords(qr_data_codewords(data, version), version)
+    bits = "".join(format(codeword, "08b") for codeword in codewords).encode("ascii")
+    for (row, column), bit in zip(positions, bits):
+        unmasked[row][column] = bit
+    symbols = [qr_masked(unmasked, positions, mask) for mask in range(len(QR_MASKS))]
+    best = min(symbols, key=qr_penalty)
+    return tuple(tuple(module == QR_DARK for module in row) for row in best)
+
+
+def qr_lines(matrix, colour):
+    """Lines of text that draw the matrix and its quiet zone: two module
+    rows a line, half blocks for dark modules (right on a light
+    background).  With colour, each line forces black on white."""
+    margin = (False,) * QR_QUIET_ZONE
+    blank = (False,) * (len(matrix) + 2 * QR_QUIET_ZONE)
+    rows = ([blank] * QR_QUIET_ZONE + [margin + tuple(map(bool, row)) + margin for row in matrix]
+            + [blank] * (QR_QUIET_ZONE + 1))  # a light lower half for an odd last row
+    lines = []
+    for upper, lower in zip(rows[0::2], rows[1::2]):
+        line = "".join(QR_HALF_BLOCKS[pair] for pair in zip(upper, lower))
+        lines.append(QR_BLACK_ON_WHITE + line + QR_COLOUR_RESET if colour else line)
+    return lines
+
+
+# ---------------------------------------------------------------------------
 # Security: the throwaway certificate
 #
 # For --https with no certificate of its own, woof makes a key and a
@@ -2961,6 +3326,9 @@ def certificate_fingerprint(certificate_der):
     """The SHA-256 of the whole certificate, as browsers show it: "AB:CD:..."."""
     digest = hashlib.sha256(bytes(certificate_der)).digest()
     return ":".join("%02X" % octet for octet in digest)
+
+
+# ---------------------------------------------------------------------------
 # Security: the secret link, the password, and who may be asked for
 # ---------------------------------------------------------------------------
 
