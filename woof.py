@@ -4158,9 +4158,11 @@ class UploadHandler(WoofHandler):
             self.send_html(HTTPStatus.OK, upload_page())
 
     def send_html(self, status, text):
+        # "same-origin", not "no-referrer": under no-referrer a browser sends
+        # "Origin: null" with the form's post, which woof must refuse.
         self.send_small(status, text, ("Content-Security-Policy", UPLOAD_PAGE_POLICY),
                         ("X-Content-Type-Options", "nosniff"),
-                        ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
+                        ("Referrer-Policy", "same-origin"), ("Cache-Control", "no-store"),
                         content_type="text/html; charset=utf-8")
 
     # Checks made before the body is read, and before "100 Continue" is sent
