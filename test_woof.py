@@ -34,6 +34,7 @@ import threading
 import time
 import unittest
 import unittest.mock as mock
+import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
@@ -1815,10 +1816,10 @@ class UploadTestCase(WoofTestCase):
                     found[os.path.relpath(path, self.inbox).replace(os.sep, "/")] = handle.read()
         return found
 
-    def post_form(self, run, parts, headers=None):
+    def post_form(self, run, parts, headers=None, path="/"):
         values = dict(FORM_HEADERS)
         values.update(headers or {})
-        return self.request(run, "POST", "/", values, form_body(parts))
+        return self.request(run, "POST", path, values, form_body(parts))
 
     def partial_upload(self, run, head, sent):
         """A raw socket that sent head and `sent` bytes of body, once woof writes them."""
@@ -2827,17 +2828,19 @@ class WoofProcess:
     With script=None, args go to Python itself (e.g. ["-c", code, ...]).
     """
 
-    def __init__(self, test, args, stdin=None, script=WOOF_PATH):
+    def __init__(self, test, args, stdin=None, script=WOOF_PATH, env=None, **options):
         argv = [sys.executable] + ([script] if script else []) + list(args)
+        environment = dict(os.environ)
+        environment.update(env or {})
         self.process = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
+                                        stderr=subprocess.PIPE, env=environment, **options)
         test.addCleanup(self.close)
         self.lines = queue.Queue()
         reader = threading.Thread(target=self.read_stdout)
         reader.daemon = True
         reader.start()
         line = self.lines.get(timeout=DEADLINE)
-        if line is None or " on http://" not in line:
+        if line is None or not re.search(" on https?://", line):
             self.process.kill()
             raise AssertionError("woof printed %r; stderr: %r" % (line, self.process.stderr.read()))
         self.url = line.split(" on ", 1)[1].strip()
@@ -3285,6 +3288,516 @@ class NamespaceTests(WoofTestCase):
         self.address("eth0", "192.168.50.2/24")
         self.assertIn(["corp0", "10.8.0.6", True], self.kernel_addresses())
         self.assert_printed(["-p", "0", self.offered], [("192.168.50.2", ""), ("10.8.0.6", "VPN")])
+
+
+# ---------------------------------------------------------------------------
+# Reaching the right person, and only them: secret link, password, HTTPS,
+# expiry, Host and Origin
+# ---------------------------------------------------------------------------
+
+def basic_header(password, user="anyone"):
+    credentials = ("%s:%s" % (user, password)).encode("utf-8")
+    return {"Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
+
+
+def make_certificate(test, folder, name="server", hosts="IP:127.0.0.1,IP:::1,DNS:localhost"):
+    """An RSA certificate and key made by openssl; return (certificate, key) paths."""
+    openssl = require_tool("openssl")
+    certificate = os.path.join(folder, name + ".pem")
+    key = os.path.join(folder, name + ".key")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=woof test", "-addext", "subjectAltName=" + hosts,
+                    "-keyout", key, "-out", certificate], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=DEADLINE)
+    return certificate, key
+
+
+def unverified_context():
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SecretLinkTests(UploadTestCase):
+
+    def test_only_the_secret_link_serves_and_every_other_path_is_one_plain_404(self):
+        token = woof.new_secret_token()
+        self.assertGreaterEqual(len(base64.urlsafe_b64decode(token + "==")), 16)
+        data = os.urandom(5000)
+        run = self.start(self.make_file("report.pdf", data), secret=token, count=0)
+        self.assertEqual(run.server.offer_path, "/%s/report.pdf" % token)
+        response, body = self.request(run)
+        self.assert_response(response, body, 200, body=data)
+        wrong = ["/", "/report.pdf", "/favicon.ico", "/robots.txt", "/%s/report.pdf" % token[:-1],
+                 "/%sx/report.pdf" % token, "/%s/report.pdf" % token.swapcase(),
+                 "/x/%s/report.pdf" % token,
+                 "/report.pdf?%s" % token, "/.well-known/security.txt"]
+        answers = set()
+        for path in wrong:
+            for method in ("GET", "HEAD"):
+                with self.subTest(path=path, method=method):
+                    response, body = self.request(run, method, path)
+                    self.assertEqual(response.status, 404)
+                    headers = sorted((name, value) for name, value in response.getheaders()
+                                     if name != "Date")
+                    answers.add((method, body, tuple(headers)))
+                    self.assertNotIn(token, repr(headers) + body.decode("latin-1"))
+        self.assertEqual(len(answers), 2, answers)  # one answer for GET, one for HEAD
+        for path in ("/" + token, "/%s/" % token, "/%s/other.pdf" % token):
+            with self.subTest(path=path):
+                response, body = self.request(run, path=path)
+                self.assert_response(response, body, 302,
+                                     {"Location": "/%s/report.pdf" % token})
+        self.assertFalse(run.done(), "no wrong path may count")
+        self.assertNotIn(token, self.log_text())
+        self.assertIn("<secret>", self.log_text())
+
+    def test_uploads_need_the_secret_link_for_the_page_the_form_and_put(self):
+        token = woof.new_secret_token()
+        run = self.receive(secret=token, count=3)
+        response, body = self.request(run, path="/%s/" % token)
+        self.assert_response(response, body, 200)
+        self.assertIn(b"<form", body)
+        for method, path in (("PUT", "/x.txt"), ("PUT", "/%s.txt" % token), ("POST", "/"),
+                             ("GET", "/"), ("PUT", "/%s" % token[:-1])):
+            with self.subTest(method=method, path=path):
+                response, body = self.request(run, method, path, body=b"no",
+                                              headers={"Content-Type": "text/plain"})
+                self.assert_response(response, body, 404, body=b"Not found.\n")
+        self.assertEqual(self.inbox_files(), {})
+        response, body = self.request(run, "PUT", "/%s/x.txt" % token, body=b"yes")
+        self.assert_response(response, body, 201, {"Location": "/%s/x.txt" % token})
+        response, body = self.post_form(run, [file_part("f.txt", b"form")],
+                                        headers={"Accept": "text/plain"}, path="/%s/" % token)
+        self.assert_response(response, body, 200)
+        self.assertEqual(self.inbox_files(), {"x.txt": b"yes", "f.txt": b"form"})
+        self.assertNotIn(token, self.log_text())
+
+
+class PasswordTests(UploadTestCase):
+
+    def test_basic_passwords_none_wrong_and_right_in_any_spelling(self):
+        for password in ("plain", "with:colons:in it", "p\u00e4ssw\u00f6rd \u65e5\u672c"):
+            with self.subTest(password=password):
+                data = os.urandom(3000)
+                run = self.start(self.make_file("f.bin", data),
+                                 password_digest=woof.password_digest(password))
+                response, body = self.request(run)
+                self.assert_response(response, body, 401, {
+                    "WWW-Authenticate": 'Basic realm="woof", charset="UTF-8"'})
+                self.assertNotIn(data[:100], body)
+                for wrong in (password + "x", password[:-1], ""):
+                    response, body = self.request(run, headers=basic_header(wrong))
+                    self.assertEqual(response.status, 401)
+                response, body = self.request(run, headers={"Authorization": "Basic %%%"})
+                self.assertEqual(response.status, 401)
+                self.assertFalse(run.done(), "a refused request never counts")
+                response, body = self.request(run, headers=basic_header(password, user=""))
+                self.assert_response(response, body, 200, body=data)
+                run.wait()
+
+    def test_repeated_wrong_passwords_are_slowed_down_for_that_address_only(self):
+        run = self.start(self.make_file("f.txt"), password_digest=woof.password_digest("right"))
+        for attempt in range(woof.FREE_PASSWORD_TRIES):
+            response, _ = self.request(run, headers=basic_header("wrong"))
+            self.assertEqual(response.status, 401, attempt)
+        response, _ = self.request(run, headers=basic_header("wrong"))
+        self.assertEqual(response.status, 429)
+        self.assertGreaterEqual(int(response.getheader("Retry-After")), 1)
+        response, _ = self.request(run, headers=basic_header("right"))
+        self.assertEqual(response.status, 429, "even the right password waits its turn")
+        other = http.client.HTTPConnection("127.0.0.1", run.server.port, timeout=DEADLINE,
+                                           source_address=("127.0.0.2", 0))
+        self.addCleanup(other.close)
+        response, body = self.request(run, headers=basic_header("right"), connection=other)
+        self.assert_response(response, body, 200, body=b"hello woof\n")
+
+    def test_the_wait_doubles_is_capped_and_few_addresses_are_remembered(self):
+        guard = woof.PasswordGuard()
+        waits = [guard.failed("a") for _ in range(woof.FREE_PASSWORD_TRIES + 4)]
+        self.assertEqual(waits, [0.0] * woof.FREE_PASSWORD_TRIES + [1.0, 2.0, 4.0, 8.0])
+        self.assertGreater(guard.wait_left("a"), 7)
+        guard.succeeded("a")
+        self.assertEqual(guard.wait_left("a"), 0)
+        for _ in range(40):
+            guard.failed("b")
+        self.assertEqual(guard.wait_left("b") <= woof.MAX_PASSWORD_DELAY, True)
+        for number in range(woof.MAX_TRACKED_CLIENTS + 10):
+            guard.failed("10.0.%d.%d" % divmod(number, 256))
+        self.assertEqual(len(guard.clients), woof.MAX_TRACKED_CLIENTS)
+
+    def test_uploads_need_the_password_before_the_body_is_sent(self):
+        run = self.receive(password_digest=woof.password_digest("s3cret"))
+        curl = require_tool("curl")
+        source = self.make_file("photo.jpg", os.urandom(200000))
+        url = "http://127.0.0.1:%d/" % run.server.port
+        refused = subprocess.run([curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                  "-u", "me:wrong", "-T", source, url],
+                                 stdout=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(refused.stdout, b"401")
+        self.assertEqual(self.inbox_files(), {})
+        done = subprocess.run([curl, "-sS", "-u", "me:s3cret", "-T", source, url],
+                              stdout=subprocess.PIPE, timeout=DEADLINE)
+        self.assertIn(b"saved photo.jpg", done.stdout)
+        with open(source, "rb") as handle:
+            self.assertEqual(self.inbox_files(), {"photo.jpg": handle.read()})
+
+
+class PasswordCommandLineTests(WoofTestCase):
+
+    def test_the_password_comes_from_the_environment_and_a_warning_asks_for_https(self):
+        path = self.make_file("f.txt", b"for the right person\n")
+        woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--password", path],
+                               env={"WOOF_PASSWORD": "open sesame"}, stdin=subprocess.DEVNULL)
+        request = urllib.request.Request(woof_run.url, headers=basic_header("open sesame"))
+        with urllib.request.urlopen(request, timeout=DEADLINE) as response:
+            self.assertEqual(response.read(), b"for the right person\n")
+        status, stderr = woof_run.finish()
+        self.assertEqual(status, 0, stderr)
+        self.assertIn("woof: warning: --password without HTTPS", stderr)
+        self.assertNotIn("open sesame", stderr)
+
+    @unittest.skipIf(os.name == "nt", "no controlling terminal to take away")
+    def test_no_terminal_and_no_environment_is_a_one_line_error(self):
+        environment = dict(os.environ)
+        environment.pop("WOOF_PASSWORD", None)
+        result = subprocess.run([sys.executable, WOOF_PATH, "-p", "0", "--password",
+                                 self.make_file("f.txt")], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+                                start_new_session=True, timeout=DEADLINE)
+        stderr = result.stderr.decode()
+        self.assertEqual(result.returncode, 1, stderr)
+        self.assertEqual(stderr.strip().splitlines(), [
+            "woof: error: --password needs a terminal to ask for it, or the password in the "
+            "WOOF_PASSWORD environment variable"])
+
+    @unittest.skipIf(os.name == "nt", "needs a pseudo-terminal")
+    def test_the_password_is_asked_on_the_terminal_without_echo(self):
+        import pty
+        setsid = require_tool("setsid")
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        environment = dict(os.environ)
+        environment.pop("WOOF_PASSWORD", None)
+        process = subprocess.Popen([setsid, "-c", sys.executable, WOOF_PATH, "-i", "127.0.0.1",
+                                    "-p", "0", "--password", self.make_file("f.txt")],
+                                   stdin=slave, stdout=subprocess.PIPE, stderr=slave,
+                                   env=environment)
+        os.close(slave)
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        screen = b""
+        for prompt, answer in ((b"Password for this woof: ", b"t\xc3\xa9l\xc3\xa9 42\n"),
+                               (b"The same again: ", b"t\xc3\xa9l\xc3\xa9 42\n")):
+            end = time.monotonic() + DEADLINE
+            while prompt not in screen:
+                self.assertLess(time.monotonic(), end, screen)
+                if select.select([master], [], [], 1)[0]:
+                    screen += os.read(master, 1024)
+            os.write(master, answer)
+            screen = screen.replace(prompt, b"", 1)
+        url = process.stdout.readline().decode().split(" on ", 1)[1].strip()
+        request = urllib.request.Request(url, headers=basic_header("t\u00e9l\u00e9 42"))
+        with urllib.request.urlopen(request, timeout=DEADLINE) as response:
+            self.assertEqual(response.read(), b"hello woof\n")
+        self.assertEqual(process.wait(DEADLINE), 0)
+        while select.select([master], [], [], 0.5)[0]:
+            try:
+                screen += os.read(master, 1024)
+            except OSError:
+                break
+        self.assertNotIn(b"t\xc3\xa9l\xc3\xa9", screen, "the password was echoed")
+
+
+class HttpsTests(UploadTestCase):
+
+    def start_tls(self, offer, **overrides):
+        certificate, key = make_certificate(self, tempfile.mkdtemp(dir=self.tmp))
+        run = self.start(offer, certificate=certificate, key=key, **overrides)
+        context = ssl.create_default_context(cafile=certificate)
+        return run, context
+
+    def test_a_certificate_of_the_users_serves_files_folders_and_ranges(self):
+        data = os.urandom(3 << 20)
+        run, context = self.start_tls(self.make_file("big.bin", data), count=2)
+        url = "https://127.0.0.1:%d%s" % (run.server.port, run.server.offer_path)
+        self.assertEqual(run.server.url().split("://")[0], "https")
+        with urllib.request.urlopen(url, timeout=DEADLINE, context=context) as response:
+            self.assertEqual(response.read(), data)
+        request = urllib.request.Request(url, headers={"Range": "bytes=100-"})
+        with urllib.request.urlopen(request, timeout=DEADLINE, context=context) as response:
+            self.assertEqual((response.status, response.read()), (206, data[100:]))
+        folder = os.path.join(self.tmp, "album")
+        self.make_file("a.txt", b"alpha", folder=folder)
+        folder_run, folder_context = self.start_tls(woof.ArchiveOffer([folder], "gz"))
+        url = "https://127.0.0.1:%d%s" % (folder_run.server.port, folder_run.server.offer_path)
+        with urllib.request.urlopen(url, timeout=DEADLINE, context=folder_context) as response:
+            archive = tarfile.open(fileobj=io.BytesIO(response.read()))
+            self.assertEqual(archive.extractfile("album/a.txt").read(), b"alpha")
+        folder_run.wait()
+
+    def test_uploads_over_https(self):
+        certificate, key = make_certificate(self, self.tmp)
+        run = self.receive(certificate=certificate, key=key)
+        curl = require_tool("curl")
+        source = self.make_file("up.bin", os.urandom(100000))
+        result = subprocess.run([curl, "-sS", "--cacert", certificate, "-T", source,
+                                 "https://127.0.0.1:%d/" % run.server.port],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertIn(b"saved up.bin", result.stdout, result.stderr)
+        with open(source, "rb") as handle:
+            self.assertEqual(self.inbox_files(), {"up.bin": handle.read()})
+
+    def test_plain_http_to_the_https_port_is_told_to_use_https(self):
+        run, _ = self.start_tls(self.make_file("f.txt"))
+        connection = self.connect(run)
+        response, body = self.request(run, connection=connection)
+        self.assertEqual(response.status, 400)
+        self.assertIn(b"https://127.0.0.1:%d/f.txt" % run.server.port, body)
+        self.assertFalse(run.done())
+
+    def test_clients_that_stall_the_handshake_hold_up_no_one(self):
+        data = os.urandom(1 << 20)
+        run, context = self.start_tls(self.make_file("f.bin", data))
+        stalled = []
+        for opening in (b"", b"\x16", b"\x16\x03\x01\x02\x00\x01"):
+            for _ in range(5):
+                sock = socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE)
+                self.addCleanup(sock.close)
+                sock.sendall(opening)
+                stalled.append(sock)
+        url = "https://127.0.0.1:%d/f.bin" % run.server.port
+        with urllib.request.urlopen(url, timeout=DEADLINE, context=context) as response:
+            self.assertEqual(response.read(), data)
+        run.wait()
+
+    def test_a_certificate_that_cannot_be_used_is_a_one_line_error(self):
+        certificate, key = make_certificate(self, self.tmp)
+        _, other_key = make_certificate(self, self.tmp, name="other")
+        path = self.make_file("f.txt")
+        table = [(["--cert", certificate, "--key", other_key], "cannot use"),
+                 (["--cert", os.path.join(self.tmp, "absent.pem")], "cannot use"),
+                 (["--cert", path], "cannot use")]
+        for args, fragment in table:
+            with self.subTest(args=args):
+                stderr = io.StringIO()
+                with contextlib.redirect_stderr(stderr):
+                    status = woof.main(["-i", "127.0.0.1", "-p", "0"] + args + [path],
+                                       config_paths=())
+                self.assertEqual(status, 1, stderr.getvalue())
+                lines = stderr.getvalue().strip().splitlines()
+                self.assertEqual(len(lines), 1, lines)
+                self.assertIn(fragment, lines[0])
+                self.assertTrue(lines[0].startswith("woof: error: "), lines[0])
+
+    def test_a_throwaway_certificate_is_pinned_by_the_printed_curl_command(self):
+        curl = require_tool("curl")
+        openssl = require_tool("openssl")
+        data = os.urandom(200000)
+        path = self.make_file("pinned file.bin", data)
+        private_tmp = os.path.join(self.tmp, "tmp")
+        os.mkdir(private_tmp)
+        woof_run = WoofProcess(self, ["--https", "-i", "127.0.0.1", "-p", "0", path],
+                               env={"TMPDIR": private_tmp})
+        self.assertTrue(woof_run.url.startswith("https://127.0.0.1:"), woof_run.url)
+        fingerprint = woof_run.lines.get(timeout=DEADLINE)
+        command = woof_run.lines.get(timeout=DEADLINE)
+        self.assertRegex(fingerprint, r"^Certificate SHA-256 fingerprint: ([0-9A-F]{2}:){31}[0-9A-F]{2}$")
+        self.assertEqual(os.listdir(private_tmp), [], "the throwaway key stays on disk")
+        self.assertRegex(command, r"^The other side can check it with: curl --pinnedpubkey "
+                                  r"'sha256//[A-Za-z0-9+/]{43}=' -k -OJ '%s'$" % re.escape(woof_run.url))
+        pin = re.search(r"'(sha256//[^']+)'", command).group(1)
+        served = subprocess.run([openssl, "s_client", "-connect", "127.0.0.1:%d" % woof_run.port],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, timeout=DEADLINE).stdout
+        shown = subprocess.run([openssl, "x509", "-noout", "-fingerprint", "-sha256"], input=served,
+                               stdout=subprocess.PIPE, timeout=DEADLINE).stdout.decode()
+        self.assertEqual(shown.strip().split("=", 1)[1], fingerprint.split(": ", 1)[1].strip())
+        wrong = subprocess.run([curl, "-sS", "--pinnedpubkey", "sha256//" + "A" * 43 + "=", "-k",
+                                "-o", os.path.join(self.tmp, "wrong"), woof_run.url],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertNotEqual(wrong.returncode, 0)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "wrong")))
+        received = os.path.join(self.tmp, "received")
+        os.mkdir(received)
+        subprocess.run([curl, "-sS", "--pinnedpubkey", pin, "-k", "-OJ", woof_run.url],
+                       cwd=received, check=True, timeout=DEADLINE)
+        with open(os.path.join(received, "pinned file.bin"), "rb") as handle:
+            self.assertEqual(handle.read(), data)
+        self.assertEqual(woof_run.finish()[0], 0)
+
+
+class ExpiryTests(WoofTestCase):
+
+    def test_the_offer_expires_but_a_transfer_in_flight_finishes(self):
+        data = os.urandom(32 << 20)  # more than the kernel buffers while nobody reads
+        run = self.start(self.make_file("big.bin", data), expire=1.0)
+        with socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE) as raw:
+            raw.sendall(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            first = raw.recv(1024)
+            self.assertIn(b"200 OK", first)
+            wait_until(lambda: run.server.expired, message="the expiry")
+            with self.assertRaises(OSError):
+                socket.create_connection(("127.0.0.1", run.server.port), timeout=5).close()
+            received = len(first)
+            while True:
+                chunk = raw.recv(1 << 20)
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received >= len(data) + len(first.split(b"\r\n\r\n")[0]) + 4:
+                    break
+        run.wait()
+        self.assertEqual(run.server.completed, 1)
+        self.assertFalse(run.server.expired_early())
+
+    def test_expiry_exit_statuses_tell_whether_anything_was_taken(self):
+        path = self.make_file("f.txt")
+        table = [(["-c", "1"], False, 3), (["-c", "0"], False, 3), (["-c", "0"], True, 0),
+                 (["-c", "2"], True, 3)]
+        for args, download, expected in table:
+            with self.subTest(args=args, download=download):
+                woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--expire", "2s"]
+                                       + args + [path])
+                if download:
+                    with urllib.request.urlopen(woof_run.url, timeout=DEADLINE) as response:
+                        response.read()
+                status, stderr = woof_run.finish()
+                self.assertEqual(status, expected, stderr)
+                self.assertIn("--expire is over", stderr)
+                self.assertNotIn("Traceback", stderr)
+
+    def test_count_0_serves_everyone_until_stopped(self):
+        run = self.start(self.make_file("f.txt"), count=0)
+        for number in range(1, 6):
+            response, body = self.request(run)
+            self.assert_response(response, body, 200, body=b"hello woof\n")
+            wait_until(lambda: run.server.completed == number, message="the count")
+        self.assertFalse(run.done())
+        self.assertIn("download 5 complete", self.log_text())
+
+    def test_durations_people_write(self):
+        table = [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400),
+                 ("1.5h", 5400), (" 2 H ", 7200)]
+        for text, seconds in table:
+            with self.subTest(text=text):
+                self.assertEqual(woof.parse_duration(text), seconds)
+        for text in ("", "h", "1w", "-5m", "1e3", "5 minutes"):
+            with self.subTest(text=text):
+                with self.assertRaises(ValueError):
+                    woof.parse_duration(text)
+
+
+class HostAndOriginTests(UploadTestCase):
+
+    def test_only_this_machines_addresses_and_names_are_answered(self):
+        own = socket.gethostname().lower()
+        run = self.start(self.make_file("f.txt"), count=0, allowed_hosts=("files.example",))
+        port = run.server.port
+        table = [("127.0.0.1:%d" % port, 200), ("[::1]:%d" % port, 200), ("192.168.1.20", 200),
+                 ("localhost:%d" % port, 200), ("LOCALHOST.", 200), (own, 200),
+                 (own.split(".")[0] + ".local:%d" % port, 200), ("files.example", 200),
+                 ("evil.example", 421), ("evil.example:%d" % port, 421),
+                 ("127.0.0.1.evil.example", 421), ("localhost.evil.example", 421), ("", 421)]
+        for host, status in table:
+            with self.subTest(host=host):
+                response, body = self.request(run, headers={"Host": host})
+                self.assertEqual(response.status, status, body)
+                if status == 421:
+                    self.assertNotIn(b"hello woof", body)
+        raw = self.raw_exchange(run, b"GET /f.txt HTTP/1.0\r\n\r\n")
+        self.assertIn(b" 200 ", raw.split(b"\r\n")[0])
+
+    def test_uploads_from_another_site_are_refused(self):
+        run = self.receive(count=2)
+        port = run.server.port
+        for origin in ("http://evil.example", "null", "http://127.0.0.1:%d" % (port + 1),
+                       "https://127.0.0.1:%d" % port):
+            with self.subTest(origin=origin):
+                response, body = self.request(run, "PUT", "/x.txt", body=b"pushed",
+                                              headers={"Origin": origin})
+                self.assertEqual(response.status, 403, body)
+                response, body = self.post_form(run, [file_part("y.txt", b"pushed")],
+                                                headers={"Origin": origin})
+                self.assertEqual(response.status, 403, body)
+        self.assertEqual(self.inbox_files(), {})
+        response, body = self.request(run, "PUT", "/x.txt", body=b"mine",
+                                      headers={"Origin": "http://127.0.0.1:%d" % port})
+        self.assertEqual(response.status, 201, body)
+        response, body = self.post_form(run, [file_part("y.txt", b"mine too")],
+                                        headers={"Origin": "http://localhost:%d" % port,
+                                                 "Host": "localhost:%d" % port})
+        self.assertEqual(response.status, 200, body)
+        self.assertEqual(self.inbox_files(), {"x.txt": b"mine", "y.txt": b"mine too"})
+
+
+class ReachCommandLineTests(WoofTestCase):
+
+    def test_qr_code_under_the_url_reads_back_as_the_url(self):
+        zbarimg = require_tool("zbarimg")
+        path = self.make_file("Compte rendu \u00e9t\u00e9.pdf")
+        woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--qr", "--secret", path])
+        self.assertRegex(woof_run.url, r"^http://127\.0\.0\.1:\d+/[A-Za-z0-9_-]{22}/"
+                                       r"Compte%20rendu%20%C3%A9t%C3%A9\.pdf$")
+        lines = []
+        while True:
+            line = woof_run.lines.get(timeout=DEADLINE).rstrip("\n")
+            if not line.strip():
+                lines.append(line)
+                if len(lines) > 2 and not lines[-2].strip():
+                    break
+                continue
+            lines.append(line)
+        self.assertNotIn("\x1b", "".join(lines), "no colour codes into a pipe")
+        image = os.path.join(self.tmp, "qr.png")
+        write_png(image, modules_of_lines(lines))
+        decoded = subprocess.run([zbarimg, "--raw", "-q", image], stdout=subprocess.PIPE,
+                                 timeout=DEADLINE).stdout.decode().strip()
+        self.assertEqual(decoded, woof_run.url)
+        with urllib.request.urlopen(woof_run.url, timeout=DEADLINE) as response:
+            self.assertEqual(response.read(), b"hello woof\n")
+        self.assertEqual(woof_run.finish()[0], 0)
+
+    def test_a_url_too_long_for_a_qr_code_is_a_one_line_error(self):
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            status = woof.main(["-i", "127.0.0.1", "-p", "0", "--qr", "--name", "n" * 2400,
+                                self.make_file("f.txt")], config_paths=())
+        self.assertEqual(status, 1)
+        self.assertRegex(stderr.getvalue(), r"^woof: error: the URL is too long for a QR code "
+                                            r"\(\d+ bytes; at most 2331\)\n$")
+
+    def test_secret_and_qr_from_woofrc(self):
+        config = self.make_file("woofrc", b"[main]\nqr = yes\nsecret = on\n")
+        parser = woof.build_parser()
+        parser.set_defaults(**woof.read_config([config]))
+        args = woof.parse_command_line(parser, ["f.txt"])
+        self.assertEqual((args.qr, args.secret), (True, True))
+        settings = woof.settings_from(args)
+        self.assertRegex(settings.secret, r"^[A-Za-z0-9_-]{22}$")
+
+    def test_every_mode_takes_the_secret(self):
+        folder = os.path.join(self.tmp, "album")
+        self.make_file("a.txt", b"alpha", folder=folder)
+        for args, stdin in ((["-u", folder], None), (["-"], subprocess.PIPE)):
+            with self.subTest(args=args):
+                woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--secret"] + args,
+                                       stdin=stdin)
+                if stdin:
+                    woof_run.process.stdin.write(b"piped")
+                    woof_run.process.stdin.close()
+                token = urllib.parse.urlsplit(woof_run.url).path.split("/")[1]
+                self.assertRegex(token, r"^[A-Za-z0-9_-]{22}$")
+                base = "http://127.0.0.1:%d/" % woof_run.port
+                with self.assertRaises(urllib.error.HTTPError) as refused:
+                    urllib.request.urlopen(base, timeout=DEADLINE)
+                self.assertEqual(refused.exception.code, 404)
+                refused.exception.close()
+                with urllib.request.urlopen(base + token + "/", timeout=DEADLINE) as response:
+                    body = response.read()
+                self.assertEqual(body if stdin else len(body) > 0, b"piped" if stdin else True)
+                self.assertEqual(woof_run.finish()[0], 0)
 
 
 # ---------------------------------------------------------------------------

@@ -3899,7 +3899,7 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.body_sent = sink.sent
             counted = server.record_delivery(self.client_address, body, start, received, complete)
         if counted:
-            self.note = "download %d of %d complete" % counted
+            self.note = completion_note("download", counted)
         if server.finished.is_set():
             self.close_connection = True
 
@@ -3920,6 +3920,13 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+
+def completion_note(kind, counted):
+    """'download 2 of 3 complete', or 'download 7 complete' when there is no limit."""
+    done, count = counted
+    return "%s %d of %d complete" % (kind, done, count) if count else \
+        "%s %d complete" % (kind, done)
 
 
 def describe_transfer_error(error):
@@ -4311,7 +4318,7 @@ class UploadHandler(WoofHandler):
         files = "%d files" % len(saved) if len(saved) > 1 else "1 file"
         self.note = "%s, %s" % (files, format_size(sum(item.size for item in saved)))
         if counted:
-            self.note += "; upload %d of %d complete" % counted
+            self.note += "; " + completion_note("upload", counted)
         finished = self.server.finished.is_set()
         if finished:
             self.close_connection = True
@@ -4601,7 +4608,8 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
 
     def expired_early(self):
         """True when --expire ended woof before all that was asked for was taken."""
-        return self.expired and (self.settings.count > 0 or self.completed == 0)
+        wanted = self.settings.count or 1  # with no limit, at least one
+        return self.expired and self.completed < wanted
 
     def fail_stream(self, sent):
         self.failure = ("standard input was cut off after %s and cannot be sent again"
