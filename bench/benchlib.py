@@ -14,7 +14,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WOOF = os.path.join(os.path.dirname(HERE), "woof.py")
-URL_LINE = re.compile(r"Now (?:serving|receiving) on (http://\S+)")
+URL_LINE = re.compile(r"Now (?:serving|receiving) on (https?://\S+)")
 
 
 class Child:
