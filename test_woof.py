@@ -3426,6 +3426,11 @@ class PasswordTests(UploadTestCase):
         for number in range(woof.MAX_TRACKED_CLIENTS + 10):
             guard.failed("10.0.%d.%d" % divmod(number, 256))
         self.assertEqual(len(guard.clients), woof.MAX_TRACKED_CLIENTS)
+        self.assertEqual(woof.guessing_source("2001:db8:1:2:aaaa::5"),
+                         woof.guessing_source("2001:db8:1:2:bbbb::9"))
+        self.assertNotEqual(woof.guessing_source("2001:db8:1:3::5"),
+                            woof.guessing_source("2001:db8:1:2::5"))
+        self.assertEqual(woof.guessing_source("192.0.2.7"), "192.0.2.7")
 
     def test_uploads_need_the_password_before_the_body_is_sent(self):
         run = self.receive(password_digest=woof.password_digest("s3cret"))

@@ -3404,6 +3404,17 @@ class PasswordGuard:
             self.clients.pop(host, None)
 
 
+def guessing_source(host):
+    """Whom repeated wrong passwords are held against: the address, or for
+    IPv6 its /64, since one machine commonly holds a whole /64 to pick from."""
+    if ":" not in host:
+        return host
+    try:
+        return str(ipaddress.ip_network(host.split("%")[0] + "/64", strict=False))
+    except ValueError:
+        return host
+
+
 def host_name(host_header):
     """The host part of a Host header, lowercased, without port or final dot."""
     host = host_header.strip().lower()
@@ -3656,7 +3667,7 @@ class WoofHandler(BaseHTTPRequestHandler):
     def check_password(self):
         """Basic authentication (RFC 7617), slowed down after repeated failures."""
         guard = self.server.password_guard
-        who = client_host(self.client_address)
+        who = guessing_source(client_host(self.client_address))
         wait = guard.wait_left(who)
         if wait:
             return self.refuse_access(HTTPStatus.TOO_MANY_REQUESTS,
