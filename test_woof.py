@@ -2289,6 +2289,59 @@ class FullDiskTest(UploadTestCase):
         self.assertEqual(self.inbox_files(), {"small.txt": b"fits"})
 
 
+class RequestFramingTests(UploadTestCase):
+    """Where a request ends is never in doubt: a body is read, dropped or
+    closed on, never taken for the next request."""
+
+    SMUGGLED = b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    def exchange(self, port, payload):
+        """Send payload on one connection, end the sending side, return all the answers."""
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
+            raw.sendall(payload)
+            raw.shutdown(socket.SHUT_WR)
+            return read_to_end(raw)
+
+    def final_statuses(self, answers):
+        return [int(code) for code in re.findall(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ", answers)]
+
+    def test_a_body_on_get_or_head_is_never_read_as_a_request(self):
+        run = self.start(self.make_file("f.txt", b"file data"), count=0)
+        hidden = self.start(self.make_file("f.txt", b"file data"), count=0, secret="s3cret")
+        page = self.receive(count=0)
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(self.SMUGGLED), self.SMUGGLED)
+        large = self.SMUGGLED + b"x" * woof.MAX_IGNORED_BODY
+        cases = [
+            ("GET, Content-Length", run, b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(self.SMUGGLED), self.SMUGGLED), 200),
+            ("HEAD, Content-Length", run, b"HEAD /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(self.SMUGGLED), self.SMUGGLED), 200),
+            ("GET, chunked", run, b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n" + chunked, 200),
+            ("GET, large body", run, b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(large), large), 200),
+            ("GET, 100-continue", run, b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n%s"
+             % (len(self.SMUGGLED), self.SMUGGLED), 200),
+            ("GET, wrong secret", hidden, b"GET /wrong/f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(self.SMUGGLED), self.SMUGGLED), 404),
+            ("GET of the upload page", page, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(self.SMUGGLED), self.SMUGGLED), 200),
+        ]
+        for label, server_run, payload, status in cases:
+            with self.subTest(label):
+                answers = self.exchange(server_run.server.port, payload)
+                self.assertEqual(self.final_statuses(answers), [status], answers[:300])
+
+    def test_a_small_body_on_get_is_dropped_and_the_connection_serves_on(self):
+        run = self.start(self.make_file("f.txt", b"file data"), count=0)
+        answers = self.exchange(run.server.port,
+                                b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                b"Content-Length: 10\r\n\r\nnot a head" + self.SMUGGLED)
+        self.assertEqual(self.final_statuses(answers), [200, 200], answers[:300])
+        self.assertEqual(answers.count(b"file data"), 2)
+
+
 # ---------------------------------------------------------------------------
 # Terminal: QR code
 # ---------------------------------------------------------------------------

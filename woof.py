@@ -231,6 +231,7 @@ MAX_PART_HEADER = 16 << 10
 MAX_CHUNK_LINE = 4096
 MAX_TRAILER_LINES = 64
 MAX_EPILOGUE = 64 << 10
+MAX_IGNORED_BODY = 64 << 10      # a body on GET or HEAD up to this is read and dropped
 DRAIN_SECONDS = 2.0
 DRAIN_LIMIT = 64 << 20
 UNNAMED_UPLOAD = "upload"
@@ -2127,6 +2128,28 @@ class ChunkedReader:
         raise UploadRefused(HTTPStatus.BAD_REQUEST, "too many trailer fields")
 
 
+# ASCII digits only: str.isdigit() also takes "\u00b2", which int() refuses.
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,%d}\Z" % MAX_RANGE_DIGITS)
+
+
+def declared_length(headers):
+    """The body length a request's Content-Length gives, None without one.
+
+    Raises ValueError when its lines disagree or one is not a number: the
+    body's end is then unknown (RFC 9112, 6.3).
+    """
+    fields = headers.get_all("Content-Length")
+    if not fields:
+        return None
+    values = {value.strip() for field in fields for value in field.split(",")}
+    if len(values) > 1:
+        raise ValueError("the request has two Content-Lengths")
+    text = values.pop()
+    if not _CONTENT_LENGTH.match(text):
+        raise ValueError("the Content-Length is not a number")
+    return int(text)
+
+
 # A backslash before `"` or `\\` always pairs with it (RFC 7230, 3.2.6) and
 # any other backslash stands alone: one way only to read each character, so
 # an unclosed quote fails in linear time.  A backslash that could either
@@ -3701,7 +3724,10 @@ class WoofHandler(BaseHTTPRequestHandler):
         return admitted
 
     def handle_expect_100(self):
-        return self.admit() and self.before_continue() and super().handle_expect_100()
+        if not (self.admit() and self.before_continue()):
+            return False
+        # Only a body that will be read is asked for (RFC 9110, 10.1.1).
+        return super().handle_expect_100() if self.reads_body() else True
 
     def before_continue(self):
         """Checks a request body must pass before the client is asked to send it."""
@@ -3710,8 +3736,36 @@ class WoofHandler(BaseHTTPRequestHandler):
     def admit(self):
         """True when the request may be answered; otherwise the refusal is sent."""
         if self.admitted is None:
-            self.admitted = self.check_access()
+            self.admitted = self.settle_body() and self.check_access()
         return self.admitted
+
+    def reads_body(self):
+        """Whether the method reads a request body: none does here (uploads do)."""
+        return False
+
+    def settle_body(self):
+        """See that a body no method reads is never taken for the next request.
+
+        A small one is read and dropped, by the head's deadline; after one
+        of unknown length, a larger one, or one the client waits to be asked
+        for (100-continue), the connection closes with the answer.  False
+        once a 400 was sent for a length that cannot be read.
+        """
+        if self.reads_body():
+            return True
+        if "Transfer-Encoding" in self.headers:
+            self.close_connection = True
+            return True
+        try:
+            length = declared_length(self.headers)
+        except ValueError as error:
+            return self.refuse_access(HTTPStatus.BAD_REQUEST, str(error))
+        if not length:
+            return True
+        if length > MAX_IGNORED_BODY or "Expect" in self.headers \
+                or len(self.rfile.read(length)) < length:
+            self.close_connection = True
+        return True
 
     def check_access(self):
         """Host first (DNS rebinding), then the secret (a 404 like any unknown
@@ -4212,10 +4266,6 @@ def format_rate(size, seconds):
     return "%s/s" % format_size(int(size / seconds)) if seconds > 0 else "instantly"
 
 
-# ASCII digits only: str.isdigit() also takes "\u00b2", which int() refuses.
-_CONTENT_LENGTH = re.compile(r"[0-9]{1,%d}\Z" % MAX_RANGE_DIGITS)
-
-
 class UploadHandler(WoofHandler):
     """Receives files into settings.upload_dir: the upload page, form posts and PUT."""
 
@@ -4255,6 +4305,9 @@ class UploadHandler(WoofHandler):
     # Checks made before the body is read, and before "100 Continue" is sent
     # (RFC 7231, 5.1.1), so that a client told no never sends its body.
 
+    def reads_body(self):
+        return self.command in ("POST", "PUT")
+
     def before_continue(self):
         if self.command in ("POST", "PUT"):
             try:
@@ -4291,18 +4344,14 @@ class UploadHandler(WoofHandler):
                 raise UploadRefused(HTTPStatus.NOT_IMPLEMENTED,
                                     "only the chunked transfer coding is understood")
             return None
-        fields = self.headers.get_all("Content-Length")
-        if not fields:
+        try:
+            length = declared_length(self.headers)
+        except ValueError as error:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, str(error))
+        if length is None:
             raise UploadRefused(HTTPStatus.LENGTH_REQUIRED,
                                 "send a Content-Length or a chunked body")
-        # Lengths that differ leave the body's end unknown (RFC 7230, 3.3.3).
-        values = {value.strip() for field in fields for value in field.split(",")}
-        if len(values) > 1:
-            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the request has two Content-Lengths")
-        text = values.pop()
-        if not _CONTENT_LENGTH.match(text):
-            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the Content-Length is not a number")
-        return int(text)
+        return length
 
     def open_body(self, length):
         if length is None:
