@@ -2341,6 +2341,31 @@ class RequestFramingTests(UploadTestCase):
         self.assertEqual(self.final_statuses(answers), [200, 200], answers[:300])
         self.assertEqual(answers.count(b"file data"), 2)
 
+    def test_transfer_encoding_over_two_lines_reads_as_one_list(self):
+        run = self.receive(count=0)
+        body = b"5\r\nhello\r\n0\r\n\r\n"
+        cases = [
+            ((b"chunked", b"gzip"), 501),
+            ((b"chunked, gzip",), 501),
+            ((b"gzip", b"chunked"), 501),
+            ((b"gzip, chunked",), 501),
+            ((b"chunked", b"chunked"), 501),
+            ((b"chunked",), 201),
+        ]
+        for number, (lines, status) in enumerate(cases):
+            with self.subTest(lines=lines):
+                name = b"te%d.txt" % number
+                head = b"".join(b"Transfer-Encoding: %s\r\n" % line for line in lines)
+                answers = self.exchange(run.server.port,
+                                        b"PUT /%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n%s"
+                                        % (name, head, body))
+                self.assertEqual(self.final_statuses(answers), [status], answers[:300])
+                saved = self.inbox_files()
+                if status == 201:
+                    self.assertEqual(saved.get(name.decode("ascii")), b"hello")
+                else:
+                    self.assertNotIn(name.decode("ascii"), saved)
+
 
 # ---------------------------------------------------------------------------
 # Terminal: QR code

@@ -2150,6 +2150,20 @@ def declared_length(headers):
     return int(text)
 
 
+def transfer_codings(headers):
+    """A request's transfer codings, lowercased, in order; None without any.
+
+    All its Transfer-Encoding lines make one list (RFC 9112, 6.1; RFC 9110,
+    5.3), so "chunked" and "gzip" on two lines read as on one; empty list
+    elements are ignored (RFC 9110, 5.6.1.2).
+    """
+    lines = headers.get_all("Transfer-Encoding")
+    if not lines:
+        return None
+    codings = [coding.strip().lower() for line in lines for coding in line.split(",")]
+    return [coding for coding in codings if coding]
+
+
 # A backslash before `"` or `\\` always pairs with it (RFC 7230, 3.2.6) and
 # any other backslash stands alone: one way only to read each character, so
 # an unclosed quote fails in linear time.  A backslash that could either
@@ -4338,9 +4352,9 @@ class UploadHandler(WoofHandler):
 
     def body_length(self):
         """The Content-Length, or None for a chunked body (RFC 7230, 3.3.3)."""
-        coding = self.headers.get("Transfer-Encoding")
-        if coding is not None:
-            if coding.strip().lower() != "chunked":
+        codings = transfer_codings(self.headers)
+        if codings is not None:
+            if codings != ["chunked"]:
                 raise UploadRefused(HTTPStatus.NOT_IMPLEMENTED,
                                     "only the chunked transfer coding is understood")
             return None
