@@ -2366,6 +2366,18 @@ class RequestFramingTests(UploadTestCase):
                 else:
                     self.assertNotIn(name.decode("ascii"), saved)
 
+    def test_a_request_target_that_cannot_be_parsed_gets_400(self):
+        runs = [("download", self.start(self.make_file("f.txt"))),
+                ("secret", self.start(self.make_file("f.txt"), secret="s3cret")),
+                ("upload", self.receive())]
+        for label, run in runs:
+            for target in (b"http://[/x", b"http://[::1/f.txt"):
+                with self.subTest(label, target=target):
+                    answers = self.exchange(run.server.port, b"GET %s HTTP/1.1\r\n"
+                                            b"Host: 127.0.0.1\r\n\r\n" % target)
+                    self.assertEqual(self.final_statuses(answers), [400], answers[:300])
+        self.assertNotIn("Traceback", self.log_text())
+
 
 # ---------------------------------------------------------------------------
 # Terminal: QR code

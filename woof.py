@@ -421,7 +421,8 @@ def url_path_for(name):
 
 
 def request_path(raw_path):
-    """Decode the path part of a request target, dropping query and fragment."""
+    """Decode the path part of a request target, dropping query and fragment;
+    ValueError when the target cannot be parsed."""
     path = urllib.parse.urlsplit(raw_path).path
     return urllib.parse.unquote_to_bytes(path).decode("utf-8", "surrogateescape")
 
@@ -3793,7 +3794,11 @@ class WoofHandler(BaseHTTPRequestHandler):
                                       "woof answers only to this machine's addresses and "
                                       "names, not to %r (allow a name with --allow-host)"
                                       % host_name(host))
-        path = request_path(self.path)
+        try:
+            path = request_path(self.path)
+        except ValueError:  # urlsplit's "Invalid IPv6 URL", as in http://[/x
+            return self.refuse_access(HTTPStatus.BAD_REQUEST,
+                                      "the request target cannot be read")
         if settings.secret:
             path = strip_secret(path, settings.secret)
             if path is None:
