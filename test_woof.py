@@ -22,6 +22,7 @@ import os
 import queue
 import re
 import select
+import selectors
 import shutil
 import socket
 import ssl
@@ -832,6 +833,176 @@ class HostileRequestTests(WoofTestCase):
         with socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE) as sock:
             sock.sendall(b"GET /idle.txt HTTP/1.1\r\n")
             self.assertEqual(sock.recv(100), b"")
+        self.assertFalse(run.server.finished.is_set())
+
+
+def connect_from(host, port, timeout=DEADLINE):
+    """A connection to woof on 127.0.0.1 from the local address host (127.0.0.N)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.bind((host, 0))
+        sock.connect(("127.0.0.1", port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRNOTAVAIL:
+            raise unittest.SkipTest("this system does not route %s to itself" % host)
+        raise
+    return sock
+
+
+def closed_or_answered(sockets):
+    """The sockets with something to read: an answer, or the end of the connection."""
+    with selectors.DefaultSelector() as selector:
+        for sock in sockets:
+            selector.register(sock, selectors.EVENT_READ)
+        return [key.fileobj for key, _ in selector.select(0)]
+
+
+def read_to_end(sock):
+    """Everything the peer sends until it closes (a reset after its answer counts as a close)."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class ConnectionLimitTests(WoofTestCase):
+    """One client, however many connections it opens or however slowly it
+    talks, cannot keep the others out."""
+
+    HOG = "127.0.0.2"
+    HOG_CONNECTIONS = woof.MAX_CONNECTIONS + 4
+
+    def hog(self, run, count=HOG_CONNECTIONS):
+        """count connections from HOG, each stopped after one byte of its head;
+        returned once woof has taken or refused every one."""
+        sockets = []
+        for _ in range(count):
+            sock = connect_from(self.HOG, run.server.port)
+            self.addCleanup(sock.close)
+            sock.sendall(b"G")
+            sockets.append(sock)
+        wait_until(lambda: run.server.connections + len(closed_or_answered(sockets)) == count,
+                   message="woof to take or refuse every connection")
+        return sockets
+
+    def test_other_addresses_are_served_while_one_address_hogs_connections(self):
+        data = os.urandom(1 << 20)
+        run = self.start(self.make_file("real.bin", data), timeout=60.0)
+        self.hog(run)
+        connection = http.client.HTTPConnection("127.0.0.1", run.server.port, timeout=DEADLINE,
+                                                source_address=("127.0.0.3", 0))
+        self.addCleanup(connection.close)
+        response, body = self.request(run, connection=connection)
+        self.assert_response(response, body, 200, body=data)
+        run.wait()
+
+    def test_connections_beyond_an_address_share_get_503_and_one_log_line(self):
+        run = self.start(self.make_file("real.bin"), timeout=60.0)
+        sockets = self.hog(run)
+        refused = closed_or_answered(sockets)
+        self.assertEqual(run.server.connections + len(refused), len(sockets))
+        self.assertGreater(len(refused), 0)
+        for sock in refused:
+            answer = read_to_end(sock)
+            head = answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+            self.assertEqual(head[0], b"HTTP/1.1 503 Service Unavailable", answer)
+            self.assertIn(b"Connection: close", head)
+            self.assertTrue(any(line.startswith(b"Retry-After: ") for line in head), answer)
+        lines = [line for line in self.log_text().splitlines() if " %s " % self.HOG in line]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("refused", lines[0])
+
+    def test_aria2c_with_16_connections_and_a_browser_s_6_are_served_while_another_hogs(self):
+        aria2c = require_tool("aria2c")
+        data = os.urandom(32 << 20)  # 16 ranges of at least 2 MiB (aria2c's -k1M)
+        run = self.start(self.make_file("big.bin", data), timeout=60.0)
+        self.hog(run)
+        browser = [self.connect(run) for _ in range(6)]
+        for connection in browser:
+            response, body = self.request(run, "HEAD", connection=connection)
+            self.assert_response(response, body, 200)
+        folder = os.path.join(self.tmp, "client")
+        os.mkdir(folder)
+        result = subprocess.run([aria2c, "-q", "-x16", "-s16", "-k1M", "--max-tries=1",
+                                 self.url(run)], cwd=folder, timeout=DEADLINE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertEqual(result.returncode, 0, result.stdout)
+        with open(os.path.join(folder, "big.bin"), "rb") as handle:
+            self.assertTrue(handle.read() == data, "the bytes differ")
+        run.wait()
+        self.assertNotIn(" 127.0.0.1 connection refused", self.log_text())
+
+    def test_a_hundred_receivers_behind_one_address_are_served_at_once(self):
+        data = os.urandom(64 << 10)
+        run = self.start(self.make_file("class.bin", data), count=0, timeout=60.0)
+        receivers = []
+        for _ in range(100):
+            connection = http.client.HTTPConnection("127.0.0.1", run.server.port,
+                                                    timeout=DEADLINE,
+                                                    source_address=("127.0.0.4", 0))
+            self.addCleanup(connection.close)
+            connection.connect()
+            receivers.append(connection)
+        wait_until(lambda: run.server.connections == 100, message="100 connections taken")
+        for connection in receivers:
+            connection.request("GET", run.server.offer_path)
+        for connection in receivers:
+            response = connection.getresponse()
+            self.assert_response(response, response.read(), 200, body=data)
+
+    def trickle(self, sock, head, pause=0.5, budget=20.0):
+        """Send head a byte at a time, pause seconds apart, until woof closes
+        the connection; fail if it still holds on after budget seconds."""
+        end = time.monotonic() + budget
+        for byte in head:
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                return
+            if select.select([sock], [], [], pause)[0]:
+                # Over TLS, what arrives may be session tickets rather than data.
+                sock.setblocking(False)
+                try:
+                    answer = sock.recv(65536)
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    answer = None
+                except (ConnectionResetError, ssl.SSLError):  # 3.6: EOF without close_notify
+                    return
+                sock.settimeout(DEADLINE)
+                if answer == b"":
+                    return
+                if answer:
+                    self.fail("woof answered a request head that was never finished: %r"
+                              % answer[:100])
+            if time.monotonic() > end:
+                self.fail("woof still held a trickled request head after %g s" % budget)
+        self.fail("the trickle ran out before the budget")
+
+    SLOW_HEAD = b"GET /slow.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 1000
+
+    def test_a_trickled_request_head_is_cut_at_the_head_deadline(self):
+        run = self.start(self.make_file("slow.txt"), timeout=2.0)
+        with socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE) as sock:
+            self.trickle(sock, self.SLOW_HEAD)
+        wait_until(lambda: "request head" in self.log_text(), message="a log line")
+        self.assertFalse(run.server.finished.is_set())
+
+    def test_a_trickled_request_head_over_tls_is_cut_at_the_head_deadline(self):
+        run = self.start(self.make_file("slow.txt"), timeout=2.0, https=True)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE) as raw:
+            with context.wrap_socket(raw) as sock:
+                self.trickle(sock, self.SLOW_HEAD)
         self.assertFalse(run.server.finished.is_set())
 
 
@@ -2117,6 +2288,96 @@ class FullDiskTest(UploadTestCase):
         self.assert_response(response, response.read(), 201)
         self.assertEqual(child.wait(), 0)
         self.assertEqual(self.inbox_files(), {"small.txt": b"fits"})
+
+
+class RequestFramingTests(UploadTestCase):
+    """Where a request ends is never in doubt: a body is read, dropped or
+    closed on, never taken for the next request."""
+
+    SMUGGLED = b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    def exchange(self, port, payload):
+        """Send payload on one connection, end the sending side, return all the answers."""
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
+            raw.sendall(payload)
+            raw.shutdown(socket.SHUT_WR)
+            return read_to_end(raw)
+
+    def final_statuses(self, answers):
+        return [int(code) for code in re.findall(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ", answers)]
+
+    def test_a_body_on_get_or_head_is_never_read_as_a_request(self):
+        run = self.start(self.make_file("f.txt", b"file data"), count=0)
+        hidden = self.start(self.make_file("f.txt", b"file data"), count=0, secret="s3cret")
+        page = self.receive(count=0)
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(self.SMUGGLED), self.SMUGGLED)
+        large = self.SMUGGLED + b"x" * woof.MAX_IGNORED_BODY
+        cases = [
+            ("GET, Content-Length", run, b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(self.SMUGGLED), self.SMUGGLED), 200),
+            ("HEAD, Content-Length", run, b"HEAD /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(self.SMUGGLED), self.SMUGGLED), 200),
+            ("GET, chunked", run, b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n" + chunked, 200),
+            ("GET, large body", run, b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(large), large), 200),
+            ("GET, 100-continue", run, b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n%s"
+             % (len(self.SMUGGLED), self.SMUGGLED), 200),
+            ("GET, wrong secret", hidden, b"GET /wrong/f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(self.SMUGGLED), self.SMUGGLED), 404),
+            ("GET of the upload page", page, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(self.SMUGGLED), self.SMUGGLED), 200),
+        ]
+        for label, server_run, payload, status in cases:
+            with self.subTest(label):
+                answers = self.exchange(server_run.server.port, payload)
+                self.assertEqual(self.final_statuses(answers), [status], answers[:300])
+
+    def test_a_small_body_on_get_is_dropped_and_the_connection_serves_on(self):
+        run = self.start(self.make_file("f.txt", b"file data"), count=0)
+        answers = self.exchange(run.server.port,
+                                b"GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                b"Content-Length: 10\r\n\r\nnot a head" + self.SMUGGLED)
+        self.assertEqual(self.final_statuses(answers), [200, 200], answers[:300])
+        self.assertEqual(answers.count(b"file data"), 2)
+
+    def test_transfer_encoding_over_two_lines_reads_as_one_list(self):
+        run = self.receive(count=0)
+        body = b"5\r\nhello\r\n0\r\n\r\n"
+        cases = [
+            ((b"chunked", b"gzip"), 501),
+            ((b"chunked, gzip",), 501),
+            ((b"gzip", b"chunked"), 501),
+            ((b"gzip, chunked",), 501),
+            ((b"chunked", b"chunked"), 501),
+            ((b"chunked",), 201),
+        ]
+        for number, (lines, status) in enumerate(cases):
+            with self.subTest(lines=lines):
+                name = b"te%d.txt" % number
+                head = b"".join(b"Transfer-Encoding: %s\r\n" % line for line in lines)
+                answers = self.exchange(run.server.port,
+                                        b"PUT /%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n%s"
+                                        % (name, head, body))
+                self.assertEqual(self.final_statuses(answers), [status], answers[:300])
+                saved = self.inbox_files()
+                if status == 201:
+                    self.assertEqual(saved.get(name.decode("ascii")), b"hello")
+                else:
+                    self.assertNotIn(name.decode("ascii"), saved)
+
+    def test_a_request_target_that_cannot_be_parsed_gets_400(self):
+        runs = [("download", self.start(self.make_file("f.txt"))),
+                ("secret", self.start(self.make_file("f.txt"), secret="s3cret")),
+                ("upload", self.receive())]
+        for label, run in runs:
+            for target in (b"http://[/x", b"http://[::1/f.txt"):
+                with self.subTest(label, target=target):
+                    answers = self.exchange(run.server.port, b"GET %s HTTP/1.1\r\n"
+                                            b"Host: 127.0.0.1\r\n\r\n" % target)
+                    self.assertEqual(self.final_statuses(answers), [400], answers[:300])
+        self.assertNotIn("Traceback", self.log_text())
 
 
 # ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import html
 import importlib
+import io
 import ipaddress
 import mimetypes
 import os
@@ -214,7 +215,6 @@ SENDFILE_SLICE = 64 << 20
 SMALL_WRITE_LIMIT = 64 << 10
 MAX_RANGES = 16
 MAX_SPANS_PER_CLIENT = 256
-MAX_CONNECTIONS = 256
 MAX_RANGE_DIGITS = 19
 POLL_INTERVAL = 0.2
 CONFIG_PATHS = ("/etc/woofrc", "~/.woofrc")
@@ -231,6 +231,7 @@ MAX_PART_HEADER = 16 << 10
 MAX_CHUNK_LINE = 4096
 MAX_TRAILER_LINES = 64
 MAX_EPILOGUE = 64 << 10
+MAX_IGNORED_BODY = 64 << 10      # a body on GET or HEAD up to this is read and dropped
 DRAIN_SECONDS = 2.0
 DRAIN_LIMIT = 64 << 20
 UNNAMED_UPLOAD = "upload"
@@ -247,6 +248,14 @@ EXIT_EXPIRED = 3                 # --expire ended woof before the count was reac
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_PLAIN_HEAD = 8192            # bytes read of a plain HTTP request sent to the HTTPS port
 THROWAWAY_CERTIFICATE_LIFETIME = 86400
+
+# Holding out against clients that hog connections
+MAX_CONNECTIONS = 256            # connections served at once; one thread each
+MAX_CONNECTIONS_PER_CLIENT = 32  # what one address may hold once places run short
+RESERVED_CONNECTIONS = 64        # the last places, kept for addresses holding fewer
+MAX_HEAD_SECONDS = 30            # a request head (and TLS handshake) must arrive by then
+RETRY_AFTER_SECONDS = 10         # what a refused connection is told to wait
+REFUSAL_LOG_SECONDS = 60         # one line a minute at most about one address's refusals
 
 # Addresses reserved for documentation (RFC 5737, RFC 3849): connecting a UDP
 # socket to one sends nothing but tells which local address would be used.
@@ -412,7 +421,8 @@ def url_path_for(name):
 
 
 def request_path(raw_path):
-    """Decode the path part of a request target, dropping query and fragment."""
+    """Decode the path part of a request target, dropping query and fragment;
+    ValueError when the target cannot be parsed."""
     path = urllib.parse.urlsplit(raw_path).path
     return urllib.parse.unquote_to_bytes(path).decode("utf-8", "surrogateescape")
 
@@ -1026,6 +1036,67 @@ class ResponseSink:
                 return min(pending, self.sent)
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
+
+
+# ---------------------------------------------------------------------------
+# Request heads: a deadline for what a client must send
+#
+# A timeout on each read alone lets a client hold a connection for ever by
+# sending a byte now and then.  A request head, and the TLS handshake
+# before the first one, must arrive whole by a deadline: a set time after
+# the connection was accepted, or after the previous response.
+# ---------------------------------------------------------------------------
+
+def set_timeout_by(sock, deadline, timeout):
+    """Give sock's next operation the time left before a monotonic deadline,
+    and at most `timeout`; raise socket.timeout when none is left."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise socket.timeout("timed out")
+    sock.settimeout(min(left, timeout))
+
+
+class HeadReader(io.RawIOBase):
+    """A connection's incoming bytes, for an io.BufferedReader; while a head
+    is awaited (start_head), every read gets only the time left before its
+    deadline, however many bytes the reads before it brought.
+
+    `cut` tells whether the last head awaited ran out of time after some of
+    it had arrived: a connection merely left idle has nothing to report.
+    """
+
+    def __init__(self, sock, timeout):
+        self.sock = sock
+        self.timeout = timeout
+        self.deadline = None
+        self.head_bytes = 0
+        self.cut = False
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.deadline is None:
+            return self.sock.recv_into(buffer)
+        try:
+            set_timeout_by(self.sock, self.deadline, self.timeout)
+            count = self.sock.recv_into(buffer)
+        except socket.timeout:
+            self.cut = self.head_bytes > 0
+            raise
+        self.head_bytes += count
+        return count
+
+    def start_head(self, deadline):
+        self.deadline = deadline
+        self.head_bytes = 0
+        self.cut = False
+
+    def end_head(self):
+        """The head has arrived: reads get the usual timeout again."""
+        if self.deadline is not None:
+            self.deadline = None
+            self.sock.settimeout(self.timeout)
 
 
 # ---------------------------------------------------------------------------
@@ -2056,6 +2127,42 @@ class ChunkedReader:
             if self.read_line() in (b"\r\n", b"\n"):
                 return
         raise UploadRefused(HTTPStatus.BAD_REQUEST, "too many trailer fields")
+
+
+# ASCII digits only: str.isdigit() also takes "\u00b2", which int() refuses.
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,%d}\Z" % MAX_RANGE_DIGITS)
+
+
+def declared_length(headers):
+    """The body length a request's Content-Length gives, None without one.
+
+    Raises ValueError when its lines disagree or one is not a number: the
+    body's end is then unknown (RFC 9112, 6.3).
+    """
+    fields = headers.get_all("Content-Length")
+    if not fields:
+        return None
+    values = {value.strip() for field in fields for value in field.split(",")}
+    if len(values) > 1:
+        raise ValueError("the request has two Content-Lengths")
+    text = values.pop()
+    if not _CONTENT_LENGTH.match(text):
+        raise ValueError("the Content-Length is not a number")
+    return int(text)
+
+
+def transfer_codings(headers):
+    """A request's transfer codings, lowercased, in order; None without any.
+
+    All its Transfer-Encoding lines make one list (RFC 9112, 6.1; RFC 9110,
+    5.3), so "chunked" and "gzip" on two lines read as on one; empty list
+    elements are ignored (RFC 9110, 5.6.1.2).
+    """
+    lines = headers.get_all("Transfer-Encoding")
+    if not lines:
+        return None
+    codings = [coding.strip().lower() for line in lines for coding in line.split(",")]
+    return [coding for coding in codings if coding]
 
 
 # A backslash before `"` or `\\` always pairs with it (RFC 7230, 3.2.6) and
@@ -3548,14 +3655,16 @@ def tls_context(ssl, certificate, key, describe):
 _PLAIN_HOST = re.compile(r"^[A-Za-z0-9.:\[\]-]+\Z")
 
 
-def answer_plain_http(sock, port, host_names):
+def answer_plain_http(sock, port, host_names, deadline, timeout):
     """Tell a plain HTTP client that reached the HTTPS port where to go instead.
 
-    Its request head is read (a bounded amount) so that closing does not
-    reset the connection before the client has read the answer.
+    Its request head is read (a bounded amount, by the head's deadline) so
+    that closing does not reset the connection before the client has read
+    the answer.
     """
     head = b""
     while b"\r\n\r\n" not in head and len(head) < MAX_PLAIN_HEAD:
+        set_timeout_by(sock, deadline, timeout)
         data = sock.recv(MAX_PLAIN_HEAD - len(head))
         if not data:
             break
@@ -3602,9 +3711,16 @@ class WoofHandler(BaseHTTPRequestHandler):
     responses[int(MISDIRECTED_REQUEST)] = ("Misdirected Request",
                                            "This server does not answer for that host name")
 
+    def __init__(self, request, client_address, server, head_deadline=None):
+        self.head_deadline = head_deadline  # of the first request, set when accepted
+        super().__init__(request, client_address, server)
+
     def setup(self):
         self.timeout = self.server.settings.timeout
         super().setup()
+        self.rfile.close()
+        self.reader = HeadReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self.reader)
 
     def handle_one_request(self):
         self.status = None
@@ -3613,19 +3729,31 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.logged = False
         self.admitted = None
         self.inner_path = "/"
+        deadline = self.head_deadline or time.monotonic() + self.server.head_seconds
+        self.head_deadline = None
+        self.reader.start_head(deadline)
         try:
             super().handle_one_request()
         finally:
             self.log_outcome()
+        if self.reader.cut:
+            self.server.log_refusal(client_host(self.client_address),
+                                    "connection closed: no whole request head within %g s"
+                                    % self.server.head_seconds)
 
     # Who may be answered: checked once the head is parsed, before any
     # "100 Continue" and before the method runs.
 
     def parse_request(self):
-        return super().parse_request() and self.admit()
+        admitted = super().parse_request() and self.admit()
+        self.reader.end_head()
+        return admitted
 
     def handle_expect_100(self):
-        return self.admit() and self.before_continue() and super().handle_expect_100()
+        if not (self.admit() and self.before_continue()):
+            return False
+        # Only a body that will be read is asked for (RFC 9110, 10.1.1).
+        return super().handle_expect_100() if self.reads_body() else True
 
     def before_continue(self):
         """Checks a request body must pass before the client is asked to send it."""
@@ -3634,8 +3762,36 @@ class WoofHandler(BaseHTTPRequestHandler):
     def admit(self):
         """True when the request may be answered; otherwise the refusal is sent."""
         if self.admitted is None:
-            self.admitted = self.check_access()
+            self.admitted = self.settle_body() and self.check_access()
         return self.admitted
+
+    def reads_body(self):
+        """Whether the method reads a request body: none does here (uploads do)."""
+        return False
+
+    def settle_body(self):
+        """See that a body no method reads is never taken for the next request.
+
+        A small one is read and dropped, by the head's deadline; after one
+        of unknown length, a larger one, or one the client waits to be asked
+        for (100-continue), the connection closes with the answer.  False
+        once a 400 was sent for a length that cannot be read.
+        """
+        if self.reads_body():
+            return True
+        if "Transfer-Encoding" in self.headers:
+            self.close_connection = True
+            return True
+        try:
+            length = declared_length(self.headers)
+        except ValueError as error:
+            return self.refuse_access(HTTPStatus.BAD_REQUEST, str(error))
+        if not length:
+            return True
+        if length > MAX_IGNORED_BODY or "Expect" in self.headers \
+                or len(self.rfile.read(length)) < length:
+            self.close_connection = True
+        return True
 
     def check_access(self):
         """Host first (DNS rebinding), then the secret (a 404 like any unknown
@@ -3649,7 +3805,11 @@ class WoofHandler(BaseHTTPRequestHandler):
                                       "woof answers only to this machine's addresses and "
                                       "names, not to %r (allow a name with --allow-host)"
                                       % host_name(host))
-        path = request_path(self.path)
+        try:
+            path = request_path(self.path)
+        except ValueError:  # urlsplit's "Invalid IPv6 URL", as in http://[/x
+            return self.refuse_access(HTTPStatus.BAD_REQUEST,
+                                      "the request target cannot be read")
         if settings.secret:
             path = strip_secret(path, settings.secret)
             if path is None:
@@ -3952,7 +4112,7 @@ def describe_transfer_error(error):
 def describe_tls_error(error):
     """Why a TLS handshake failed, in a few words."""
     if isinstance(error, socket.timeout):
-        return "the client said nothing"
+        return "the client did not finish it in time"
     return getattr(error, "reason", None) or describe_transfer_error(error)
 
 
@@ -4143,10 +4303,6 @@ def format_rate(size, seconds):
     return "%s/s" % format_size(int(size / seconds)) if seconds > 0 else "instantly"
 
 
-# ASCII digits only: str.isdigit() also takes "\u00b2", which int() refuses.
-_CONTENT_LENGTH = re.compile(r"[0-9]{1,%d}\Z" % MAX_RANGE_DIGITS)
-
-
 class UploadHandler(WoofHandler):
     """Receives files into settings.upload_dir: the upload page, form posts and PUT."""
 
@@ -4186,6 +4342,9 @@ class UploadHandler(WoofHandler):
     # Checks made before the body is read, and before "100 Continue" is sent
     # (RFC 7231, 5.1.1), so that a client told no never sends its body.
 
+    def reads_body(self):
+        return self.command in ("POST", "PUT")
+
     def before_continue(self):
         if self.command in ("POST", "PUT"):
             try:
@@ -4216,24 +4375,20 @@ class UploadHandler(WoofHandler):
 
     def body_length(self):
         """The Content-Length, or None for a chunked body (RFC 7230, 3.3.3)."""
-        coding = self.headers.get("Transfer-Encoding")
-        if coding is not None:
-            if coding.strip().lower() != "chunked":
+        codings = transfer_codings(self.headers)
+        if codings is not None:
+            if codings != ["chunked"]:
                 raise UploadRefused(HTTPStatus.NOT_IMPLEMENTED,
                                     "only the chunked transfer coding is understood")
             return None
-        fields = self.headers.get_all("Content-Length")
-        if not fields:
+        try:
+            length = declared_length(self.headers)
+        except ValueError as error:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, str(error))
+        if length is None:
             raise UploadRefused(HTTPStatus.LENGTH_REQUIRED,
                                 "send a Content-Length or a chunked body")
-        # Lengths that differ leave the body's end unknown (RFC 7230, 3.3.3).
-        values = {value.strip() for field in fields for value in field.split(",")}
-        if len(values) > 1:
-            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the request has two Content-Lengths")
-        text = values.pop()
-        if not _CONTENT_LENGTH.match(text):
-            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the Content-Length is not a number")
-        return int(text)
+        return length
 
     def open_body(self, length):
         if length is None:
@@ -4400,16 +4555,16 @@ class Settings(NamedTuple):
     qr: bool = False
 
 
-class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
-    """A threaded HTTP server that stops once its offer has been taken `count` times,
-    or, with UploadHandler and no offer, once it has received `count` uploads.
+class WoofServer(HTTPServer):
+    """An HTTP server, one thread per connection, that stops once its offer has
+    been taken `count` times, or, with UploadHandler and no offer, once it has
+    received `count` uploads.
 
     What changes while serving (downloads left, partial spans received per
-    client, transfers and uploads in flight) is guarded by self.lock.
+    client, transfers and uploads in flight, connections per client) is
+    guarded by self.lock.
     """
 
-    daemon_threads = True
-    block_on_close = False
     allow_reuse_address = REUSE_ADDRESS_IS_SAFE
     request_queue_size = 64
     timeout = POLL_INTERVAL  # how often handle_request() returns to check for the end
@@ -4433,6 +4588,9 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         self.spans_by_client = {}
         self.in_flight = 0
         self.connections = 0
+        self.connections_by_client = {}
+        self.refusals_logged = {}  # host -> (monotonic time of its last line, left out since)
+        self.head_seconds = min(settings.timeout, MAX_HEAD_SECONDS)
         self.batches = set()
         self.failure = None
         self.finished = threading.Event()
@@ -4492,55 +4650,150 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         self.log.info("%s connection failed: %s" % (client_host(client_address),
                                                     describe_transfer_error(error)))
 
-    # What changes while serving
+    # Connections: who gets a place, and a thread
 
     def process_request(self, request, client_address):
-        with self.lock:
-            full = self.connections >= MAX_CONNECTIONS
-            if not full:
-                self.connections += 1
-        if full:
-            self.shutdown_request(request)
-            return
-        socketserver.ThreadingMixIn.process_request(self, request, client_address)
+        """Serve a new connection in a thread of its own, or refuse it.
 
-    def finish_request(self, request, client_address):
+        Its first request head, TLS handshake included, must arrive within
+        head_seconds of now, however slowly it trickles in.
+        """
+        head_deadline = time.monotonic() + self.head_seconds
+        host = client_host(client_address)
+        with self.lock:
+            refusal = self.connection_refusal(host)
+            if refusal is None:
+                self.count_connection(host, 1)
+        if refusal is not None:
+            self.refuse_connection(request, host, refusal)
+            return
+        thread = threading.Thread(target=self.process_request_thread,
+                                  args=(request, client_address, head_deadline))
+        thread.daemon = True
+        try:
+            thread.start()
+        except RuntimeError:  # the system has no thread left to give
+            with self.lock:
+                self.count_connection(host, -1)
+            self.refuse_connection(request, host, "woof cannot start another thread")
+
+    def connection_refusal(self, host):
+        """Why a new connection from host cannot be served (lock held), or None.
+
+        While more than RESERVED_CONNECTIONS places are free, an address may
+        take as many as it likes: a class behind one NAT address, a download
+        manager's parallel connections.  The last places go only to addresses
+        holding fewer than MAX_CONNECTIONS_PER_CLIENT, so that one address,
+        however many connections it opens, leaves room for everyone else.
+        """
+        if self.connections >= MAX_CONNECTIONS:
+            return "woof holds %d connections, its most" % self.connections
+        held = self.connections_by_client.get(host, 0)
+        if held >= MAX_CONNECTIONS_PER_CLIENT \
+                and self.connections >= MAX_CONNECTIONS - RESERVED_CONNECTIONS:
+            return ("this address holds %d connections and the last places are kept "
+                    "for others" % held)
+        return None
+
+    def count_connection(self, host, change):
+        """Count a connection taken (1) or given back (-1); lock held."""
+        held = self.connections_by_client.get(host, 0) + change
+        if held:
+            self.connections_by_client[host] = held
+        else:
+            self.connections_by_client.pop(host, None)
+        self.connections += change
+
+    def refuse_connection(self, sock, host, reason):
+        """Answer 503 and close, in the accepting thread: no thread is spent on it.
+
+        A plain connection gets its answer at once; what has arrived of the
+        request is read first, so that closing does not reset the connection
+        before the client reads the answer.  Before a TLS handshake there is
+        no way to answer: the connection is only closed.
+        """
+        if self.tls is None:
+            text = ("woof is busy: %s. Try again in a moment.\n" % reason).encode("utf-8")
+            answer = (b"HTTP/1.1 503 Service Unavailable\r\n"
+                      b"Content-Type: text/plain; charset=utf-8\r\n"
+                      b"Content-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n%s"
+                      % (len(text), RETRY_AFTER_SECONDS, text))
+            try:
+                sock.setblocking(False)  # a fresh socket's buffers take this at once
+                sock.recv(MAX_PLAIN_HEAD)
+            except OSError:
+                pass  # nothing has arrived yet
+            try:
+                sock.send(answer)
+            except OSError:
+                pass  # the client has gone already
+        self.shutdown_request(sock)
+        self.log_refusal(host, "connection refused (503): %s" % reason)
+
+    def log_refusal(self, host, text):
+        """Log a refused or cut-off connection, one line a minute at most per
+        address: a flood of connections must not flood the log too.  The next
+        line says how many were left out."""
+        now = time.monotonic()
+        with self.lock:
+            last, left_out = self.refusals_logged.pop(host, (None, 0))
+            if last is not None and now - last < REFUSAL_LOG_SECONDS:
+                self.refusals_logged[host] = (last, left_out + 1)
+                return
+            self.refusals_logged[host] = (now, 0)
+            while len(self.refusals_logged) > MAX_TRACKED_CLIENTS:
+                del self.refusals_logged[next(iter(self.refusals_logged))]
+        if left_out:
+            text += " (and %d more like it not logged)" % left_out
+        self.log.info("%s %s" % (host, text))
+
+    def process_request_thread(self, request, client_address, head_deadline):
+        try:
+            self.finish_request(request, client_address, head_deadline)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            with self.lock:
+                self.count_connection(client_host(client_address), -1)
+
+    def finish_request(self, request, client_address, head_deadline=None):
         """Answer one connection, in its own thread; with TLS, the handshake
         happens here too, so a client that connects and says nothing holds up
-        no one but itself."""
+        no one but itself, and only until the head's deadline."""
+        head_deadline = head_deadline or time.monotonic() + self.head_seconds
         if self.tls is None:
-            self.RequestHandlerClass(request, client_address, self)
+            self.RequestHandlerClass(request, client_address, self, head_deadline)
             return
-        secured = self.start_tls(request, client_address)
+        secured = self.start_tls(request, client_address, head_deadline)
         if secured is None:
             return
         try:
-            self.RequestHandlerClass(secured, client_address, self)
+            self.RequestHandlerClass(secured, client_address, self, head_deadline)
         finally:
             self.shutdown_request(secured)
 
-    def start_tls(self, sock, client_address):
+    def start_tls(self, sock, client_address, head_deadline):
         """The TLS socket for a new connection, or None once it was answered or lost."""
-        sock.settimeout(self.settings.timeout)
+        timeout = self.settings.timeout
         try:
+            set_timeout_by(sock, head_deadline, timeout)
             first = sock.recv(1, socket.MSG_PEEK)
             if first and first != b"\x16":  # not a TLS handshake record (RFC 8446, 5.1)
-                answer_plain_http(sock, self.port, self.host_names)
+                answer_plain_http(sock, self.port, self.host_names, head_deadline, timeout)
                 return None
             if not first:
                 return None
+            # The timeout bounds the whole handshake, not each read of it
+            # (CPython's ssl module counts it down across the reads).
+            set_timeout_by(sock, head_deadline, timeout)
             return self.tls.context.wrap_socket(sock, server_side=True)
         except OSError as error:  # ssl.SSLError is an OSError
-            self.log.info("%s TLS handshake failed: %s"
-                          % (client_host(client_address), describe_tls_error(error)))
+            self.log_refusal(client_host(client_address),
+                             "TLS handshake failed: %s" % describe_tls_error(error))
             return None
 
-    def process_request_thread(self, request, client_address):
-        try:
-            socketserver.ThreadingMixIn.process_request_thread(self, request, client_address)
-        finally:
-            with self.lock:
-                self.connections -= 1
+    # What changes while serving
 
     def begin_response(self):
         """Take a place among the responses in flight; False once woof has finished.

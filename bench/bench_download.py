@@ -9,6 +9,8 @@ Also measures woof's start-up time and its peak memory while idle.
 
     python3 bench/bench_download.py              # 1 GiB, 3 repeats
     python3 bench/bench_download.py --quick      # 256 MiB, 1 repeat
+    python3 bench/bench_download.py --clients 100 --unlimited --size 32M \
+        --baseline /tmp/woof-before.py           # a class at once, beside an older woof
 
 Linux only (peak memory comes from os.wait4); needs curl; uses nginx when it
 is on PATH.  Standard library only; stops by itself; talks to 127.0.0.1 only.
@@ -38,13 +40,16 @@ MAX_PEAK_MIB = 40.0
 
 
 class Woof:
-    """woof.py, started afresh for each measurement with -c CLIENTS so it exits by itself."""
+    """woof.py, started afresh for each measurement with -c CLIENTS so it exits by
+    itself; or, unlimited, with -c 0 as a class would run it, and stopped with
+    SIGINT once the clients are done."""
 
-    name = "woof.py"
-
-    def __init__(self, path, python):
+    def __init__(self, path, python, name="woof.py", script=benchlib.WOOF, unlimited=False):
         self.path = path
         self.python = python
+        self.name = name
+        self.script = script
+        self.unlimited = unlimited
         self.child = None
         self.clients = None
         self.peaks = {}
@@ -53,14 +58,17 @@ class Woof:
 
     def before(self, clients):
         self.clients = clients
-        self.child, url = benchlib.start_woof(["-c", str(clients), self.path],
-                                              python=self.python)
+        count = 0 if self.unlimited else clients
+        self.child, url = benchlib.start_woof(["-c", str(count), self.path],
+                                              python=self.python, script=self.script)
         return url
 
     def after(self):
+        if self.unlimited:
+            self.child.process.send_signal(signal.SIGINT)
         code, _, peak = self.child.finish(timeout=WOOF_EXIT_SECONDS)
         cpu_seconds, self.child = self.child.cpu_seconds, None
-        if code != 0:
+        if code != (130 if self.unlimited else 0):
             raise RuntimeError("woof.py exited with status %s after the downloads" % code)
         self.peaks.setdefault(self.clients, []).append(peak)
         self.cpu.setdefault(self.clients, []).append(cpu_seconds)
@@ -227,17 +235,19 @@ def table_rows(servers, clients_list, medians, runs, size):
     return rows
 
 
-def verdicts(medians, clients_list, woof_peak):
-    """Lines saying whether woof met each target."""
+def verdicts(medians, clients_list, woof_peak, woofs=("woof.py",)):
+    """Lines saying whether woof (and the baseline, if any) met each target."""
     lines = []
-    for other, limit in (("http.server", MAX_RATIO_TO_HTTP_SERVER),
-                         ("nginx", MAX_RATIO_TO_NGINX)):
-        for clients in clients_list:
-            if (other, clients) not in medians:
-                continue
-            ratio = medians[("woof.py", clients)] / medians[(other, clients)]
-            lines.append("%s  woof/%s at %d client(s) = %.3f (target <= %.2f)"
-                         % ("ok  " if ratio <= limit else "MISS", other, clients, ratio, limit))
+    for woof in woofs:
+        for other, limit in (("http.server", MAX_RATIO_TO_HTTP_SERVER),
+                             ("nginx", MAX_RATIO_TO_NGINX)):
+            for clients in clients_list:
+                if (other, clients) not in medians:
+                    continue
+                ratio = medians[(woof, clients)] / medians[(other, clients)]
+                lines.append("%s  %s/%s at %d client(s) = %.3f (target <= %.2f)"
+                             % ("ok  " if ratio <= limit else "MISS", woof, other, clients,
+                                ratio, limit))
     lines.append("%s  woof peak RSS %.1f MiB (target < %.0f MiB)"
                  % ("ok  " if woof_peak < MAX_PEAK_MIB else "MISS", woof_peak, MAX_PEAK_MIB))
     return lines
@@ -261,6 +271,12 @@ def build_parser():
                         help="interpreter for woof.py (default: this one, which also "
                              "runs http.server)")
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out")
+    parser.add_argument("--unlimited", action="store_true",
+                        help="run woof with -c 0, as for a class, stopping it after each "
+                             "measurement (default: -c CLIENTS, so it exits by itself)")
+    parser.add_argument("--baseline", metavar="WOOF_PY",
+                        help="another woof.py (say, before a change) measured in the same "
+                             "run, as 'baseline'")
     return parser
 
 
@@ -283,7 +299,11 @@ def main(argv=None):
         files = os.path.join(folder, "files")
         os.mkdir(files)
         path = benchlib.make_random_file(os.path.join(files, FILE_NAME), size)
-        servers.append(Woof(path, args.python))
+        servers.append(Woof(path, args.python, unlimited=args.unlimited))
+        if args.baseline:
+            servers.append(Woof(path, args.python, name="baseline",
+                                script=os.path.abspath(args.baseline),
+                                unlimited=args.unlimited))
         servers.append(start_http_server(files, path, sys.executable))
         if benchlib.have("nginx") and not args.no_nginx:
             servers.append(start_nginx(folder, path))
@@ -309,7 +329,8 @@ def main(argv=None):
     print("woof.py start-up to printed URL: %.0f ms (median of %d); idle run: %.0f ms CPU, "
           "peak RSS %.1f MiB" % (startup * 1000, STARTUP_SAMPLES, servers[0].idle_cpu * 1000,
                                  idle_peak))
-    for line in verdicts(medians, clients_list, servers[0].peak()):
+    woofs = [server.name for server in servers if isinstance(server, Woof)]
+    for line in verdicts(medians, clients_list, servers[0].peak(), woofs):
         print(line)
     print("load average (1 min) %.2f before, %.2f after: other work on the machine "
           "makes the figures noisy" % (load_before, os.getloadavg()[0]))

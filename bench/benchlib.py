@@ -62,9 +62,10 @@ class Child:
         return None
 
 
-def start_woof(args, cwd=None, python=sys.executable, stdin=None, timeout=30):
-    """Start woof.py on 127.0.0.1, any free port; return (Child, URL)."""
-    argv = [python, WOOF, "-q", "-i", "127.0.0.1", "-p", "0"] + list(args)
+def start_woof(args, cwd=None, python=sys.executable, stdin=None, timeout=30, script=WOOF):
+    """Start woof.py (or another copy of it, `script`) on 127.0.0.1, any free
+    port; return (Child, URL)."""
+    argv = [python, script, "-q", "-i", "127.0.0.1", "-p", "0"] + list(args)
     child = Child(argv, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
                   stderr=subprocess.DEVNULL, universal_newlines=True)
     deadline = time.monotonic() + timeout
