@@ -3611,7 +3611,15 @@ class SecretLinkTests(UploadTestCase):
                 self.assert_response(response, body, 302,
                                      {"Location": "/%s/report.pdf" % token})
         self.assertFalse(run.done(), "no wrong path may count")
+        encoded = "".join("%%%02X" % ord(char) for char in token)
+        response, body = self.request(run, path="/%s/report.pdf" % encoded)
+        self.assert_response(response, body, 200, body=data)
+        raw = self.raw_exchange(run, b"GET /%s/f a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                                % token.encode())
+        self.assertIn(b" 400 ", raw)
+        wait_until(lambda: "Bad request" in self.log_text(), message="the 400's log line")
         self.assertNotIn(token, self.log_text())
+        self.assertNotIn(encoded, self.log_text())
         self.assertIn("<secret>", self.log_text())
 
     def test_uploads_need_the_secret_link_for_the_page_the_form_and_put(self):
@@ -3675,23 +3683,34 @@ class PasswordTests(UploadTestCase):
         self.assert_response(response, body, 200, body=b"hello woof\n")
 
     def test_the_wait_doubles_is_capped_and_few_addresses_are_remembered(self):
-        guard = woof.PasswordGuard()
-        waits = [guard.failed("a") for _ in range(woof.FREE_PASSWORD_TRIES + 4)]
-        self.assertEqual(waits, [0.0] * woof.FREE_PASSWORD_TRIES + [1.0, 2.0, 4.0, 8.0])
-        self.assertGreater(guard.wait_left("a"), 7)
-        guard.succeeded("a")
-        self.assertEqual(guard.wait_left("a"), 0)
-        for _ in range(40):
-            guard.failed("b")
-        self.assertEqual(guard.wait_left("b") <= woof.MAX_PASSWORD_DELAY, True)
+        guard = woof.PasswordGuard(woof.password_digest("right"))
+        free = woof.FREE_PASSWORD_TRIES
+        results = [guard.attempt("192.0.2.7", "wrong") for _ in range(free + 1)]
+        self.assertEqual(results, [(False, 0.0)] * free + [(False, 1.0)])
+        right, wait = guard.attempt("192.0.2.7", "right")
+        self.assertFalse(right)
+        self.assertGreater(wait, 0.5, "even the right password waits its turn")
+        self.assertEqual(guard.attempt("192.0.2.8", "right"), (True, 0.0))
+        now = time.monotonic()
+        waits = [guard.failed("b", free, now) for _ in range(free + 40)]
+        self.assertEqual(waits[free:free + 4], [1.0, 2.0, 4.0, 8.0])
+        self.assertEqual(waits[-1], woof.MAX_PASSWORD_DELAY)
         for number in range(woof.MAX_TRACKED_CLIENTS + 10):
-            guard.failed("10.0.%d.%d" % divmod(number, 256))
-        self.assertEqual(len(guard.clients), woof.MAX_TRACKED_CLIENTS)
-        self.assertEqual(woof.guessing_source("2001:db8:1:2:aaaa::5"),
-                         woof.guessing_source("2001:db8:1:2:bbbb::9"))
-        self.assertNotEqual(woof.guessing_source("2001:db8:1:3::5"),
-                            woof.guessing_source("2001:db8:1:2::5"))
-        self.assertEqual(woof.guessing_source("192.0.2.7"), "192.0.2.7")
+            guard.attempt("10.0.%d.%d" % divmod(number, 256), "wrong")
+        self.assertEqual(len(guard.records), woof.MAX_TRACKED_CLIENTS)
+
+    def test_an_ipv6_neighbour_cannot_lock_out_the_recipient(self):
+        guard = woof.PasswordGuard(woof.password_digest("right"))
+        for _ in range(woof.FREE_PASSWORD_TRIES + 3):
+            guard.attempt("fd00:1:2:3::b", "wrong")
+        self.assertFalse(guard.attempt("fd00:1:2:3::b", "right")[0])
+        self.assertEqual(guard.attempt("fd00:1:2:3::a", "right"), (True, 0.0))
+        for number in range(woof.FREE_PASSWORD_TRIES * woof.PREFIX_PASSWORD_TRIES_FACTOR):
+            guard.attempt("fd00:1:2:3::%x" % (number + 0x100), "wrong")
+        right, wait = guard.attempt("fd00:1:2:3::a", "right")
+        self.assertEqual((right, wait > 0), (False, True),
+                         "a machine rotating through its /64 is slowed down as a whole")
+        self.assertEqual(guard.attempt("fd00:1:2:4::a", "right"), (True, 0.0))
 
     def test_uploads_need_the_password_before_the_body_is_sent(self):
         run = self.receive(password_digest=woof.password_digest("s3cret"))

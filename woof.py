@@ -243,6 +243,7 @@ SECRET_TOKEN_BYTES = 16          # 128 random bits in the first path segment
 FREE_PASSWORD_TRIES = 5          # wrong passwords from one address before slowing down
 MAX_PASSWORD_DELAY = 3600        # seconds; the wait doubles after each further failure
 MAX_TRACKED_CLIENTS = 4096       # addresses remembered for the slow-down, oldest forgotten
+PREFIX_PASSWORD_TRIES_FACTOR = 10  # an IPv6 /64 may fail this many times more than one address
 AUTH_REALM = "woof"
 EXIT_EXPIRED = 3                 # --expire ended woof before the count was reached
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -3478,48 +3479,74 @@ def basic_password(header):
 
 
 class PasswordGuard:
-    """Slows down guessing: after a few wrong passwords from one address, it
-    must wait, twice as long after each further failure (429, Retry-After).
+    """Checks passwords and slows down guessing: after a few wrong passwords,
+    each further try must wait, twice as long after each failure (429,
+    Retry-After).
 
-    At most MAX_TRACKED_CLIENTS addresses are remembered; the oldest go first.
+    Failures count against the client's address and, for IPv6, against its
+    /64 too with a larger allowance: one machine may pick its addresses from
+    a whole /64, while on a LAN many machines share one.  A right password
+    clears its own address only.  The wait, the comparison and the record
+    happen under one lock, so requests racing in together get one try.  At
+    most MAX_TRACKED_CLIENTS sources are remembered; the oldest go first.
     """
 
-    def __init__(self):
+    def __init__(self, expected_digest):
+        self.expected = expected_digest
         self.lock = threading.Lock()
-        self.clients = {}  # host -> [failures, monotonic time it may try again]
+        self.records = {}  # source -> [failures, monotonic time it may try again]
 
-    def wait_left(self, host):
-        """Seconds before host may try again (0: now)."""
+    def attempt(self, host, given):
+        """Check the password host gave (None: none); return (right, seconds to wait)."""
+        sources = guessing_sources(host)
         with self.lock:
-            record = self.clients.get(host)
-            return max(0.0, record[1] - time.monotonic()) if record else 0.0
+            now = time.monotonic()
+            wait = max(self.wait_left(source, now) for source, _ in sources)
+            if wait or given is None:
+                return False, wait
+            if hmac.compare_digest(password_digest(given), self.expected):
+                self.records.pop(host, None)
+                return True, 0.0
+            return False, max(self.failed(source, free, now) for source, free in sources)
 
-    def failed(self, host):
-        """Note a wrong password from host; return how long it must now wait."""
-        with self.lock:
-            failures = self.clients.pop(host, [0, 0.0])[0] + 1
-            wait = 0.0
-            if failures > FREE_PASSWORD_TRIES:
-                wait = float(min(MAX_PASSWORD_DELAY, 2 ** (failures - FREE_PASSWORD_TRIES - 1)))
-            self.clients[host] = [failures, time.monotonic() + wait]
-            while len(self.clients) > MAX_TRACKED_CLIENTS:
-                del self.clients[next(iter(self.clients))]
-            return wait
+    def wait_left(self, source, now):
+        record = self.records.get(source)
+        return max(0.0, record[1] - now) if record else 0.0
 
-    def succeeded(self, host):
-        with self.lock:
-            self.clients.pop(host, None)
+    def failed(self, source, free_tries, now):
+        """Note a failure from source (lock held); return how long it must now wait."""
+        failures = self.records.pop(source, [0, 0.0])[0] + 1
+        wait = 0.0
+        if failures > free_tries:
+            wait = float(min(MAX_PASSWORD_DELAY, 2 ** min(failures - free_tries - 1, 32)))
+        self.records[source] = [failures, now + wait]
+        while len(self.records) > MAX_TRACKED_CLIENTS:
+            del self.records[next(iter(self.records))]
+        return wait
 
 
-def guessing_source(host):
-    """Whom repeated wrong passwords are held against: the address, or for
-    IPv6 its /64, since one machine commonly holds a whole /64 to pick from."""
-    if ":" not in host:
-        return host
-    try:
-        return str(ipaddress.ip_network(host.split("%")[0] + "/64", strict=False))
-    except ValueError:
-        return host
+_PATH_PIECE = re.compile(r"[^\s/?#'\"()]+")
+
+
+def hide_secret(text, token):
+    """text with every piece that spells the token, percent-encoded or not,
+    written <secret> instead: woof's log never holds the token."""
+    def hidden(match):
+        piece = match.group(0)
+        return "<secret>" if token in urllib.parse.unquote(piece) else piece
+    return _PATH_PIECE.sub(hidden, text)
+
+
+def guessing_sources(host):
+    """(source, free tries) that wrong passwords from host count against."""
+    sources = [(host, FREE_PASSWORD_TRIES)]
+    if ":" in host:
+        try:
+            prefix = ipaddress.ip_network(host.split("%")[0] + "/64", strict=False)
+            sources.append((str(prefix), FREE_PASSWORD_TRIES * PREFIX_PASSWORD_TRIES_FACTOR))
+        except ValueError:
+            pass
+    return sources
 
 
 def host_name(host_header):
@@ -3680,7 +3707,8 @@ def answer_plain_http(sock, port, host_names, deadline, timeout):
     text = ("This woof speaks HTTPS only: open https://%s%s instead.\n"
             % (host, target)).encode("latin-1", "replace")
     sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(text), text))
+                 b"X-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n"
+                 b"Connection: close\r\n\r\n%s" % (len(text), text))
 
 
 def first_pem_certificate(text):
@@ -3826,24 +3854,14 @@ class WoofHandler(BaseHTTPRequestHandler):
 
     def check_password(self):
         """Basic authentication (RFC 7617), slowed down after repeated failures."""
-        guard = self.server.password_guard
-        who = guessing_source(client_host(self.client_address))
-        wait = guard.wait_left(who)
+        right, wait = self.server.password_guard.attempt(
+            client_host(self.client_address), basic_password(self.headers.get("Authorization")))
+        if right:
+            return True
         if wait:
             return self.refuse_access(HTTPStatus.TOO_MANY_REQUESTS,
                                       "too many wrong passwords; try again later",
                                       ("Retry-After", str(int(wait) + 1)))
-        given = basic_password(self.headers.get("Authorization"))
-        if given is not None and hmac.compare_digest(password_digest(given),
-                                                     self.server.settings.password_digest):
-            guard.succeeded(who)
-            return True
-        if given is not None:
-            wait = guard.failed(who)
-            if wait:
-                return self.refuse_access(HTTPStatus.TOO_MANY_REQUESTS,
-                                          "too many wrong passwords; try again later",
-                                          ("Retry-After", str(int(wait) + 1)))
         challenge = 'Basic realm="%s", charset="UTF-8"' % AUTH_REALM
         return self.refuse_access(HTTPStatus.UNAUTHORIZED, "a password is needed",
                                   ("WWW-Authenticate", challenge))
@@ -3891,14 +3909,15 @@ class WoofHandler(BaseHTTPRequestHandler):
             return
         self.logged = True
         request = printable_name(getattr(self, "requestline", "") or "-")
-        if self.server.settings.secret:
-            request = request.replace(self.server.settings.secret, "<secret>")
         parts = ['"%s"' % request, str(self.status)]
         if self.body_sent is not None:
             parts.append(format_size(self.body_sent))
         if self.note:
             parts.append(self.note)
-        self.log_message("%s", " ".join(parts))
+        line = " ".join(parts)
+        if self.server.settings.secret:
+            line = hide_secret(line, self.server.settings.secret)
+        self.log_message("%s", line)
 
     # Methods
 
@@ -4511,7 +4530,10 @@ class UploadHandler(WoofHandler):
             self.send_small(refusal.status, str(refusal) + "\n", ("Connection", "close"))
             self.wfile.flush()
             if body_coming:
-                self.connection.shutdown(socket.SHUT_WR)
+                # A TLS socket's shutdown() would drop the encryption for
+                # whatever came next: there, only read.
+                if self.server.tls is None:
+                    self.connection.shutdown(socket.SHUT_WR)
                 self.drain_connection()
         except OSError:
             pass  # the client has gone; there is nobody left to tell
@@ -4578,7 +4600,7 @@ class WoofServer(HTTPServer):
         if offer is not None:
             self.offer_path = self.base_path[:-1] + url_path_for(offer.name)
         self.host_names = local_host_names(settings.allowed_hosts)
-        self.password_guard = PasswordGuard()
+        self.password_guard = PasswordGuard(settings.password_digest)
         self.tls = None
         self.scheme = "http"
         self.lock = threading.Condition()
