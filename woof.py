@@ -76,18 +76,21 @@ def ipv6_dual_stack_available():
         return False
 
 
-def unacknowledged_bytes(sock):
-    """Bytes sent on a TCP socket that the peer has not acknowledged, or None.
+# Linux tells how many bytes sent on a TCP socket the peer has not yet
+# acknowledged (SIOCOUTQ, which has the value of TIOCOUTQ); elsewhere woof
+# trusts that what the kernel took arrives.
+TCP_QUEUE_QUERY = sys.platform.startswith("linux")
 
-    Linux tells (SIOCOUTQ, which has the value of TIOCOUTQ); other systems
-    return None and woof then trusts that what the kernel took arrives.
-    """
+
+def unacknowledged_bytes(sock):
+    """Bytes sent on a TCP socket that the peer has not acknowledged, or None."""
+    if not TCP_QUEUE_QUERY:
+        return None
     try:
         import fcntl
-        import struct
         import termios
         raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
-        return struct.unpack("i", raw)[0] if sys.platform.startswith("linux") else None
+        return struct.unpack("i", raw)[0]
     except (ImportError, AttributeError, OSError):
         return None
 
@@ -2407,7 +2410,7 @@ def windows_safe(name):
     return "_" + name if _WINDOWS_RESERVED.match(name) else name
 
 
-def safe_name(name, top_level=True, windows=WINDOWS_FILE_NAMES, encoding=None):
+def safe_name(name, top_level=True, windows=None, encoding=None):
     """One path component a client sent, made safe to create here; unicode is kept.
 
     Controls, NUL, bidi controls, unpaired surrogates and characters the
@@ -2421,6 +2424,7 @@ def safe_name(name, top_level=True, windows=WINDOWS_FILE_NAMES, encoding=None):
     # Under LC_ALL=C, Python 3.6 encodes file names as ASCII: "caf\u00e9.txt"
     # would fail only once the upload is complete.
     encoding = encoding or sys.getfilesystemencoding()
+    windows = WINDOWS_FILE_NAMES if windows is None else windows
     name = "".join("_" if unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS
                    or not encodable(char, encoding) else char for char in name).strip()
     if windows:
@@ -2437,7 +2441,7 @@ def safe_name(name, top_level=True, windows=WINDOWS_FILE_NAMES, encoding=None):
     return name or UNNAMED_UPLOAD
 
 
-def upload_path(client_name, windows=WINDOWS_FILE_NAMES):
+def upload_path(client_name, windows=None):
     """The safe path components under which to save what a client named client_name.
 
     A clean relative path, as a folder upload sends ("photos/2024/a.jpg"),
