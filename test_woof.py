@@ -2038,6 +2038,17 @@ class CommandLineTests(WoofTestCase):
                 status, stderr = self.run_main(["-p", "0"] + args)
                 self.assert_one_line_error(status, stderr, 1, fragment)
 
+    @unittest.skipIf(os.name == "nt", "needs a POSIX shell to close standard input")
+    def test_offering_a_closed_standard_input_is_a_one_line_error(self):
+        # `<&-` closes descriptor 0 itself; stdin=DEVNULL would leave it open.
+        command = 'exec "$0" "$1" -i 127.0.0.1 -p 0 - <&-'
+        result = subprocess.run(["sh", "-c", command, sys.executable, WOOF_PATH],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
+        stderr = result.stderr.decode("utf-8", "replace")
+        self.assert_one_line_error(result.returncode, stderr, 1, "standard input is closed")
+        self.assertEqual(len(stderr.splitlines()), 1, stderr)
+        self.assertEqual(result.stdout, b"")
+
     def test_a_port_in_use_is_named_with_what_to_do(self):
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))

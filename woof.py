@@ -846,6 +846,17 @@ class StreamOffer:
             self.taken = False
 
 
+def standard_input():
+    """This process's standard input, in binary; WoofError when it has none.
+
+    Python sets sys.stdin to None when descriptor 0 is closed (`<&-`), and
+    under pythonw on Windows.
+    """
+    if sys.stdin is None:
+        raise WoofError("standard input is closed: there is nothing to offer with -")
+    return sys.stdin.buffer
+
+
 # ---------------------------------------------------------------------------
 # Offers: archives
 #
@@ -3331,7 +3342,7 @@ def build_offer(args, stdin, compression="gz", log=None):
             raise WoofError("-s offers woof.py itself; give no FILE with it")
         return FileOffer(os.path.abspath(__file__), name or "woof.py")
     if args.paths == ["-"]:
-        return StreamOffer(stdin or sys.stdin.buffer, name or STDIN_NAME)
+        return StreamOffer(stdin or standard_input(), name or STDIN_NAME)
     if "-" in args.paths:
         raise WoofError("- (standard input) can only be offered alone")
     if len(args.paths) == 1 and not os.path.isdir(args.paths[0]):
