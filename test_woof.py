@@ -2177,6 +2177,51 @@ class UploadCommandLineTest(UploadTestCase):
         self.assertIn("127.0.0.1 saved piped.bin (2.0 MiB in", log)
         self.assertIn("upload 4 of 4 complete", log)
 
+    @unittest.skipIf(os.name == "nt", "no SIGTERM or SIGHUP to a child on Windows")
+    def test_sigterm_and_sighup_remove_uploads_in_progress_and_exit_128_plus_the_signal(self):
+        import signal
+        head = b"PUT /half.bin HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (8 << 20)
+        for name in ("SIGTERM", "SIGHUP"):
+            number = getattr(signal, name)
+            with self.subTest(signal=name):
+                child = WoofProcess(self, ["-U", self.inbox, "-q", "-i", "127.0.0.1", "-p", "0"])
+                raw = socket.create_connection(("127.0.0.1", child.port), timeout=DEADLINE)
+                self.addCleanup(raw.close)
+                raw.sendall(head + b"x" * (4 << 20))
+                wait_until(lambda: os.listdir(self.inbox), message="a temporary file")
+                child.process.send_signal(number)
+                status, stderr = child.finish()
+                self.assertEqual(status, 128 + number, stderr)
+                self.assertEqual(stderr, "woof: stopped by %s\n" % name)
+                self.assertEqual(os.listdir(self.inbox), [])
+
+    @unittest.skipUnless(hasattr(os, "kill") and os.name != "nt", "needs SIGHUP")
+    def test_a_sighup_ignored_as_by_nohup_stays_ignored(self):
+        import signal
+        code = ("import runpy, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+                "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+        child = WoofProcess(self, ["-c", code, WOOF_PATH, "-U", self.inbox, "-i", "127.0.0.1",
+                                   "-p", "0"], script=None)
+        child.process.send_signal(signal.SIGHUP)
+        request = urllib.request.Request(child.url + "after.txt", data=b"after the hangup",
+                                         method="PUT")
+        with urllib.request.urlopen(request, timeout=DEADLINE) as response:
+            self.assertEqual(response.status, 201)
+        status, stderr = child.finish()
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(self.inbox_files(), {"after.txt": b"after the hangup"})
+
+    def test_main_gives_back_the_signal_handlers_it_found(self):
+        import signal
+        numbers = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGBREAK")
+                   if hasattr(signal, name)]
+        before = [signal.getsignal(number) for number in numbers]
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            status = woof.main(["-U", os.path.join(self.tmp, "missing")], config_paths=())
+        self.assertEqual(status, 1, stderr.getvalue())
+        self.assertEqual([signal.getsignal(number) for number in numbers], before)
+
 
 # ---------------------------------------------------------------------------
 # Real clients

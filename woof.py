@@ -26,6 +26,7 @@ import os
 import re
 import selectors
 import shutil
+import signal
 import socket
 import socketserver
 import stat
@@ -142,6 +143,21 @@ DISK_FULL_ERRNOS = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "
 # file systems), EINVAL or EACCES (FAT and network shares on Windows).
 NO_HARD_LINK_ERRNOS = frozenset(getattr(errno, name) for name in (
     "EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EINVAL", "EACCES") if hasattr(errno, name))
+
+
+# Signals that stop woof as Ctrl-C does, as this system has them: SIGTERM
+# (kill, timeout, service managers), SIGHUP (the terminal closed; POSIX),
+# SIGBREAK (Ctrl-Break; Windows).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGBREAK")
+                     if hasattr(signal, name))
+
+
+def signal_name(number):
+    """SIGTERM for 15: the name this system gives a signal number."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "signal %d" % number
 
 
 def read_some_into(stream):
@@ -295,6 +311,18 @@ class UnsatisfiableRange(WoofError):
 
 class UploadRefused(Unavailable):
     """An upload that cannot be (or was not completely) received; carries the status."""
+
+
+class StopRequested(BaseException):
+    """A stop signal arrived; raised in the main thread, like KeyboardInterrupt.
+
+    Not an Exception, so that no `except Exception` on the way (socketserver
+    has some) swallows it before main() cleans up.
+    """
+
+    def __init__(self, number):
+        super().__init__(signal_name(number))
+        self.number = number
 
 
 # ---------------------------------------------------------------------------
@@ -3367,8 +3395,50 @@ def announce(server, offer, settings, log):
 # main()
 # ---------------------------------------------------------------------------
 
+class StopSignals:
+    """Makes the stop signals raise StopRequested in the main thread, while installed.
+
+    Python lets only the main thread set handlers: main() run from another
+    thread leaves the signals as they are.  A signal that was ignored (nohup
+    ignores SIGHUP) stays ignored.  Once woof is stopping, a further signal
+    is held rather than raised, so that it cannot cut the cleanup short.
+    """
+
+    def __init__(self):
+        self.previous = {}
+        self.stopping = False
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for number in STOP_SIGNALS:
+            handler = signal.getsignal(number)
+            if handler == signal.SIG_IGN:
+                continue
+            self.previous[number] = handler
+            signal.signal(number, self.handle)
+
+    def handle(self, number, frame):
+        if not self.stopping:
+            self.stopping = True
+            raise StopRequested(number)
+
+    def hold(self):
+        """From now on woof is stopping: signals no longer interrupt it."""
+        self.stopping = True
+
+    def restore(self):
+        """Put back the handlers found (the default for one not set from Python)."""
+        for number, handler in self.previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        self.previous = {}
+
+
 def main(argv=None, config_paths=CONFIG_PATHS, stdin=None):
-    """Run woof; return the exit status (0 done, 1 error, 2 usage, 130 Ctrl-C)."""
+    """Run woof; return the exit status.
+
+    0 when done, 1 after an error, 2 after a usage error, 130 after Ctrl-C,
+    and 128 plus the signal's number after a stop signal, as shells report
+    it (143 SIGTERM, 129 SIGHUP).
+    """
     parser = build_parser()
     try:
         parser.set_defaults(**read_config(config_paths))
@@ -3390,6 +3460,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None):
         return 2
     log = Log(args.quiet)
     server = None
+    stop_signals = StopSignals()
     try:
         settings = settings_from(args)
         if settings.upload_dir is not None:
@@ -3408,10 +3479,15 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None):
     except KeyboardInterrupt:
         print("woof: interrupted", file=sys.stderr)
         return 130
+    except StopRequested as stop:
+        print("woof: stopped by %s" % stop, file=sys.stderr)
+        return 128 + stop.number
     finally:
+        stop_signals.hold()
         if server is not None:
             server.server_close()
             server.discard_uploads()
+        stop_signals.restore()
 
 
 if __name__ == "__main__":
