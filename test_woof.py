@@ -8,6 +8,7 @@ another client the tests use is missing.
 """
 
 import bz2
+import codecs
 import contextlib
 import errno
 import gzip
@@ -1163,6 +1164,10 @@ class UnreadableArchiveTests(ArchiveTestCase):
     def run_as_unprivileged(self):
         if os.geteuid() != 0:
             return
+        # Python's own modules may lie where nobody cannot read (/root): the
+        # codecs of host names and of zip names are imported first.
+        for codec in ("idna", "cp437"):
+            codecs.lookup(codec)
         os.chmod(self.tmp, 0o755)
         os.seteuid(NOBODY)
         self.addCleanup(os.seteuid, 0)
@@ -1184,6 +1189,29 @@ class UnreadableArchiveTests(ArchiveTestCase):
                                            compression + "/readable.txt": b"kept"})
                 self.assertIn("left out %s/private.txt: permission denied" % compression,
                               self.log_text())
+
+    @unittest.skipUnless(os.path.isdir("/proc/1") and hasattr(os, "symlink"), "needs Linux's /proc")
+    def test_a_link_woof_may_not_resolve_is_left_out_and_the_rest_sent(self):
+        # As in `woof.py /`: /proc/1/cwd is a link that only those who may
+        # trace process 1 can read, which os.path.realpath did not expect.
+        root = os.path.join(self.tmp, "tree")
+        self.make_file("a.txt", b"sent", root)
+        os.symlink("/proc/1/cwd", os.path.join(root, "init-cwd"))
+        os.chmod(root, 0o755)
+        self.run_as_unprivileged()
+        try:
+            os.readlink("/proc/1/cwd")
+        except PermissionError:
+            pass
+        else:
+            self.skipTest("this user may read /proc/1/cwd")
+        for compression in ("tar", "gz", "zip"):
+            with self.subTest(compression=compression):
+                run = self.start(self.offer([root], compression))
+                _, data = self.download(run)
+                self.assertEqual(read_archive(data, compression),
+                                 {"tree": "dir", "tree/a.txt": b"sent"})
+                self.assertIn("left out tree/init-cwd", self.log_text())
 
     def test_a_folder_that_cannot_be_read_is_an_error_before_serving(self):
         folder = os.path.join(self.tmp, "closed")

@@ -115,8 +115,13 @@ def resolve_link(path):
 
     os.path.realpath resolves links on Windows only from Python 3.8; before,
     it returns the link itself, and such a link is treated as leading out.
+    Before 3.13 it raises when a link on the way cannot be read (/proc/1/cwd,
+    for whoever may not trace process 1); 3.13 stops resolving there.
     """
-    resolved = os.path.realpath(path)
+    try:
+        resolved = os.path.realpath(path)
+    except OSError:
+        return None
     if os.path.normcase(resolved) == os.path.normcase(os.path.abspath(path)):
         return None
     return resolved
