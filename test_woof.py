@@ -1146,6 +1146,76 @@ class SwappedPathTests(ArchiveTestCase):
     def test_linux_walks_folders_through_descriptors(self):
         self.assertTrue(woof.WALK_BY_DESCRIPTOR)
 
+    def test_without_descriptors_the_walk_goes_by_path_and_still_sends_everything(self):
+        root = self.make_tree()
+        with mock.patch("woof.WALK_BY_DESCRIPTOR", False):
+            for compression in ARCHIVE_FORMATS:
+                with self.subTest(compression=compression):
+                    run = self.start(self.offer([root], compression))
+                    _, data = self.download(run)
+                    self.assertEqual(read_archive(data, compression),
+                                     self.expected_tree(root, compression))
+                    self.assertNotIn(b"SECRET-OUTSIDE", unpacked_stream(data, compression))
+
+
+@unittest.skipUnless(woof.WALK_BY_DESCRIPTOR, "only a walk by descriptor reaches past PATH_MAX")
+class DeepTreeTests(ArchiveTestCase):
+
+    def make_deep_tree(self, depth_bytes=5000):
+        """A folder chain longer than PATH_MAX (4096 on Linux), made a level at a time.
+
+        Returns (root, the archive names of the folders and of the deep files).
+        """
+        root = os.path.join(self.tmp, "deep")
+        os.mkdir(root)
+        level = "d" * 200
+        names = ["deep"]  # in the archive, "/"-separated
+        descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            while len("/".join(names)) < depth_bytes:
+                os.mkdir(level, dir_fd=descriptor)
+                inner = os.open(level, os.O_RDONLY | os.O_DIRECTORY, dir_fd=descriptor)
+                os.close(descriptor)
+                descriptor = inner
+                names.append(level)
+            files = {}
+            for name, data in (("bottom.bin", os.urandom(200000)), ("small.txt", b"at the bottom")):
+                handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=descriptor)
+                with os.fdopen(handle, "wb") as writer:
+                    writer.write(data)
+                files["/".join(names + [name])] = data
+        finally:
+            os.close(descriptor)
+        folders = ["/".join(names[:count]) for count in range(1, len(names) + 1)]
+        return root, folders, files
+
+    def shortened(self, members):
+        """Members with each folder level named D, so that a failure reads."""
+        return {name.replace("d" * 200, "D"): value for name, value in members.items()}
+
+    def test_files_deeper_than_path_max_are_sent_byte_exact_in_every_format(self):
+        root, folders, files = self.make_deep_tree()
+        self.assertGreater(min(len(name) for name in files), 4096)
+        expected = dict.fromkeys(folders, "dir")
+        expected.update(files)
+        for compression in ARCHIVE_FORMATS:
+            with self.subTest(compression=compression):
+                run = self.start(self.offer([root], compression))
+                _, data = self.download(run)
+                self.assertEqual(self.shortened(read_archive(data, compression)),
+                                 self.shortened(expected))
+        self.assertEqual(self.log_text().count("left out"), 0, "files were left out")
+
+    def test_a_resumed_plain_tar_sends_deep_files_from_any_offset(self):
+        root, _, files = self.make_deep_tree()
+        run = self.start(self.offer([root], "tar"), count=2)
+        response, whole = self.download(run)
+        etag = response.getheader("ETag")
+        start = whole.index(files[min(files)][:64]) + 1000
+        response, data = self.request(run, headers={"Range": "bytes=%d-" % start,
+                                                    "If-Range": etag})
+        self.assert_response(response, data, 206, body=whole[start:])
+
 
 @unittest.skipIf(os.name == "nt", "needs a backslash in a file name")
 class ZipNameTests(ArchiveTestCase):

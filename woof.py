@@ -95,11 +95,14 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)
 
 
-# Where the system lets a folder be listed and its entries examined through
-# one open descriptor, the walk never goes through a path that a folder
-# swapped for a link mid-walk could redirect (Linux, macOS, the BSDs).
+# Where the system lets a folder be listed and its entries examined and
+# opened through one open descriptor, the walk never goes through a path
+# that a folder swapped for a link mid-walk could redirect, and no path
+# longer than one name reaches the system, so PATH_MAX does not limit how
+# deep a file may be (Linux, macOS, the BSDs).
 WALK_BY_DESCRIPTOR = (hasattr(os, "O_DIRECTORY") and os.listdir in os.supports_fd
-                      and os.stat in os.supports_dir_fd and os.open in os.supports_dir_fd)
+                      and os.stat in os.supports_dir_fd and os.open in os.supports_dir_fd
+                      and os.access in os.supports_dir_fd)
 
 # The walk asks whether woof itself, with its effective ids, may read a file.
 ACCESS_WITH_EFFECTIVE_IDS = os.access in getattr(os, "supports_effective_ids", ())
@@ -749,14 +752,16 @@ class ResponseSink:
 # a reason to refuse a Range that comes without If-Range.
 # ---------------------------------------------------------------------------
 
-def open_listed_file(path, identity, extra_flags=0):
+def open_listed_file(path, identity, extra_flags=0, dir_fd=None):
     """Open path only if it is still the regular file listed as identity; return (file, status).
 
-    identity is (device, inode), an inode of 0 (unknown) matching any file.
-    Raises FileChanged, never blocking on a FIFO that took the file's place.
+    identity is (device, inode), an inode of 0 (unknown) matching any file;
+    with dir_fd, path is relative to that folder's descriptor.  Raises
+    FileChanged, never blocking on a FIFO that took the file's place.
     """
     try:
-        descriptor = os.open(path, os.O_RDONLY | O_BINARY | O_NONBLOCK | extra_flags)
+        descriptor = os.open(path, os.O_RDONLY | O_BINARY | O_NONBLOCK | extra_flags,
+                             dir_fd=dir_fd)
     except OSError as error:
         raise FileChanged(error.strerror or str(error))
     try:
@@ -1062,6 +1067,13 @@ class OpenFolder:
             return os.lstat(os.path.join(self.path, name))
         return os.stat(name, dir_fd=self.descriptor, follow_symlinks=False)
 
+    def may_read(self, name):
+        """True when this process may open the file name in this folder for reading."""
+        if self.descriptor is None:
+            return may_read(os.path.join(self.path, name))
+        return os.access(name, os.R_OK, dir_fd=self.descriptor,
+                         effective_ids=ACCESS_WITH_EFFECTIVE_IDS)
+
     def close(self):
         if self.descriptor is not None:
             os.close(self.descriptor)
@@ -1115,7 +1127,7 @@ def classify(folder, child, name, root, keep_links, problems):
     if stat.S_ISDIR(mode):
         return entry_for(name, FOLDER, status)
     if stat.S_ISREG(mode):
-        if not may_read(path):
+        if not folder.may_read(child):
             problems.append("left out %s: permission denied" % printable_name(name))
             return None
         return entry_for(name, FILE, status)
@@ -1153,9 +1165,51 @@ def entry_for(name, kind, status):
                         status.st_dev, status.st_ino)
 
 
-def open_member(entry, path):
-    """Open a listed file, only if it is still that file; return (file, status)."""
-    return open_listed_file(path, (entry.device, entry.inode), O_NOFOLLOW)
+class MemberOpener:
+    """Opens a manifest's files, each through its folder's descriptor where possible.
+
+    The folders leading to the file last opened stay open, so files taken
+    in archive order cost one open each, and no path longer than one name
+    reaches the system: a file deeper than PATH_MAX opens too.  Folders are
+    opened without following links, and a file only if it is still the one
+    listed.  Without WALK_BY_DESCRIPTOR, files are opened by path.
+    """
+
+    def __init__(self, manifest):
+        self.manifest = manifest
+        self.folders = []  # [(name, descriptor)] from the offered folder down
+
+    def open(self, entry):
+        """Open a listed file, only if it is still that file; return (file, status)."""
+        identity = (entry.device, entry.inode)
+        parts = entry.name.split("/")
+        if not WALK_BY_DESCRIPTOR or len(parts) == 1:
+            return open_listed_file(self.manifest.path_of(entry), identity, O_NOFOLLOW)
+        return open_listed_file(parts[-1], identity, O_NOFOLLOW, self.enter(parts[:-1]))
+
+    def enter(self, parts):
+        """The descriptor of the folder named by parts, opening the levels not open yet."""
+        kept = 0
+        while (kept < min(len(parts), len(self.folders))
+               and self.folders[kept][0] == parts[kept]):
+            kept += 1
+        self.close(kept)
+        flags = os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW
+        try:
+            for part in parts[kept:]:
+                if self.folders:
+                    descriptor = os.open(part, flags, dir_fd=self.folders[-1][1])
+                else:
+                    descriptor = os.open(self.manifest.roots[part], flags)
+                self.folders.append((part, descriptor))
+        except OSError as error:
+            raise FileChanged(error.strerror or str(error))
+        return self.folders[-1][1]
+
+    def close(self, keep=0):
+        """Close the folders below the first `keep` (all of them by default)."""
+        while len(self.folders) > keep:
+            os.close(self.folders.pop()[1])
 
 
 def write_zeros(out, count):
@@ -1287,18 +1341,25 @@ class TarBody:
         self.resume_conflict = resume_conflict
 
     def write(self, sink, start, stop):
+        opener = MemberOpener(self.layout.manifest)
+        try:
+            self.write_span(sink, opener, start, stop)
+        finally:
+            opener.close()
+
+    def write_span(self, sink, opener, start, stop):
         layout = self.layout
         first = max(bisect.bisect_right(layout.starts, start) - 1, 0)
         for index in range(first, len(layout.entries)):
             member_start = layout.starts[index]
             if member_start >= stop:
                 return
-            self.write_member(sink, layout.entries[index], member_start, start, stop)
+            self.write_member(sink, opener, layout.entries[index], member_start, start, stop)
         end = overlap(layout.size - TAR_END, layout.size, start, stop)
         if end:
             write_zeros(sink, end[1] - end[0])
 
-    def write_member(self, sink, entry, member_start, start, stop):
+    def write_member(self, sink, opener, entry, member_start, start, stop):
         header = tar_header(entry, entry.size, entry.mtime_ns)
         data_start = member_start + len(header)
         part = overlap(member_start, data_start, start, stop)
@@ -1306,20 +1367,20 @@ class TarBody:
             sink.write(header[part[0] - member_start:part[1] - member_start])
         part = overlap(data_start, data_start + entry.size, start, stop)
         if part:
-            self.write_data(sink, entry, part[0] - data_start, part[1] - part[0])
+            self.write_data(sink, opener, entry, part[0] - data_start, part[1] - part[0])
         padding_start = data_start + entry.size
         part = overlap(padding_start, padding_start + tar_padding(entry.size), start, stop)
         if part:
             write_zeros(sink, part[1] - part[0])
 
-    def write_data(self, sink, entry, offset, count):
+    def write_data(self, sink, opener, entry, offset, count):
         """Send count bytes of a member's data; zeros stand in for what is gone.
 
         The size was promised in Content-Length and in the member's header,
         so a file that vanished or shrank is padded rather than cut short.
         """
         try:
-            fileobj, status = open_member(entry, self.layout.manifest.path_of(entry))
+            fileobj, status = opener.open(entry)
         except FileChanged as error:
             self.warnings.short(entry, "could not be read (%s): sent as zeros" % error)
             write_zeros(sink, count)
@@ -1371,17 +1432,21 @@ def members_as_reached(manifest, warnings):
     cannot be opened any more is left out, with a warning; each file is
     closed when the next entry is asked for.
     """
-    for entry in manifest.entries:
-        if entry.kind != FILE:
-            yield entry, None, None
-            continue
-        try:
-            fileobj, status = open_member(entry, manifest.path_of(entry))
-        except FileChanged as error:
-            warnings.left_out(entry, error)
-            continue
-        with fileobj:
-            yield entry, fileobj, status
+    opener = MemberOpener(manifest)
+    try:
+        for entry in manifest.entries:
+            if entry.kind != FILE:
+                yield entry, None, None
+                continue
+            try:
+                fileobj, status = opener.open(entry)
+            except FileChanged as error:
+                warnings.left_out(entry, error)
+                continue
+            with fileobj:
+                yield entry, fileobj, status
+    finally:
+        opener.close()
 
 
 def write_tar_stream(manifest, out, warnings):
