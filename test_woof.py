@@ -507,6 +507,34 @@ class DownloadTests(WoofTestCase):
         self.assertLessEqual(credited, read + 2 * window)
         self.assertGreaterEqual(credited, read - window)
 
+    @unittest.skipUnless(sys.platform.startswith("linux"), "Linux routes all of 127/8 to lo")
+    def test_partial_downloads_are_remembered_for_a_bounded_number_of_recent_clients(self):
+        data = os.urandom(1000)
+        run = self.start(self.make_file("parts.bin", data))
+        bound = woof.MAX_CLIENTS_REMEMBERED
+
+        def fetch(host, first, last):
+            connection = http.client.HTTPConnection("127.0.0.1", run.server.port,
+                                                    timeout=DEADLINE, source_address=(host, 0))
+            with contextlib.closing(connection):
+                response, body = self.request(run, headers={"Range": "bytes=%d-%d" % (first, last)},
+                                              connection=connection)
+            self.assert_response(response, body, 206, body=data[first:last + 1])
+
+        others = ("127.0.%d.%d" % (1 + n // 250, 1 + n % 250) for n in range(2 * bound))
+        fetch("127.0.0.2", 0, 99)
+        for _ in range(bound - 10):
+            fetch(next(others), 0, 9)
+        fetch("127.0.0.2", 100, 199)  # now among the most recent again
+        for _ in range(bound - 10):
+            fetch(next(others), 0, 9)
+        self.assertLessEqual(len(run.server.spans_by_client), bound)
+        self.assertFalse(run.server.finished.is_set())
+        fetch("127.0.0.2", 200, 999)
+        run.wait()
+        self.assertIn("127.0.0.2 \"GET /parts.bin HTTP/1.1\" 206 800 B download 1 of 1 complete",
+                      self.log_text())
+
     def test_count_allows_that_many_downloads_then_refuses_connections(self):
         run = self.start(self.make_file("twice.txt", b"twice"), count=2)
         port = run.server.port

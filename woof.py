@@ -14,6 +14,7 @@ __version__ = "1.0.0"
 
 import argparse
 import bisect
+import collections
 import configparser
 import email.utils
 import errno
@@ -196,6 +197,7 @@ SENDFILE_SLICE = 64 << 20
 SMALL_WRITE_LIMIT = 64 << 10
 MAX_RANGES = 16
 MAX_SPANS_PER_CLIENT = 256
+MAX_CLIENTS_REMEMBERED = 256  # with their spans: 8 MiB at the very most
 MAX_CONNECTIONS = 256
 MAX_RANGE_DIGITS = 19
 POLL_INTERVAL = 0.2
@@ -3093,7 +3095,7 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         self.offer_path = url_path_for(offer.name) if offer is not None else "/"
         self.lock = threading.Condition()
         self.remaining = settings.count
-        self.spans_by_client = {}
+        self.spans_by_client = collections.OrderedDict()  # least recently used first
         self.in_flight = 0
         self.connections = 0
         self.batches = set()
@@ -3185,6 +3187,11 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
             # Bounded, so a client sending endless scattered ranges cannot
             # grow woof's memory; such a client never completes a download.
             self.spans_by_client[host] = spans[:MAX_SPANS_PER_CLIENT]
+            # And so are the clients remembered, however many addresses
+            # there are (an IPv6 /64 has plenty): the least recent goes.
+            self.spans_by_client.move_to_end(host)
+            while len(self.spans_by_client) > MAX_CLIENTS_REMEMBERED:
+                self.spans_by_client.popitem(last=False)
             return None
 
     def count_upload(self):
