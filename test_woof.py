@@ -500,7 +500,7 @@ class DownloadTests(WoofTestCase):
                 read += len(raw.recv(65536))
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         wait_until(lambda: "aborted" in self.log_text(), message="the abort to be logged")
-        credited = run.server.spans_by_client["127.0.0.1"][0][1]
+        credited = run.server.parts_by_client["127.0.0.1"].spans[0][1]
         # What woof's own send buffer held never reached the client, and
         # what the client got unacknowledged is within its receive window:
         # woof may not send beyond that window past the last acknowledgement.
@@ -528,7 +528,7 @@ class DownloadTests(WoofTestCase):
         fetch("127.0.0.2", 100, 199)  # now among the most recent again
         for _ in range(bound - 10):
             fetch(next(others), 0, 9)
-        self.assertLessEqual(len(run.server.spans_by_client), bound)
+        self.assertLessEqual(len(run.server.parts_by_client), bound)
         self.assertFalse(run.server.finished.is_set())
         fetch("127.0.0.2", 200, 999)
         run.wait()
@@ -1377,6 +1377,76 @@ class ResumableTarTests(ArchiveTestCase):
         wait_until(lambda: '" 409 ' in self.log_text(), message="the refusal to be logged")
         _, data = self.download(run)
         self.assertEqual(read_archive(data, "tar")["Projet été/a.txt"], b"first file\nchanged\n")
+
+    def change(self, root):
+        """Add a file and touch another: the folder is in a new state."""
+        self.make_file("added.txt", b"added later", root)
+        os.utime(os.path.join(root, "zero"), (OLD_MTIME, OLD_MTIME))
+
+    def test_a_change_before_anyone_downloads_leaves_curl_resuming(self):
+        curl = require_tool("curl")
+        root = self.make_tree()
+        run = self.start(self.offer([root], "tar"))
+        self.change(root)
+        path = os.path.join(self.tmp, "partial.tar")
+        self.make_partial(run, path, 3000)
+        result = subprocess.run([curl, "-sS", "-C", "-", "-o", path, self.url(run)],
+                                stderr=subprocess.PIPE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(path, "rb") as handle:
+            self.assertEqual(read_archive(handle.read(), "tar"), self.expected_tree(root, "tar"))
+        wait_until(run.done, message="woof to count the resumed download")
+
+    def test_aria2c_splits_a_plain_tar_of_a_folder_changed_after_start(self):
+        aria2c = require_tool("aria2c")
+        root = self.make_tree()
+        self.make_file("large.bin", os.urandom(6 << 20), root)
+        run = self.start(self.offer([root], "tar"))
+        self.change(root)
+        folder = os.path.join(self.tmp, "client")
+        os.mkdir(folder)
+        subprocess.run([aria2c, "-q", "-x4", "-s4", "-k1M", "-o", "got.tar", self.url(run)],
+                       cwd=folder, check=True, timeout=DEADLINE, stdout=subprocess.DEVNULL)
+        run.wait()
+        with open(os.path.join(folder, "got.tar"), "rb") as handle:
+            self.assertEqual(read_archive(handle.read(), "tar"), self.expected_tree(root, "tar"))
+        self.assertNotIn('" 409 ', self.log_text())
+        self.assertEqual(self.log_text().count("download 1 of 1 complete"), 1)
+
+    @unittest.skipUnless(sys.platform.startswith("linux"), "Linux routes all of 127/8 to lo")
+    def test_a_resume_is_refused_only_to_a_client_whose_part_came_from_another_state(self):
+        root = self.make_tree()
+        run = self.start(self.offer([root], "tar"), count=2)
+
+        def fetch(host, ranges, **headers):
+            connection = http.client.HTTPConnection("127.0.0.1", run.server.port,
+                                                    timeout=DEADLINE, source_address=(host, 0))
+            headers["Range"] = "bytes=" + ranges
+            with contextlib.closing(connection):
+                return self.request(run, headers=headers, connection=connection)
+
+        response, first = fetch("127.0.0.2", "0-2999")
+        self.assert_response(response, first, 206)
+        self.change(root)
+        for host in ("127.0.0.2", "127.0.0.3"):
+            # Its part came from the folder before, or it may have: woof
+            # sent that state to someone, and does not know this client.
+            with self.subTest(host=host):
+                response, data = fetch(host, "3000-")
+                self.assert_response(response, data, 409)
+        # From the start again, it holds nothing that could mismatch.
+        response, whole = fetch("127.0.0.2", "0-")
+        self.assertIn(response.status, (200, 206))
+        etag = response.getheader("ETag")
+        self.assertEqual(read_archive(whole, "tar"), self.expected_tree(root, "tar"))
+        wait_until(lambda: "download 1 of 2 complete" in self.log_text(),
+                   message="the whole archive to count")
+        # Its part now comes from the folder as it is: resuming it is fine.
+        response, data = fetch("127.0.0.2", "0-2999", **{"If-Range": etag})
+        self.assert_response(response, data, 206, body=whole[:3000])
+        response, data = fetch("127.0.0.2", "3000-")
+        self.assert_response(response, data, 206, body=whole[3000:])
+        run.wait()
 
 
 # ---------------------------------------------------------------------------

@@ -751,7 +751,8 @@ class ResponseSink:
 # (None when it has none), write(sink, start, stop) and close().  Only
 # bodies of known size are asked for ranges.  A body of unknown size that
 # cannot be sent again has one_shot = True; a body may have resume_conflict,
-# a reason to refuse a Range that comes without If-Range.
+# a reason to refuse a Range without If-Range from a client whose earlier
+# bytes came from another state (ETag) of the offer.
 # ---------------------------------------------------------------------------
 
 def open_listed_file(path, identity, extra_flags=0, dir_fd=None):
@@ -1701,9 +1702,9 @@ class ArchiveOffer:
     """Folders and files offered as one archive (tar, tar.gz, tar.bz2, tar.xz, zip).
 
     Each request walks the tree again, so a download gets the folder as it
-    is.  Plain tar can be resumed with Range, but only while the folder is
-    as it was when woof started: once it changed, a resumed download would
-    splice two different archives, so Range without If-Range is refused.
+    is.  Plain tar can be resumed with Range, but a client whose first part
+    came from the folder in another state would splice two different
+    archives: the server refuses it a Range without If-Range.
     """
 
     def __init__(self, paths, compression="gz", log=None, name=None, zip64_from=ZIP32_MAX):
@@ -1715,7 +1716,6 @@ class ArchiveOffer:
         self.modules = compression_modules(compression)
         self.lock = threading.Lock()
         manifest = walk_paths(self.offered, keep_links=compression != "zip")
-        self.first_digest = manifest.digest
         self.current = self.adopt(manifest)
         self.name = name or archive_name(self.paths, compression)
         self.content_type = guess_content_type(self.name)
@@ -1748,10 +1748,8 @@ class ArchiveOffer:
         if layout is None:
             return StreamedArchiveBody(manifest, self.compression, warnings, self.modules,
                                        self.zip64_from)
-        conflict = None
-        if manifest.digest != self.first_digest:
-            conflict = ("the folder changed since woof started, so resuming would "
-                        "corrupt the archive; download it again from the start")
+        conflict = ("the folder changed since you got the first part, so resuming would "
+                    "corrupt the archive; download it again from the start")
         return TarBody(manifest, layout, warnings, conflict)
 
 
@@ -2489,13 +2487,13 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.send_error(error.status, str(error))
             return
         try:
-            span = self.send_head(body)
+            span = self.send_head(body, sending_body)
             if span is not None and sending_body:
                 self.send_body(body, span)
         finally:
             body.close()
 
-    def send_head(self, body):
+    def send_head(self, body, sending_body=True):
         """Send the status line and headers for `body`.
 
         Returns the span (start, stop) of the body to send, or None when the
@@ -2513,11 +2511,6 @@ class WoofHandler(BaseHTTPRequestHandler):
         # An empty body has no byte to select; answering 416 would leave a
         # client that always asks for "bytes=0-" unable ever to finish.
         if range_header and body.size and self.range_allowed(body):
-            conflict = getattr(body, "resume_conflict", None)
-            if conflict and self.headers.get("If-Range") is None:
-                # The client holds part of another archive (RFC 9110, 15.5.10).
-                self.send_error(HTTPStatus.CONFLICT, conflict)
-                return None
             try:
                 asked = parse_range(range_header, body.size)
             except UnsatisfiableRange:
@@ -2525,6 +2518,11 @@ class WoofHandler(BaseHTTPRequestHandler):
                 self.send_header("Content-Range", "bytes */%d" % body.size)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                return None
+            conflict = self.resume_conflict(body, asked)
+            if conflict:
+                # The client holds part of another archive (RFC 9110, 15.5.10).
+                self.send_error(HTTPStatus.CONFLICT, conflict)
                 return None
             if asked is not None:
                 span, status = asked, HTTPStatus.PARTIAL_CONTENT
@@ -2537,6 +2535,10 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_validators(body)
         self.send_length(body, span, status)
+        if sending_body:
+            # Before the headers go: aria2c opens its other connections as
+            # soon as it has them, and their ranges must find this noted.
+            self.server.note_sending(self.client_address, body)
         self.end_headers()
         return span
 
@@ -2574,6 +2576,21 @@ class WoofHandler(BaseHTTPRequestHandler):
         if since is None or since > time.time():  # a future date is invalid (RFC 7232, 3.3)
             return False
         return body.mtime is not None and int(body.mtime) <= since
+
+    def resume_conflict(self, body, span):
+        """Why a span must not be sent to this client, or None.
+
+        Only a span that the client would join to bytes it got before, of
+        another state of the offer, without If-Range to tell: the whole
+        body, or a validated span, joins nothing that could mismatch.
+        """
+        conflict = getattr(body, "resume_conflict", None)
+        if (not conflict or span is None or span == (0, body.size)
+                or self.headers.get("If-Range") is not None):
+            return None
+        if self.server.may_resume(self.client_address, body.etag):
+            return None
+        return conflict
 
     def range_allowed(self, body):
         """Whether If-Range lets the Range header apply (RFC 7233, 3.2)."""
@@ -3074,12 +3091,19 @@ class Settings(NamedTuple):
     max_upload: Optional[int] = None
 
 
+class ClientParts(NamedTuple):
+    """What one client address was sent of one state (ETag) of the offer."""
+
+    etag: Optional[str]
+    spans: list  # (start, stop) of the bytes it received, merged
+
+
 class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
     """A threaded HTTP server that stops once its offer has been taken `count` times,
     or, with UploadHandler and no offer, once it has received `count` uploads.
 
-    What changes while serving (downloads left, partial spans received per
-    client, transfers and uploads in flight) is guarded by self.lock.
+    What changes while serving (downloads left, what each client was sent,
+    transfers and uploads in flight) is guarded by self.lock.
     """
 
     daemon_threads = True
@@ -3095,7 +3119,8 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         self.offer_path = url_path_for(offer.name) if offer is not None else "/"
         self.lock = threading.Condition()
         self.remaining = settings.count
-        self.spans_by_client = collections.OrderedDict()  # least recently used first
+        self.parts_by_client = collections.OrderedDict()  # least recently used first
+        self.states_sent = set()  # ETags bytes went out of; two tell "more than one"
         self.in_flight = 0
         self.connections = 0
         self.batches = set()
@@ -3170,6 +3195,46 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
             self.in_flight -= 1
             self.lock.notify_all()
 
+    def note_sending(self, client_address, body):
+        """Note that a client is being sent bytes of body's state (before the first byte).
+
+        Parts of another state received before are forgotten: they could
+        not make a download together with these.
+        """
+        if body.size is None:
+            return
+        with self.lock:
+            host = client_host(client_address)
+            parts = self.parts_by_client.get(host)
+            if parts is None or parts.etag != body.etag:
+                parts = ClientParts(body.etag, [])
+            self.remember_parts(host, parts)
+            if len(self.states_sent) < 2:
+                self.states_sent.add(body.etag)
+
+    def may_resume(self, client_address, etag):
+        """Whether a client's earlier bytes, as far as woof can tell, are of the state etag.
+
+        For an address woof does not know (never sent to, or forgotten),
+        only when no other state ever went out to anyone.
+        """
+        with self.lock:
+            parts = self.parts_by_client.get(client_host(client_address))
+            if parts is not None:
+                return parts.etag == etag
+            return self.states_sent <= {etag}
+
+    def remember_parts(self, host, parts):
+        """Keep a client's parts (lock held), forgetting the least recent client.
+
+        At most MAX_CLIENTS_REMEMBERED, however many addresses ask (an IPv6
+        /64 has plenty).
+        """
+        self.parts_by_client[host] = parts
+        self.parts_by_client.move_to_end(host)
+        while len(self.parts_by_client) > MAX_CLIENTS_REMEMBERED:
+            self.parts_by_client.popitem(last=False)
+
     def record_delivery(self, client_address, body, start, received, complete):
         """Record bytes a client received; return (n, count) if that made a download."""
         with self.lock:
@@ -3180,18 +3245,18 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
                     return None
                 return self.count_completion()
             host = client_host(client_address)
-            spans = merge_spans(self.spans_by_client.get(host, []) + [(start, start + received)])
+            parts = self.parts_by_client.get(host)
+            current = parts is None or parts.etag == body.etag
+            earlier = parts.spans if parts is not None and current else []
+            spans = merge_spans(earlier + [(start, start + received)])
             if covers(spans, body.size):
-                self.spans_by_client.pop(host, None)
+                if current:
+                    self.remember_parts(host, ClientParts(body.etag, []))
                 return self.count_completion()
-            # Bounded, so a client sending endless scattered ranges cannot
-            # grow woof's memory; such a client never completes a download.
-            self.spans_by_client[host] = spans[:MAX_SPANS_PER_CLIENT]
-            # And so are the clients remembered, however many addresses
-            # there are (an IPv6 /64 has plenty): the least recent goes.
-            self.spans_by_client.move_to_end(host)
-            while len(self.spans_by_client) > MAX_CLIENTS_REMEMBERED:
-                self.spans_by_client.popitem(last=False)
+            if current:
+                # Bounded, so a client sending endless scattered ranges cannot
+                # grow woof's memory; such a client never completes a download.
+                self.remember_parts(host, ClientParts(body.etag, spans[:MAX_SPANS_PER_CLIENT]))
             return None
 
     def count_upload(self):
