@@ -836,8 +836,13 @@ def check_readable_file(path):
 class StreamBody:
     """The rest of a stream that can be read only once, such as a pipe.
 
-    Closing a body that read nothing gives the stream back to its offer, so
-    a client that left before the first byte costs nothing.
+    The stream is this client's only once a byte of it has reached the
+    client (ResponseSink.received: acknowledged by its TCP, where the system
+    tells).  Until then every byte read is held, with what earlier clients
+    were sent in vain first, so that a transfer that fails gives it all
+    back to the offer, in order, for the next client: one that left before
+    the first byte costs nothing.  What is held is bounded by what the
+    kernel takes unacknowledged.
     """
 
     size = None
@@ -845,45 +850,77 @@ class StreamBody:
     mtime = None
     one_shot = True
 
-    def __init__(self, stream, give_back):
-        self.read = getattr(stream, "read1", stream.read)
+    def __init__(self, read, held, give_back):
+        self.read = read
+        self.held = held  # the stream from its start, read; None once a byte reached
         self.give_back = give_back
         self.started = False
 
     def write(self, sink, start=0, stop=None):
         self.started = True
+        for data in list(self.held):
+            self.send(sink, data)
         while True:
             # read1 returns what has arrived, so a slow producer is not held back.
-            data = self.read(COPY_BUFFER_SIZE)
+            try:
+                data = self.read(COPY_BUFFER_SIZE)
+            except OSError as error:
+                self.held = None  # a stream that fails is lost for everyone
+                raise WoofError("cannot read the stream: %s" % (error.strerror or error))
             if not data:
                 return
-            sink.write(data)
-            sink.flush()
+            if self.held is not None:
+                self.held.append(data)
+            self.send(sink, data)
+
+    def send(self, sink, data):
+        sink.write(data)
+        sink.flush()
+        if self.held is not None and sink.received() > 0:
+            self.held = None
+
+    def give_back_unreached(self):
+        """After a transfer that failed: give the stream back if no byte reached.
+
+        Returns False when bytes reached the client and were let go: the
+        stream's start is lost and it cannot be sent to anyone else.
+        """
+        if self.held is None:
+            return False
+        self.give_back(self.held)
+        self.held = None
+        return True
 
     def close(self):
         if not self.started:
-            self.give_back()
+            self.give_back(self.held)
 
 
 class StreamOffer:
-    """Standard input or another one-shot stream: the first GET takes it."""
+    """Standard input or another one-shot stream: the first client it reaches takes it."""
 
     def __init__(self, stream, name=STDIN_NAME):
-        self.stream = stream
+        self.read = getattr(stream, "read1", stream.read)
         self.name = name
         self.content_type = guess_content_type(name)
         self.taken = False
+        self.unreached = []  # what was read and sent in vain, for the next client
         self.lock = threading.Lock()
 
     def open(self, sending_body=True):
         with self.lock:
             if self.taken:
                 raise Unavailable(HTTPStatus.GONE, "the stream has already been sent")
-            self.taken = sending_body
-        return StreamBody(self.stream, self.give_back if sending_body else lambda: None)
+            if not sending_body:
+                return StreamBody(self.read, [], lambda held: None)
+            self.taken = True
+            held, self.unreached = self.unreached, []
+        return StreamBody(self.read, held, self.give_back)
 
-    def give_back(self):
+    def give_back(self, held):
+        """Take the stream back with what was read of it (from its start), unsent."""
         with self.lock:
+            self.unreached = held
             self.taken = False
 
 
@@ -3240,7 +3277,7 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         with self.lock:
             if body.size is None:
                 if not complete:
-                    if getattr(body, "one_shot", False):
+                    if getattr(body, "one_shot", False) and not body.give_back_unreached():
                         self.fail_stream(received)
                     return None
                 return self.count_completion()
