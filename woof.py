@@ -16,6 +16,7 @@ import argparse
 import array
 import base64
 import bisect
+import collections
 import configparser
 import email.utils
 import errno
@@ -33,6 +34,7 @@ import re
 import secrets
 import selectors
 import shutil
+import signal
 import socket
 import socketserver
 import stat
@@ -104,11 +106,14 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)
 
 
-# Where the system lets a folder be listed and its entries examined through
-# one open descriptor, the walk never goes through a path that a folder
-# swapped for a link mid-walk could redirect (Linux, macOS, the BSDs).
+# Where the system lets a folder be listed and its entries examined and
+# opened through one open descriptor, the walk never goes through a path
+# that a folder swapped for a link mid-walk could redirect, and no path
+# longer than one name reaches the system, so PATH_MAX does not limit how
+# deep a file may be (Linux, macOS, the BSDs).
 WALK_BY_DESCRIPTOR = (hasattr(os, "O_DIRECTORY") and os.listdir in os.supports_fd
-                      and os.stat in os.supports_dir_fd and os.open in os.supports_dir_fd)
+                      and os.stat in os.supports_dir_fd and os.open in os.supports_dir_fd
+                      and os.access in os.supports_dir_fd)
 
 # The walk asks whether woof itself, with its effective ids, may read a file.
 ACCESS_WITH_EFFECTIVE_IDS = os.access in getattr(os, "supports_effective_ids", ())
@@ -124,8 +129,13 @@ def resolve_link(path):
 
     os.path.realpath resolves links on Windows only from Python 3.8; before,
     it returns the link itself, and such a link is treated as leading out.
+    Before 3.13 it raises when a link on the way cannot be read (/proc/1/cwd,
+    for whoever may not trace process 1); 3.13 stops resolving there.
     """
-    resolved = os.path.realpath(path)
+    try:
+        resolved = os.path.realpath(path)
+    except OSError:
+        return None
     if os.path.normcase(resolved) == os.path.normcase(os.path.abspath(path)):
         return None
     return resolved
@@ -183,6 +193,21 @@ NO_HARD_LINK_ERRNOS = frozenset(getattr(errno, name) for name in (
     "EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EINVAL", "EACCES") if hasattr(errno, name))
 
 
+# Signals that stop woof as Ctrl-C does, as this system has them: SIGTERM
+# (kill, timeout, service managers), SIGHUP (the terminal closed; POSIX),
+# SIGBREAK (Ctrl-Break; Windows).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGBREAK")
+                     if hasattr(signal, name))
+
+
+def signal_name(number):
+    """SIGTERM for 15: the name this system gives a signal number."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "signal %d" % number
+
+
 def read_some_into(stream):
     """stream's readinto1 where it has one: what has arrived, without waiting for more.
 
@@ -218,6 +243,7 @@ SENDFILE_SLICE = 64 << 20
 SMALL_WRITE_LIMIT = 64 << 10
 MAX_RANGES = 16
 MAX_SPANS_PER_CLIENT = 256
+MAX_CLIENTS_REMEMBERED = 256  # with their spans: 8 MiB at the very most
 MAX_RANGE_DIGITS = 19
 POLL_INTERVAL = 0.2
 CONFIG_PATHS = ("/etc/woofrc", "~/.woofrc")
@@ -408,6 +434,18 @@ class UnsatisfiableRange(WoofError):
 
 class UploadRefused(Unavailable):
     """An upload that cannot be (or was not completely) received; carries the status."""
+
+
+class StopRequested(BaseException):
+    """A stop signal arrived; raised in the main thread, like KeyboardInterrupt.
+
+    Not an Exception, so that no `except Exception` on the way (socketserver
+    has some) swallows it before main() cleans up.
+    """
+
+    def __init__(self, number):
+        super().__init__(signal_name(number))
+        self.number = number
 
 
 # ---------------------------------------------------------------------------
@@ -1112,17 +1150,20 @@ class HeadReader(io.RawIOBase):
 # (None when it has none), write(sink, start, stop) and close().  Only
 # bodies of known size are asked for ranges.  A body of unknown size that
 # cannot be sent again has one_shot = True; a body may have resume_conflict,
-# a reason to refuse a Range that comes without If-Range.
+# a reason to refuse a Range without If-Range from a client whose earlier
+# bytes came from another state (ETag) of the offer.
 # ---------------------------------------------------------------------------
 
-def open_listed_file(path, identity, extra_flags=0):
+def open_listed_file(path, identity, extra_flags=0, dir_fd=None):
     """Open path only if it is still the regular file listed as identity; return (file, status).
 
-    identity is (device, inode), an inode of 0 (unknown) matching any file.
-    Raises FileChanged, never blocking on a FIFO that took the file's place.
+    identity is (device, inode), an inode of 0 (unknown) matching any file;
+    with dir_fd, path is relative to that folder's descriptor.  Raises
+    FileChanged, never blocking on a FIFO that took the file's place.
     """
     try:
-        descriptor = os.open(path, os.O_RDONLY | O_BINARY | O_NONBLOCK | extra_flags)
+        descriptor = os.open(path, os.O_RDONLY | O_BINARY | O_NONBLOCK | extra_flags,
+                             dir_fd=dir_fd)
     except OSError as error:
         raise FileChanged(error.strerror or str(error))
     try:
@@ -1194,8 +1235,13 @@ def check_readable_file(path):
 class StreamBody:
     """The rest of a stream that can be read only once, such as a pipe.
 
-    Closing a body that read nothing gives the stream back to its offer, so
-    a client that left before the first byte costs nothing.
+    The stream is this client's only once a byte of it has reached the
+    client (ResponseSink.received: acknowledged by its TCP, where the system
+    tells).  Until then every byte read is held, with what earlier clients
+    were sent in vain first, so that a transfer that fails gives it all
+    back to the offer, in order, for the next client: one that left before
+    the first byte costs nothing.  What is held is bounded by what the
+    kernel takes unacknowledged.
     """
 
     size = None
@@ -1203,46 +1249,89 @@ class StreamBody:
     mtime = None
     one_shot = True
 
-    def __init__(self, stream, give_back):
-        self.read = getattr(stream, "read1", stream.read)
+    def __init__(self, read, held, give_back):
+        self.read = read
+        self.held = held  # the stream from its start, read; None once a byte reached
         self.give_back = give_back
         self.started = False
 
     def write(self, sink, start=0, stop=None):
         self.started = True
+        for data in list(self.held):
+            self.send(sink, data)
         while True:
             # read1 returns what has arrived, so a slow producer is not held back.
-            data = self.read(COPY_BUFFER_SIZE)
+            try:
+                data = self.read(COPY_BUFFER_SIZE)
+            except OSError as error:
+                self.held = None  # a stream that fails is lost for everyone
+                raise WoofError("cannot read the stream: %s" % (error.strerror or error))
             if not data:
                 return
-            sink.write(data)
-            sink.flush()
+            if self.held is not None:
+                self.held.append(data)
+            self.send(sink, data)
+
+    def send(self, sink, data):
+        sink.write(data)
+        sink.flush()
+        if self.held is not None and sink.received() > 0:
+            self.held = None
+
+    def give_back_unreached(self):
+        """After a transfer that failed: give the stream back if no byte reached.
+
+        Returns False when bytes reached the client and were let go: the
+        stream's start is lost and it cannot be sent to anyone else.
+        """
+        if self.held is None:
+            return False
+        self.give_back(self.held)
+        self.held = None
+        return True
 
     def close(self):
         if not self.started:
-            self.give_back()
+            self.give_back(self.held)
 
 
 class StreamOffer:
-    """Standard input or another one-shot stream: the first GET takes it."""
+    """Standard input or another one-shot stream: the first client it reaches takes it."""
 
     def __init__(self, stream, name=STDIN_NAME):
-        self.stream = stream
+        self.read = getattr(stream, "read1", stream.read)
         self.name = name
         self.content_type = guess_content_type(name)
         self.taken = False
+        self.unreached = []  # what was read and sent in vain, for the next client
         self.lock = threading.Lock()
 
     def open(self, sending_body=True):
         with self.lock:
             if self.taken:
                 raise Unavailable(HTTPStatus.GONE, "the stream has already been sent")
-            self.taken = sending_body
-        return StreamBody(self.stream, self.give_back if sending_body else lambda: None)
+            if not sending_body:
+                return StreamBody(self.read, [], lambda held: None)
+            self.taken = True
+            held, self.unreached = self.unreached, []
+        return StreamBody(self.read, held, self.give_back)
 
-    def give_back(self):
+    def give_back(self, held):
+        """Take the stream back with what was read of it (from its start), unsent."""
         with self.lock:
+            self.unreached = held
             self.taken = False
+
+
+def standard_input():
+    """This process's standard input, in binary; WoofError when it has none.
+
+    Python sets sys.stdin to None when descriptor 0 is closed (`<&-`), and
+    under pythonw on Windows.
+    """
+    if sys.stdin is None:
+        raise WoofError("standard input is closed: there is nothing to offer with -")
+    return sys.stdin.buffer
 
 
 # ---------------------------------------------------------------------------
@@ -1417,6 +1506,13 @@ class OpenFolder:
             return os.lstat(os.path.join(self.path, name))
         return os.stat(name, dir_fd=self.descriptor, follow_symlinks=False)
 
+    def may_read(self, name):
+        """True when this process may open the file name in this folder for reading."""
+        if self.descriptor is None:
+            return may_read(os.path.join(self.path, name))
+        return os.access(name, os.R_OK, dir_fd=self.descriptor,
+                         effective_ids=ACCESS_WITH_EFFECTIVE_IDS)
+
     def close(self):
         if self.descriptor is not None:
             os.close(self.descriptor)
@@ -1470,7 +1566,7 @@ def classify(folder, child, name, root, keep_links, problems):
     if stat.S_ISDIR(mode):
         return entry_for(name, FOLDER, status)
     if stat.S_ISREG(mode):
-        if not may_read(path):
+        if not folder.may_read(child):
             problems.append("left out %s: permission denied" % printable_name(name))
             return None
         return entry_for(name, FILE, status)
@@ -1508,9 +1604,51 @@ def entry_for(name, kind, status):
                         status.st_dev, status.st_ino)
 
 
-def open_member(entry, path):
-    """Open a listed file, only if it is still that file; return (file, status)."""
-    return open_listed_file(path, (entry.device, entry.inode), O_NOFOLLOW)
+class MemberOpener:
+    """Opens a manifest's files, each through its folder's descriptor where possible.
+
+    The folders leading to the file last opened stay open, so files taken
+    in archive order cost one open each, and no path longer than one name
+    reaches the system: a file deeper than PATH_MAX opens too.  Folders are
+    opened without following links, and a file only if it is still the one
+    listed.  Without WALK_BY_DESCRIPTOR, files are opened by path.
+    """
+
+    def __init__(self, manifest):
+        self.manifest = manifest
+        self.folders = []  # [(name, descriptor)] from the offered folder down
+
+    def open(self, entry):
+        """Open a listed file, only if it is still that file; return (file, status)."""
+        identity = (entry.device, entry.inode)
+        parts = entry.name.split("/")
+        if not WALK_BY_DESCRIPTOR or len(parts) == 1:
+            return open_listed_file(self.manifest.path_of(entry), identity, O_NOFOLLOW)
+        return open_listed_file(parts[-1], identity, O_NOFOLLOW, self.enter(parts[:-1]))
+
+    def enter(self, parts):
+        """The descriptor of the folder named by parts, opening the levels not open yet."""
+        kept = 0
+        while (kept < min(len(parts), len(self.folders))
+               and self.folders[kept][0] == parts[kept]):
+            kept += 1
+        self.close(kept)
+        flags = os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW
+        try:
+            for part in parts[kept:]:
+                if self.folders:
+                    descriptor = os.open(part, flags, dir_fd=self.folders[-1][1])
+                else:
+                    descriptor = os.open(self.manifest.roots[part], flags)
+                self.folders.append((part, descriptor))
+        except OSError as error:
+            raise FileChanged(error.strerror or str(error))
+        return self.folders[-1][1]
+
+    def close(self, keep=0):
+        """Close the folders below the first `keep` (all of them by default)."""
+        while len(self.folders) > keep:
+            os.close(self.folders.pop()[1])
 
 
 def write_zeros(out, count):
@@ -1642,18 +1780,25 @@ class TarBody:
         self.resume_conflict = resume_conflict
 
     def write(self, sink, start, stop):
+        opener = MemberOpener(self.layout.manifest)
+        try:
+            self.write_span(sink, opener, start, stop)
+        finally:
+            opener.close()
+
+    def write_span(self, sink, opener, start, stop):
         layout = self.layout
         first = max(bisect.bisect_right(layout.starts, start) - 1, 0)
         for index in range(first, len(layout.entries)):
             member_start = layout.starts[index]
             if member_start >= stop:
                 return
-            self.write_member(sink, layout.entries[index], member_start, start, stop)
+            self.write_member(sink, opener, layout.entries[index], member_start, start, stop)
         end = overlap(layout.size - TAR_END, layout.size, start, stop)
         if end:
             write_zeros(sink, end[1] - end[0])
 
-    def write_member(self, sink, entry, member_start, start, stop):
+    def write_member(self, sink, opener, entry, member_start, start, stop):
         header = tar_header(entry, entry.size, entry.mtime_ns)
         data_start = member_start + len(header)
         part = overlap(member_start, data_start, start, stop)
@@ -1661,20 +1806,20 @@ class TarBody:
             sink.write(header[part[0] - member_start:part[1] - member_start])
         part = overlap(data_start, data_start + entry.size, start, stop)
         if part:
-            self.write_data(sink, entry, part[0] - data_start, part[1] - part[0])
+            self.write_data(sink, opener, entry, part[0] - data_start, part[1] - part[0])
         padding_start = data_start + entry.size
         part = overlap(padding_start, padding_start + tar_padding(entry.size), start, stop)
         if part:
             write_zeros(sink, part[1] - part[0])
 
-    def write_data(self, sink, entry, offset, count):
+    def write_data(self, sink, opener, entry, offset, count):
         """Send count bytes of a member's data; zeros stand in for what is gone.
 
         The size was promised in Content-Length and in the member's header,
         so a file that vanished or shrank is padded rather than cut short.
         """
         try:
-            fileobj, status = open_member(entry, self.layout.manifest.path_of(entry))
+            fileobj, status = opener.open(entry)
         except FileChanged as error:
             self.warnings.short(entry, "could not be read (%s): sent as zeros" % error)
             write_zeros(sink, count)
@@ -1726,17 +1871,21 @@ def members_as_reached(manifest, warnings):
     cannot be opened any more is left out, with a warning; each file is
     closed when the next entry is asked for.
     """
-    for entry in manifest.entries:
-        if entry.kind != FILE:
-            yield entry, None, None
-            continue
-        try:
-            fileobj, status = open_member(entry, manifest.path_of(entry))
-        except FileChanged as error:
-            warnings.left_out(entry, error)
-            continue
-        with fileobj:
-            yield entry, fileobj, status
+    opener = MemberOpener(manifest)
+    try:
+        for entry in manifest.entries:
+            if entry.kind != FILE:
+                yield entry, None, None
+                continue
+            try:
+                fileobj, status = opener.open(entry)
+            except FileChanged as error:
+                warnings.left_out(entry, error)
+                continue
+            with fileobj:
+                yield entry, fileobj, status
+    finally:
+        opener.close()
 
 
 def write_tar_stream(manifest, out, warnings):
@@ -1989,9 +2138,9 @@ class ArchiveOffer:
     """Folders and files offered as one archive (tar, tar.gz, tar.bz2, tar.xz, zip).
 
     Each request walks the tree again, so a download gets the folder as it
-    is.  Plain tar can be resumed with Range, but only while the folder is
-    as it was when woof started: once it changed, a resumed download would
-    splice two different archives, so Range without If-Range is refused.
+    is.  Plain tar can be resumed with Range, but a client whose first part
+    came from the folder in another state would splice two different
+    archives: the server refuses it a Range without If-Range.
     """
 
     def __init__(self, paths, compression="gz", log=None, name=None, zip64_from=ZIP32_MAX):
@@ -2003,7 +2152,6 @@ class ArchiveOffer:
         self.modules = compression_modules(compression)
         self.lock = threading.Lock()
         manifest = walk_paths(self.offered, keep_links=compression != "zip")
-        self.first_digest = manifest.digest
         self.current = self.adopt(manifest)
         self.name = name or archive_name(self.paths, compression)
         self.content_type = guess_content_type(self.name)
@@ -2036,10 +2184,8 @@ class ArchiveOffer:
         if layout is None:
             return StreamedArchiveBody(manifest, self.compression, warnings, self.modules,
                                        self.zip64_from)
-        conflict = None
-        if manifest.digest != self.first_digest:
-            conflict = ("the folder changed since woof started, so resuming would "
-                        "corrupt the archive; download it again from the start")
+        conflict = ("the folder changed since you got the first part, so resuming would "
+                    "corrupt the archive; download it again from the start")
         return TarBody(manifest, layout, warnings, conflict)
 
 
@@ -3972,13 +4118,13 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.send_error(error.status, str(error))
             return
         try:
-            span = self.send_head(body)
+            span = self.send_head(body, sending_body)
             if span is not None and sending_body:
                 self.send_body(body, span)
         finally:
             body.close()
 
-    def send_head(self, body):
+    def send_head(self, body, sending_body=True):
         """Send the status line and headers for `body`.
 
         Returns the span (start, stop) of the body to send, or None when the
@@ -3996,11 +4142,6 @@ class WoofHandler(BaseHTTPRequestHandler):
         # An empty body has no byte to select; answering 416 would leave a
         # client that always asks for "bytes=0-" unable ever to finish.
         if range_header and body.size and self.range_allowed(body):
-            conflict = getattr(body, "resume_conflict", None)
-            if conflict and self.headers.get("If-Range") is None:
-                # The client holds part of another archive (RFC 9110, 15.5.10).
-                self.send_error(HTTPStatus.CONFLICT, conflict)
-                return None
             try:
                 asked = parse_range(range_header, body.size)
             except UnsatisfiableRange:
@@ -4008,6 +4149,11 @@ class WoofHandler(BaseHTTPRequestHandler):
                 self.send_header("Content-Range", "bytes */%d" % body.size)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                return None
+            conflict = self.resume_conflict(body, asked)
+            if conflict:
+                # The client holds part of another archive (RFC 9110, 15.5.10).
+                self.send_error(HTTPStatus.CONFLICT, conflict)
                 return None
             if asked is not None:
                 span, status = asked, HTTPStatus.PARTIAL_CONTENT
@@ -4020,6 +4166,10 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_validators(body)
         self.send_length(body, span, status)
+        if sending_body:
+            # Before the headers go: aria2c opens its other connections as
+            # soon as it has them, and their ranges must find this noted.
+            self.server.note_sending(self.client_address, body)
         self.end_headers()
         return span
 
@@ -4057,6 +4207,21 @@ class WoofHandler(BaseHTTPRequestHandler):
         if since is None or since > time.time():  # a future date is invalid (RFC 7232, 3.3)
             return False
         return body.mtime is not None and int(body.mtime) <= since
+
+    def resume_conflict(self, body, span):
+        """Why a span must not be sent to this client, or None.
+
+        Only a span that the client would join to bytes it got before, of
+        another state of the offer, without If-Range to tell: the whole
+        body, or a validated span, joins nothing that could mismatch.
+        """
+        conflict = getattr(body, "resume_conflict", None)
+        if (not conflict or span is None or span == (0, body.size)
+                or self.headers.get("If-Range") is not None):
+            return None
+        if self.server.may_resume(self.client_address, body.etag):
+            return None
+        return conflict
 
     def range_allowed(self, body):
         """Whether If-Range lets the Range header apply (RFC 7233, 3.2)."""
@@ -4581,14 +4746,21 @@ class Settings(NamedTuple):
     qr: bool = False
 
 
+class ClientParts(NamedTuple):
+    """What one client address was sent of one state (ETag) of the offer."""
+
+    etag: Optional[str]
+    spans: list  # (start, stop) of the bytes it received, merged
+
+
 class WoofServer(HTTPServer):
     """An HTTP server, one thread per connection, that stops once its offer has
     been taken `count` times, or, with UploadHandler and no offer, once it has
     received `count` uploads.
 
-    What changes while serving (downloads left, partial spans received per
-    client, transfers and uploads in flight, connections per client) is
-    guarded by self.lock.
+    What changes while serving (downloads done, what each client was sent,
+    transfers and uploads in flight, connections per client) is guarded by
+    self.lock.
     """
 
     allow_reuse_address = REUSE_ADDRESS_IS_SAFE
@@ -4611,7 +4783,8 @@ class WoofServer(HTTPServer):
         self.completed = 0
         self.expired = False
         self.deadline = None if settings.expire is None else time.monotonic() + settings.expire
-        self.spans_by_client = {}
+        self.parts_by_client = collections.OrderedDict()  # least recently used first
+        self.states_sent = set()  # ETags bytes went out of; two tell "more than one"
         self.in_flight = 0
         self.connections = 0
         self.connections_by_client = {}
@@ -4838,23 +5011,68 @@ class WoofServer(HTTPServer):
             self.in_flight -= 1
             self.lock.notify_all()
 
+    def note_sending(self, client_address, body):
+        """Note that a client is being sent bytes of body's state (before the first byte).
+
+        Parts of another state received before are forgotten: they could
+        not make a download together with these.
+        """
+        if body.size is None:
+            return
+        with self.lock:
+            host = client_host(client_address)
+            parts = self.parts_by_client.get(host)
+            if parts is None or parts.etag != body.etag:
+                parts = ClientParts(body.etag, [])
+            self.remember_parts(host, parts)
+            if len(self.states_sent) < 2:
+                self.states_sent.add(body.etag)
+
+    def may_resume(self, client_address, etag):
+        """Whether a client's earlier bytes, as far as woof can tell, are of the state etag.
+
+        For an address woof does not know (never sent to, or forgotten),
+        only when no other state ever went out to anyone.
+        """
+        with self.lock:
+            parts = self.parts_by_client.get(client_host(client_address))
+            if parts is not None:
+                return parts.etag == etag
+            return self.states_sent <= {etag}
+
+    def remember_parts(self, host, parts):
+        """Keep a client's parts (lock held), forgetting the least recent client.
+
+        At most MAX_CLIENTS_REMEMBERED, however many addresses ask (an IPv6
+        /64 has plenty).
+        """
+        self.parts_by_client[host] = parts
+        self.parts_by_client.move_to_end(host)
+        while len(self.parts_by_client) > MAX_CLIENTS_REMEMBERED:
+            self.parts_by_client.popitem(last=False)
+
     def record_delivery(self, client_address, body, start, received, complete):
         """Record bytes a client received; return (n, count) if that made a download."""
         with self.lock:
             if body.size is None:
                 if not complete:
-                    if getattr(body, "one_shot", False):
+                    if getattr(body, "one_shot", False) and not body.give_back_unreached():
                         self.fail_stream(received)
                     return None
                 return self.count_completion()
             host = client_host(client_address)
-            spans = merge_spans(self.spans_by_client.get(host, []) + [(start, start + received)])
+            parts = self.parts_by_client.get(host)
+            current = parts is None or parts.etag == body.etag
+            earlier = parts.spans if parts is not None and current else []
+            spans = merge_spans(earlier + [(start, start + received)])
             if covers(spans, body.size):
-                self.spans_by_client.pop(host, None)
+                if current:
+                    self.remember_parts(host, ClientParts(body.etag, []))
                 return self.count_completion()
-            # Bounded, so a client sending endless scattered ranges cannot
-            # grow woof's memory; such a client never completes a download.
-            self.spans_by_client[host] = spans[:MAX_SPANS_PER_CLIENT]
+            if current:
+                # Bounded, so a client sending endless scattered ranges cannot
+                # grow woof's memory; such a client never completes a download.
+                self.remember_parts(host, ClientParts(body.etag, spans[:MAX_SPANS_PER_CLIENT]))
             return None
 
     def count_upload(self):
@@ -5177,7 +5395,7 @@ def build_offer(args, stdin, compression="gz", log=None):
             raise WoofError("-s offers woof.py itself; give no FILE with it")
         return FileOffer(os.path.abspath(__file__), name or "woof.py")
     if args.paths == ["-"]:
-        return StreamOffer(stdin or sys.stdin.buffer, name or STDIN_NAME)
+        return StreamOffer(stdin or standard_input(), name or STDIN_NAME)
     if "-" in args.paths:
         raise WoofError("- (standard input) can only be offered alone")
     if len(args.paths) == 1 and not os.path.isdir(args.paths[0]):
@@ -5252,9 +5470,51 @@ def format_duration(seconds):
 # main()
 # ---------------------------------------------------------------------------
 
+class StopSignals:
+    """Makes the stop signals raise StopRequested in the main thread, while installed.
+
+    Python lets only the main thread set handlers: main() run from another
+    thread leaves the signals as they are.  A signal that was ignored (nohup
+    ignores SIGHUP) stays ignored.  Once woof is stopping, a further signal
+    is held rather than raised, so that it cannot cut the cleanup short.
+    """
+
+    def __init__(self):
+        self.previous = {}
+        self.stopping = False
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for number in STOP_SIGNALS:
+            handler = signal.getsignal(number)
+            if handler == signal.SIG_IGN:
+                continue
+            self.previous[number] = handler
+            signal.signal(number, self.handle)
+
+    def handle(self, number, frame):
+        if not self.stopping:
+            self.stopping = True
+            raise StopRequested(number)
+
+    def hold(self):
+        """From now on woof is stopping: signals no longer interrupt it."""
+        self.stopping = True
+
+    def restore(self):
+        """Put back the handlers found (the default for one not set from Python)."""
+        for number, handler in self.previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        self.previous = {}
+
+
 def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
-    """Run woof; return the exit status (0 done, 1 error, 2 usage, 3 expired
-    before everything was taken, 130 Ctrl-C)."""
+    """Run woof; return the exit status.
+
+    0 when done, 1 after an error, 2 after a usage error, 3 when --expire
+    ended woof before everything was taken, 130 after Ctrl-C, and 128 plus
+    the signal's number after a stop signal, as shells report it (143
+    SIGTERM, 129 SIGHUP).
+    """
     environ = os.environ if environ is None else environ
     parser = build_parser()
     try:
@@ -5272,6 +5532,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
               file=sys.stderr)
     log = Log(args.quiet)
     server = None
+    stop_signals = StopSignals()
     try:
         settings = settings_from(args)
         if settings.upload_dir is not None:
@@ -5295,10 +5556,15 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
     except KeyboardInterrupt:
         print("woof: interrupted", file=sys.stderr)
         return 130
+    except StopRequested as stop:
+        print("woof: stopped by %s" % stop, file=sys.stderr)
+        return 128 + stop.number
     finally:
+        stop_signals.hold()
         if server is not None:
             server.server_close()
             server.discard_uploads()
+        stop_signals.restore()
 
 
 def check_arguments(parser, args):
