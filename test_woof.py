@@ -484,6 +484,35 @@ class ConfigTests(WoofTestCase):
                 path = self.write_config("woofrc-" + word.strip(), "[main]\ncompressed = %s\n" % word)
                 self.assertEqual(woof.read_config([path]), {"compression": expected})
 
+    def test_comments_are_allowed_on_their_own_line_and_after_a_value(self):
+        path = self.write_config("woofrc", "# mine\n[main]\n; the port\nport = 9000 # fixed\n"
+                                           "compressed = gz        ; gz, bz2, xz, zip or off\n")
+        self.assertEqual(woof.read_config([path]), {"port": 9000, "compression": "gz"})
+
+    def test_the_readme_woofrc_example_is_read_as_written(self):
+        with open(os.path.join(HERE, "README.md"), encoding="utf-8") as readme:
+            example = re.search(r"```\n(\[main\]\n.*?)```", readme.read(), re.S).group(1)
+        path = self.write_config("woofrc", example)
+        self.assertEqual(woof.read_config([path]), {"port": 8080, "count": 1,
+                                                    "ip": "192.168.1.20", "compression": "gz"})
+
+    def test_unknown_keys_are_ignored_with_one_warning(self):
+        path = self.write_config("woofrc", "[main]\nport = 9000\nprot = 9001\ncolour = yes\n")
+        warnings = []
+        self.assertEqual(woof.read_config([path], warnings.append), {"port": 9000})
+        self.assertEqual(len(warnings), 1)
+        self.assertIn(path, warnings[0])
+        self.assertIn("prot, colour", warnings[0])
+
+    def test_a_woofrc_with_an_unknown_key_still_lets_woof_start(self):
+        config = self.write_config("woofrc", "[main]\ncompresed = zip ; a typo\n")
+        stderr, stdout = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+            self.assertEqual(woof.main(["--help"], config_paths=[config]), 0)
+        self.assertEqual(stderr.getvalue().count("\n"), 1)
+        self.assertRegex(stderr.getvalue(), r"^woof: warning: .*woofrc: ignoring key compresed")
+        self.assertIn("examples", stdout.getvalue())
+
     def test_a_bad_woofrc_value_names_the_file_and_the_key(self):
         table = ["[main]\nport = eighty\n", "[main]\ncount = -1\n", "[main]\ncompressed = rar\n",
                  "port = 1\n", "[main\n"]

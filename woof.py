@@ -218,6 +218,7 @@ MAX_CONNECTIONS = 256
 MAX_RANGE_DIGITS = 19
 POLL_INTERVAL = 0.2
 CONFIG_PATHS = ("/etc/woofrc", "~/.woofrc")
+CONFIG_COMMENT_PREFIXES = (";", "#")  # whole-line and, after a space, inline
 STDIN_NAME = "stdin"
 
 # Receiving
@@ -4798,12 +4799,18 @@ def add_reaching_options(group):
                             "to IP addresses and this machine's own names)")
 
 
-def read_config(paths):
-    """Defaults from woofrc files, later files overriding earlier ones."""
+def read_config(paths, warn=None):
+    """Defaults from woofrc files, later files overriding earlier ones.
+
+    Comments start with `;` or `#`, at the start of a line or after a value
+    (`compressed = gz  ; for Linux`); warn(message) is told of keys woof
+    does not know, which are ignored.
+    """
     defaults = {}
     for path in paths:
         path = os.path.expanduser(path)
-        parser = configparser.ConfigParser(interpolation=None)
+        parser = configparser.ConfigParser(interpolation=None,
+                                           inline_comment_prefixes=CONFIG_COMMENT_PREFIXES)
         try:
             with open(path, encoding="utf-8") as config_file:
                 parser.read_file(config_file, path)
@@ -4813,12 +4820,12 @@ def read_config(paths):
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             raise WoofError("cannot read %s: %s" % (path, reason))
         if parser.has_section("main"):
-            defaults.update(config_values(path, parser["main"]))
+            defaults.update(config_values(path, parser["main"], warn))
     return defaults
 
 
-def config_values(path, section):
-    """Check and convert the [main] keys woof knows; ignore the others."""
+def config_values(path, section, warn=None):
+    """Check and convert the [main] keys woof knows; warn of the others."""
     converters = {"port": port_number, "count": transfer_count,
                   "ip": str, "compressed": compression_word, "qr": yes_or_no,
                   "secret": yes_or_no}
@@ -4831,6 +4838,11 @@ def config_values(path, section):
             values[names.get(key, key)] = convert(section[key].strip())
         except argparse.ArgumentTypeError as error:
             raise WoofError("%s: %s: %s" % (path, key, error))
+    unknown = [key for key in section if key not in converters]
+    if unknown and warn is not None:
+        warn("%s: ignoring %s %s (woof knows %s)"
+             % (path, "keys" if len(unknown) > 1 else "key", ", ".join(unknown),
+                ", ".join(sorted(converters))))
     return values
 
 
@@ -4960,7 +4972,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
     environ = os.environ if environ is None else environ
     parser = build_parser()
     try:
-        parser.set_defaults(**read_config(config_paths))
+        parser.set_defaults(**read_config(config_paths, warn_early))
     except WoofError as error:
         print("woof: error: %s" % error, file=sys.stderr)
         return 1
@@ -5001,6 +5013,11 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
         if server is not None:
             server.server_close()
             server.discard_uploads()
+
+
+def warn_early(message):
+    """A warning given before the log exists (woofrc, arguments): one line on stderr."""
+    print("woof: warning: %s" % message, file=sys.stderr)
 
 
 def check_arguments(parser, args):
