@@ -1223,8 +1223,6 @@ class ArchiveOfferTests(ArchiveTestCase):
         self.assertEqual(offer.name, "Projet été.tar.gz")
         offer = woof.build_offer(parser.parse_args([os.path.join(root, "a.txt")]), None, "zip")
         self.assertIsInstance(offer, woof.FileOffer)
-        with self.assertRaisesRegex(woof.WoofError, "only be offered alone"):
-            woof.build_offer(parser.parse_args([root, "-"]), None, "gz", log)
 
     def test_a_missing_folder_is_an_error_before_serving(self):
         missing = os.path.join(self.tmp, "nowhere")
@@ -2913,21 +2911,41 @@ class CommandLineTests(WoofTestCase):
 
     def test_wrong_flags_and_values_are_usage_errors(self):
         path = self.make_file("f.txt")
-        table = [["--bogus", path], ["-c", "-1", path], ["--expire", "0", path], ["--expire", "5x", path], ["--key", "k.pem", path], ["-c", "x", path], ["-p", "70000", path],
+        table = [["--bogus", path], ["-c", "-1", path], ["--expire", "0", path], ["--expire", "5x", path], ["-c", "x", path], ["-p", "70000", path],
                  ["-p", "http", path], [], ["-z", "-Z", path], ["--timeout", "0", path],
                  ["--timeout", "inf", path], ["--timeout", "nan", path]]
         for args in table:
             with self.subTest(args=args):
                 status, stderr = self.run_main(args)
                 self.assert_one_line_error(status, stderr, 2)
+                self.assertEqual(stderr.count("\n"), 1, stderr)
+
+    def test_arguments_that_do_not_go_together_are_usage_errors(self):
+        path = self.make_file("f.txt")
+        table = [
+            (["-", path], "only be offered alone"),
+            (["-s", path], "-s offers woof.py itself"),
+            (["--name", "../evil", path], "--name must be a plain file name"),
+            (["--name", "a/b", path], "--name must be a plain file name"),
+            (["--name", "", path], "--name must be a plain file name"),
+            (["-U", self.tmp, path], "give no FILE"),
+            (["-U", self.tmp, "-s"], "give no FILE"),
+            (["-U", self.tmp, "--name", "x"], "give no FILE"),
+            (["-U", self.tmp, "--upload-dir", os.path.join(self.tmp, "other")], "two folders"),
+            (["--max-upload", "2G", path], "only applies when receiving"),
+            (["--key", "k.pem", path], "--key goes with --cert"),
+        ]
+        for args, fragment in table:
+            with self.subTest(args=args):
+                status, stderr = self.run_main(["-p", "0"] + args)
+                self.assert_one_line_error(status, stderr, 2, fragment)
+                self.assertEqual(stderr.count("\n"), 1, stderr)
 
     def test_missing_or_unusable_files_are_one_line_errors(self):
         table = [
             ([os.path.join(self.tmp, "absent.txt")], "absent.txt"),
-            (["-", self.make_file("w.txt")], "-"),
-            (["-s", self.make_file("x.txt")], "-s"),
-            (["--name", "../evil", self.make_file("y.txt")], "--name"),
             (["-i", "no such host.invalid", self.make_file("z.txt")], "no such host"),
+            (["-U", os.path.join(self.tmp, "absent")], "is not a folder"),
         ]
         for args, fragment in table:
             with self.subTest(args=args):
@@ -3021,9 +3039,9 @@ class UploadCommandLineTest(UploadTestCase):
     def test_mistakes_are_one_line_errors(self):
         missing = os.path.join(self.tmp, "missing")
         table = [(["-U", missing], 1, "is not a folder"),
-                 (["-U", self.inbox, "x.txt"], 1, "give no FILE"),
-                 (["-U", self.inbox, "--upload-dir", self.tmp], 1, "name two folders"),
-                 (["--max-upload", "2G", "x.txt"], 1, "only applies when receiving"),
+                 (["-U", self.inbox, "x.txt"], 2, "give no FILE"),
+                 (["-U", self.inbox, "--upload-dir", self.tmp], 2, "name two folders"),
+                 (["--max-upload", "2G", "x.txt"], 2, "only applies when receiving"),
                  (["-U", self.inbox, "--max-upload", "lots"], 2, "is not a size")]
         for argv, status, message in table:
             with self.subTest(argv=argv):

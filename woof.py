@@ -4730,8 +4730,15 @@ def upload_size(text):
     return size
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, with usage errors on one line like woof's other errors."""
+
+    def error(self, message):
+        self.exit(2, "woof: error: %s (see --help)\n" % message)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="woof.py",
         description="Offer a file, a folder or standard input over HTTP, then exit "
                     "once it has been downloaded; or, with -U, receive files.",
@@ -4866,34 +4873,23 @@ def settings_from(args):
 def upload_folder(args):
     """The folder -U or --upload-dir names, or None when woof is not receiving."""
     folders = [folder for folder in (args.upload, args.upload_dir) if folder is not None]
-    if len(folders) == 2 and os.path.abspath(folders[0]) != os.path.abspath(folders[1]):
-        raise WoofError("-U %s and --upload-dir %s name two folders; give one"
-                        % (printable_name(folders[0]), printable_name(folders[1])))
-    if folders and (args.paths or args.offer_self or args.name is not None):
-        raise WoofError("-U receives files; give no FILE, -s or --name with it")
-    if not folders and args.max_upload is not None:
-        raise WoofError("--max-upload only applies when receiving, with -U")
     return folders[0] if folders else None
 
 
-def checked_name(name):
-    """A --name value, refused when it could not be a file name."""
+def name_problem(name):
+    """Why a --name value could not be a file name, or None when it can."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise WoofError("--name must be a plain file name, not %r" % name)
-    return name
+        return "--name must be a plain file name, not %r" % name
+    return None
 
 
 def build_offer(args, stdin, compression="gz", log=None):
     """The offer the command line asks for; folders and several paths as an archive."""
-    name = checked_name(args.name) if args.name is not None else None
+    name = args.name
     if args.offer_self:
-        if args.paths:
-            raise WoofError("-s offers woof.py itself; give no FILE with it")
         return FileOffer(os.path.abspath(__file__), name or "woof.py")
     if args.paths == ["-"]:
         return StreamOffer(stdin or sys.stdin.buffer, name or STDIN_NAME)
-    if "-" in args.paths:
-        raise WoofError("- (standard input) can only be offered alone")
     if len(args.paths) == 1 and not os.path.isdir(args.paths[0]):
         return FileOffer(args.paths[0], name)
     return ArchiveOffer(args.paths, compression, log, name)
@@ -5021,10 +5017,24 @@ def warn_early(message):
 
 
 def check_arguments(parser, args):
-    """Usage errors argparse cannot see by itself (exit 2)."""
-    receiving = args.upload is not None or args.upload_dir is not None
-    if not args.paths and not args.offer_self and not receiving:
+    """Usage errors argparse cannot see by itself (exit 2, as argparse's own)."""
+    folders = [folder for folder in (args.upload, args.upload_dir) if folder is not None]
+    if folders:
+        if len(folders) == 2 and os.path.abspath(folders[0]) != os.path.abspath(folders[1]):
+            parser.error("-U %s and --upload-dir %s name two folders; give one"
+                         % (printable_name(folders[0]), printable_name(folders[1])))
+        if args.paths or args.offer_self or args.name is not None:
+            parser.error("-U receives files; give no FILE, -s or --name with it")
+    elif args.max_upload is not None:
+        parser.error("--max-upload only applies when receiving, with -U")
+    elif args.offer_self and args.paths:
+        parser.error("-s offers woof.py itself; give no FILE with it")
+    elif not args.paths and not args.offer_self:
         parser.error("give a FILE to offer, - for standard input, or -s")
+    if "-" in args.paths and len(args.paths) > 1:
+        parser.error("- (standard input) can only be offered alone")
+    if args.name is not None and name_problem(args.name):
+        parser.error(name_problem(args.name))
     if args.key and not args.cert:
         parser.error("--key goes with --cert FILE")
 
