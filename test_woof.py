@@ -2979,6 +2979,24 @@ class CommandLineTests(WoofTestCase):
         args = woof.parse_command_line(parser, ["file.txt", "-c", "3", "-p", "0", "-q"])
         self.assertEqual((args.paths, args.count, args.port, args.quiet), (["file.txt"], 3, 0, True))
 
+    def test_options_and_paths_mix_in_any_order_on_every_python(self):
+        table = [
+            (["a.pdf", "-p", "0", "b.txt"], ["a.pdf", "b.txt"], 0, None),
+            (["-c", "3", "a", "-q", "b", "-p", "0", "c"], ["a", "b", "c"], 0, 3),
+            (["a", "-p", "1", "--", "-b"], ["a", "-b"], 1, None),
+            (["-", "-c", "1"], ["-"], None, 1),
+            (["--", "-x"], ["-x"], None, None),
+        ]
+        for argv, paths, port, count in table:
+            with self.subTest(argv=argv):
+                args = woof.parse_command_line(woof.build_parser(), argv)
+                self.assertEqual((args.paths, args.port, args.count), (paths, port, count))
+
+    def test_an_unknown_option_after_the_paths_is_a_usage_error(self):
+        path = self.make_file("f.txt")
+        status, stderr = self.run_main([path, "-p", "0", path, "--bogus"])
+        self.assert_one_line_error(status, stderr, 2, "--bogus")
+
     def test_woof_serves_a_file_and_exits_0(self):
         data = os.urandom(100000)
         path = self.make_file("\u00e9t\u00e9 #1.bin", data)

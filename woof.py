@@ -188,12 +188,6 @@ def read_some_into(stream):
     return getattr(stream, "readinto1", stream.readinto)
 
 
-def parse_command_line(parser, argv):
-    """Parse argv, letting options and paths mix freely where Python can (3.7+)."""
-    parse = getattr(parser, "parse_intermixed_args", parser.parse_args)
-    return parse(argv)
-
-
 # Linux lists every interface address, route and interface state in /proc
 # and through interface ioctls, so woof can read them all without asking the
 # network; other systems (and a Linux without /proc) fall back on the host
@@ -4735,6 +4729,23 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, "woof: error: %s (see --help)\n" % message)
+
+
+def parse_command_line(parser, argv):
+    """Parse argv, options and paths mixed freely (`a.pdf -p 0 b.txt`).
+
+    argparse takes the options and the first run of paths; the paths it
+    leaves over join them, and anything after `--` is a path whatever it
+    looks like.  parse_intermixed_args (Python 3.7+) would do the same but
+    refuses `-- -name` when no path comes before, on every version to 3.13.
+    """
+    args, rest = parser.parse_known_args(argv)
+    after_dashes = rest.index("--") if "--" in rest else len(rest)
+    unknown = [arg for arg in rest[:after_dashes] if arg.startswith("-") and arg != "-"]
+    if unknown:
+        parser.error("unrecognized arguments: %s" % " ".join(unknown))
+    args.paths = list(args.paths) + rest[:after_dashes] + rest[after_dashes + 1:]
+    return args
 
 
 def build_parser():
