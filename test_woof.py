@@ -470,11 +470,12 @@ class ConfigTests(WoofTestCase):
 
     def test_command_line_overrides_woofrc(self):
         user = self.write_config("woofrc", "[main]\nport = 9100\ncount = 3\ncompressed = zip\n")
-        parser = woof.build_parser()
-        parser.set_defaults(**woof.read_config([user]))
+        parser = woof.build_parser(woof.read_config([user]))
         args = woof.parse_command_line(parser, ["-p", "0", "-j", "x"])
         settings = woof.settings_from(args)
         self.assertEqual((settings.port, settings.count, settings.compression), (0, 3, "bz2"))
+        settings = woof.settings_from(woof.parse_command_line(parser, ["x"]))
+        self.assertEqual((settings.port, settings.count, settings.compression), (9100, 3, "zip"))
 
     def test_compressed_values_are_understood_as_woof_users_write_them(self):
         table = [("gz", "gz"), ("true", "gz"), ("bz2", "bz2"), ("zip", "zip"),
@@ -1223,6 +1224,39 @@ class ArchiveOfferTests(ArchiveTestCase):
         self.assertEqual(offer.name, "Projet été.tar.gz")
         offer = woof.build_offer(parser.parse_args([os.path.join(root, "a.txt")]), None, "zip")
         self.assertIsInstance(offer, woof.FileOffer)
+
+    def test_a_format_flag_packs_a_single_file_and_names_get_the_extension(self):
+        root = self.make_tree()
+        single = os.path.join(root, "a.txt")
+        parser = woof.build_parser({"compression": "zip"})
+        table = [([single], woof.FileOffer, "a.txt"),
+                 (["-Z", single], woof.ArchiveOffer, "a.txt.zip"),
+                 (["-u", single], woof.ArchiveOffer, "a.txt.tar"),
+                 (["-Z", "--name", "mine", single], woof.ArchiveOffer, "mine.zip"),
+                 (["--name", "mine", root], woof.ArchiveOffer, "mine.zip"),
+                 (["-z", "--name", "mine.tgz", root], woof.ArchiveOffer, "mine.tgz"),
+                 (["-j", "--name", "Mine.TAR.BZ2", root], woof.ArchiveOffer, "Mine.TAR.BZ2"),
+                 (["-u", "--name", "mine.zip", root], woof.ArchiveOffer, "mine.zip.tar"),
+                 (["--name", "mine", single], woof.FileOffer, "mine")]
+        for argv, kind, name in table:
+            with self.subTest(argv=argv):
+                args = woof.parse_command_line(parser, argv)
+                settings = woof.settings_from(args)
+                offer = woof.build_offer(args, None, settings.compression,
+                                         woof.Log(stream=self.log_stream))
+                self.assertIsInstance(offer, kind)
+                self.assertEqual(offer.name, name)
+
+    def test_a_single_file_with_Z_arrives_inside_a_zip(self):
+        data = os.urandom(5000)
+        path = self.make_file("notes.txt", data)
+        child = WoofProcess(self, ["-Z", "-i", "127.0.0.1", "-p", "0", path])
+        self.assertTrue(child.url.endswith("/notes.txt.zip"), child.url)
+        with urllib.request.urlopen(child.url, timeout=DEADLINE) as response:
+            archive = zipfile.ZipFile(io.BytesIO(response.read()))
+        self.assertEqual(archive.namelist(), ["notes.txt"])
+        self.assertEqual(archive.read("notes.txt"), data)
+        self.assertEqual(child.finish()[0], 0)
 
     def test_a_missing_folder_is_an_error_before_serving(self):
         missing = os.path.join(self.tmp, "nowhere")
@@ -2913,7 +2947,8 @@ class CommandLineTests(WoofTestCase):
         path = self.make_file("f.txt")
         table = [["--bogus", path], ["-c", "-1", path], ["--expire", "0", path], ["--expire", "5x", path], ["-c", "x", path], ["-p", "70000", path],
                  ["-p", "http", path], [], ["-z", "-Z", path], ["--timeout", "0", path],
-                 ["--timeout", "inf", path], ["--timeout", "nan", path]]
+                 ["--timeout", "inf", path], ["--timeout", "nan", path],
+                 ["--timeout", "86401", path]]
         for args in table:
             with self.subTest(args=args):
                 status, stderr = self.run_main(args)
@@ -2940,6 +2975,10 @@ class CommandLineTests(WoofTestCase):
                 status, stderr = self.run_main(["-p", "0"] + args)
                 self.assert_one_line_error(status, stderr, 2, fragment)
                 self.assertEqual(stderr.count("\n"), 1, stderr)
+
+    def test_a_wrong_timeout_says_which_values_are_allowed(self):
+        status, stderr = self.run_main(["--timeout", "0", self.make_file("f")])
+        self.assert_one_line_error(status, stderr, 2, "more than 0 and at most 86400 seconds")
 
     def test_missing_or_unusable_files_are_one_line_errors(self):
         table = [
@@ -2971,8 +3010,49 @@ class CommandLineTests(WoofTestCase):
             self.assertEqual(woof.main(["--version"], config_paths=()), 0)
             self.assertEqual(woof.main(["-h"], config_paths=()), 0)
         self.assertIn(woof.__version__, stdout.getvalue())
-        self.assertIn("examples:", stdout.getvalue())
+        self.assertIn("examples", stdout.getvalue())
         self.assertIn("~/.woofrc", stdout.getvalue())
+
+    @unittest.skipIf(os.name == "nt", "Windows has no execute bit nor shebang")
+    def test_help_works_as_typed_and_fits_80_columns(self):
+        self.assertTrue(os.access(WOOF_PATH, os.X_OK), "woof.py is not executable")
+        environ = dict(os.environ, COLUMNS="200")
+        result = subprocess.run(["./woof.py", "--help"], cwd=HERE, env=environ,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True, timeout=DEADLINE)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        lines = result.stdout.splitlines()
+        self.assertEqual([line for line in lines if len(line) > 80], [])
+        for heading in ("offering:", "folders:", "receiving:", "reaching the other side:",
+                        "output:"):
+            self.assertIn(heading, lines)
+        first = next(number for number, line in enumerate(lines) if line.startswith("examples"))
+        examples = lines[first + 1:lines.index("", first)]
+        commands = [line for line in examples if "woof.py" in line]
+        self.assertGreater(len(commands), 8)
+        for line in commands:
+            self.assertIn(" python3 woof.py ", line)
+        self.assertIn("type py woof.py", lines[first])
+        self.assertRegex(result.stdout, r"exit status: 0 done, 1 error, 2 wrong usage, 3 ")
+        self.assertIn("-Z                      .zip: for Windows recipients", result.stdout)
+
+    def test_help_shows_the_defaults_the_woofrc_files_set(self):
+        config = self.make_file("woofrc", b"[main]\nport = 9000\ncount = 3\nip = 10.1.2.3\n"
+                                          b"compressed = zip\nqr = yes\n")
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            self.assertEqual(woof.main(["--help"], config_paths=[config]), 0)
+        text = " ".join(stdout.getvalue().split())
+        for shown in ("(default 9000)", "0 for no limit (default 3)", "(default: 10.1.2.3)",
+                      "Default: .zip (from woofrc)", "for a phone's camera (on in woofrc)"):
+            self.assertIn(shown, text)
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            self.assertEqual(woof.main(["--help"], config_paths=()), 0)
+        text = " ".join(stdout.getvalue().split())
+        for shown in ("(default 8080)", "(default 1)", "(default: every address)",
+                      "Default: .tar.gz."):
+            self.assertIn(shown, text)
 
     def test_options_may_follow_the_file(self):
         parser = woof.build_parser()

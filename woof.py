@@ -211,6 +211,8 @@ MAX_SPANS_PER_CLIENT = 256
 MAX_CONNECTIONS = 256
 MAX_RANGE_DIGITS = 19
 POLL_INTERVAL = 0.2
+HELP_WIDTH = 80
+HELP_OPTION_WIDTH = 26  # where the help of each option starts
 CONFIG_PATHS = ("/etc/woofrc", "~/.woofrc")
 CONFIG_COMMENT_PREFIXES = (";", "#")  # whole-line and, after a space, inline
 STDIN_NAME = "stdin"
@@ -327,6 +329,9 @@ COMPRESSION_WORDS = {
 # Archive formats: the extension of the download name, by `compression`.
 ARCHIVE_EXTENSIONS = {"gz": ".tar.gz", "bz2": ".tar.bz2", "xz": ".tar.xz",
                       "zip": ".zip", "tar": ".tar"}
+# The endings that already say a name is an archive of that format.
+ARCHIVE_NAME_ENDINGS = {"gz": (".tar.gz", ".tgz"), "bz2": (".tar.bz2", ".tbz2", ".tbz"),
+                        "xz": (".tar.xz", ".txz"), "zip": (".zip",), "tar": (".tar",)}
 
 # Levels chosen for speed with the usual ratio: gzip's and bzip2's defaults;
 # xz preset 2 needs 17 MiB to compress, where its default (6) needs 94 MiB.
@@ -4633,28 +4638,47 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
 # Command line
 # ---------------------------------------------------------------------------
 
-EXAMPLES = """\
-examples:
-  woof.py report.pdf           offer one file, once, on port 8080
-  woof.py photos/              offer a folder as photos.tar.gz, made as it is sent
-  woof.py -Z a.pdf b.txt dir/  offer all three in one zip
-  woof.py -u big-folder/       plain tar: with a size, resumable (curl -C -)
-  woof.py -c 3 -p 9000 a.iso   offer it three times on port 9000
-  woof.py -i 127.0.0.1 x.txt   listen on this machine only
-  tar cf - dir | woof.py --name dir.tar -
-                               offer standard input, once
-  woof.py -s                   offer woof.py itself
-  woof.py -U                   receive one upload into this folder
-  woof.py -U ~/in -c 3 --max-upload 2G
-                               receive three uploads of 2 GiB at most into ~/in
+USAGE = """\
+python3 woof.py [options] FILE...    offer a file, or folders and files
+       python3 woof.py [options] -          offer standard input
+       python3 woof.py [options] -s         offer woof.py itself
+       python3 woof.py [options] -U [DIR]   receive files into DIR"""
 
-On the other side: open the URL in a browser, or
+DESCRIPTION = """\
+Offer a file, a folder or standard input over HTTP, then exit once it has
+been downloaded; or, with -U, receive files.  woof prints the URL to give
+the other side, who needs nothing but a browser, curl or wget."""
+
+FOLDERS_TEXT = """\
+Folders, and several paths, go out as one archive made while it is sent;
+with one FILE, these flags pack it in an archive too.  Default: %s%s."""
+
+EXAMPLES = """\
+examples (on Windows, type py woof.py where python3 woof.py stands):
+  python3 woof.py report.pdf           offer one file, once
+  python3 woof.py photos/              offer a folder as photos.tar.gz
+  python3 woof.py -Z a.pdf b.txt dir/  offer all three in one zip
+  python3 woof.py -u big-folder/       plain tar: with a size, resumable
+  python3 woof.py -c 3 -p 9000 a.iso   offer it three times on port 9000
+  python3 woof.py --qr --secret f.zip  a QR code of a secret link
+  python3 woof.py -i 127.0.0.1 x.txt   listen on this machine only
+  tar cf - dir | python3 woof.py --name dir.tar -
+                                       offer standard input, once
+  python3 woof.py -s                   offer woof.py itself
+  python3 woof.py -U                   receive one upload into this folder
+  python3 woof.py -U ~/in -c 3 --max-upload 2G
+                                       receive three uploads of 2 GiB at most
+
+on the other side: open the URL in a browser, or
   curl -OJ URL    wget --content-disposition URL    aria2c URL
   with -U:  curl -F file=@photo.jpg URL    curl -T photo.jpg URL
 
-Defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
-  port = 8080, count = 1, ip = ADDRESS, compressed = gz|bz2|xz|zip|off
-"""
+defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
+  port = 8080, count = 1, ip = ADDRESS, compressed = gz|bz2|xz|zip|off,
+  qr = yes|no, secret = yes|no      (comments start with ; or #)
+
+exit status: 0 done, 1 error, 2 wrong usage, 3 --expire ran out before the
+count was reached, 130 stopped with Ctrl-C"""
 
 
 def converted(convert, text, expected):
@@ -4704,7 +4728,8 @@ def positive_seconds(text):
     """argparse type: a timeout in seconds, more than 0."""
     seconds = converted(float, text, "a number of seconds")
     if not 0 < seconds <= MAX_TIMEOUT:
-        raise argparse.ArgumentTypeError("the timeout must be from 0 to %d seconds" % MAX_TIMEOUT)
+        raise argparse.ArgumentTypeError("the timeout must be more than 0 and at most %d "
+                                         "seconds" % MAX_TIMEOUT)
     return seconds
 
 
@@ -4731,6 +4756,16 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, "woof: error: %s (see --help)\n" % message)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help, never wider than HELP_WIDTH; the texts above and below
+    the options kept as written."""
+
+    def __init__(self, prog):
+        columns = shutil.get_terminal_size().columns
+        super().__init__(prog, max_help_position=HELP_OPTION_WIDTH,
+                         width=min(columns, HELP_WIDTH) - 2)
+
+
 def parse_command_line(parser, argv):
     """Parse argv, options and paths mixed freely (`a.pdf -p 0 b.txt`).
 
@@ -4748,57 +4783,81 @@ def parse_command_line(parser, argv):
     return args
 
 
-def build_parser():
-    parser = ArgumentParser(
-        prog="woof.py",
-        description="Offer a file, a folder or standard input over HTTP, then exit "
-                    "once it has been downloaded; or, with -U, receive files.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="*", metavar="FILE",
-                        help="what to offer: a file, or folders and files as one "
-                             "archive; - for standard input")
-    parser.add_argument("-i", "--ip", metavar="ADDR",
-                        help="listen on this address only (default: all)")
-    parser.add_argument("-p", "--port", type=port_number, metavar="PORT",
-                        help="port to listen on (default %d; 0 for any)" % DEFAULT_PORT)
-    parser.add_argument("-c", "--count", type=transfer_count, metavar="COUNT",
-                        help="how many downloads (with -U: uploads) before exiting; "
-                             "0 for no limit (default %d)" % DEFAULT_COUNT)
-    parser.add_argument("-s", "--self", dest="offer_self", action="store_true",
-                        help="offer woof.py itself, so the other side gets the tool")
-    parser.add_argument("-U", "--upload", nargs="?", const=".", metavar="DIR",
-                        help="receive files instead, into DIR (default: this folder)")
-    parser.add_argument("--upload-dir", metavar="DIR",
-                        help="receive files into DIR; the same as -U DIR")
-    parser.add_argument("--max-upload", type=upload_size, metavar="SIZE",
-                        help="with -U, refuse uploads larger than SIZE (500M, 2G, 1.5GiB)")
-    parser.add_argument("--name", metavar="NAME",
-                        help="offer under this name (for - the default is %r)" % STDIN_NAME)
-    formats = parser.add_mutually_exclusive_group()
-    for flag, value, text in (("-z", "gz", "folders as .tar.gz (the default)"),
-                              ("-j", "bz2", "folders as .tar.bz2"),
-                              ("--xz", "xz", "folders as .tar.xz"),
-                              ("-Z", "zip", "folders as .zip"),
-                              ("-u", "tar", "folders as plain .tar: resumable, with a size")):
-        formats.add_argument(flag, dest="compression", action="store_const",
-                             const=value, help=text)
-    parser.add_argument("--timeout", type=positive_seconds, metavar="SECONDS",
-                        default=DEFAULT_TIMEOUT,
-                        help="drop a connection idle this long (default %g)" % DEFAULT_TIMEOUT)
-    parser.add_argument("-q", "--quiet", action="store_true",
+def build_parser(config=None):
+    """The command-line parser; its defaults, and those its help shows, are
+    config's (what read_config found in the woofrc files) over the built-in ones."""
+    config = dict(config or {})
+    compression = config.pop("compression", "gz")
+    parser = ArgumentParser(prog="woof.py", usage=USAGE, description=DESCRIPTION,
+                            epilog=EXAMPLES, formatter_class=HelpFormatter, add_help=False)
+    add_offering_options(parser.add_argument_group("offering"), config)
+    add_folder_options(parser.add_argument_group("folders", FOLDERS_TEXT % (
+        ARCHIVE_EXTENSIONS[compression], " (from woofrc)" if compression != "gz" else "")))
+    add_receiving_options(parser.add_argument_group("receiving"))
+    add_reaching_options(parser.add_argument_group("reaching the other side"), config)
+    output = parser.add_argument_group("output")
+    output.add_argument("-q", "--quiet", action="store_true",
                         help="log nothing but warnings and errors")
-    parser.add_argument("--version", action="version", version="woof.py " + __version__)
-    add_reaching_options(parser.add_argument_group("reaching the right person, and only them"))
+    output.add_argument("-h", "--help", action="help", help="show this help and exit")
+    output.add_argument("--version", action="version", version="woof.py " + __version__,
+                        help="show woof's version and exit")
+    # The woofrc's folder format is kept apart from -z, -j, -Z...: a flag
+    # given on the command line also packs a single file.
+    parser.set_defaults(configured_compression=compression, **config)
     return parser
 
 
-def add_reaching_options(group):
+def add_offering_options(group, config):
+    group.add_argument("paths", nargs="*", metavar="FILE",
+                       help="what to offer: a file, or folders and files as one "
+                            "archive; - for standard input")
+    group.add_argument("-c", "--count", type=transfer_count, metavar="COUNT",
+                       help="how many downloads (with -U: uploads) before exiting; "
+                            "0 for no limit (default %d)" % config.get("count", DEFAULT_COUNT))
+    group.add_argument("--name", metavar="NAME",
+                       help="offer under this name (for - the default is %s)" % STDIN_NAME)
+    group.add_argument("-s", "--self", dest="offer_self", action="store_true",
+                       help="offer woof.py itself, so the other side gets the tool")
+    group.add_argument("--expire", type=duration, metavar="DURATION",
+                       help="stop offering (or receiving) after this long, even if the "
+                            "count is not reached: 90s, 15m, 2h, 1d")
+
+
+def add_folder_options(group):
+    formats = group.add_mutually_exclusive_group()
+    for flag, value, text in (
+            ("-z", "gz", ".tar.gz: for Linux and macOS"),
+            ("-j", "bz2", ".tar.bz2: smaller, much slower to make"),
+            ("--xz", "xz", ".tar.xz: smaller still, slow to make"),
+            ("-Z", "zip", ".zip: for Windows recipients (opens anywhere)"),
+            ("-u", "tar", ".tar, not compressed: has a size, so browsers show the "
+                          "time left, and resumes; best for photos and videos")):
+        formats.add_argument(flag, dest="compression", action="store_const", const=value,
+                             help=text)
+
+
+def add_receiving_options(group):
+    group.add_argument("-U", "--upload", nargs="?", const=".", metavar="DIR",
+                       help="receive files instead, into DIR (default: this folder)")
+    group.add_argument("--upload-dir", metavar="DIR",
+                       help="receive files into DIR; the same as -U DIR")
+    group.add_argument("--max-upload", type=upload_size, metavar="SIZE",
+                       help="with -U, refuse uploads larger than SIZE (500M, 2G, 1.5GiB)")
+
+
+def add_reaching_options(group, config):
+    group.add_argument("-i", "--ip", metavar="ADDR",
+                       help="listen on this address only (default: %s)"
+                            % config.get("ip", "every address"))
+    group.add_argument("-p", "--port", type=port_number, metavar="PORT",
+                       help="port to listen on; 0 for any free one (default %d)"
+                            % config.get("port", DEFAULT_PORT))
     group.add_argument("--qr", action="store_true",
-                       help="print a QR code of the first URL, for a phone's camera")
+                       help="print a QR code of the first URL, for a phone's camera%s"
+                            % (" (on in woofrc)" if config.get("qr") else ""))
     group.add_argument("--secret", action="store_true",
                        help="put a random 128-bit token in the URL; any other path gets "
-                            "404")
+                            "404%s" % (" (on in woofrc)" if config.get("secret") else ""))
     group.add_argument("--password", action="store_true",
                        help="ask for a password (or take WOOF_PASSWORD) that the other "
                             "side must give (HTTP Basic, any user name)")
@@ -4809,12 +4868,12 @@ def add_reaching_options(group):
                        help="serve HTTPS with this certificate (PEM)")
     group.add_argument("--key", metavar="FILE",
                        help="the private key of --cert, if not in the same file")
-    group.add_argument("--expire", type=duration, metavar="DURATION",
-                       help="stop offering (or receiving) after this long, even if the "
-                            "count is not reached: 90s, 15m, 2h, 1d")
     group.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="also answer requests for this host name (woof answers only "
                             "to IP addresses and this machine's own names)")
+    group.add_argument("--timeout", type=positive_seconds, metavar="SECONDS",
+                       default=DEFAULT_TIMEOUT,
+                       help="drop a connection idle this long (default %g)" % DEFAULT_TIMEOUT)
 
 
 def read_config(paths, warn=None):
@@ -4872,7 +4931,7 @@ def settings_from(args):
     upload_dir = upload_folder(args)
     return Settings(ip=args.ip or None, port=DEFAULT_PORT if args.port is None else args.port,
                     count=count, quiet=args.quiet, timeout=args.timeout,
-                    compression=args.compression or "gz",
+                    compression=args.compression or args.configured_compression,
                     upload_dir=os.path.abspath(upload_dir) if upload_dir else None,
                     max_upload=args.max_upload,
                     secret=new_secret_token() if args.secret else None,
@@ -4901,9 +4960,18 @@ def build_offer(args, stdin, compression="gz", log=None):
         return FileOffer(os.path.abspath(__file__), name or "woof.py")
     if args.paths == ["-"]:
         return StreamOffer(stdin or sys.stdin.buffer, name or STDIN_NAME)
-    if len(args.paths) == 1 and not os.path.isdir(args.paths[0]):
+    if len(args.paths) == 1 and not os.path.isdir(args.paths[0]) and args.compression is None:
         return FileOffer(args.paths[0], name)
+    if name is not None:
+        name = archive_download_name(name, compression)
     return ArchiveOffer(args.paths, compression, log, name)
+
+
+def archive_download_name(name, compression):
+    """A --name for an archive, given the format's extension unless it has one."""
+    if name.lower().endswith(ARCHIVE_NAME_ENDINGS[compression]):
+        return name
+    return name + ARCHIVE_EXTENSIONS[compression]
 
 
 def announcement(lead, urls):
@@ -4977,9 +5045,8 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
     """Run woof; return the exit status (0 done, 1 error, 2 usage, 3 expired
     before everything was taken, 130 Ctrl-C)."""
     environ = os.environ if environ is None else environ
-    parser = build_parser()
     try:
-        parser.set_defaults(**read_config(config_paths, warn_early))
+        parser = build_parser(read_config(config_paths, warn_early))
     except WoofError as error:
         print("woof: error: %s" % error, file=sys.stderr)
         return 1
