@@ -164,6 +164,42 @@ def terminal_available():
     return True
 
 
+def terminal_sequences_work(stream, environ):
+    """True when `stream` is a terminal that moves its cursor and draws colour
+    on ECMA-48 control sequences.
+
+    A console of Windows 10 and later does once asked to (virtual terminal
+    processing), older ones never; TERM=dumb names a terminal that does not.
+    """
+    try:
+        if not stream.isatty():
+            return False
+    except (AttributeError, ValueError):
+        return False
+    if environ.get("TERM") == "dumb":
+        return False
+    if os.name != "nt":
+        return True
+    try:
+        import ctypes
+        import msvcrt
+        console = msvcrt.get_osfhandle(stream.fileno())
+        mode = ctypes.c_uint32()
+        if not ctypes.windll.kernel32.GetConsoleMode(console, ctypes.byref(mode)):
+            return False
+        return bool(ctypes.windll.kernel32.SetConsoleMode(console, mode.value | 0x0004))
+    except (ImportError, AttributeError, OSError, ValueError):
+        return False
+
+
+def terminal_columns(stream, fallback=80):
+    """The width of the terminal behind `stream`, in columns."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or fallback
+    except (AttributeError, ValueError, OSError):
+        return fallback
+
+
 # Windows refuses some characters and device names in file names (CON, NUL...).
 WINDOWS_FILE_NAMES = os.name == "nt"
 
@@ -216,6 +252,16 @@ HELP_OPTION_WIDTH = 26  # where the help of each option starts
 CONFIG_PATHS = ("/etc/woofrc", "~/.woofrc")
 CONFIG_COMMENT_PREFIXES = (";", "#")  # whole-line and, after a space, inline
 STDIN_NAME = "stdin"
+
+# The terminal: live progress, and colour (ECMA-48 SGR parameters)
+PROGRESS_INTERVAL = 0.1          # seconds between redraws of the live lines
+SPEED_WINDOW = 5.0               # seconds of samples the speed is measured over
+MAX_LIVE_LINES = 8               # transfers shown live; the others are counted
+NO_CONTACT_HINT_SECONDS = 30     # nobody connected by then: say what to check
+MAX_NAMED_HOSTS = 4              # clients named in the line woof ends with
+SGR_WARNING = "33"               # yellow
+SGR_COMPLETE = "32"              # green
+SGR_ABORTED = "31"               # red
 
 # Receiving
 MAX_NAME_BYTES = 255
@@ -599,21 +645,76 @@ def url_host(host):
 # ---------------------------------------------------------------------------
 
 class Log:
-    """Writes log lines to stderr (or another stream), one whole line at a time."""
+    """Writes log lines to stderr (or another stream), one whole line at a time.
 
-    def __init__(self, quiet=False, stream=None):
+    On a terminal, live lines (the progress of transfers) may stand below the
+    log: show_live() redraws them in place, and every other line, on stderr
+    or stdout, is written above them.  Colour only on a terminal, and never
+    when NO_COLOR is set.
+    """
+
+    def __init__(self, quiet=False, stream=None, environ=None):
+        environ = os.environ if environ is None else environ
         self.quiet = quiet
         self.stream = stream
         self.lock = threading.Lock()
+        sequences = terminal_sequences_work(self.target(), environ)
+        self.colour = sequences and wants_colour(self.target(), environ)
+        self.live = sequences and not quiet
+        self.live_lines = []
 
-    def write(self, line):
-        stream = self.stream if self.stream is not None else sys.stderr
+    def target(self):
+        return self.stream if self.stream is not None else sys.stderr
+
+    def write(self, line, out=None):
+        """Write one line to stderr, or to `out` (stdout), above any live lines."""
+        stream = self.target()
+        out = stream if out is None else out
         with self.lock:
             try:
-                stream.write(line + "\n")
-                stream.flush()
+                if self.live_lines:
+                    stream.write(self.erase_live())
+                    stream.flush()
+                out.write(line + "\n")
+                out.flush()
+                if self.live_lines:
+                    stream.write(self.live_text())
+                    stream.flush()
             except (OSError, ValueError, UnicodeError):
                 pass  # a closed or odd terminal must not stop a transfer
+
+    def show_live(self, lines):
+        """Put these lines in place of the live lines drawn before (a terminal's only)."""
+        if not self.live:
+            return
+        stream = self.target()
+        with self.lock:
+            if not lines and not self.live_lines:
+                return
+            erase = self.erase_live()
+            self.live_lines = list(lines)
+            try:
+                stream.write(erase + self.live_text())
+                stream.flush()
+            except (OSError, ValueError, UnicodeError):
+                pass
+
+    def live_text(self):
+        return "".join(line + "\n" for line in self.live_lines)
+
+    def erase_live(self):
+        """What erases the live lines: the cursor up to the first (CUU), then
+        erase to the end of the screen (ED); ECMA-48, 8.3.22 and 8.3.39."""
+        if not self.live_lines:
+            return ""
+        return "\x1b[%dA\r\x1b[J" % len(self.live_lines)
+
+    def columns(self):
+        return terminal_columns(self.target())
+
+    def paint(self, text, style):
+        """text in an ECMA-48 graphic rendition (SGR), where colour is wanted."""
+        return "\x1b[%sm%s\x1b[0m" % (style, text) if self.colour else text
 
     def info(self, message):
         """A routine event: a request, a finished download.  Silenced by -q."""
@@ -622,7 +723,7 @@ class Log:
 
     def warn(self, message):
         """Something the user must know even with -q."""
-        self.write("woof: warning: " + message)
+        self.write(self.paint("woof: warning:", SGR_WARNING) + " " + message)
 
 
 def wants_colour(stream, environ=None):
@@ -1987,6 +2088,11 @@ class LengthReader:
         self.length = length
         self.left = length
 
+    @property
+    def received(self):
+        """Bytes of the body read so far."""
+        return self.length - self.left
+
     def readinto(self, view):
         if self.left <= 0:
             return 0
@@ -2593,6 +2699,202 @@ class UploadBatch:
             self.discarded = True
         for path in left:
             remove_quietly(path)
+
+
+# ---------------------------------------------------------------------------
+# Terminal: progress
+#
+# What the person running woof sees of each transfer: a line when it
+# starts, then, on a terminal, a live line redrawn in place while it runs,
+# and the request's log line once it ends.  The threads that transfer only
+# count bytes, as they do anyway (ResponseSink.sent, a reader's received);
+# one ticker thread reads those counts and draws, so that showing progress
+# costs the transfers nothing.
+# ---------------------------------------------------------------------------
+
+def people(hosts, most=MAX_NAMED_HOSTS):
+    """Client addresses in a sentence: "A", "A and B", "A, B and 3 others"."""
+    named = list(hosts[:most])
+    if len(hosts) > most:
+        named.append("%d others" % (len(hosts) - most))
+    if len(named) == 1:
+        return named[0]
+    return "%s and %s" % (", ".join(named[:-1]), named[-1])
+
+
+def format_elapsed(seconds):
+    """A time for people, as a clock would round it: 0.4 s, 12 s, 2 min 05 s, 1 h 02 min."""
+    if seconds < 10:
+        return "%.1f s" % seconds
+    whole = int(round(seconds))
+    if whole < 60:
+        return "%d s" % whole
+    if whole < 3600:
+        return "%d min %02d s" % divmod(whole, 60)
+    return "%d h %02d min" % (whole // 3600, whole % 3600 // 60)
+
+
+def format_rate(size, seconds):
+    """An average speed: 5.0 MiB/s."""
+    return "%s/s" % format_size(int(size / seconds)) if seconds > 0 else "instantly"
+
+
+def char_width(char):
+    """The columns a character takes on a terminal: two for wide East Asian
+    characters (UAX #11), none for combining marks."""
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
+def display_width(text):
+    return sum(char_width(char) for char in text)
+
+
+def shortened(text, width):
+    """text cut in its middle with "..." to take at most `width` columns,
+    keeping its end, where a file name's extension is."""
+    widths = [char_width(char) for char in text]
+    if sum(widths) <= width:
+        return text
+    marker = "..." if width >= 5 else ""
+    room = max(width - len(marker), 0)
+    tail_start, used = len(text), 0
+    while marker and used + widths[tail_start - 1] <= room // 2:
+        tail_start -= 1
+        used += widths[tail_start]
+    head_end = 0
+    while head_end < tail_start and used + widths[head_end] <= room:
+        used += widths[head_end]
+        head_end += 1
+    return text[:head_end] + marker + text[tail_start:]
+
+
+class Transfer:
+    """One download or upload in progress, as the progress display sees it.
+
+    count_bytes() tells the bytes done so far; it only reads a counter that
+    the transfer's own thread keeps.  `samples` belong to the ticker alone.
+    """
+
+    def __init__(self, who, name, size, count_bytes, receiving):
+        self.who = who
+        self.name = name          # an upload's changes as its files arrive
+        self.size = size          # None when not known in advance
+        self.count_bytes = count_bytes
+        self.receiving = receiving
+        self.started = time.monotonic()
+        self.samples = []         # (time, bytes done), the last SPEED_WINDOW seconds
+
+    def summary(self):
+        """Bytes, time and average speed: "2.0 GiB in 6 min 50 s (5.0 MiB/s)"."""
+        done = self.count_bytes()
+        seconds = time.monotonic() - self.started
+        return "%s in %s (%s)" % (format_size(done), format_elapsed(seconds),
+                                  format_rate(done, seconds))
+
+    def speed(self, now, done):
+        """Bytes per second over the last SPEED_WINDOW seconds, or None at the very start."""
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= SPEED_WINDOW:
+            del self.samples[0]
+        first_time, first_done = self.samples[0]
+        if len(self.samples) < 2:
+            first_time, first_done = self.started, 0
+        if now - first_time < PROGRESS_INTERVAL:
+            return None
+        return (done - first_done) / (now - first_time)
+
+    def live_line(self, now, columns):
+        """The live line: who, name, bytes done of all, percentage, speed, time left."""
+        done = self.count_bytes()
+        speed = self.speed(now, done)
+        figures = [format_size(done)]
+        if self.size is not None:
+            figures[0] += " of %s" % format_size(self.size)
+            figures.append("%d%%" % (100 * done // self.size if self.size else 100))
+        if speed is not None:
+            figures.append("%s/s" % format_size(int(speed)))
+            if self.size is not None and speed > 0:
+                figures.append("%s left" % format_elapsed((self.size - done) / speed))
+        who = "  %s %s  " % ("from" if self.receiving else "to", self.who)
+        numbers = "  " + "  ".join(figures)
+        room = columns - 1 - display_width(who) - display_width(numbers)
+        return who + shortened(printable_name(self.name), room) + numbers
+
+
+class Progress:
+    """The transfers in flight: a line when one starts and, on a terminal,
+    their live lines, drawn by a ticker thread of its own (start, stop)."""
+
+    def __init__(self, log):
+        self.log = log
+        self.lock = threading.Lock()
+        self.transfers = []
+        self.stopped = threading.Event()
+        self.ticker = None
+        self.started = time.monotonic()
+        self.first_contact = None  # when the first client connected
+        self.hint = None
+
+    def contacted(self):
+        """Note that a client connected."""
+        if self.first_contact is None:
+            self.first_contact = time.monotonic()
+
+    def begin(self, who, what, name, size, count_bytes, receiving=False):
+        """Log `who what` and show a transfer of `size` bytes (None: unknown) until end()."""
+        transfer = Transfer(who, name, size, count_bytes, receiving)
+        with self.lock:
+            self.transfers.append(transfer)
+        self.log.info("%s %s" % (who, what))
+        return transfer
+
+    def end(self, transfer):
+        with self.lock:
+            if transfer in self.transfers:
+                self.transfers.remove(transfer)
+
+    def running(self):
+        """How many transfers are in flight."""
+        with self.lock:
+            return len(self.transfers)
+
+    def start(self, hint=None):
+        """Start drawing, on a terminal only; `hint` is said once if nobody
+        has connected NO_CONTACT_HINT_SECONDS after the start."""
+        if not self.log.live or self.ticker is not None:
+            return
+        self.hint = hint
+        self.ticker = threading.Thread(target=self.tick, name="woof progress")
+        self.ticker.daemon = True
+        self.ticker.start()
+
+    def stop(self):
+        """Stop drawing and erase the live lines."""
+        self.stopped.set()
+        if self.ticker is not None:
+            self.ticker.join(PROGRESS_INTERVAL * 10)
+        self.log.show_live([])
+
+    def tick(self):
+        while not self.stopped.wait(PROGRESS_INTERVAL):
+            now = time.monotonic()
+            if self.hint and self.first_contact is None \
+                    and now - self.started >= NO_CONTACT_HINT_SECONDS:
+                self.log.info(self.hint)
+                self.hint = None
+            self.draw(now)
+
+    def draw(self, now):
+        columns = self.log.columns()
+        with self.lock:
+            shown = self.transfers[:MAX_LIVE_LINES]
+            hidden = len(self.transfers) - len(shown)
+        lines = [transfer.live_line(now, columns) for transfer in shown]
+        if hidden:
+            lines.append("  and %d more" % hidden)
+        self.log.show_live(lines)
 
 
 # ---------------------------------------------------------------------------
@@ -3598,6 +3900,7 @@ class WoofHandler(BaseHTTPRequestHandler):
     def handle_one_request(self):
         self.status = None
         self.body_sent = None
+        self.transfer = None
         self.note = ""
         self.logged = False
         self.admitted = None
@@ -3723,11 +4026,22 @@ class WoofHandler(BaseHTTPRequestHandler):
         if self.server.settings.secret:
             request = request.replace(self.server.settings.secret, "<secret>")
         parts = ['"%s"' % request, str(self.status)]
-        if self.body_sent is not None:
+        if self.transfer is not None:
+            parts.append(self.transfer.summary())
+        elif self.body_sent is not None:
             parts.append(format_size(self.body_sent))
         if self.note:
-            parts.append(self.note)
+            parts.append(self.painted_note())
         self.log_message("%s", " ".join(parts))
+
+    def painted_note(self):
+        """The note, its outcome in colour on a terminal: complete, or aborted."""
+        log = self.server.log
+        if self.note.startswith("aborted"):
+            return log.paint(self.note, SGR_ABORTED)
+        if self.note.endswith("complete"):
+            return log.paint(self.note, SGR_COMPLETE)
+        return self.note
 
     # Methods
 
@@ -3882,6 +4196,9 @@ class WoofHandler(BaseHTTPRequestHandler):
         server = self.server
         complete = False
         received = 0
+        self.transfer = server.progress.begin(
+            client_host(self.client_address), downloading(server.offer.name, span, body.size),
+            server.offer.name, None if body.size is None else stop - start, sink.received)
         try:
             body.write(sink, start, stop)
             sink.finish()
@@ -3896,10 +4213,13 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.note = "aborted: %s" % describe_transfer_error(error)
         finally:
+            server.progress.end(self.transfer)
             self.body_sent = sink.sent
             counted = server.record_delivery(self.client_address, body, start, received, complete)
         if counted:
-            self.note = "download %d of %d complete" % counted
+            self.note = "download %s complete" % counted_text(counted)
+        elif complete:
+            self.note = "complete" if (start, stop) == (0, body.size) else "part complete"
         if server.finished.is_set():
             self.close_connection = True
 
@@ -3920,6 +4240,23 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+
+def downloading(name, span, size):
+    """What a download is, for the line that says it began."""
+    start, stop = span
+    if size is None:
+        return "is downloading %s" % printable_name(name)
+    if (start, stop) == (0, size):
+        return "is downloading %s (%s)" % (printable_name(name), format_size(size))
+    return "is downloading %s of %s (%s), from byte %d" % (
+        format_size(stop - start), printable_name(name), format_size(size), start)
+
+
+def counted_text(counted):
+    """A completion (n, count) as people read it: "2 of 3", or "2" without a limit."""
+    number, count = counted
+    return "%d of %d" % counted if count else "%d" % number
 
 
 def describe_transfer_error(error):
@@ -4121,10 +4458,6 @@ def wants_html(headers):
     return "text/html" in (headers.get("Accept") or "").lower()
 
 
-def format_rate(size, seconds):
-    return "%s/s" % format_size(int(size / seconds)) if seconds > 0 else "instantly"
-
-
 # ASCII digits only: str.isdigit() also takes "\u00b2", which int() refuses.
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,%d}\Z" % MAX_RANGE_DIGITS)
 
@@ -4248,16 +4581,23 @@ class UploadHandler(WoofHandler):
     def save_and_answer(self, read_files, length):
         """Save one upload as a batch, count it and answer, or leave no file behind."""
         server = self.server
+        reader = self.open_body(length)
         batch = UploadBatch(server.settings.upload_dir)
         server.track_batch(batch, True)
+        name = self.put_name() if self.command == "PUT" else "files"
+        self.transfer = server.progress.begin(
+            client_host(self.client_address), "is sending %s%s" % (
+                printable_name(name), " (%s)" % format_size(length) if length else ""),
+            name, length, lambda: reader.received, receiving=True)
         saved = None
         try:
-            saved = self.save_upload(read_files, self.open_body(length), batch)
+            saved = self.save_upload(read_files, reader, batch)
         finally:
+            server.progress.end(self.transfer)
             batch.discard()
             server.track_batch(batch, False)
         if saved:
-            self.answer_saved(saved, server.count_upload())
+            self.answer_saved(saved, server.count_upload(self.client_address, saved))
 
     def save_upload(self, read_files, reader, batch):
         """Read and publish the files of one upload; the SavedFile list, or None."""
@@ -4293,14 +4633,18 @@ class UploadHandler(WoofHandler):
             if part is None:
                 break
             if part.filename is not None:
+                self.transfer.name = part.filename
                 batch.receive(part.filename, parts.read)
         if not parts.drain_epilogue():
             self.close_connection = True
 
+    def put_name(self):
+        """The name a PUT gives its file: the path, as the client sent it."""
+        return name_bytes(self.inner_path).decode("utf-8", "replace").lstrip("/")
+
     def read_put(self, reader, batch):
-        path = name_bytes(self.inner_path).decode("utf-8", "replace")
         view = memoryview(bytearray(COPY_BUFFER_SIZE))
-        batch.receive(path.lstrip("/"), lambda: view[:reader.readinto(view)])
+        batch.receive(self.put_name(), lambda: view[:reader.readinto(view)])
 
     def answer_saved(self, saved, counted):
         who = client_host(self.client_address)
@@ -4311,7 +4655,7 @@ class UploadHandler(WoofHandler):
         files = "%d files" % len(saved) if len(saved) > 1 else "1 file"
         self.note = "%s, %s" % (files, format_size(sum(item.size for item in saved)))
         if counted:
-            self.note += "; upload %d of %d complete" % counted
+            self.note += "; upload %s complete" % counted_text(counted)
         finished = self.server.finished.is_set()
         if finished:
             self.close_connection = True
@@ -4418,6 +4762,9 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         self.batches = set()
         self.failure = None
         self.finished = threading.Event()
+        self.progress = Progress(self.log)
+        self.takers = []  # (client, bytes, files) for each completed download or upload
+        self.last_taken = None
         family, address = resolve_bind_address(settings.ip, settings.port)
         self.address_family = family
         try:
@@ -4468,6 +4815,10 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
     def url(self):
         """The best URL to give the other side: the first of urls()."""
         return self.urls()[0][0]
+
+    def verify_request(self, request, client_address):
+        self.progress.contacted()
+        return True
 
     def handle_error(self, request, client_address):
         error = sys.exc_info()[1]
@@ -4549,21 +4900,22 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
                     if getattr(body, "one_shot", False):
                         self.fail_stream(received)
                     return None
-                return self.count_completion()
+                return self.count_completion(client_host(client_address), received)
             host = client_host(client_address)
             spans = merge_spans(self.spans_by_client.get(host, []) + [(start, start + received)])
             if covers(spans, body.size):
                 self.spans_by_client.pop(host, None)
-                return self.count_completion()
+                return self.count_completion(host, body.size)
             # Bounded, so a client sending endless scattered ranges cannot
             # grow woof's memory; such a client never completes a download.
             self.spans_by_client[host] = spans[:MAX_SPANS_PER_CLIENT]
             return None
 
-    def count_upload(self):
-        """Count one completed upload; return (n, count)."""
+    def count_upload(self, client_address, saved):
+        """Count one completed upload (a list of SavedFile); return (n, count)."""
         with self.lock:
-            return self.count_completion()
+            return self.count_completion(client_host(client_address),
+                                         sum(item.size for item in saved), len(saved))
 
     def track_batch(self, batch, receiving):
         """Note an UploadBatch in progress, or one that is done."""
@@ -4580,13 +4932,15 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         for batch in batches:
             batch.discard()
 
-    def count_completion(self):
-        """Count one download or upload (lock held); return (n, count), count 0
-        meaning no limit."""
+    def count_completion(self, host, size, files=1):
+        """Count one download or upload (lock held) by host, of size bytes;
+        return (n, count), count 0 meaning no limit."""
         count = self.settings.count
         if count and self.completed >= count:
             return None
         self.completed += 1
+        self.takers.append((host, size, files))
+        self.last_taken = time.monotonic()
         if self.completed == count:
             self.finished.set()
         return (self.completed, count)
@@ -4619,19 +4973,68 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         nowhere else.  Raises WoofError when the offer was lost (a cut-off
         stream).
         """
+        self.progress.start(self.no_contact_hint())
         try:
-            while not self.finished.is_set():
-                if self.deadline is not None and time.monotonic() >= self.deadline:
-                    self.expire_now()
-                    break
-                self.handle_request()
+            try:
+                while not self.finished.is_set():
+                    if self.deadline is not None and time.monotonic() >= self.deadline:
+                        self.expire_now()
+                        break
+                    self.handle_request()
+            finally:
+                self.server_close()
+            self.wait_for_transfers()
         finally:
-            self.server_close()
-        with self.lock:
-            while self.in_flight:
-                self.lock.wait(POLL_INTERVAL)
+            self.progress.stop()
         if self.failure:
             raise WoofError(self.failure)
+
+    def wait_for_transfers(self):
+        """Let the responses in flight finish, saying how many transfers are
+        left each time one ends."""
+        told = 0
+        with self.lock:
+            while self.in_flight:
+                running = self.progress.running()
+                if running and running != told:
+                    self.log.info("%s%d transfer%s still running; Ctrl-C stops %s"
+                                  % ("" if told else self.taken_text() + "; ", running,
+                                     "" if running == 1 else "s",
+                                     "it" if running == 1 else "them"))
+                told = running or told
+                self.lock.wait(POLL_INTERVAL)
+
+    def taken_text(self):
+        """How much was taken: "1 of 1 downloads complete", "3 uploads received"."""
+        count = self.settings.count
+        taken = "%d of %d" % (self.completed, count) if count else "%d" % self.completed
+        return taken + (" uploads received" if self.offer is None else " downloads complete")
+
+    def no_contact_hint(self):
+        return ("nobody has connected yet: the other machine must be on the same network "
+                "as this one (a guest Wi-Fi keeps machines apart), a firewall may be "
+                "blocking port %d, or another of the URLs above may work" % self.port)
+
+    def summary(self):
+        """One line on what was delivered or received, to or from whom, in how long."""
+        if not self.takers:
+            return "nothing was %s" % ("received" if self.offer is None else "sent")
+        hosts = []
+        for host, _, _ in self.takers:
+            if host not in hosts:
+                hosts.append(host)
+        size = sum(taken[1] for taken in self.takers)
+        seconds = self.last_taken - (self.progress.first_contact or self.progress.started)
+        if self.offer is None:
+            files = sum(taken[2] for taken in self.takers)
+            what = "received %d file%s (%s) from %s" % (
+                files, "" if files == 1 else "s", format_size(size), people(hosts))
+        else:
+            times = len(self.takers)
+            what = "sent %s (%s)%s to %s" % (
+                printable_name(self.offer.name), format_size(size // times),
+                "" if times == 1 else " %d times," % times, people(hosts))
+        return "%s in %s" % (what, format_elapsed(seconds))
 
 
 # ---------------------------------------------------------------------------
@@ -5058,7 +5461,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
     if args.paths == ["-"] and args.count not in (None, 1):
         print("woof: warning: standard input can be sent only once; the count is 1",
               file=sys.stderr)
-    log = Log(args.quiet)
+    log = Log(args.quiet, environ=environ)
     server = None
     try:
         settings = settings_from(args)
@@ -5118,16 +5521,16 @@ def check_arguments(parser, args):
 
 
 def finish_status(server, log):
-    """The exit status once serving ended: 0, or EXIT_EXPIRED after --expire."""
-    count = server.settings.count
-    taken = "%d of %d" % (server.completed, count) if count else "%d" % server.completed
-    what = "uploads received" if server.offer is None else "downloads complete"
+    """The exit status once serving ended: 0, or EXIT_EXPIRED after --expire;
+    logs what was done, in one line."""
+    status = 0
     if server.expired_early():
-        log.warn("the time given by --expire is over; %s %s" % (taken, what))
-        return EXIT_EXPIRED
-    if server.expired:
-        log.info("the time given by --expire is over; %s %s" % (taken, what))
-    return 0
+        log.warn("the time given by --expire is over; %s" % server.taken_text())
+        status = EXIT_EXPIRED
+    elif server.expired:
+        log.info("the time given by --expire is over; %s" % server.taken_text())
+    log.info("done: %s" % server.summary())
+    return status
 
 
 if __name__ == "__main__":
