@@ -2889,10 +2889,11 @@ class WoofProcess:
     With script=None, args go to Python itself (e.g. ["-c", code, ...]).
     """
 
-    def __init__(self, test, args, stdin=None, script=WOOF_PATH):
+    def __init__(self, test, args, stdin=None, script=WOOF_PATH, stderr=subprocess.PIPE,
+                 env=None):
         argv = [sys.executable] + ([script] if script else []) + list(args)
         self.process = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
+                                        stderr=stderr, env=env)
         test.addCleanup(self.close)
         self.lines = queue.Queue()
         reader = threading.Thread(target=self.read_stdout)
@@ -2914,9 +2915,10 @@ class WoofProcess:
         return self.process.wait(timeout)
 
     def finish(self):
-        """Wait for the exit; return (status, stderr text)."""
+        """Wait for the exit; return (status, stderr text, "" when stderr was not a pipe)."""
         self.process.wait(DEADLINE)
-        return self.process.returncode, self.process.stderr.read().decode("utf-8", "replace")
+        stderr = self.process.stderr.read() if self.process.stderr else b""
+        return self.process.returncode, stderr.decode("utf-8", "replace")
 
     def close(self):
         if self.process.poll() is None:
@@ -3506,6 +3508,273 @@ class RealClientTests(WoofTestCase):
         self.client_run(["wget", "-q", "-c", self.url(run)], folder)
         self.assert_saved(folder, "cont.bin", data)
         self.assertFalse(run.server.finished.is_set())
+
+
+# ---------------------------------------------------------------------------
+# The sender's terminal: live progress, and what woof says
+# ---------------------------------------------------------------------------
+
+ERASE_LIVE = re.compile(r"\x1b\[\d+A\r\x1b\[J")
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Terminal:
+    """A pseudo-terminal, 100 columns wide, for a child's stderr; text() is all it got."""
+
+    def __init__(self, test, columns=100):
+        import fcntl
+        import pty
+        import termios
+        self.master, self.slave = pty.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        self.chunks = []
+        self.reader = threading.Thread(target=self.read)
+        self.reader.daemon = True
+        test.addCleanup(self.close)
+
+    def started(self):
+        """The child has the terminal: close woof's end here and read."""
+        os.close(self.slave)
+        self.slave = None
+        self.reader.start()
+
+    def read(self):
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: every holder of the other end closed it
+                return
+            if not data:
+                return
+            self.chunks.append(data)
+
+    def text(self):
+        """What the terminal received, once the child has closed it."""
+        self.reader.join(DEADLINE)
+        return b"".join(self.chunks).decode("utf-8", "replace")
+
+    def close(self):
+        for descriptor in (self.slave, self.master):
+            if descriptor is not None:
+                try:
+                    os.close(descriptor)
+                except OSError:
+                    pass
+        self.slave = self.master = None
+
+
+def permanent_lines(text):
+    """The lines left on screen: an erase (cursor up N, erase below) takes
+    back the N lines written before it, as a terminal would."""
+    screen = []
+    text = text.replace("\r\n", "\n")
+    position = 0
+    for erase in ERASE_LIVE.finditer(text):
+        screen.extend(text[position:erase.start()].splitlines())
+        up = int(erase.group(0)[2:].split("A")[0])
+        del screen[len(screen) - up:]
+        position = erase.end()
+    screen.extend(text[position:].splitlines())
+    return screen
+
+
+class ProgressHelperTests(unittest.TestCase):
+
+    def test_durations_read_like_a_clock(self):
+        table = [(0.04, "0.0 s"), (0.42, "0.4 s"), (12.4, "12 s"), (59.4, "59 s"), (59.6, "1 min 00 s"),
+                 (125, "2 min 05 s"), (3725, "1 h 02 min")]
+        for seconds, text in table:
+            with self.subTest(seconds=seconds):
+                self.assertEqual(woof.format_elapsed(seconds), text)
+
+    def test_long_names_are_cut_in_the_middle_to_the_columns_given(self):
+        table = [("report.pdf", 30, "report.pdf"),
+                 ("a" * 40 + ".pdf", 20, "aaaaaaaaa...aaaa.pdf"),
+                 ("\u65e5\u672c\u8a9e" * 6 + ".txt", 16, "\u65e5\u672c\u8a9e...\u8a9e.txt"),
+                 ("e\u0301t\u00e9.txt", 8, "e\u0301t\u00e9.txt"),
+                 ("abcdefgh", 4, "abcd"), ("abcdefgh", 0, "")]
+        for name, columns, expected in table:
+            with self.subTest(name=name, columns=columns):
+                self.assertEqual(woof.shortened(name, columns), expected)
+                self.assertLessEqual(woof.display_width(expected), columns)
+
+    def test_a_live_line_fits_the_terminal_and_says_how_far_and_how_fast(self):
+        done = [0]
+        transfer = woof.Transfer("192.168.1.7", "holiday photos " * 8 + ".zip", 200 << 20,
+                                 lambda: done[0], receiving=False)
+        start = transfer.started
+        transfer.live_line(start + 0.5, 80)
+        done[0] = 100 << 20
+        line = transfer.live_line(start + 10.5, 80)
+        self.assertLessEqual(woof.display_width(line), 79)
+        self.assertEqual(line, "  to 192.168.1.7  hol...zip  100.0 MiB of 200.0 MiB  50%  "
+                               "10.0 MiB/s  10 s left")
+        self.assertEqual(transfer.live_line(start + 11.5, 120),
+                         "  to 192.168.1.7  holiday photos holiday p...tos holiday photos .zip"
+                         "  100.0 MiB of 200.0 MiB  50%  9.1 MiB/s  11 s left")
+
+    def test_an_upload_of_unknown_size_shows_bytes_and_speed(self):
+        done = [0]
+        transfer = woof.Transfer("10.0.0.2", "x.log", None, lambda: done[0], receiving=True)
+        transfer.live_line(transfer.started + 1, 80)
+        done[0] = 3 << 20
+        self.assertEqual(transfer.live_line(transfer.started + 2, 80),
+                         "  from 10.0.0.2  x.log  3.0 MiB  3.0 MiB/s")
+
+    def test_clients_are_named_in_a_sentence(self):
+        table = [(["a"], "a"), (["a", "b"], "a and b"), (["a", "b", "c"], "a, b and c"),
+                 (list("abcdef"), "a, b, c, d and 2 others")]
+        for hosts, text in table:
+            with self.subTest(hosts=hosts):
+                self.assertEqual(woof.people(hosts), text)
+
+
+@unittest.skipUnless(hasattr(os, "openpty"), "needs pseudo-terminals")
+class TerminalProgressTests(WoofTestCase):
+    """woof run as people run it, its stderr a terminal or a pipe, against clients
+    slowed down by curl --limit-rate."""
+
+    def serve(self, args, size=32 << 20, terminal=True, env=None, receiving=False):
+        """Run woof offering (or receiving) a file of `size` bytes; return (child,
+        file, terminal or None)."""
+        path = self.make_file("big.bin", os.urandom(size))
+        if receiving:
+            inbox = os.path.join(self.tmp, "inbox")
+            os.mkdir(inbox)
+            args = args + ["-U", inbox]
+        else:
+            args = args + [path]
+        screen = Terminal(self) if terminal else None
+        environ = dict(os.environ)
+        environ.pop("NO_COLOR", None)
+        environ.update(env or {})
+        child = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0"] + args,
+                            stderr=screen.slave if screen else subprocess.PIPE, env=environ)
+        if screen:
+            screen.started()
+        return child, path, screen
+
+    def curl(self, *args):
+        subprocess.run([require_tool("curl"), "-sS", "--fail"] + list(args), check=True,
+                       timeout=DEADLINE, stdout=subprocess.DEVNULL)
+
+    def download(self, args, terminal=True, env=None):
+        """One download at 10 MB/s; return (what woof wrote on stderr, seconds it ran)."""
+        started = time.monotonic()
+        child, _, screen = self.serve(args, terminal=terminal, env=env)
+        self.curl("--limit-rate", "10M", "-o", os.devnull, child.url)
+        status, stderr = child.finish()
+        self.assertEqual(status, 0, stderr)
+        return (screen.text() if screen else stderr), time.monotonic() - started
+
+    def upload(self, args, terminal=True, env=None):
+        """One PUT at 8 MB/s; return what woof wrote on stderr."""
+        child, path, screen = self.serve(args, 16 << 20, terminal, env, receiving=True)
+        self.curl("--limit-rate", "8M", "-T", path, child.url + "big.bin")
+        status, stderr = child.finish()
+        self.assertEqual(status, 0, stderr)
+        return screen.text() if screen else stderr
+
+    def test_a_terminal_shows_a_download_live_then_a_line_that_stays(self):
+        text, seconds = self.download([])
+        live = re.findall(r"  to 127\.0\.0\.1  big\.bin  [0-9.]+ [KMG]?i?B of 32\.0 MiB  "
+                          r"\d+%", text)
+        self.assertGreater(len(live), 1, text[-2000:])
+        redraws = len(ERASE_LIVE.findall(text))
+        self.assertGreater(redraws, 1)
+        self.assertLessEqual(redraws, seconds / woof.PROGRESS_INTERVAL + 10)
+        lines = [COLOUR.sub("", line) for line in permanent_lines(text)]
+        self.assertIn("127.0.0.1 is downloading big.bin (32.0 MiB)", lines[1])
+        self.assertRegex(lines[2], r'127\.0\.0\.1 "GET /big\.bin HTTP/1\.1" 200 32\.0 MiB in '
+                                   r'[0-9.]+ s \([0-9.]+ [KM]iB/s\) download 1 of 1 complete$')
+        self.assertRegex(lines[3], r"done: sent big\.bin \(32\.0 MiB\) to 127\.0\.0\.1 in ")
+        self.assertEqual(len(lines), 4, lines)
+        self.assertIn("\x1b[32mdownload 1 of 1 complete\x1b[0m", text)
+
+    def test_a_terminal_shows_an_upload_live_from_the_bytes_received(self):
+        text = self.upload([])
+        live = re.findall(r"  from 127\.0\.0\.1  big\.bin  [0-9.]+ [KMG]?i?B of 16\.0 MiB  "
+                          r"\d+%  [0-9.]+ [KM]iB/s  [0-9.]+ s left", text)
+        self.assertGreater(len(live), 1, text[-2000:])
+        lines = [COLOUR.sub("", line) for line in permanent_lines(text)]
+        self.assertIn("127.0.0.1 is sending big.bin (16.0 MiB)", lines[1])
+        self.assertRegex(lines[-1], r"done: received 1 file \(16\.0 MiB\) from 127\.0\.0\.1 in ")
+
+    def test_through_a_pipe_only_the_lines_that_stay_and_no_control_sequence(self):
+        for name, run in (("download", lambda: self.download([], terminal=False)[0]),
+                          ("upload", lambda: self.upload([], terminal=False))):
+            with self.subTest(name):
+                text = run()
+                self.assertNotIn("\x1b", text)
+                self.assertNotIn("\r", text)
+                lines = text.splitlines()
+                self.assertEqual(len(lines), 5 if name == "upload" else 4, lines)
+                self.assertRegex(lines[1], r"127\.0\.0\.1 is (downloading|sending) big\.bin")
+                self.assertRegex(lines[-1], r"done: (sent|received) ")
+
+    def test_no_color_keeps_the_live_lines_but_drops_colour(self):
+        text = self.upload([], env={"NO_COLOR": "1"})
+        self.assertIn("  from 127.0.0.1  big.bin  ", text)
+        self.assertTrue(ERASE_LIVE.search(text))
+        self.assertIsNone(COLOUR.search(text))
+        self.assertIn("upload 1 of 1 complete", text)
+
+    def test_quiet_leaves_the_terminal_empty(self):
+        text, _ = self.download(["-q"])
+        self.assertEqual(text, "")
+
+
+class TransferMessageTests(WoofTestCase):
+
+    def slow_client(self, run):
+        """A client that asks for the file and reads nothing until told; its socket."""
+        raw = socket.socket()
+        self.addCleanup(raw.close)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        raw.settimeout(DEADLINE)
+        raw.connect(("127.0.0.1", run.server.port))
+        raw.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % run.server.offer_path.encode())
+        return raw
+
+    def test_woof_says_which_transfers_still_run_once_the_count_is_reached(self):
+        data = os.urandom(32 << 20)
+        run = self.start(self.make_file("big.bin", data))
+        slow = self.slow_client(run)
+        wait_until(lambda: run.server.progress.running() == 1, message="the slow transfer")
+        response, body = self.request(run)
+        self.assertEqual(body, data)
+        wait_until(lambda: "still running" in self.log_text(), message="the message")
+        self.assertIn("1 of 1 downloads complete; 1 transfer still running; Ctrl-C stops it",
+                      self.log_text())
+        self.assertFalse(run.done())
+        received = 0
+        while True:
+            chunk = slow.recv(1 << 20)
+            if not chunk:
+                break
+            received += len(chunk)
+        run.wait()
+        self.assertGreater(received, len(data))
+        lines = self.log_text().splitlines()
+        self.assertEqual(len([line for line in lines if "still running" in line]), 1, lines)
+        self.assertRegex(lines[-1], r'"GET /big\.bin HTTP/1\.1" 200 32\.0 MiB in .* complete$')
+
+    @unittest.skipUnless(hasattr(os, "openpty"), "needs pseudo-terminals")
+    def test_a_hint_follows_when_nobody_connects(self):
+        screen = Terminal(self)
+        stream = open(screen.slave, "w", closefd=False)
+        self.addCleanup(stream.close)
+        log = woof.Log(stream=stream, environ={})
+        self.assertTrue(log.live)
+        server = woof.WoofServer(self.settings(), woof.FileOffer(self.make_file("f.txt")), log)
+        server.progress.hint_after = 0.2
+        run = ServerRun(server)
+        self.addCleanup(run.stop)
+        screen.reader.start()
+        wait_until(lambda: b"nobody has connected" in b"".join(screen.chunks), message="the hint")
+        text = b"".join(screen.chunks).decode()
+        self.assertIn("must be on the same network", text)
+        self.assertIn("port %d" % server.port, text)
 
 
 # ---------------------------------------------------------------------------

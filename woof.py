@@ -2836,6 +2836,7 @@ class Progress:
         self.started = time.monotonic()
         self.first_contact = None  # when the first client connected
         self.hint = None
+        self.hint_after = NO_CONTACT_HINT_SECONDS
 
     def contacted(self):
         """Note that a client connected."""
@@ -2862,7 +2863,7 @@ class Progress:
 
     def start(self, hint=None):
         """Start drawing, on a terminal only; `hint` is said once if nobody
-        has connected NO_CONTACT_HINT_SECONDS after the start."""
+        has connected `hint_after` seconds after the start."""
         if not self.log.live or self.ticker is not None:
             return
         self.hint = hint
@@ -2881,7 +2882,7 @@ class Progress:
         while not self.stopped.wait(PROGRESS_INTERVAL):
             now = time.monotonic()
             if self.hint and self.first_contact is None \
-                    and now - self.started >= NO_CONTACT_HINT_SECONDS:
+                    and now - self.started >= self.hint_after:
                 self.log.info(self.hint)
                 self.hint = None
             self.draw(now)
