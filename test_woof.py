@@ -170,6 +170,19 @@ class WoofTestCase(unittest.TestCase):
     def log_text(self):
         return self.log_stream.getvalue()
 
+    def slow_client(self, run):
+        """A socket that asked for the offer (and to close after it) and reads
+        nothing until the test does: its small receive buffer keeps the transfer
+        in flight."""
+        raw = socket.socket()
+        self.addCleanup(raw.close)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        raw.settimeout(DEADLINE)
+        raw.connect(("127.0.0.1", run.server.port))
+        raw.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                    % run.server.offer_path.encode())
+        return raw
+
 
 # ---------------------------------------------------------------------------
 # Pure helpers
@@ -1850,6 +1863,13 @@ class SavingTest(unittest.TestCase):
         self.assertEqual(os.listdir(outside), [])
 
 
+def saved_line(name, size, data):
+    """The line woof answers for a file it saved: name, size and SHA-256 (checked
+    against hashlib's)."""
+    return ("saved %s (%s, SHA-256 %s)\n" % (name, size, hashlib.sha256(data).hexdigest())
+            ).encode("utf-8")
+
+
 class UploadTestCase(WoofTestCase):
     """Starts woof receiving into self.inbox."""
 
@@ -1924,14 +1944,17 @@ class UploadServerTest(UploadTestCase):
         parts = [("name=\"note\"", b"ignored")] + [file_part(n, d) for n, d in files.items()]
         response, data = self.post_form(run, parts)
         self.assert_response(response, data, 200, {"Content-Type": "text/plain; charset=utf-8"})
-        self.assertEqual(data.decode("utf-8").splitlines(),
-                         ["saved \u00e9t\u00e9 \u65e5\u672c.txt (15 B)", "saved big.bin (3.0 MiB)",
-                          "saved empty.txt (0 B)"])
+        names = list(files)
+        self.assertEqual(data, saved_line(names[0], "15 B", files[names[0]])
+                         + saved_line("big.bin", "3.0 MiB", files["big.bin"])
+                         + saved_line("empty.txt", "0 B", b""))
         self.assertEqual(self.inbox_files(), files)
         self.assertFalse(run.done())
-        self.assertIn("saved big.bin (3.0 MiB in", self.log_text())
+        self.assertRegex(self.log_text(), r"127\.0\.0\.1 saved big\.bin \(3\.0 MiB in [0-9.]+ s, .*/s"
+                                          r", SHA-256 %s\)" % hashlib.sha256(files["big.bin"]).hexdigest())
         response, data = self.request(run, "PUT", "/last.txt", body=b"last")
-        self.assert_response(response, data, 201, {"Location": "/last.txt"}, b"saved last.txt (4 B)\n")
+        self.assert_response(response, data, 201, {"Location": "/last.txt"},
+                             saved_line("last.txt", "4 B", b"last"))
         run.wait()
         self.assertIn("upload 2 of 2 complete", self.log_text())
 
@@ -1954,22 +1977,23 @@ class UploadServerTest(UploadTestCase):
             with self.subTest(name=raw_name[:20]):
                 response, data = self.post_form(run, [file_part(raw_name, saved.encode())])
                 self.assert_response(response, data, 200)
-                self.assertEqual(data.decode("utf-8").rsplit(" (", 1)[0], "saved " + saved)
+                self.assertEqual(data, saved_line(saved, "%d B" % len(saved.encode()), saved.encode()))
         self.assertEqual(self.inbox_files(), {saved: saved.encode() for _, saved in table})
         self.assertEqual(os.listdir(self.tmp), ["inbox"])
         response, data = self.request(run, "PUT", "/%2e%2e/%2e%2e/escape.txt", body=b"put")
-        self.assert_response(response, data, 201, body=b"saved escape.txt (3 B)\n")
+        self.assert_response(response, data, 201, body=saved_line("escape.txt", "3 B", b"put"))
         self.assertEqual(os.listdir(self.tmp), ["inbox"])
 
     def test_same_names_are_numbered_and_nothing_is_overwritten(self):
         self.make_file("a.txt", b"old", self.inbox)
         run = self.receive(count=3)
         response, data = self.post_form(run, [file_part("a.txt", b"one"), file_part("a.txt", b"two")])
-        self.assert_response(response, data, 200, body=b"saved a (1).txt (3 B)\nsaved a (2).txt (3 B)\n")
+        self.assert_response(response, data, 200, body=saved_line("a (1).txt", "3 B", b"one")
+                             + saved_line("a (2).txt", "3 B", b"two"))
         response, data = self.request(run, "PUT", "/a.txt", body=b"three")
         self.assert_response(response, data, 201, {"Location": "/a%20%283%29.txt"})
         response, data = self.request(run, "PUT", "/", body=b"unnamed")
-        self.assert_response(response, data, 201, body=b"saved upload (7 B)\n")
+        self.assert_response(response, data, 201, body=saved_line("upload", "7 B", b"unnamed"))
         self.assertEqual(self.inbox_files(), {"a.txt": b"old", "a (1).txt": b"one", "a (2).txt": b"two",
                                               "a (3).txt": b"three", "upload": b"unnamed"})
 
@@ -1994,7 +2018,7 @@ class UploadServerTest(UploadTestCase):
         os.symlink(outside, os.path.join(self.inbox, "photos"))
         run = self.receive()
         response, data = self.post_form(run, [file_part("photos/a.jpg", b"a")])
-        self.assert_response(response, data, 200, body=b"saved photos (1)/a.jpg (1 B)\n")
+        self.assert_response(response, data, 200, body=saved_line("photos (1)/a.jpg", "1 B", b"a"))
         self.assertEqual(os.listdir(outside), [])
 
     def test_an_interrupted_upload_leaves_nothing_and_is_not_counted(self):
@@ -2066,7 +2090,8 @@ class UploadServerTest(UploadTestCase):
         connection = self.connect(run)
         connection.request("PUT", "/chunked.bin", body=pieces, encode_chunked=True)
         response = connection.getresponse()
-        self.assert_response(response, response.read(), 201, body=b"saved chunked.bin (3.0 MiB)\n")
+        self.assert_response(response, response.read(), 201,
+                             body=saved_line("chunked.bin", "3.0 MiB", data))
         run.wait()
         self.assertEqual(self.inbox_files(), {"chunked.bin": data})
 
@@ -3157,20 +3182,22 @@ class UploadCommandLineTest(UploadTestCase):
         child = WoofProcess(self, ["-U", self.inbox, "-c", "4", "-i", "127.0.0.1",
                                    "-p", "0"])
         self.assertEqual(child.url, "http://127.0.0.1:%d/" % child.port)
-        photo = self.make_file("ph\u00f6to.jpg", os.urandom(2 << 20))
+        photo_data = os.urandom(2 << 20)
+        photo = self.make_file("ph\u00f6to.jpg", photo_data)
         other = self.make_file("other.txt", b"other")
         def curl_output(*args, **kwargs):
             return subprocess.check_output([curl, "-sS", "--fail"] + list(args), **kwargs)
         self.assertEqual(curl_output("-F", "file=@" + photo, "-F", "x=@" + other, child.url),
-                         "saved ph\u00f6to.jpg (2.0 MiB)\nsaved other.txt (5 B)\n".encode("utf-8"))
+                         saved_line("ph\u00f6to.jpg", "2.0 MiB", photo_data)
+                         + saved_line("other.txt", "5 B", b"other"))
         self.assertEqual(curl_output("-F", "upfile=@" + other, child.url),
-                         b"saved other (1).txt (5 B)\n")
+                         saved_line("other (1).txt", "5 B", b"other"))
         answer = curl_output("-i", "-T", photo, child.url).decode("utf-8")
         self.assertIn("HTTP/1.1 201 Created", answer)
         self.assertIn("Location: /ph%C3%B6to%20%281%29.jpg", answer)
         with open(photo, "rb") as source:
             self.assertEqual(curl_output("-T", "-", child.url + "piped.bin", stdin=source),
-                             b"saved piped.bin (2.0 MiB)\n")
+                             saved_line("piped.bin", "2.0 MiB", photo_data))
         self.assertEqual(child.wait(), 0)
         with open(photo, "rb") as source:
             data = source.read()
@@ -3726,16 +3753,6 @@ class TerminalProgressTests(WoofTestCase):
 
 class TransferMessageTests(WoofTestCase):
 
-    def slow_client(self, run):
-        """A client that asks for the file and reads nothing until told; its socket."""
-        raw = socket.socket()
-        self.addCleanup(raw.close)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
-        raw.settimeout(DEADLINE)
-        raw.connect(("127.0.0.1", run.server.port))
-        raw.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % run.server.offer_path.encode())
-        return raw
-
     def test_woof_says_which_transfers_still_run_once_the_count_is_reached(self):
         data = os.urandom(32 << 20)
         run = self.start(self.make_file("big.bin", data))
@@ -3775,6 +3792,95 @@ class TransferMessageTests(WoofTestCase):
         text = b"".join(screen.chunks).decode()
         self.assertIn("must be on the same network", text)
         self.assertIn("port %d" % server.port, text)
+
+
+# ---------------------------------------------------------------------------
+# Checksums, end to end
+# ---------------------------------------------------------------------------
+
+class ChecksumTests(WoofTestCase):
+
+    def checksum(self, run):
+        """Compute the offer's SHA-256 as main() does; return what was printed on stdout."""
+        out = io.StringIO()
+        thread = woof.checksum_in_background(run.server, run.server.log, out)
+        thread.join(DEADLINE)
+        return out.getvalue()
+
+    def test_the_offered_file_gets_a_line_for_sha256sum_c_after_the_url(self):
+        sha256sum = require_tool("sha256sum")
+        curl = require_tool("curl")
+        data = os.urandom(3 << 20)
+        path = self.make_file("r\u00e9sum\u00e9 2024.pdf", data)
+        child = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", path])
+        line = child.lines.get(timeout=DEADLINE)
+        self.assertEqual(line, "%s  r\u00e9sum\u00e9 2024.pdf\n" % hashlib.sha256(data).hexdigest())
+        folder = os.path.join(self.tmp, "other side")
+        os.mkdir(folder)
+        subprocess.run([curl, "-sS", "-o", "r\u00e9sum\u00e9 2024.pdf", child.url], cwd=folder,
+                       check=True, timeout=DEADLINE)
+        check = subprocess.run([sha256sum, "-c"], cwd=folder, input=line.encode("utf-8"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertEqual(check.stdout.decode("utf-8"), "r\u00e9sum\u00e9 2024.pdf: OK\n")
+        status, stderr = child.finish()
+        self.assertEqual(status, 0, stderr)
+        self.assertIn("SHA-256 of r\u00e9sum\u00e9 2024.pdf, for sha256sum -c", stderr)
+
+    def test_a_name_with_a_backslash_is_escaped_as_sha256sum_reads_it(self):
+        sha256sum = require_tool("sha256sum")
+        name = "back\\slash.txt"
+        data = b"escaped"
+        if os.name == "nt":
+            self.skipTest("no backslash in Windows file names")
+        self.make_file(name, data)
+        line = woof.checksum_line(hashlib.sha256(data).hexdigest(), name)
+        self.assertTrue(line.startswith("\\"))
+        check = subprocess.run([sha256sum, "-c"], cwd=self.tmp, input=line.encode() + b"\n",
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+    def test_responses_carry_repr_digest_once_it_is_known(self):
+        data = os.urandom(200000)
+        run = self.start(self.make_file("d.bin", data), count=2)
+        response, body = self.request(run, "HEAD")
+        self.assert_response(response, body, 200, {"Repr-Digest": None})
+        printed = self.checksum(run)
+        self.assertEqual(printed, "%s  d.bin\n" % hashlib.sha256(data).hexdigest())
+        field = "sha-256=:%s:" % base64.b64encode(hashlib.sha256(data).digest()).decode()
+        response, body = self.request(run, "HEAD")
+        self.assert_response(response, body, 200, {"Repr-Digest": field})
+        response, body = self.request(run, headers={"Range": "bytes=10-19"})
+        self.assert_response(response, body, 206, {"Repr-Digest": field}, data[10:20])
+        response, body = self.request(run)
+        self.assert_response(response, body, 200, {"Repr-Digest": field}, data)
+
+    def test_a_file_changed_since_gets_no_digest(self):
+        path = self.make_file("c.txt", b"before")
+        run = self.start(path, count=2)
+        self.assertTrue(self.checksum(run))
+        with open(path, "r+b") as handle:
+            handle.write(b"AFTER!")
+        os.utime(path, (1, 1))
+        response, body = self.request(run)
+        self.assert_response(response, body, 200, {"Repr-Digest": None}, b"AFTER!")
+
+    def test_computing_waits_while_a_transfer_runs(self):
+        data = os.urandom(32 << 20)
+        for count, printed in ((1, False), (2, True)):
+            with self.subTest(count=count):
+                self.log_stream = io.StringIO()
+                run = self.start(self.make_file("w%d.bin" % count, data), count=count)
+                slow = self.slow_client(run)
+                wait_until(lambda: run.server.progress.running() == 1, message="the transfer")
+                out = io.StringIO()
+                thread = woof.checksum_in_background(run.server, run.server.log, out)
+                while slow.recv(1 << 20):
+                    pass
+                thread.join(DEADLINE)
+                self.assertFalse(thread.is_alive())
+                self.assertEqual(bool(out.getvalue()), printed, out.getvalue())
+                self.assertEqual(run.server.offer.digest is not None, printed)
 
 
 # ---------------------------------------------------------------------------

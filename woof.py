@@ -240,6 +240,7 @@ DEFAULT_COUNT = 1
 DEFAULT_TIMEOUT = 60.0
 MAX_TIMEOUT = 86400
 COPY_BUFFER_SIZE = 1 << 20
+DIGEST_BUFFER_SIZE = 256 << 10   # the offered file's SHA-256 is read this much at a time
 SENDFILE_SLICE = 64 << 20
 SMALL_WRITE_LIMIT = 64 << 10
 MAX_RANGES = 16
@@ -1162,16 +1163,27 @@ def open_listed_file(path, identity, extra_flags=0):
         raise
 
 
+def file_etag(status):
+    """A strong ETag for a file as os.stat found it: inode, size and modification time."""
+    mtime_ns = getattr(status, "st_mtime_ns", int(status.st_mtime * 1e9))
+    return '"%x-%x-%x"' % (status.st_ino, status.st_size, mtime_ns)
+
+
 class FileBody:
-    """One open, regular file, as it is at the time of the request."""
+    """One open, regular file, as it is at the time of the request.
+
+    `digest` is its SHA-256 when woof has computed it for this very file
+    (same ETag), or None.
+    """
+
+    digest = None
 
     def __init__(self, fileobj):
         self.file = fileobj
         status = os.fstat(fileobj.fileno())
         self.size = status.st_size
         self.mtime = status.st_mtime
-        mtime_ns = getattr(status, "st_mtime_ns", int(status.st_mtime * 1e9))
-        self.etag = '"%x-%x-%x"' % (status.st_ino, status.st_size, mtime_ns)
+        self.etag = file_etag(status)
 
     def write(self, sink, start, stop):
         sink.sendfile(self.file, start, stop - start)
@@ -1194,13 +1206,46 @@ class FileOffer:
         check_readable_file(path)
         status = os.stat(path)
         self.identity = (status.st_dev, status.st_ino)
+        self.digest = None  # (ETag, SHA-256) once compute_digest() has read the file
 
     def open(self, sending_body=True):
         try:
             fileobj, _ = open_listed_file(self.path, self.identity)
         except FileChanged as error:
             raise Unavailable(HTTPStatus.GONE, "the offered file is gone: %s" % error)
-        return FileBody(fileobj)
+        body = FileBody(fileobj)
+        known = self.digest
+        if known is not None and known[0] == body.etag:
+            body.digest = known[1]
+        return body
+
+    def compute_digest(self, may_go_on=lambda: True):
+        """Read the file once and keep its SHA-256 for the bodies of the very
+        same file (same ETag); return it in hex, or None when the file changed
+        meanwhile or may_go_on() said to stop.
+
+        may_go_on() is asked before each read, and may wait: woof pauses
+        while a transfer runs, so that computing never slows one down.
+        """
+        try:
+            fileobj, status = open_listed_file(self.path, self.identity)
+        except FileChanged:
+            return None
+        view = memoryview(bytearray(DIGEST_BUFFER_SIZE))
+        digest = hashlib.sha256()
+        with fileobj:
+            while True:
+                if not may_go_on():
+                    return None
+                got = fileobj.readinto(view)
+                if not got:
+                    break
+                digest.update(view[:got])
+            etag = file_etag(status)
+            if file_etag(os.fstat(fileobj.fileno())) != etag:
+                return None
+        self.digest = (etag, digest.digest())
+        return digest.hexdigest()
 
 
 def check_readable_file(path):
@@ -2588,6 +2633,7 @@ class SavedFile(NamedTuple):
     name: str
     size: int
     seconds: float
+    sha256: str = ""  # in hex
 
 
 class UploadBatch:
@@ -2602,7 +2648,7 @@ class UploadBatch:
 
     def __init__(self, folder):
         self.folder = folder
-        self.received = []  # (temporary path, client's name, size, seconds)
+        self.received = []  # (temporary path, client's name, size, seconds, SHA-256)
         self.temporaries = set()
         self.discarded = False
         self.lock = threading.Lock()
@@ -2628,12 +2674,14 @@ class UploadBatch:
             self.temporaries.add(path)
         started = time.monotonic()
         size = 0
+        digest = hashlib.sha256()
         try:
             with handle:
                 while True:
                     data = read()
                     if not data:
                         break
+                    digest.update(data)
                     try:
                         write_fully(handle, data)
                     except OSError as error:
@@ -2645,7 +2693,8 @@ class UploadBatch:
         if size == 0 and not client_name:
             self.forget(path)
             return None
-        self.received.append((path, client_name, size, time.monotonic() - started))
+        self.received.append((path, client_name, size, time.monotonic() - started,
+                              digest.hexdigest()))
         return size
 
     def forget(self, path):
@@ -2675,7 +2724,7 @@ class UploadBatch:
         folders = {}
         next_numbers = {}
         saved = []
-        for path, client_name, size, seconds in self.received:
+        for path, client_name, size, seconds, sha256 in self.received:
             parts = upload_path(client_name)
             parent, shown = self.folder, []
             for depth in range(len(parts) - 1):
@@ -2689,7 +2738,7 @@ class UploadBatch:
             created.append((os.path.join(parent, final), False))
             with self.lock:
                 self.temporaries.discard(path)
-            saved.append(SavedFile("/".join(shown + [final]), size, seconds))
+            saved.append(SavedFile("/".join(shown + [final]), size, seconds, sha256))
         return saved
 
     def discard(self):
@@ -4149,6 +4198,9 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.send_header("ETag", body.etag)
         if body.mtime is not None:
             self.send_header("Last-Modified", http_date(body.mtime))
+        digest = getattr(body, "digest", None)
+        if digest is not None:
+            self.send_header("Repr-Digest", repr_digest(digest))
 
     def send_length(self, body, span, status):
         if body.size is None:
@@ -4241,6 +4293,12 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+
+def repr_digest(sha256):
+    """The Repr-Digest field of a representation with this SHA-256 (RFC 9530,
+    3): a dictionary of structured fields whose value is a byte sequence."""
+    return "sha-256=:%s:" % base64.b64encode(sha256).decode("ascii")
 
 
 def downloading(name, span, size):
@@ -4450,8 +4508,9 @@ def upload_page(saved=None, finished=False):
 
 
 def saved_text(saved):
-    """The plain-text answer to an upload: one `saved NAME (SIZE)` line per file."""
-    return "".join("saved %s (%s)\n" % (item.name, format_size(item.size)) for item in saved)
+    """The plain-text answer to an upload: one `saved NAME (SIZE, SHA-256 HEX)` line per file."""
+    return "".join("saved %s (%s, SHA-256 %s)\n" % (item.name, format_size(item.size), item.sha256)
+                   for item in saved)
 
 
 def wants_html(headers):
@@ -4650,9 +4709,10 @@ class UploadHandler(WoofHandler):
     def answer_saved(self, saved, counted):
         who = client_host(self.client_address)
         for item in saved:
-            self.server.log.info("%s saved %s (%s in %.1f s, %s)"
+            self.server.log.info("%s saved %s (%s in %s, %s, SHA-256 %s)"
                                  % (who, printable_name(item.name), format_size(item.size),
-                                    item.seconds, format_rate(item.size, item.seconds)))
+                                    format_elapsed(item.seconds),
+                                    format_rate(item.size, item.seconds), item.sha256))
         files = "%d files" % len(saved) if len(saved) > 1 else "1 file"
         self.note = "%s, %s" % (files, format_size(sum(item.size for item in saved)))
         if counted:
@@ -4892,6 +4952,13 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         with self.lock:
             self.in_flight -= 1
             self.lock.notify_all()
+
+    def wait_until_idle(self):
+        """Wait while responses are in flight; return False once woof has finished."""
+        with self.lock:
+            while self.in_flight and not self.finished.is_set():
+                self.lock.wait(POLL_INTERVAL)
+            return not self.finished.is_set()
 
     def record_delivery(self, client_address, body, start, received, complete):
         """Record bytes a client received; return (n, count) if that made a download."""
@@ -5405,6 +5472,36 @@ def announce(server, offer, settings, log, out=None):
     log.info(waiting_line(offer, settings))
 
 
+def checksum_in_background(server, log, out=None):
+    """Compute the offered file's SHA-256 in a thread of its own; once done,
+    print it as a line for `sha256sum -c` and send it in later responses
+    (Repr-Digest).  Returns the thread, or None when the offer is no file."""
+    offer = server.offer
+    if not isinstance(offer, FileOffer):
+        return None
+
+    def compute():
+        hexdigest = offer.compute_digest(server.wait_until_idle)
+        if hexdigest is not None:
+            log.info("SHA-256 of %s, for sha256sum -c on the other side:"
+                     % printable_name(offer.name))
+            log.write(checksum_line(hexdigest, offer.name), out=out or sys.stdout)
+
+    thread = threading.Thread(target=compute, name="woof checksum")
+    thread.daemon = True
+    thread.start()
+    return thread
+
+
+def checksum_line(hexdigest, name):
+    """A line `sha256sum -c` reads: the digest, two spaces, the name.  A name
+    with a backslash is escaped as GNU coreutils does, behind a backslash."""
+    shown = printable_name(name)
+    if "\\" in shown:
+        return "\\%s  %s" % (hexdigest, shown.replace("\\", "\\\\"))
+    return "%s  %s" % (hexdigest, shown)
+
+
 def certificate_lines(tls, url, settings, receiving):
     """How the other side checks it reached this very woof over HTTPS."""
     command = "curl --pinnedpubkey '%s' -k" % tls.pin
@@ -5479,6 +5576,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
             log.warn("--password without HTTPS: anyone on the network can read the password "
                      "as it is sent; add --https")
         announce(server, offer, settings, log)
+        checksum_in_background(server, log)
         server.serve_until_done()
         return finish_status(server, log)
     except WoofError as error:
