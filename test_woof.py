@@ -1958,6 +1958,27 @@ class UploadServerTest(UploadTestCase):
         run.wait()
         self.assertIn("upload 2 of 2 complete", self.log_text())
 
+    def test_every_answer_says_how_many_uploads_woof_still_takes(self):
+        run = self.receive(count=2)
+        response, data = self.request(run, "GET", "/")
+        self.assert_response(response, data, 200, {"Woof-Uploads-Left": "2"})
+        self.assertIn('data-left="2"', data.decode("utf-8"))
+        self.assertIn("woof takes 2 more uploads", data.decode("utf-8"))
+        response, data = self.request(run, "PUT", "/one.txt", body=b"1")
+        self.assert_response(response, data, 201, {"Woof-Uploads-Left": "1"})
+        response, data = self.request(run, "GET", "/")
+        self.assertIn("woof takes one more upload", data.decode("utf-8"))
+        response, data = self.post_form(run, [file_part("b.txt", b"b"), file_part("a.txt", b"a")],
+                                         {"Accept": "text/html"})
+        self.assert_response(response, data, 200, {"Woof-Uploads-Left": "0"})
+        page = data.decode("utf-8")
+        self.assertLess(page.index("a.txt"), page.index("b.txt"))
+        run.wait()
+        unlimited = self.receive(count=0)
+        response, data = self.request(unlimited, "GET", "/")
+        self.assert_response(response, data, 200, {"Woof-Uploads-Left": None})
+        self.assertIn('data-left=""', data.decode("utf-8"))
+
     def test_browsers_get_a_page_naming_what_was_saved(self):
         run = self.receive()
         response, data = self.post_form(run, [file_part("<b>&.txt", b"x")],
@@ -3887,8 +3908,10 @@ class ChecksumTests(WoofTestCase):
 # A real browser
 # ---------------------------------------------------------------------------
 
-# Run by WOOF_BROWSER_PYTHON (a Python with Playwright): uploads two files
-# with the page's script, one without JavaScript, then downloads one file.
+# Run by WOOF_BROWSER_PYTHON (a Python with Playwright), against woof -U -c 3:
+# uploads two files with the page's script, one from a page without
+# JavaScript, then the last upload from the first page, which must then say
+# that woof has finished; then downloads one file.
 BROWSER_SCRIPT = r"""
 import json, re, sys
 from playwright.sync_api import sync_playwright
@@ -3896,23 +3919,40 @@ upload_url, download_url, first, second, third = sys.argv[1:6]
 flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 result = {}
+def saved_list(page):
+    return page.eval_on_selector_all("#list li", "items => items.map(i => i.textContent)")
 with sync_playwright() as playwright:
     browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
     try:
         page = browser.new_page()
         page.goto(upload_url)
-        page.set_input_files("#files", [first, second])
+        result["left_before"] = page.text_content("#left")
+        result["hint"] = page.text_content("#hint")
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                    has_touch=True).new_page()
+        phone.goto(upload_url)
+        result["phone_hint"] = phone.text_content("#hint")
+        result["labels"] = page.eval_on_selector_all("label", "ls => ls.map(l => l.textContent)")
+        page.set_input_files("#files", [second, first])
+        result["chosen"] = page.text_content("#files-chosen")
         page.click("#send")
         # A locator waits without eval(), which the page's CSP forbids.
         page.locator("#status", has_text=re.compile("^(Saved|Not saved)")).wait_for()
         result["status"] = page.text_content("#status")
-        result["progress"] = page.eval_on_selector_all("progress", "bars => bars.map(b => b.value / b.max)")
+        result["saved"] = saved_list(page)
+        result["left_after_one"] = page.text_content("#left")
         plain = browser.new_context(java_script_enabled=False).new_page()
         plain.goto(upload_url)
         plain.set_input_files("#files", [third])
         with plain.expect_navigation():
             plain.click("#send")
         result["plain"] = plain.text_content("body")
+        page.set_input_files("#files", [third])
+        page.click("#send")
+        page.locator("#left", has_text="finished").wait_for()
+        result["status_last"] = page.text_content("#status")
+        result["left_last"] = page.text_content("#left")
+        result["disabled"] = [page.is_disabled(selector) for selector in ("#send", "#files", "#folder")]
         downloads = browser.new_context(accept_downloads=True).new_page()
         downloads.set_content('<a id="get" href="%s">get</a>' % download_url)
         with downloads.expect_download() as waiting:
@@ -3942,13 +3982,13 @@ class BrowserTest(UploadTestCase):
             raise unittest.SkipTest(missing)
         return python
 
-    def test_chromium_uploads_with_and_without_javascript_and_downloads(self):
+    def test_chromium_uploads_until_the_page_says_woof_has_finished_and_downloads(self):
         python = self.browser_python()
         first = self.make_file("f\u00fcrst \u65e5.txt", os.urandom(300000))
         second = self.make_file("second.bin", os.urandom(70000))
         third = self.make_file("third.txt", b"sent without javascript")
         offered = self.make_file("\u00dcn\u00efc\u00f8d\u00e9 \u65e5\u672c.txt", b"downloaded\n")
-        receiver = WoofProcess(self, ["-U", self.inbox, "-c", "2", "-i", "127.0.0.1",
+        receiver = WoofProcess(self, ["-U", self.inbox, "-c", "3", "-i", "127.0.0.1",
                                       "-p", "0"])
         sender = WoofProcess(self, ["-c", "1", "-i", "127.0.0.1", "-p", "0", offered])
         output = subprocess.run([python, "-c", BROWSER_SCRIPT, receiver.url, sender.url,
@@ -3956,15 +3996,27 @@ class BrowserTest(UploadTestCase):
                                 stderr=subprocess.PIPE, timeout=120, universal_newlines=True)
         self.assertEqual(output.returncode, 0, output.stderr[-3000:])
         result = json.loads(output.stdout.strip().splitlines()[-1])
-        self.assertEqual(result["status"].splitlines(),
-                         ["Saved:", "f\u00fcrst \u65e5.txt (293.0 KiB)", "second.bin (68.4 KiB)"])
-        self.assertEqual(result["progress"], [1, 1])
+        self.assertEqual(result["labels"], ["Choose files", "Choose a folder"])
+        self.assertEqual(result["hint"], "Choose files, or a folder, or drop them here.")
+        self.assertEqual(result["phone_hint"], "Choose files, or a folder, to send.")
+        self.assertEqual(result["left_before"], "woof takes 3 more uploads; each Send is one.")
+        self.assertEqual(result["chosen"], "2 files")
+        self.assertEqual(result["status"], "Saved 2 files:")
+        self.assertEqual(result["saved"], ["f\u00fcrst \u65e5.txt (293.0 KiB)",
+                                           "second.bin (68.4 KiB)"])
+        self.assertEqual(result["left_after_one"], "woof takes 2 more uploads; each Send is one.")
         self.assertIn("third.txt (23 B)", result["plain"])
+        self.assertIn("woof takes one more upload", result["plain"])
+        self.assertEqual(result["status_last"], "Saved 1 file:")
+        self.assertEqual(result["left_last"], "woof has finished receiving: nothing more can be "
+                                              "sent. You can close this page.")
+        self.assertEqual(result["disabled"], [True, True, True])
         self.assertEqual(receiver.wait(), 0)
         expected = {}
         for path in (first, second, third):
             with open(path, "rb") as handle:
                 expected[os.path.basename(path)] = handle.read()
+        expected["third (1).txt"] = expected["third.txt"]
         self.assertEqual(self.inbox_files(), expected)
         self.assertEqual(result["download_name"], os.path.basename(offered))
         self.assertEqual(bytes.fromhex(result["download_hex"]), b"downloaded\n")

@@ -4346,44 +4346,62 @@ UPLOAD_PAGE_HEAD = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Send files with woof</title>
 <style>
-:root{color-scheme:light dark;--fg:#1d1d1f;--bg:#fbfbfd;--soft:#5f6368;--line:#c4c7cc;--accent:#0a5cc2}
-@media (prefers-color-scheme:dark){:root{--fg:#ececf0;--bg:#17181b;--soft:#a8acb3;--line:#4a4d55;--accent:#7fb2ff}}
+:root{color-scheme:light dark;--fg:#1d1d1f;--bg:#fbfbfd;--soft:#5f6368;--line:#c4c7cc;--accent:#0a5cc2;
+--pale:#e8eef8}
+@media (prefers-color-scheme:dark){:root{--fg:#ececf0;--bg:#17181b;--soft:#a8acb3;--line:#4a4d55;
+--accent:#7fb2ff;--pale:#262b35}}
 body{font:1rem/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);
 max-width:38rem;margin:0 auto;padding:1rem}
 h1{font-size:1.5rem;margin:.5rem 0 1rem}
 *{box-sizing:border-box}
-fieldset{border:2px dashed var(--line);border-radius:.8rem;padding:1rem;display:grid;gap:.6rem;
+fieldset{border:2px dashed var(--line);border-radius:.8rem;padding:1rem;display:grid;gap:.8rem;
 margin:0;min-width:0}
 fieldset.over{border-color:var(--accent)}
-label{font-weight:600}
+fieldset:disabled{opacity:.6}
+legend{padding:0 .3rem}
+.pick{display:grid;gap:.3rem}
+label{font-weight:600;order:-1}
 input{max-width:100%;font:inherit}
-button{font:inherit;font-weight:600;padding:.7rem 1.6rem;border:0;border-radius:.6rem;
-background:var(--accent);color:var(--bg);justify-self:start}
-button:disabled{opacity:.5}
+button,.js .pick label{font:inherit;font-weight:600;padding:.7rem 1.2rem;border-radius:.6rem;
+justify-self:start;cursor:pointer;min-height:2.75rem}
+button{border:0;background:var(--accent);color:var(--bg);padding:.7rem 1.6rem}
+button:disabled{opacity:.5;cursor:default}
+.js .pick{grid-template-columns:auto 1fr;align-items:center;gap:.8rem}
+.js .pick label{border:2px solid var(--accent);color:var(--accent);background:var(--pale)}
+.js .native{position:absolute;width:1px;height:1px;opacity:0;overflow:hidden}
+.js .native:focus-visible+label{outline:3px solid var(--accent);outline-offset:2px}
+.chosen{color:var(--soft);overflow-wrap:anywhere}
 ul{list-style:none;padding:0}
 li{margin:.6rem 0;overflow-wrap:anywhere}
 progress{display:block;width:100%;height:.7rem;accent-color:var(--accent)}
 small,.hint{color:var(--soft)}
 #status{white-space:pre-line;font-weight:600}
+#left.over{color:var(--fg);font-weight:600}
 </style></head><body>
 <h1>Send files</h1>
 """
 
-UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
-<fieldset id="drop"><legend class="hint" id="hint">Choose files to send.</legend>
-<label for="files">Files</label><input id="files" type="file" name="file" multiple>
-<label for="folder">Or a whole folder</label>
-<input id="folder" type="file" name="file" webkitdirectory multiple>
+UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data" data-left="%(left)s">
+<fieldset id="drop"><legend class="hint" id="hint">Choose files, or a folder, to send.</legend>
+<div class="pick"><input id="files" class="native" type="file" name="file" multiple>
+<label for="files">Choose files</label><span class="chosen" id="files-chosen"></span></div>
+<div class="pick"><input id="folder" class="native" type="file" name="file" webkitdirectory multiple>
+<label for="folder">Choose a folder</label><span class="chosen" id="folder-chosen"></span></div>
 <button id="send">Send</button>
 </fieldset></form>
+<p class="hint" id="left">%(left_text)s</p>
 <p id="status" role="status" aria-live="polite"></p>
 <ul id="list"></ul>
 <script>
 (function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
-  var form = $("form"), drop = $("drop"), list = $("list"), status = $("status"), button = $("send");
-  $("hint").textContent = "Choose files, or drop files and folders here.";
+  var form = $("form"), drop = $("drop"), list = $("list"), status = $("status"),
+      button = $("send"), inputs = [$("files"), $("folder")];
+  var canDrop = window.matchMedia && matchMedia("(hover: hover) and (pointer: fine)").matches;
+  document.documentElement.className = "js";
+  if (canDrop) $("hint").textContent = "Choose files, or a folder, or drop them here.";
+  if (!("webkitdirectory" in $("folder"))) $("folder").parentNode.hidden = true;
   function size(n) {
     var units = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
     while (n >= 1024 && i < 4) { n /= 1024; i++; }
@@ -4391,12 +4409,35 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
   }
   function duration(s) {
     if (!isFinite(s)) return "\\u2026";
-    return s < 60 ? Math.ceil(s) + " s" : Math.floor(s / 60) + " min " + Math.ceil(s % 60) + " s";
+    return s < 60 ? Math.ceil(s) + " s" : Math.floor(s / 60) + " min " + Math.ceil(s %% 60) + " s";
+  }
+  function byName(a, b) { return a.name.localeCompare(b.name, undefined, {numeric: true}); }
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+  function chosen() {
+    inputs.forEach(function (input) {
+      var files = input.files, note = $(input.id + "-chosen");
+      if (!files.length) { note.textContent = ""; return; }
+      var folder = files[0].webkitRelativePath && files[0].webkitRelativePath.split("/")[0];
+      note.textContent = folder ? folder + " (" + plural(files.length, "file") + ")"
+        : files.length === 1 ? files[0].name : plural(files.length, "file");
+    });
+  }
+  function showLeft(left) {
+    if (left === null) return;
+    if (left <= 0) {
+      $("left").textContent = "woof has finished receiving: nothing more can be sent. "
+        + "You can close this page.";
+      $("left").className = "over";
+      drop.disabled = true;
+      return;
+    }
+    $("left").textContent = left === 1 ? "woof takes one more upload: choose everything, "
+      + "then Send." : "woof takes " + left + " more uploads; each Send is one.";
   }
   function walk(entry, path, out) {
     return new Promise(function (done) {
       if (entry.isFile) {
-        entry.file(function (f) { out.push([f, path + f.name]); done(); }, done);
+        entry.file(function (f) { out.push({file: f, name: path + f.name}); done(); }, done);
         return;
       }
       var reader = entry.createReader(), children = [];
@@ -4410,17 +4451,34 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
       })();
     });
   }
+  function saved(text) {
+    var items = [];
+    text.split("\\n").forEach(function (line) {
+      var match = /^saved (.*) \\(([^,()]*), SHA-256 [0-9a-f]{64}\\)$/.exec(line);
+      if (match) items.push({name: match[1], size: match[2]});
+    });
+    items.sort(byName);
+    list.textContent = "";
+    items.forEach(function (item) {
+      var row = document.createElement("li"), note = document.createElement("small");
+      note.textContent = " (" + item.size + ")";
+      row.append(item.name, note);
+      list.append(row);
+    });
+    return items.length;
+  }
   function send(files) {
     if (!files.length) { status.textContent = "Choose a file first."; return; }
     var data = new FormData(), rows = [], total = 0, started = Date.now();
+    files.sort(byName);
     list.textContent = "";
     files.forEach(function (pair) {
-      var file = pair[0], item = document.createElement("li"),
+      var file = pair.file, item = document.createElement("li"),
           bar = document.createElement("progress"), note = document.createElement("small");
-      data.append("file", file, pair[1]);
+      data.append("file", file, pair.name);
       bar.max = file.size || 1; bar.value = 0;
-      bar.setAttribute("aria-label", pair[1]);
-      item.append(pair[1] + " (" + size(file.size) + ") ", note, bar);
+      bar.setAttribute("aria-label", pair.name);
+      item.append(pair.name + " (" + size(file.size) + ") ", note, bar);
       list.append(item);
       rows.push({start: total, size: file.size, bar: bar, note: note});
       total += file.size;
@@ -4442,28 +4500,39 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
       });
     };
     request.onload = function () {
-      var ok = request.status >= 200 && request.status < 300;
-      status.textContent = (ok ? "Saved:\\n" : "Not saved (" + request.status + "): ")
-        + request.responseText.replace(/^saved /gm, "");
-      button.disabled = false;
-      if (ok) form.reset();
+      var ok = request.status >= 200 && request.status < 300,
+          left = request.getResponseHeader("Woof-Uploads-Left");
+      drop.disabled = false;
+      if (ok) {
+        var count = saved(request.responseText);
+        status.textContent = "Saved " + plural(count, "file") + ":";
+        form.reset();
+        chosen();
+      } else {
+        status.textContent = "Not saved (" + request.status + "): " + request.responseText;
+      }
+      showLeft(left === null ? null : parseInt(left, 10));
     };
     request.onerror = request.onabort = function () {
       status.textContent = "Not saved: woof could not be reached.";
-      button.disabled = false;
+      drop.disabled = false;
     };
-    button.disabled = true;
-    status.textContent = "Sending " + files.length + " file" + (files.length > 1 ? "s" : "") + "\\u2026";
+    drop.disabled = true;
+    status.textContent = "Sending " + plural(files.length, "file") + "\\u2026";
     request.send(data);
   }
+  inputs.forEach(function (input) { input.addEventListener("change", chosen); });
   form.addEventListener("submit", function (event) {
     var files = [];
     event.preventDefault();
-    [$("files"), $("folder")].forEach(function (input) {
-      [].forEach.call(input.files, function (f) { files.push([f, f.webkitRelativePath || f.name]); });
+    inputs.forEach(function (input) {
+      [].forEach.call(input.files, function (f) {
+        files.push({file: f, name: f.webkitRelativePath || f.name});
+      });
     });
     send(files);
   });
+  if (!canDrop) return;
   ["dragenter", "dragover"].forEach(function (type) {
     drop.addEventListener(type, function (event) { event.preventDefault(); drop.classList.add("over"); });
   });
@@ -4475,7 +4544,7 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
     var entries = items.map(function (i) { return i.webkitGetAsEntry && i.webkitGetAsEntry(); })
                        .filter(Boolean);
     if (!entries.length) {
-      [].forEach.call(event.dataTransfer.files, function (f) { files.push([f, f.name]); });
+      [].forEach.call(event.dataTransfer.files, function (f) { files.push({file: f, name: f.name}); });
     }
     Promise.all(entries.map(function (e) { return walk(e, "", files); }))
       .then(function () { send(files); });
@@ -4491,20 +4560,36 @@ UPLOAD_PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src
                       "connect-src 'self'; form-action 'self'; base-uri 'none'; "
                       "frame-ancestors 'none'")
 
+# The uploads woof still takes, in every answer to an upload page or an
+# upload, so the page can say how many are left and when it is over.
+UPLOADS_LEFT_FIELD = "Woof-Uploads-Left"
 
-def upload_page(saved=None, finished=False):
-    """The upload page; after a form post, with the list of files saved."""
+
+def upload_page(saved=None, finished=False, left=None):
+    """The upload page; after a form post, with the files saved, sorted by
+    name.  `left`: the uploads woof still takes, None for no limit."""
     parts = [UPLOAD_PAGE_HEAD]
     if saved:
         items = "".join("<li>%s <small>(%s)</small></li>\n"
-                        % (html.escape(item.name), format_size(item.size)) for item in saved)
+                        % (html.escape(item.name), format_size(item.size))
+                        for item in sorted(saved, key=lambda item: item.name))
         parts.append('<p role="status">Saved:</p>\n<ul>\n%s</ul>\n' % items)
     if finished:
         parts.append("<p>woof has finished receiving; nothing more can be sent.</p>\n")
     else:
-        parts.append(UPLOAD_FORM)
+        parts.append(UPLOAD_FORM % {"left": "" if left is None else left,
+                                    "left_text": uploads_left_text(left)})
     parts.append(UPLOAD_PAGE_TAIL)
     return "".join(parts)
+
+
+def uploads_left_text(left):
+    """What the page says of the uploads left, before its script takes over."""
+    if left == 1:
+        return "woof takes one more upload: choose everything, then Send."
+    if left:
+        return "woof takes %d more uploads; each Send is one." % left
+    return ""
 
 
 def saved_text(saved):
@@ -4548,7 +4633,13 @@ class UploadHandler(WoofHandler):
         elif path != "/":
             self.redirect(self.server.base_path)
         else:
-            self.send_html(HTTPStatus.OK, upload_page())
+            self.send_html(HTTPStatus.OK, upload_page(left=self.server.uploads_left()))
+
+    def end_headers(self):
+        left = self.server.uploads_left()
+        if left is not None:
+            self.send_header(UPLOADS_LEFT_FIELD, str(left))
+        super().end_headers()
 
     def send_html(self, status, text):
         # "same-origin", not "no-referrer": under no-referrer a browser sends
@@ -4725,7 +4816,7 @@ class UploadHandler(WoofHandler):
                                                                   safe="/")
             self.send_small(HTTPStatus.CREATED, saved_text(saved), ("Location", location))
         elif wants_html(self.headers):
-            self.send_html(HTTPStatus.OK, upload_page(saved, finished))
+            self.send_html(HTTPStatus.OK, upload_page(saved, finished, self.server.uploads_left()))
         else:
             self.send_small(HTTPStatus.OK, saved_text(saved))
 
@@ -4978,6 +5069,11 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
             # grow woof's memory; such a client never completes a download.
             self.spans_by_client[host] = spans[:MAX_SPANS_PER_CLIENT]
             return None
+
+    def uploads_left(self):
+        """How many uploads woof still takes; None without a limit."""
+        count = self.settings.count
+        return None if not count else max(count - self.completed, 0)
 
     def count_upload(self, client_address, saved):
         """Count one completed upload (a list of SavedFile); return (n, count)."""
