@@ -3797,6 +3797,19 @@ class TransferMessageTests(WoofTestCase):
         self.assertEqual(len([line for line in lines if "still running" in line]), 1, lines)
         self.assertRegex(lines[-1], r'"GET /big\.bin HTTP/1\.1" 200 32\.0 MiB in .* complete$')
 
+    def test_the_last_line_says_what_went_to_whom(self):
+        run = self.start(self.make_file("d.bin", b"twelve bytes"), count=3)
+        for path in ("/elsewhere", None, None):
+            response, body = self.request(run, path=path)
+        wait_until(lambda: run.server.completed == 2, message="two downloads")
+        self.assertRegex(run.server.summary(), r"^sent d\.bin \(12 B\) 2 times, to 127\.0\.0\.1 "
+                                               r"in [0-9.]+ s$")
+        status = woof.finish_status(run.server, run.server.log)
+        self.assertEqual(status, 0)
+        self.assertRegex(self.log_text().splitlines()[-1], r"done: sent d\.bin \(12 B\) 2 times")
+        empty = self.start(self.make_file("e.bin", b""))
+        self.assertEqual(empty.server.summary(), "nothing was sent")
+
     @unittest.skipUnless(hasattr(os, "openpty"), "needs pseudo-terminals")
     def test_a_hint_follows_when_nobody_connects(self):
         screen = Terminal(self)

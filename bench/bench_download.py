@@ -42,9 +42,10 @@ class Woof:
 
     name = "woof.py"
 
-    def __init__(self, path, python):
+    def __init__(self, path, python, terminal=False):
         self.path = path
         self.python = python
+        self.terminal = terminal
         self.child = None
         self.clients = None
         self.peaks = {}
@@ -54,7 +55,7 @@ class Woof:
     def before(self, clients):
         self.clients = clients
         self.child, url = benchlib.start_woof(["-c", str(clients), self.path],
-                                              python=self.python)
+                                              python=self.python, terminal=self.terminal)
         return url
 
     def after(self):
@@ -194,12 +195,12 @@ def measure(servers, clients_list, repeat, size, progress):
     return {key: benchlib.median(values) for key, values in times.items()}, times
 
 
-def measure_woof_idle(path, python, samples):
+def measure_woof_idle(path, python, samples, terminal=False):
     """Median seconds from start to printed URL, largest idle peak RSS in MiB, median CPU."""
     startups, peaks, cpu = [], [], []
     for _ in range(samples):
         started = time.monotonic()
-        child, _ = benchlib.start_woof([path], python=python)
+        child, _ = benchlib.start_woof([path], python=python, terminal=terminal)
         startups.append(time.monotonic() - started)
         child.process.send_signal(signal.SIGINT)
         _, _, peak = child.finish(timeout=WOOF_EXIT_SECONDS)
@@ -261,6 +262,9 @@ def build_parser():
                         help="interpreter for woof.py (default: this one, which also "
                              "runs http.server)")
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out")
+    parser.add_argument("--terminal", action="store_true",
+                        help="run woof with a pseudo-terminal as stderr and without -q, so "
+                             "that it draws its live progress as people see it")
     return parser
 
 
@@ -283,21 +287,23 @@ def main(argv=None):
         files = os.path.join(folder, "files")
         os.mkdir(files)
         path = benchlib.make_random_file(os.path.join(files, FILE_NAME), size)
-        servers.append(Woof(path, args.python))
+        servers.append(Woof(path, args.python, args.terminal))
         servers.append(start_http_server(files, path, sys.executable))
         if benchlib.have("nginx") and not args.no_nginx:
             servers.append(start_nginx(folder, path))
         startup, idle_peak, servers[0].idle_cpu = measure_woof_idle(path, args.python,
-                                                                    STARTUP_SAMPLES)
+                                                                    STARTUP_SAMPLES,
+                                                                    args.terminal)
         medians, runs = measure(servers, clients_list, repeat, size, progress)
     finally:
         for server in servers:
             server.close()
         shutil.rmtree(folder, ignore_errors=True)
 
-    print("download of %g MiB with curl to /dev/null, median of %d, woof under %s, "
+    print("download of %g MiB with curl to /dev/null, median of %d, woof under %s%s, "
           "http.server under %s, %d CPU(s)"
           % (size / (1 << 20), repeat, python_version(args.python),
+             " drawing its progress on a terminal" if args.terminal else "",
              python_version(sys.executable), os.cpu_count()))
     benchlib.report(table_rows(servers, clients_list, medians, runs, size),
                     ("server", "clients", "median s", "best s", "MiB/s", "woof/this", "spread",
