@@ -2800,6 +2800,16 @@ def display_width(text):
     return sum(char_width(char) for char in text)
 
 
+def clipped(text, width):
+    """text cut at its end to take at most `width` columns."""
+    used = 0
+    for index, char in enumerate(text):
+        used += char_width(char)
+        if used > width:
+            return text[:index]
+    return text
+
+
 def shortened(text, width):
     """text cut in its middle with "..." to take at most `width` columns,
     keeping its end, where a file name's extension is."""
@@ -2869,7 +2879,9 @@ class Transfer:
         who = "  %s %s  " % ("from" if self.receiving else "to", self.who)
         numbers = "  " + "  ".join(figures)
         room = columns - 1 - display_width(who) - display_width(numbers)
-        return who + shortened(printable_name(self.name), room) + numbers
+        # A line wider than the terminal would wrap, and the next redraw
+        # would then erase one line too few.
+        return clipped(who + shortened(printable_name(self.name), room) + numbers, columns - 1)
 
 
 class Progress:
@@ -4360,6 +4372,7 @@ fieldset.over{border-color:var(--accent)}
 fieldset:disabled{opacity:.6}
 legend{padding:0 .3rem}
 .pick{display:grid;gap:.3rem}
+.pick[hidden]{display:none}
 label{font-weight:600;order:-1}
 input{max-width:100%;font:inherit}
 button,.js .pick label{font:inherit;font-weight:600;padding:.7rem 1.2rem;border-radius:.6rem;
@@ -4381,7 +4394,7 @@ small,.hint{color:var(--soft)}
 <h1>Send files</h1>
 """
 
-UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data" data-left="%(left)s">
+UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
 <fieldset id="drop"><legend class="hint" id="hint">Choose files, or a folder, to send.</legend>
 <div class="pick"><input id="files" class="native" type="file" name="file" multiple>
 <label for="files">Choose files</label><span class="chosen" id="files-chosen"></span></div>
@@ -4397,7 +4410,7 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data" dat
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
   var form = $("form"), drop = $("drop"), list = $("list"), status = $("status"),
-      button = $("send"), inputs = [$("files"), $("folder")];
+      inputs = [$("files"), $("folder")];
   var canDrop = window.matchMedia && matchMedia("(hover: hover) and (pointer: fine)").matches;
   document.documentElement.className = "js";
   if (canDrop) $("hint").textContent = "Choose files, or a folder, or drop them here.";
@@ -4577,8 +4590,7 @@ def upload_page(saved=None, finished=False, left=None):
     if finished:
         parts.append("<p>woof has finished receiving; nothing more can be sent.</p>\n")
     else:
-        parts.append(UPLOAD_FORM % {"left": "" if left is None else left,
-                                    "left_text": uploads_left_text(left)})
+        parts.append(UPLOAD_FORM % {"left_text": uploads_left_text(left)})
     parts.append(UPLOAD_PAGE_TAIL)
     return "".join(parts)
 
