@@ -4929,6 +4929,7 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
         self.progress = Progress(self.log)
         self.takers = []  # (client, bytes, files) for each completed download or upload
         self.last_taken = None
+        self.soon = []    # what other threads asked the serving thread to do
         family, address = resolve_bind_address(settings.ip, settings.port)
         self.address_family = family
         try:
@@ -5156,6 +5157,7 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
                     if self.deadline is not None and time.monotonic() >= self.deadline:
                         self.expire_now()
                         break
+                    self.run_soon()
                     self.handle_request()
             finally:
                 self.server_close()
@@ -5164,6 +5166,18 @@ class WoofServer(socketserver.ThreadingMixIn, HTTPServer):
             self.progress.stop()
         if self.failure:
             raise WoofError(self.failure)
+
+    def call_soon(self, action):
+        """Have the serving thread run action() between two requests (from any
+        thread): what it writes then never follows woof's last line."""
+        with self.lock:
+            self.soon.append(action)
+
+    def run_soon(self):
+        with self.lock:
+            actions, self.soon = self.soon, []
+        for action in actions:
+            action()
 
     def wait_for_transfers(self):
         """Let the responses in flight finish, saying how many transfers are
@@ -5582,8 +5596,9 @@ def announce(server, offer, settings, log, out=None):
 
 def checksum_in_background(server, log, out=None):
     """Compute the offered file's SHA-256 in a thread of its own; once done,
-    print it as a line for `sha256sum -c` and send it in later responses
-    (Repr-Digest).  Returns the thread, or None when the offer is no file."""
+    send it in later responses (Repr-Digest) and have the serving thread print
+    it as a line for `sha256sum -c`.  Returns the thread, or None when the
+    offer is no file."""
     offer = server.offer
     if not isinstance(offer, FileOffer):
         return None
@@ -5591,9 +5606,11 @@ def checksum_in_background(server, log, out=None):
     def compute():
         hexdigest = offer.compute_digest(server.wait_until_idle)
         if hexdigest is not None:
-            log.info("SHA-256 of %s, for sha256sum -c on the other side:"
-                     % printable_name(offer.name))
-            log.write(checksum_line(hexdigest, offer.name), out=out or sys.stdout)
+            server.call_soon(lambda: tell(hexdigest))
+
+    def tell(hexdigest):
+        log.info("SHA-256 of %s, for sha256sum -c on the other side:" % printable_name(offer.name))
+        log.write(checksum_line(hexdigest, offer.name), out=out or sys.stdout)
 
     thread = threading.Thread(target=compute, name="woof checksum")
     thread.daemon = True
