@@ -174,6 +174,19 @@ class WoofTestCase(unittest.TestCase):
     def log_text(self):
         return self.log_stream.getvalue()
 
+    def slow_client(self, run):
+        """A socket that asked for the offer (and to close after it) and reads
+        nothing until the test does: its small receive buffer keeps the transfer
+        in flight."""
+        raw = socket.socket()
+        self.addCleanup(raw.close)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        raw.settimeout(DEADLINE)
+        raw.connect(("127.0.0.1", run.server.port))
+        raw.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                    % run.server.offer_path.encode())
+        return raw
+
 
 # ---------------------------------------------------------------------------
 # Pure helpers
@@ -474,11 +487,12 @@ class ConfigTests(WoofTestCase):
 
     def test_command_line_overrides_woofrc(self):
         user = self.write_config("woofrc", "[main]\nport = 9100\ncount = 3\ncompressed = zip\n")
-        parser = woof.build_parser()
-        parser.set_defaults(**woof.read_config([user]))
+        parser = woof.build_parser(woof.read_config([user]))
         args = woof.parse_command_line(parser, ["-p", "0", "-j", "x"])
         settings = woof.settings_from(args)
         self.assertEqual((settings.port, settings.count, settings.compression), (0, 3, "bz2"))
+        settings = woof.settings_from(woof.parse_command_line(parser, ["x"]))
+        self.assertEqual((settings.port, settings.count, settings.compression), (9100, 3, "zip"))
 
     def test_compressed_values_are_understood_as_woof_users_write_them(self):
         table = [("gz", "gz"), ("true", "gz"), ("bz2", "bz2"), ("zip", "zip"),
@@ -487,6 +501,36 @@ class ConfigTests(WoofTestCase):
             with self.subTest(word=word):
                 path = self.write_config("woofrc-" + word.strip(), "[main]\ncompressed = %s\n" % word)
                 self.assertEqual(woof.read_config([path]), {"compression": expected})
+
+    def test_comments_are_allowed_on_their_own_line_and_after_a_value(self):
+        path = self.write_config("woofrc", "# mine\n[main]\n; the port\nport = 9000 # fixed\n"
+                                           "compressed = gz        ; gz, bz2, xz, zip or off\n")
+        self.assertEqual(woof.read_config([path]), {"port": 9000, "compression": "gz"})
+
+    def test_the_readme_woofrc_example_is_read_as_written(self):
+        with open(os.path.join(HERE, "README.md"), encoding="utf-8") as readme:
+            example = re.search(r"```\n(\[main\]\n.*?)```", readme.read(), re.S).group(1)
+        path = self.write_config("woofrc", example)
+        self.assertEqual(woof.read_config([path]), {"port": 8080, "count": 1,
+                                                    "ip": "192.168.1.20", "compression": "gz",
+                                                    "qr": True, "secret": True})
+
+    def test_unknown_keys_are_ignored_with_one_warning(self):
+        path = self.write_config("woofrc", "[main]\nport = 9000\nprot = 9001\ncolour = yes\n")
+        warnings = []
+        self.assertEqual(woof.read_config([path], warnings.append), {"port": 9000})
+        self.assertEqual(len(warnings), 1)
+        self.assertIn(path, warnings[0])
+        self.assertIn("prot, colour", warnings[0])
+
+    def test_a_woofrc_with_an_unknown_key_still_lets_woof_start(self):
+        config = self.write_config("woofrc", "[main]\ncompresed = zip ; a typo\n")
+        stderr, stdout = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+            self.assertEqual(woof.main(["--help"], config_paths=[config]), 0)
+        self.assertEqual(stderr.getvalue().count("\n"), 1)
+        self.assertRegex(stderr.getvalue(), r"^woof: warning: .*woofrc: ignoring key compresed")
+        self.assertIn("examples", stdout.getvalue())
 
     def test_a_bad_woofrc_value_names_the_file_and_the_key(self):
         table = ["[main]\nport = eighty\n", "[main]\ncount = -1\n", "[main]\ncompressed = rar\n",
@@ -711,8 +755,8 @@ class DownloadTests(WoofTestCase):
         self.assertFalse(run.server.finished.is_set())
         fetch("127.0.0.2", 200, 999)
         run.wait()
-        self.assertIn("127.0.0.2 \"GET /parts.bin HTTP/1.1\" 206 800 B download 1 of 1 complete",
-                      self.log_text())
+        self.assertRegex(self.log_text(), r'127\.0\.0\.2 "GET /parts\.bin HTTP/1\.1" 206 800 B '
+                                          r'in [0-9.]+ s \([^)]*\) download 1 of 1 complete')
 
     def test_count_allows_that_many_downloads_then_refuses_connections(self):
         run = self.start(self.make_file("twice.txt", b"twice"), count=2)
@@ -817,7 +861,8 @@ class DownloadTests(WoofTestCase):
         lines = [line for line in self.log_text().splitlines() if '"' in line]
         self.assertEqual(len(lines), 2, lines)
         self.assertRegex(lines[0], r'127\.0\.0\.1 "HEAD /logged\.txt HTTP/1\.1" 200$')
-        self.assertRegex(lines[1], r'127\.0\.0\.1 "GET /logged\.txt HTTP/1\.1" 200 6 B download 1 of 1 complete$')
+        self.assertRegex(lines[1], r'127\.0\.0\.1 "GET /logged\.txt HTTP/1\.1" 200 6 B in '
+                                   r'[0-9.]+ s \([^)]+\) download 1 of 1 complete$')
 
     def test_quiet_logs_no_requests(self):
         log = woof.Log(quiet=True, stream=self.log_stream)
@@ -1470,8 +1515,39 @@ class ArchiveOfferTests(ArchiveTestCase):
         self.assertEqual(offer.name, "Projet été.tar.gz")
         offer = woof.build_offer(parser.parse_args([os.path.join(root, "a.txt")]), None, "zip")
         self.assertIsInstance(offer, woof.FileOffer)
-        with self.assertRaisesRegex(woof.WoofError, "only be offered alone"):
-            woof.build_offer(parser.parse_args([root, "-"]), None, "gz", log)
+
+    def test_a_format_flag_packs_a_single_file_and_names_get_the_extension(self):
+        root = self.make_tree()
+        single = os.path.join(root, "a.txt")
+        parser = woof.build_parser({"compression": "zip"})
+        table = [([single], woof.FileOffer, "a.txt"),
+                 (["-Z", single], woof.ArchiveOffer, "a.txt.zip"),
+                 (["-u", single], woof.ArchiveOffer, "a.txt.tar"),
+                 (["-Z", "--name", "mine", single], woof.ArchiveOffer, "mine.zip"),
+                 (["--name", "mine", root], woof.ArchiveOffer, "mine.zip"),
+                 (["-z", "--name", "mine.tgz", root], woof.ArchiveOffer, "mine.tgz"),
+                 (["-j", "--name", "Mine.TAR.BZ2", root], woof.ArchiveOffer, "Mine.TAR.BZ2"),
+                 (["-u", "--name", "mine.zip", root], woof.ArchiveOffer, "mine.zip.tar"),
+                 (["--name", "mine", single], woof.FileOffer, "mine")]
+        for argv, kind, name in table:
+            with self.subTest(argv=argv):
+                args = woof.parse_command_line(parser, argv)
+                settings = woof.settings_from(args)
+                offer = woof.build_offer(args, None, settings.compression,
+                                         woof.Log(stream=self.log_stream))
+                self.assertIsInstance(offer, kind)
+                self.assertEqual(offer.name, name)
+
+    def test_a_single_file_with_Z_arrives_inside_a_zip(self):
+        data = os.urandom(5000)
+        path = self.make_file("notes.txt", data)
+        child = WoofProcess(self, ["-Z", "-i", "127.0.0.1", "-p", "0", path])
+        self.assertTrue(child.url.endswith("/notes.txt.zip"), child.url)
+        with urllib.request.urlopen(child.url, timeout=DEADLINE) as response:
+            archive = zipfile.ZipFile(io.BytesIO(response.read()))
+        self.assertEqual(archive.namelist(), ["notes.txt"])
+        self.assertEqual(archive.read("notes.txt"), data)
+        self.assertEqual(child.finish()[0], 0)
 
     def test_a_missing_folder_is_an_error_before_serving(self):
         missing = os.path.join(self.tmp, "nowhere")
@@ -2232,6 +2308,13 @@ class SavingTest(unittest.TestCase):
         self.assertEqual(os.listdir(outside), [])
 
 
+def saved_line(name, size, data):
+    """The line woof answers for a file it saved: name, size and SHA-256 (checked
+    against hashlib's)."""
+    return ("saved %s (%s, SHA-256 %s)\n" % (name, size, hashlib.sha256(data).hexdigest())
+            ).encode("utf-8")
+
+
 class UploadTestCase(WoofTestCase):
     """Starts woof receiving into self.inbox."""
 
@@ -2306,16 +2389,39 @@ class UploadServerTest(UploadTestCase):
         parts = [("name=\"note\"", b"ignored")] + [file_part(n, d) for n, d in files.items()]
         response, data = self.post_form(run, parts)
         self.assert_response(response, data, 200, {"Content-Type": "text/plain; charset=utf-8"})
-        self.assertEqual(data.decode("utf-8").splitlines(),
-                         ["saved \u00e9t\u00e9 \u65e5\u672c.txt (15 B)", "saved big.bin (3.0 MiB)",
-                          "saved empty.txt (0 B)"])
+        names = list(files)
+        self.assertEqual(data, saved_line(names[0], "15 B", files[names[0]])
+                         + saved_line("big.bin", "3.0 MiB", files["big.bin"])
+                         + saved_line("empty.txt", "0 B", b""))
         self.assertEqual(self.inbox_files(), files)
         self.assertFalse(run.done())
-        self.assertIn("saved big.bin (3.0 MiB in", self.log_text())
+        self.assertRegex(self.log_text(), r"127\.0\.0\.1 saved big\.bin \(3\.0 MiB in [0-9.]+ s, .*/s"
+                                          r", SHA-256 %s\)" % hashlib.sha256(files["big.bin"]).hexdigest())
         response, data = self.request(run, "PUT", "/last.txt", body=b"last")
-        self.assert_response(response, data, 201, {"Location": "/last.txt"}, b"saved last.txt (4 B)\n")
+        self.assert_response(response, data, 201, {"Location": "/last.txt"},
+                             saved_line("last.txt", "4 B", b"last"))
         run.wait()
         self.assertIn("upload 2 of 2 complete", self.log_text())
+
+    def test_every_answer_says_how_many_uploads_woof_still_takes(self):
+        run = self.receive(count=2)
+        response, data = self.request(run, "GET", "/")
+        self.assert_response(response, data, 200, {"Woof-Uploads-Left": "2"})
+        self.assertIn("woof takes 2 more uploads", data.decode("utf-8"))
+        response, data = self.request(run, "PUT", "/one.txt", body=b"1")
+        self.assert_response(response, data, 201, {"Woof-Uploads-Left": "1"})
+        response, data = self.request(run, "GET", "/")
+        self.assertIn("woof takes one more upload", data.decode("utf-8"))
+        response, data = self.post_form(run, [file_part("b.txt", b"b"), file_part("a.txt", b"a")],
+                                         {"Accept": "text/html"})
+        self.assert_response(response, data, 200, {"Woof-Uploads-Left": "0"})
+        page = data.decode("utf-8")
+        self.assertLess(page.index("a.txt"), page.index("b.txt"))
+        run.wait()
+        unlimited = self.receive(count=0)
+        response, data = self.request(unlimited, "GET", "/")
+        self.assert_response(response, data, 200, {"Woof-Uploads-Left": None})
+        self.assertIn('<p class="hint" id="left"></p>', data.decode("utf-8"))
 
     def test_browsers_get_a_page_naming_what_was_saved(self):
         run = self.receive()
@@ -2337,22 +2443,23 @@ class UploadServerTest(UploadTestCase):
             with self.subTest(name=raw_name[:20]):
                 response, data = self.post_form(run, [file_part(raw_name, saved.encode())])
                 self.assert_response(response, data, 200)
-                self.assertEqual(data.decode("utf-8").rsplit(" (", 1)[0], "saved " + saved)
+                self.assertEqual(data, saved_line(saved, "%d B" % len(saved.encode()), saved.encode()))
         self.assertEqual(self.inbox_files(), {saved: saved.encode() for _, saved in table})
         self.assertEqual(os.listdir(self.tmp), ["inbox"])
         response, data = self.request(run, "PUT", "/%2e%2e/%2e%2e/escape.txt", body=b"put")
-        self.assert_response(response, data, 201, body=b"saved escape.txt (3 B)\n")
+        self.assert_response(response, data, 201, body=saved_line("escape.txt", "3 B", b"put"))
         self.assertEqual(os.listdir(self.tmp), ["inbox"])
 
     def test_same_names_are_numbered_and_nothing_is_overwritten(self):
         self.make_file("a.txt", b"old", self.inbox)
         run = self.receive(count=3)
         response, data = self.post_form(run, [file_part("a.txt", b"one"), file_part("a.txt", b"two")])
-        self.assert_response(response, data, 200, body=b"saved a (1).txt (3 B)\nsaved a (2).txt (3 B)\n")
+        self.assert_response(response, data, 200, body=saved_line("a (1).txt", "3 B", b"one")
+                             + saved_line("a (2).txt", "3 B", b"two"))
         response, data = self.request(run, "PUT", "/a.txt", body=b"three")
         self.assert_response(response, data, 201, {"Location": "/a%20%283%29.txt"})
         response, data = self.request(run, "PUT", "/", body=b"unnamed")
-        self.assert_response(response, data, 201, body=b"saved upload (7 B)\n")
+        self.assert_response(response, data, 201, body=saved_line("upload", "7 B", b"unnamed"))
         self.assertEqual(self.inbox_files(), {"a.txt": b"old", "a (1).txt": b"one", "a (2).txt": b"two",
                                               "a (3).txt": b"three", "upload": b"unnamed"})
 
@@ -2377,7 +2484,7 @@ class UploadServerTest(UploadTestCase):
         os.symlink(outside, os.path.join(self.inbox, "photos"))
         run = self.receive()
         response, data = self.post_form(run, [file_part("photos/a.jpg", b"a")])
-        self.assert_response(response, data, 200, body=b"saved photos (1)/a.jpg (1 B)\n")
+        self.assert_response(response, data, 200, body=saved_line("photos (1)/a.jpg", "1 B", b"a"))
         self.assertEqual(os.listdir(outside), [])
 
     def test_an_interrupted_upload_leaves_nothing_and_is_not_counted(self):
@@ -2390,8 +2497,8 @@ class UploadServerTest(UploadTestCase):
         self.wait_idle(run)
         self.assertEqual(self.inbox_files(), {})
         self.assertFalse(run.done())
-        self.assertIn('"POST / HTTP/1.1" 400 aborted: the body ended after 3.0 MiB of 8.0 MiB',
-                      self.log_text())
+        self.assertRegex(self.log_text(), r'"POST / HTTP/1.1" 400 3.0 MiB in .* aborted: the body '
+                                          r'ended after 3.0 MiB of 8.0 MiB')
         put = b"PUT /cut.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (8 << 20)
         self.partial_upload(run, put, 3 << 20).close()
         self.wait_idle(run)
@@ -2449,7 +2556,8 @@ class UploadServerTest(UploadTestCase):
         connection = self.connect(run)
         connection.request("PUT", "/chunked.bin", body=pieces, encode_chunked=True)
         response = connection.getresponse()
-        self.assert_response(response, response.read(), 201, body=b"saved chunked.bin (3.0 MiB)\n")
+        self.assert_response(response, response.read(), 201,
+                             body=saved_line("chunked.bin", "3.0 MiB", data))
         run.wait()
         self.assertEqual(self.inbox_files(), {"chunked.bin": data})
 
@@ -3362,12 +3470,11 @@ class WoofProcess:
     With script=None, args go to Python itself (e.g. ["-c", code, ...]).
     """
 
-    def __init__(self, test, args, stdin=None, script=WOOF_PATH, env=None, **options):
+    def __init__(self, test, args, stdin=None, script=WOOF_PATH, stderr=subprocess.PIPE,
+                 env=None, **options):
         argv = [sys.executable] + ([script] if script else []) + list(args)
-        environment = dict(os.environ)
-        environment.update(env or {})
         self.process = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, env=environment, **options)
+                                        stderr=stderr, env=env, **options)
         test.addCleanup(self.close)
         self.lines = queue.Queue()
         reader = threading.Thread(target=self.read_stdout)
@@ -3389,9 +3496,10 @@ class WoofProcess:
         return self.process.wait(timeout)
 
     def finish(self):
-        """Wait for the exit; return (status, stderr text)."""
+        """Wait for the exit; return (status, stderr text, "" when stderr was not a pipe)."""
         self.process.wait(DEADLINE)
-        return self.process.returncode, self.process.stderr.read().decode("utf-8", "replace")
+        stderr = self.process.stderr.read() if self.process.stderr else b""
+        return self.process.returncode, stderr.decode("utf-8", "replace")
 
     def close(self):
         if self.process.poll() is None:
@@ -3421,21 +3529,46 @@ class CommandLineTests(WoofTestCase):
 
     def test_wrong_flags_and_values_are_usage_errors(self):
         path = self.make_file("f.txt")
-        table = [["--bogus", path], ["-c", "-1", path], ["--expire", "0", path], ["--expire", "5x", path], ["--key", "k.pem", path], ["-c", "x", path], ["-p", "70000", path],
+        table = [["--bogus", path], ["-c", "-1", path], ["--expire", "0", path], ["--expire", "5x", path], ["-c", "x", path], ["-p", "70000", path],
                  ["-p", "http", path], [], ["-z", "-Z", path], ["--timeout", "0", path],
-                 ["--timeout", "inf", path], ["--timeout", "nan", path]]
+                 ["--timeout", "inf", path], ["--timeout", "nan", path],
+                 ["--timeout", "86401", path]]
         for args in table:
             with self.subTest(args=args):
                 status, stderr = self.run_main(args)
                 self.assert_one_line_error(status, stderr, 2)
+                self.assertEqual(stderr.count("\n"), 1, stderr)
+
+    def test_arguments_that_do_not_go_together_are_usage_errors(self):
+        path = self.make_file("f.txt")
+        table = [
+            (["-", path], "only be offered alone"),
+            (["-s", path], "-s offers woof.py itself"),
+            (["--name", "../evil", path], "--name must be a plain file name"),
+            (["--name", "a/b", path], "--name must be a plain file name"),
+            (["--name", "", path], "--name must be a plain file name"),
+            (["-U", self.tmp, path], "give no FILE"),
+            (["-U", self.tmp, "-s"], "give no FILE"),
+            (["-U", self.tmp, "--name", "x"], "give no FILE"),
+            (["-U", self.tmp, "--upload-dir", os.path.join(self.tmp, "other")], "two folders"),
+            (["--max-upload", "2G", path], "only applies when receiving"),
+            (["--key", "k.pem", path], "--key goes with --cert"),
+        ]
+        for args, fragment in table:
+            with self.subTest(args=args):
+                status, stderr = self.run_main(["-p", "0"] + args)
+                self.assert_one_line_error(status, stderr, 2, fragment)
+                self.assertEqual(stderr.count("\n"), 1, stderr)
+
+    def test_a_wrong_timeout_says_which_values_are_allowed(self):
+        status, stderr = self.run_main(["--timeout", "0", self.make_file("f")])
+        self.assert_one_line_error(status, stderr, 2, "more than 0 and at most 86400 seconds")
 
     def test_missing_or_unusable_files_are_one_line_errors(self):
         table = [
             ([os.path.join(self.tmp, "absent.txt")], "absent.txt"),
-            (["-", self.make_file("w.txt")], "-"),
-            (["-s", self.make_file("x.txt")], "-s"),
-            (["--name", "../evil", self.make_file("y.txt")], "--name"),
             (["-i", "no such host.invalid", self.make_file("z.txt")], "no such host"),
+            (["-U", os.path.join(self.tmp, "absent")], "is not a folder"),
         ]
         for args, fragment in table:
             with self.subTest(args=args):
@@ -3472,13 +3605,72 @@ class CommandLineTests(WoofTestCase):
             self.assertEqual(woof.main(["--version"], config_paths=()), 0)
             self.assertEqual(woof.main(["-h"], config_paths=()), 0)
         self.assertIn(woof.__version__, stdout.getvalue())
-        self.assertIn("examples:", stdout.getvalue())
+        self.assertIn("examples", stdout.getvalue())
         self.assertIn("~/.woofrc", stdout.getvalue())
+
+    @unittest.skipIf(os.name == "nt", "Windows has no execute bit nor shebang")
+    def test_help_works_as_typed_and_fits_80_columns(self):
+        self.assertTrue(os.access(WOOF_PATH, os.X_OK), "woof.py is not executable")
+        environ = dict(os.environ, COLUMNS="200")
+        result = subprocess.run(["./woof.py", "--help"], cwd=HERE, env=environ,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True, timeout=DEADLINE)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        lines = result.stdout.splitlines()
+        self.assertEqual([line for line in lines if len(line) > 80], [])
+        for heading in ("offering:", "folders:", "receiving:", "reaching the other side:",
+                        "output:"):
+            self.assertIn(heading, lines)
+        first = next(number for number, line in enumerate(lines) if line.startswith("examples"))
+        examples = lines[first + 1:lines.index("", first)]
+        commands = [line for line in examples if "woof.py" in line]
+        self.assertGreater(len(commands), 8)
+        for line in commands:
+            self.assertIn(" python3 woof.py ", line)
+        self.assertIn("type py woof.py", lines[first])
+        self.assertRegex(result.stdout, r"exit status: 0 done, 1 error, 2 wrong usage, 3 ")
+        self.assertIn("-Z                      .zip: for Windows recipients", result.stdout)
+
+    def test_help_shows_the_defaults_the_woofrc_files_set(self):
+        config = self.make_file("woofrc", b"[main]\nport = 9000\ncount = 3\nip = 10.1.2.3\n"
+                                          b"compressed = zip\nqr = yes\n")
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            self.assertEqual(woof.main(["--help"], config_paths=[config]), 0)
+        text = " ".join(stdout.getvalue().split())
+        for shown in ("(default 9000)", "0 for no limit (default 3)", "(default: 10.1.2.3)",
+                      "Default: .zip (from woofrc)", "for a phone's camera (on in woofrc)"):
+            self.assertIn(shown, text)
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            self.assertEqual(woof.main(["--help"], config_paths=()), 0)
+        text = " ".join(stdout.getvalue().split())
+        for shown in ("(default 8080)", "(default 1)", "(default: every address)",
+                      "Default: .tar.gz."):
+            self.assertIn(shown, text)
 
     def test_options_may_follow_the_file(self):
         parser = woof.build_parser()
         args = woof.parse_command_line(parser, ["file.txt", "-c", "3", "-p", "0", "-q"])
         self.assertEqual((args.paths, args.count, args.port, args.quiet), (["file.txt"], 3, 0, True))
+
+    def test_options_and_paths_mix_in_any_order_on_every_python(self):
+        table = [
+            (["a.pdf", "-p", "0", "b.txt"], ["a.pdf", "b.txt"], 0, None),
+            (["-c", "3", "a", "-q", "b", "-p", "0", "c"], ["a", "b", "c"], 0, 3),
+            (["a", "-p", "1", "--", "-b"], ["a", "-b"], 1, None),
+            (["-", "-c", "1"], ["-"], None, 1),
+            (["--", "-x"], ["-x"], None, None),
+        ]
+        for argv, paths, port, count in table:
+            with self.subTest(argv=argv):
+                args = woof.parse_command_line(woof.build_parser(), argv)
+                self.assertEqual((args.paths, args.port, args.count), (paths, port, count))
+
+    def test_an_unknown_option_after_the_paths_is_a_usage_error(self):
+        path = self.make_file("f.txt")
+        status, stderr = self.run_main([path, "-p", "0", path, "--bogus"])
+        self.assert_one_line_error(status, stderr, 2, "--bogus")
 
     def test_woof_serves_a_file_and_exits_0(self):
         data = os.urandom(100000)
@@ -3540,9 +3732,9 @@ class UploadCommandLineTest(UploadTestCase):
     def test_mistakes_are_one_line_errors(self):
         missing = os.path.join(self.tmp, "missing")
         table = [(["-U", missing], 1, "is not a folder"),
-                 (["-U", self.inbox, "x.txt"], 1, "give no FILE"),
-                 (["-U", self.inbox, "--upload-dir", self.tmp], 1, "name two folders"),
-                 (["--max-upload", "2G", "x.txt"], 1, "only applies when receiving"),
+                 (["-U", self.inbox, "x.txt"], 2, "give no FILE"),
+                 (["-U", self.inbox, "--upload-dir", self.tmp], 2, "name two folders"),
+                 (["--max-upload", "2G", "x.txt"], 2, "only applies when receiving"),
                  (["-U", self.inbox, "--max-upload", "lots"], 2, "is not a size")]
         for argv, status, message in table:
             with self.subTest(argv=argv):
@@ -3557,20 +3749,22 @@ class UploadCommandLineTest(UploadTestCase):
         child = WoofProcess(self, ["-U", self.inbox, "-c", "4", "-i", "127.0.0.1",
                                    "-p", "0"])
         self.assertEqual(child.url, "http://127.0.0.1:%d/" % child.port)
-        photo = self.make_file("ph\u00f6to.jpg", os.urandom(2 << 20))
+        photo_data = os.urandom(2 << 20)
+        photo = self.make_file("ph\u00f6to.jpg", photo_data)
         other = self.make_file("other.txt", b"other")
         def curl_output(*args, **kwargs):
             return subprocess.check_output([curl, "-sS", "--fail"] + list(args), **kwargs)
         self.assertEqual(curl_output("-F", "file=@" + photo, "-F", "x=@" + other, child.url),
-                         "saved ph\u00f6to.jpg (2.0 MiB)\nsaved other.txt (5 B)\n".encode("utf-8"))
+                         saved_line("ph\u00f6to.jpg", "2.0 MiB", photo_data)
+                         + saved_line("other.txt", "5 B", b"other"))
         self.assertEqual(curl_output("-F", "upfile=@" + other, child.url),
-                         b"saved other (1).txt (5 B)\n")
+                         saved_line("other (1).txt", "5 B", b"other"))
         answer = curl_output("-i", "-T", photo, child.url).decode("utf-8")
         self.assertIn("HTTP/1.1 201 Created", answer)
         self.assertIn("Location: /ph%C3%B6to%20%281%29.jpg", answer)
         with open(photo, "rb") as source:
             self.assertEqual(curl_output("-T", "-", child.url + "piped.bin", stdin=source),
-                             b"saved piped.bin (2.0 MiB)\n")
+                             saved_line("piped.bin", "2.0 MiB", photo_data))
         self.assertEqual(child.wait(), 0)
         with open(photo, "rb") as source:
             data = source.read()
@@ -4063,7 +4257,8 @@ class PasswordCommandLineTests(WoofTestCase):
     def test_the_password_comes_from_the_environment_and_a_warning_asks_for_https(self):
         path = self.make_file("f.txt", b"for the right person\n")
         woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--password", path],
-                               env={"WOOF_PASSWORD": "open sesame"}, stdin=subprocess.DEVNULL)
+                               env=dict(os.environ, WOOF_PASSWORD="open sesame"),
+                               stdin=subprocess.DEVNULL)
         request = urllib.request.Request(woof_run.url, headers=basic_header("open sesame"))
         with urllib.request.urlopen(request, timeout=DEADLINE) as response:
             self.assertEqual(response.read(), b"for the right person\n")
@@ -4213,7 +4408,7 @@ class HttpsTests(UploadTestCase):
         private_tmp = os.path.join(self.tmp, "tmp")
         os.mkdir(private_tmp)
         woof_run = WoofProcess(self, ["--https", "-i", "127.0.0.1", "-p", "0", path],
-                               env={"TMPDIR": private_tmp})
+                               env=dict(os.environ, TMPDIR=private_tmp))
         self.assertTrue(woof_run.url.startswith("https://127.0.0.1:"), woof_run.url)
         fingerprint = woof_run.lines.get(timeout=DEADLINE)
         command = woof_run.lines.get(timeout=DEADLINE)
@@ -4490,11 +4685,382 @@ class RealClientTests(WoofTestCase):
 
 
 # ---------------------------------------------------------------------------
+# The sender's terminal: live progress, and what woof says
+# ---------------------------------------------------------------------------
+
+ERASE_LIVE = re.compile(r"\x1b\[\d+A\r\x1b\[J")
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Terminal:
+    """A pseudo-terminal, 100 columns wide, for a child's stderr; text() is all it got."""
+
+    def __init__(self, test, columns=100):
+        import fcntl
+        import pty
+        import termios
+        self.master, self.slave = pty.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        self.chunks = []
+        self.reader = threading.Thread(target=self.read)
+        self.reader.daemon = True
+        test.addCleanup(self.close)
+
+    def started(self):
+        """The child has the terminal: close woof's end here and read."""
+        os.close(self.slave)
+        self.slave = None
+        self.reader.start()
+
+    def read(self):
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: every holder of the other end closed it
+                return
+            if not data:
+                return
+            self.chunks.append(data)
+
+    def text(self):
+        """What the terminal received, once the child has closed it."""
+        self.reader.join(DEADLINE)
+        return b"".join(self.chunks).decode("utf-8", "replace")
+
+    def close(self):
+        for descriptor in (self.slave, self.master):
+            if descriptor is not None:
+                try:
+                    os.close(descriptor)
+                except OSError:
+                    pass
+        self.slave = self.master = None
+
+
+def permanent_lines(text):
+    """The lines left on screen: an erase (cursor up N, erase below) takes
+    back the N lines written before it, as a terminal would."""
+    screen = []
+    text = text.replace("\r\n", "\n")
+    position = 0
+    for erase in ERASE_LIVE.finditer(text):
+        screen.extend(text[position:erase.start()].splitlines())
+        up = int(erase.group(0)[2:].split("A")[0])
+        del screen[len(screen) - up:]
+        position = erase.end()
+    screen.extend(text[position:].splitlines())
+    return screen
+
+
+class ProgressHelperTests(unittest.TestCase):
+
+    def test_durations_read_like_a_clock(self):
+        table = [(0.04, "0.0 s"), (0.42, "0.4 s"), (12.4, "12 s"), (59.4, "59 s"), (59.6, "1 min 00 s"),
+                 (125, "2 min 05 s"), (3725, "1 h 02 min")]
+        for seconds, text in table:
+            with self.subTest(seconds=seconds):
+                self.assertEqual(woof.format_elapsed(seconds), text)
+
+    def test_long_names_are_cut_in_the_middle_to_the_columns_given(self):
+        table = [("report.pdf", 30, "report.pdf"),
+                 ("a" * 40 + ".pdf", 20, "aaaaaaaaa...aaaa.pdf"),
+                 ("\u65e5\u672c\u8a9e" * 6 + ".txt", 16, "\u65e5\u672c\u8a9e...\u8a9e.txt"),
+                 ("e\u0301t\u00e9.txt", 8, "e\u0301t\u00e9.txt"),
+                 ("abcdefgh", 4, "abcd"), ("abcdefgh", 0, "")]
+        for name, columns, expected in table:
+            with self.subTest(name=name, columns=columns):
+                self.assertEqual(woof.shortened(name, columns), expected)
+                self.assertLessEqual(woof.display_width(expected), columns)
+
+    def test_a_live_line_fits_the_terminal_and_says_how_far_and_how_fast(self):
+        done = [0]
+        transfer = woof.Transfer("192.168.1.7", "holiday photos " * 8 + ".zip", 200 << 20,
+                                 lambda: done[0], receiving=False)
+        start = transfer.started
+        transfer.live_line(start + 0.5, 80)
+        done[0] = 100 << 20
+        line = transfer.live_line(start + 10.5, 80)
+        self.assertLessEqual(woof.display_width(line), 79)
+        self.assertEqual(line, "  to 192.168.1.7  hol...zip  100.0 MiB of 200.0 MiB  50%  "
+                               "10.0 MiB/s  10 s left")
+        for columns in (10, 30, 50):
+            with self.subTest(columns=columns):
+                narrow = transfer.live_line(start + 11, columns)
+                self.assertLessEqual(woof.display_width(narrow), columns - 1, narrow)
+                self.assertTrue(narrow.startswith("  to 192.168.1.7"[:columns - 1]))
+        self.assertEqual(transfer.live_line(start + 11.5, 120),
+                         "  to 192.168.1.7  holiday photos holiday p...tos holiday photos .zip"
+                         "  100.0 MiB of 200.0 MiB  50%  9.1 MiB/s  11 s left")
+
+    def test_an_upload_of_unknown_size_shows_bytes_and_speed(self):
+        done = [0]
+        transfer = woof.Transfer("10.0.0.2", "x.log", None, lambda: done[0], receiving=True)
+        transfer.live_line(transfer.started + 1, 80)
+        done[0] = 3 << 20
+        self.assertEqual(transfer.live_line(transfer.started + 2, 80),
+                         "  from 10.0.0.2  x.log  3.0 MiB  3.0 MiB/s")
+
+    def test_clients_are_named_in_a_sentence(self):
+        table = [(["a"], "a"), (["a", "b"], "a and b"), (["a", "b", "c"], "a, b and c"),
+                 (list("abcdef"), "a, b, c, d and 2 others")]
+        for hosts, text in table:
+            with self.subTest(hosts=hosts):
+                self.assertEqual(woof.people(hosts), text)
+
+
+@unittest.skipUnless(hasattr(os, "openpty"), "needs pseudo-terminals")
+class TerminalProgressTests(WoofTestCase):
+    """woof run as people run it, its stderr a terminal or a pipe, against clients
+    slowed down by curl --limit-rate."""
+
+    def serve(self, args, size=32 << 20, terminal=True, env=None, receiving=False):
+        """Run woof offering (or receiving) a file of `size` bytes; return (child,
+        file, terminal or None)."""
+        path = self.make_file("big.bin", os.urandom(size))
+        if receiving:
+            inbox = os.path.join(self.tmp, "inbox")
+            os.mkdir(inbox)
+            args = args + ["-U", inbox]
+        else:
+            args = args + [path]
+        screen = Terminal(self) if terminal else None
+        environ = dict(os.environ)
+        environ.pop("NO_COLOR", None)
+        environ.update(env or {})
+        child = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0"] + args,
+                            stderr=screen.slave if screen else subprocess.PIPE, env=environ)
+        if screen:
+            screen.started()
+        return child, path, screen
+
+    def curl(self, *args):
+        subprocess.run([require_tool("curl"), "-sS", "--fail"] + list(args), check=True,
+                       timeout=DEADLINE, stdout=subprocess.DEVNULL)
+
+    def download(self, args, terminal=True, env=None):
+        """One download at 10 MB/s; return (what woof wrote on stderr, seconds it ran)."""
+        started = time.monotonic()
+        child, _, screen = self.serve(args, terminal=terminal, env=env)
+        self.curl("--limit-rate", "10M", "-o", os.devnull, child.url)
+        status, stderr = child.finish()
+        self.assertEqual(status, 0, stderr)
+        return (screen.text() if screen else stderr), time.monotonic() - started
+
+    def upload(self, args, terminal=True, env=None):
+        """One PUT at 8 MB/s; return what woof wrote on stderr."""
+        child, path, screen = self.serve(args, 16 << 20, terminal, env, receiving=True)
+        self.curl("--limit-rate", "8M", "-T", path, child.url + "big.bin")
+        status, stderr = child.finish()
+        self.assertEqual(status, 0, stderr)
+        return screen.text() if screen else stderr
+
+    def test_a_terminal_shows_a_download_live_then_a_line_that_stays(self):
+        text, seconds = self.download([])
+        live = re.findall(r"  to 127\.0\.0\.1  big\.bin  [0-9.]+ [KMG]?i?B of 32\.0 MiB  "
+                          r"\d+%", text)
+        self.assertGreater(len(live), 1, text[-2000:])
+        redraws = len(ERASE_LIVE.findall(text))
+        self.assertGreater(redraws, 1)
+        self.assertLessEqual(redraws, seconds / woof.PROGRESS_INTERVAL + 10)
+        lines = [COLOUR.sub("", line) for line in permanent_lines(text)
+                 if "SHA-256 of" not in line]  # whenever computing it ended, if at all
+        self.assertIn("127.0.0.1 is downloading big.bin (32.0 MiB)", lines[1])
+        self.assertRegex(lines[2], r'127\.0\.0\.1 "GET /big\.bin HTTP/1\.1" 200 32\.0 MiB in '
+                                   r'[0-9.]+ s \([0-9.]+ [KM]iB/s\) download 1 of 1 complete$')
+        self.assertRegex(lines[3], r"done: sent big\.bin \(32\.0 MiB\) to 127\.0\.0\.1 in ")
+        self.assertEqual(len(lines), 4, lines)
+        self.assertIn("\x1b[32mdownload 1 of 1 complete\x1b[0m", text)
+
+    def test_a_terminal_shows_an_upload_live_from_the_bytes_received(self):
+        text = self.upload([])
+        live = re.findall(r"  from 127\.0\.0\.1  big\.bin  [0-9.]+ [KMG]?i?B of 16\.0 MiB  "
+                          r"\d+%  [0-9.]+ [KM]iB/s  [0-9.]+ s left", text)
+        self.assertGreater(len(live), 1, text[-2000:])
+        lines = [COLOUR.sub("", line) for line in permanent_lines(text)]
+        self.assertIn("127.0.0.1 is sending big.bin (16.0 MiB)", lines[1])
+        self.assertRegex(lines[-1], r"done: received 1 file \(16\.0 MiB\) from 127\.0\.0\.1 in ")
+
+    def test_through_a_pipe_only_the_lines_that_stay_and_no_control_sequence(self):
+        for name, run in (("download", lambda: self.download([], terminal=False)[0]),
+                          ("upload", lambda: self.upload([], terminal=False))):
+            with self.subTest(name):
+                text = run()
+                self.assertNotIn("\x1b", text)
+                self.assertNotIn("\r", text)
+                lines = [line for line in text.splitlines() if "SHA-256 of" not in line]
+                self.assertEqual(len(lines), 5 if name == "upload" else 4, lines)
+                self.assertRegex(lines[1], r"127\.0\.0\.1 is (downloading|sending) big\.bin")
+                self.assertRegex(lines[-1], r"done: (sent|received) ")
+
+    def test_no_color_keeps_the_live_lines_but_drops_colour(self):
+        text = self.upload([], env={"NO_COLOR": "1"})
+        self.assertIn("  from 127.0.0.1  big.bin  ", text)
+        self.assertTrue(ERASE_LIVE.search(text))
+        self.assertIsNone(COLOUR.search(text))
+        self.assertIn("upload 1 of 1 complete", text)
+
+    def test_quiet_leaves_the_terminal_empty(self):
+        text, _ = self.download(["-q"])
+        self.assertEqual(text, "")
+
+
+class TransferMessageTests(WoofTestCase):
+
+    def test_woof_says_which_transfers_still_run_once_the_count_is_reached(self):
+        data = os.urandom(32 << 20)
+        run = self.start(self.make_file("big.bin", data))
+        slow = self.slow_client(run)
+        wait_until(lambda: run.server.progress.running() == 1, message="the slow transfer")
+        response, body = self.request(run)
+        self.assertEqual(body, data)
+        wait_until(lambda: "still running" in self.log_text(), message="the message")
+        self.assertIn("1 of 1 downloads complete; 1 transfer still running; Ctrl-C stops it",
+                      self.log_text())
+        self.assertFalse(run.done())
+        received = 0
+        while True:
+            chunk = slow.recv(1 << 20)
+            if not chunk:
+                break
+            received += len(chunk)
+        run.wait()
+        self.assertGreater(received, len(data))
+        lines = self.log_text().splitlines()
+        self.assertEqual(len([line for line in lines if "still running" in line]), 1, lines)
+        self.assertRegex(lines[-1], r'"GET /big\.bin HTTP/1\.1" 200 32\.0 MiB in .* complete$')
+
+    def test_the_last_line_says_what_went_to_whom(self):
+        run = self.start(self.make_file("d.bin", b"twelve bytes"), count=3)
+        for path in ("/elsewhere", None, None):
+            response, body = self.request(run, path=path)
+        wait_until(lambda: run.server.completed == 2, message="two downloads")
+        self.assertRegex(run.server.summary(), r"^sent d\.bin \(12 B\) 2 times, to 127\.0\.0\.1 "
+                                               r"in [0-9.]+ s$")
+        status = woof.finish_status(run.server, run.server.log)
+        self.assertEqual(status, 0)
+        self.assertRegex(self.log_text().splitlines()[-1], r"done: sent d\.bin \(12 B\) 2 times")
+        empty = self.start(self.make_file("e.bin", b""))
+        self.assertEqual(empty.server.summary(), "nothing was sent")
+
+    @unittest.skipUnless(hasattr(os, "openpty"), "needs pseudo-terminals")
+    def test_a_hint_follows_when_nobody_connects(self):
+        screen = Terminal(self)
+        stream = open(screen.slave, "w", closefd=False)
+        self.addCleanup(stream.close)
+        log = woof.Log(stream=stream, environ={})
+        self.assertTrue(log.live)
+        server = woof.WoofServer(self.settings(), woof.FileOffer(self.make_file("f.txt")), log)
+        server.progress.hint_after = 0.2
+        run = ServerRun(server)
+        self.addCleanup(run.stop)
+        screen.reader.start()
+        wait_until(lambda: b"nobody has connected" in b"".join(screen.chunks), message="the hint")
+        text = b"".join(screen.chunks).decode()
+        self.assertIn("must be on the same network", text)
+        self.assertIn("port %d" % server.port, text)
+
+
+# ---------------------------------------------------------------------------
+# Checksums, end to end
+# ---------------------------------------------------------------------------
+
+class ChecksumTests(WoofTestCase):
+
+    def checksum(self, run):
+        """Compute the offer's SHA-256 as main() does; return what was printed on stdout."""
+        out = io.StringIO()
+        woof.checksum_in_background(run.server, run.server.log, out)
+        wait_until(out.getvalue, message="the checksum line")
+        return out.getvalue()
+
+    def test_the_offered_file_gets_a_line_for_sha256sum_c_after_the_url(self):
+        sha256sum = require_tool("sha256sum")
+        curl = require_tool("curl")
+        data = os.urandom(3 << 20)
+        path = self.make_file("r\u00e9sum\u00e9 2024.pdf", data)
+        child = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", path])
+        line = child.lines.get(timeout=DEADLINE)
+        self.assertEqual(line, "%s  r\u00e9sum\u00e9 2024.pdf\n" % hashlib.sha256(data).hexdigest())
+        folder = os.path.join(self.tmp, "other side")
+        os.mkdir(folder)
+        subprocess.run([curl, "-sS", "-o", "r\u00e9sum\u00e9 2024.pdf", child.url], cwd=folder,
+                       check=True, timeout=DEADLINE)
+        check = subprocess.run([sha256sum, "-c"], cwd=folder, input=line.encode("utf-8"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertEqual(check.stdout.decode("utf-8"), "r\u00e9sum\u00e9 2024.pdf: OK\n")
+        status, stderr = child.finish()
+        self.assertEqual(status, 0, stderr)
+        self.assertIn("SHA-256 of r\u00e9sum\u00e9 2024.pdf, for sha256sum -c", stderr)
+
+    def test_a_name_with_a_backslash_is_escaped_as_sha256sum_reads_it(self):
+        sha256sum = require_tool("sha256sum")
+        name = "back\\slash.txt"
+        data = b"escaped"
+        if os.name == "nt":
+            self.skipTest("no backslash in Windows file names")
+        self.make_file(name, data)
+        line = woof.checksum_line(hashlib.sha256(data).hexdigest(), name)
+        self.assertTrue(line.startswith("\\"))
+        check = subprocess.run([sha256sum, "-c"], cwd=self.tmp, input=line.encode() + b"\n",
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+    def test_responses_carry_repr_digest_once_it_is_known(self):
+        data = os.urandom(200000)
+        run = self.start(self.make_file("d.bin", data), count=2)
+        response, body = self.request(run, "HEAD")
+        self.assert_response(response, body, 200, {"Repr-Digest": None})
+        printed = self.checksum(run)
+        self.assertEqual(printed, "%s  d.bin\n" % hashlib.sha256(data).hexdigest())
+        field = "sha-256=:%s:" % base64.b64encode(hashlib.sha256(data).digest()).decode()
+        response, body = self.request(run, "HEAD")
+        self.assert_response(response, body, 200, {"Repr-Digest": field})
+        response, body = self.request(run, headers={"Range": "bytes=10-19"})
+        self.assert_response(response, body, 206, {"Repr-Digest": field}, data[10:20])
+        response, body = self.request(run)
+        self.assert_response(response, body, 200, {"Repr-Digest": field}, data)
+
+    def test_a_file_changed_since_gets_no_digest(self):
+        path = self.make_file("c.txt", b"before")
+        run = self.start(path, count=2)
+        self.assertTrue(self.checksum(run))
+        with open(path, "r+b") as handle:
+            handle.write(b"AFTER!")
+        os.utime(path, (1, 1))
+        response, body = self.request(run)
+        self.assert_response(response, body, 200, {"Repr-Digest": None}, b"AFTER!")
+
+    def test_computing_waits_while_a_transfer_runs(self):
+        data = os.urandom(32 << 20)
+        for count, printed in ((1, False), (2, True)):
+            with self.subTest(count=count):
+                self.log_stream = io.StringIO()
+                run = self.start(self.make_file("w%d.bin" % count, data), count=count)
+                slow = self.slow_client(run)
+                wait_until(lambda: run.server.progress.running() == 1, message="the transfer")
+                out = io.StringIO()
+                thread = woof.checksum_in_background(run.server, run.server.log, out)
+                while slow.recv(1 << 20):
+                    pass
+                thread.join(DEADLINE)
+                self.assertFalse(thread.is_alive())
+                self.assertEqual(run.server.offer.digest is not None, printed)
+                if printed:
+                    wait_until(out.getvalue, message="the checksum line")
+                else:
+                    run.wait()
+                    self.assertEqual(out.getvalue(), "")
+
+
+# ---------------------------------------------------------------------------
 # A real browser
 # ---------------------------------------------------------------------------
 
-# Run by WOOF_BROWSER_PYTHON (a Python with Playwright): uploads two files
-# with the page's script, one without JavaScript, then downloads one file.
+# Run by WOOF_BROWSER_PYTHON (a Python with Playwright), against woof -U -c 3:
+# uploads two files with the page's script, one from a page without
+# JavaScript, then the last upload from the first page, which must then say
+# that woof has finished; then downloads one file.
 BROWSER_SCRIPT = r"""
 import json, re, sys
 from playwright.sync_api import sync_playwright
@@ -4502,23 +5068,40 @@ upload_url, download_url, first, second, third = sys.argv[1:6]
 flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 result = {}
+def saved_list(page):
+    return page.eval_on_selector_all("#list li", "items => items.map(i => i.textContent)")
 with sync_playwright() as playwright:
     browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
     try:
         page = browser.new_page()
         page.goto(upload_url)
-        page.set_input_files("#files", [first, second])
+        result["left_before"] = page.text_content("#left")
+        result["hint"] = page.text_content("#hint")
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                    has_touch=True).new_page()
+        phone.goto(upload_url)
+        result["phone_hint"] = phone.text_content("#hint")
+        result["labels"] = page.eval_on_selector_all("label", "ls => ls.map(l => l.textContent)")
+        page.set_input_files("#files", [second, first])
+        result["chosen"] = page.text_content("#files-chosen")
         page.click("#send")
         # A locator waits without eval(), which the page's CSP forbids.
         page.locator("#status", has_text=re.compile("^(Saved|Not saved)")).wait_for()
         result["status"] = page.text_content("#status")
-        result["progress"] = page.eval_on_selector_all("progress", "bars => bars.map(b => b.value / b.max)")
+        result["saved"] = saved_list(page)
+        result["left_after_one"] = page.text_content("#left")
         plain = browser.new_context(java_script_enabled=False).new_page()
         plain.goto(upload_url)
         plain.set_input_files("#files", [third])
         with plain.expect_navigation():
             plain.click("#send")
         result["plain"] = plain.text_content("body")
+        page.set_input_files("#files", [third])
+        page.click("#send")
+        page.locator("#left", has_text="finished").wait_for()
+        result["status_last"] = page.text_content("#status")
+        result["left_last"] = page.text_content("#left")
+        result["disabled"] = [page.is_disabled(selector) for selector in ("#send", "#files", "#folder")]
         downloads = browser.new_context(accept_downloads=True).new_page()
         downloads.set_content('<a id="get" href="%s">get</a>' % download_url)
         with downloads.expect_download() as waiting:
@@ -4548,13 +5131,13 @@ class BrowserTest(UploadTestCase):
             raise unittest.SkipTest(missing)
         return python
 
-    def test_chromium_uploads_with_and_without_javascript_and_downloads(self):
+    def test_chromium_uploads_until_the_page_says_woof_has_finished_and_downloads(self):
         python = self.browser_python()
         first = self.make_file("f\u00fcrst \u65e5.txt", os.urandom(300000))
         second = self.make_file("second.bin", os.urandom(70000))
         third = self.make_file("third.txt", b"sent without javascript")
         offered = self.make_file("\u00dcn\u00efc\u00f8d\u00e9 \u65e5\u672c.txt", b"downloaded\n")
-        receiver = WoofProcess(self, ["-U", self.inbox, "-c", "2", "-i", "127.0.0.1",
+        receiver = WoofProcess(self, ["-U", self.inbox, "-c", "3", "-i", "127.0.0.1",
                                       "-p", "0"])
         sender = WoofProcess(self, ["-c", "1", "-i", "127.0.0.1", "-p", "0", offered])
         output = subprocess.run([python, "-c", BROWSER_SCRIPT, receiver.url, sender.url,
@@ -4562,15 +5145,27 @@ class BrowserTest(UploadTestCase):
                                 stderr=subprocess.PIPE, timeout=120, universal_newlines=True)
         self.assertEqual(output.returncode, 0, output.stderr[-3000:])
         result = json.loads(output.stdout.strip().splitlines()[-1])
-        self.assertEqual(result["status"].splitlines(),
-                         ["Saved:", "f\u00fcrst \u65e5.txt (293.0 KiB)", "second.bin (68.4 KiB)"])
-        self.assertEqual(result["progress"], [1, 1])
+        self.assertEqual(result["labels"], ["Choose files", "Choose a folder"])
+        self.assertEqual(result["hint"], "Choose files, or a folder, or drop them here.")
+        self.assertEqual(result["phone_hint"], "Choose files, or a folder, to send.")
+        self.assertEqual(result["left_before"], "woof takes 3 more uploads; each Send is one.")
+        self.assertEqual(result["chosen"], "2 files")
+        self.assertEqual(result["status"], "Saved 2 files:")
+        self.assertEqual(result["saved"], ["f\u00fcrst \u65e5.txt (293.0 KiB)",
+                                           "second.bin (68.4 KiB)"])
+        self.assertEqual(result["left_after_one"], "woof takes 2 more uploads; each Send is one.")
         self.assertIn("third.txt (23 B)", result["plain"])
+        self.assertIn("woof takes one more upload", result["plain"])
+        self.assertEqual(result["status_last"], "Saved 1 file:")
+        self.assertEqual(result["left_last"], "woof has finished receiving: nothing more can be "
+                                              "sent. You can close this page.")
+        self.assertEqual(result["disabled"], [True, True, True])
         self.assertEqual(receiver.wait(), 0)
         expected = {}
         for path in (first, second, third):
             with open(path, "rb") as handle:
                 expected[os.path.basename(path)] = handle.read()
+        expected["third (1).txt"] = expected["third.txt"]
         self.assertEqual(self.inbox_files(), expected)
         self.assertEqual(result["download_name"], os.path.basename(offered))
         self.assertEqual(bytes.fromhex(result["download_hex"]), b"downloaded\n")

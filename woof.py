@@ -178,6 +178,42 @@ def terminal_available():
     return True
 
 
+def terminal_sequences_work(stream, environ):
+    """True when `stream` is a terminal that moves its cursor and draws colour
+    on ECMA-48 control sequences.
+
+    A console of Windows 10 and later does once asked to (virtual terminal
+    processing), older ones never; TERM=dumb names a terminal that does not.
+    """
+    try:
+        if not stream.isatty():
+            return False
+    except (AttributeError, ValueError):
+        return False
+    if environ.get("TERM") == "dumb":
+        return False
+    if os.name != "nt":
+        return True
+    try:
+        import ctypes
+        import msvcrt
+        console = msvcrt.get_osfhandle(stream.fileno())
+        mode = ctypes.c_uint32()
+        if not ctypes.windll.kernel32.GetConsoleMode(console, ctypes.byref(mode)):
+            return False
+        return bool(ctypes.windll.kernel32.SetConsoleMode(console, mode.value | 0x0004))
+    except (ImportError, AttributeError, OSError, ValueError):
+        return False
+
+
+def terminal_columns(stream, fallback=80):
+    """The width of the terminal behind `stream`, in columns."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or fallback
+    except (AttributeError, ValueError, OSError):
+        return fallback
+
+
 # Windows refuses some characters and device names in file names (CON, NUL...).
 WINDOWS_FILE_NAMES = os.name == "nt"
 
@@ -217,12 +253,6 @@ def read_some_into(stream):
     return getattr(stream, "readinto1", stream.readinto)
 
 
-def parse_command_line(parser, argv):
-    """Parse argv, letting options and paths mix freely where Python can (3.7+)."""
-    parse = getattr(parser, "parse_intermixed_args", parser.parse_args)
-    return parse(argv)
-
-
 # Linux lists every interface address, route and interface state in /proc
 # and through interface ioctls, so woof can read them all without asking the
 # network; other systems (and a Linux without /proc) fall back on the host
@@ -239,6 +269,7 @@ DEFAULT_COUNT = 1
 DEFAULT_TIMEOUT = 60.0
 MAX_TIMEOUT = 86400
 COPY_BUFFER_SIZE = 1 << 20
+DIGEST_BUFFER_SIZE = 256 << 10   # the offered file's SHA-256 is read this much at a time
 SENDFILE_SLICE = 64 << 20
 SMALL_WRITE_LIMIT = 64 << 10
 MAX_RANGES = 16
@@ -246,8 +277,21 @@ MAX_SPANS_PER_CLIENT = 256
 MAX_CLIENTS_REMEMBERED = 256  # with their spans: 8 MiB at the very most
 MAX_RANGE_DIGITS = 19
 POLL_INTERVAL = 0.2
+HELP_WIDTH = 80
+HELP_OPTION_WIDTH = 26  # where the help of each option starts
 CONFIG_PATHS = ("/etc/woofrc", "~/.woofrc")
+CONFIG_COMMENT_PREFIXES = (";", "#")  # whole-line and, after a space, inline
 STDIN_NAME = "stdin"
+
+# The terminal: live progress, and colour (ECMA-48 SGR parameters)
+PROGRESS_INTERVAL = 0.1          # seconds between redraws of the live lines
+SPEED_WINDOW = 5.0               # seconds of samples the speed is measured over
+MAX_LIVE_LINES = 8               # transfers shown live; the others are counted
+NO_CONTACT_HINT_SECONDS = 30     # nobody connected by then: say what to check
+MAX_NAMED_HOSTS = 4              # clients named in the line woof ends with
+SGR_WARNING = "33"               # yellow
+SGR_COMPLETE = "32"              # green
+SGR_ABORTED = "31"               # red
 
 # Receiving
 MAX_NAME_BYTES = 255
@@ -371,6 +415,9 @@ COMPRESSION_WORDS = {
 # Archive formats: the extension of the download name, by `compression`.
 ARCHIVE_EXTENSIONS = {"gz": ".tar.gz", "bz2": ".tar.bz2", "xz": ".tar.xz",
                       "zip": ".zip", "tar": ".tar"}
+# The endings that already say a name is an archive of that format.
+ARCHIVE_NAME_ENDINGS = {"gz": (".tar.gz", ".tgz"), "bz2": (".tar.bz2", ".tbz2", ".tbz"),
+                        "xz": (".tar.xz", ".txz"), "zip": (".zip",), "tar": (".tar",)}
 
 # Levels chosen for speed with the usual ratio: gzip's and bzip2's defaults;
 # xz preset 2 needs 17 MiB to compress, where its default (6) needs 94 MiB.
@@ -651,21 +698,76 @@ def url_host(host):
 # ---------------------------------------------------------------------------
 
 class Log:
-    """Writes log lines to stderr (or another stream), one whole line at a time."""
+    """Writes log lines to stderr (or another stream), one whole line at a time.
 
-    def __init__(self, quiet=False, stream=None):
+    On a terminal, live lines (the progress of transfers) may stand below the
+    log: show_live() redraws them in place, and every other line, on stderr
+    or stdout, is written above them.  Colour only on a terminal, and never
+    when NO_COLOR is set.
+    """
+
+    def __init__(self, quiet=False, stream=None, environ=None):
+        environ = os.environ if environ is None else environ
         self.quiet = quiet
         self.stream = stream
         self.lock = threading.Lock()
+        sequences = terminal_sequences_work(self.target(), environ)
+        self.colour = sequences and wants_colour(self.target(), environ)
+        self.live = sequences and not quiet
+        self.live_lines = []
 
-    def write(self, line):
-        stream = self.stream if self.stream is not None else sys.stderr
+    def target(self):
+        return self.stream if self.stream is not None else sys.stderr
+
+    def write(self, line, out=None):
+        """Write one line to stderr, or to `out` (stdout), above any live lines."""
+        stream = self.target()
+        out = stream if out is None else out
         with self.lock:
             try:
-                stream.write(line + "\n")
-                stream.flush()
+                if self.live_lines:
+                    stream.write(self.erase_live())
+                    stream.flush()
+                out.write(line + "\n")
+                out.flush()
+                if self.live_lines:
+                    stream.write(self.live_text())
+                    stream.flush()
             except (OSError, ValueError, UnicodeError):
                 pass  # a closed or odd terminal must not stop a transfer
+
+    def show_live(self, lines):
+        """Put these lines in place of the live lines drawn before (a terminal's only)."""
+        if not self.live:
+            return
+        stream = self.target()
+        with self.lock:
+            if not lines and not self.live_lines:
+                return
+            erase = self.erase_live()
+            self.live_lines = list(lines)
+            try:
+                stream.write(erase + self.live_text())
+                stream.flush()
+            except (OSError, ValueError, UnicodeError):
+                pass
+
+    def live_text(self):
+        return "".join(line + "\n" for line in self.live_lines)
+
+    def erase_live(self):
+        """What erases the live lines: the cursor up to the first (CUU), then
+        erase to the end of the screen (ED); ECMA-48, 8.3.22 and 8.3.39."""
+        if not self.live_lines:
+            return ""
+        return "\x1b[%dA\r\x1b[J" % len(self.live_lines)
+
+    def columns(self):
+        return terminal_columns(self.target())
+
+    def paint(self, text, style):
+        """text in an ECMA-48 graphic rendition (SGR), where colour is wanted."""
+        return "\x1b[%sm%s\x1b[0m" % (style, text) if self.colour else text
 
     def info(self, message):
         """A routine event: a request, a finished download.  Silenced by -q."""
@@ -674,7 +776,7 @@ class Log:
 
     def warn(self, message):
         """Something the user must know even with -q."""
-        self.write("woof: warning: " + message)
+        self.write(self.paint("woof: warning:", SGR_WARNING) + " " + message)
 
 
 def wants_colour(stream, environ=None):
@@ -1177,16 +1279,27 @@ def open_listed_file(path, identity, extra_flags=0, dir_fd=None):
         raise
 
 
+def file_etag(status):
+    """A strong ETag for a file as os.stat found it: inode, size and modification time."""
+    mtime_ns = getattr(status, "st_mtime_ns", int(status.st_mtime * 1e9))
+    return '"%x-%x-%x"' % (status.st_ino, status.st_size, mtime_ns)
+
+
 class FileBody:
-    """One open, regular file, as it is at the time of the request."""
+    """One open, regular file, as it is at the time of the request.
+
+    `digest` is its SHA-256 when woof has computed it for this very file
+    (same ETag), or None.
+    """
+
+    digest = None
 
     def __init__(self, fileobj):
         self.file = fileobj
         status = os.fstat(fileobj.fileno())
         self.size = status.st_size
         self.mtime = status.st_mtime
-        mtime_ns = getattr(status, "st_mtime_ns", int(status.st_mtime * 1e9))
-        self.etag = '"%x-%x-%x"' % (status.st_ino, status.st_size, mtime_ns)
+        self.etag = file_etag(status)
 
     def write(self, sink, start, stop):
         sink.sendfile(self.file, start, stop - start)
@@ -1209,13 +1322,46 @@ class FileOffer:
         check_readable_file(path)
         status = os.stat(path)
         self.identity = (status.st_dev, status.st_ino)
+        self.digest = None  # (ETag, SHA-256) once compute_digest() has read the file
 
     def open(self, sending_body=True):
         try:
             fileobj, _ = open_listed_file(self.path, self.identity)
         except FileChanged as error:
             raise Unavailable(HTTPStatus.GONE, "the offered file is gone: %s" % error)
-        return FileBody(fileobj)
+        body = FileBody(fileobj)
+        known = self.digest
+        if known is not None and known[0] == body.etag:
+            body.digest = known[1]
+        return body
+
+    def compute_digest(self, may_go_on=lambda: True):
+        """Read the file once and keep its SHA-256 for the bodies of the very
+        same file (same ETag); return it in hex, or None when the file changed
+        meanwhile or may_go_on() said to stop.
+
+        may_go_on() is asked before each read, and may wait: woof pauses
+        while a transfer runs, so that computing never slows one down.
+        """
+        try:
+            fileobj, status = open_listed_file(self.path, self.identity)
+        except FileChanged:
+            return None
+        view = memoryview(bytearray(DIGEST_BUFFER_SIZE))
+        digest = hashlib.sha256()
+        with fileobj:
+            while True:
+                if not may_go_on():
+                    return None
+                got = fileobj.readinto(view)
+                if not got:
+                    break
+                digest.update(view[:got])
+            etag = file_etag(status)
+            if file_etag(os.fstat(fileobj.fileno())) != etag:
+                return None
+        self.digest = (etag, digest.digest())
+        return digest.hexdigest()
 
 
 def check_readable_file(path):
@@ -2208,6 +2354,11 @@ class LengthReader:
         self.length = length
         self.left = length
 
+    @property
+    def received(self):
+        """Bytes of the body read so far."""
+        return self.length - self.left
+
     def readinto(self, view):
         if self.left <= 0:
             return 0
@@ -2740,6 +2891,7 @@ class SavedFile(NamedTuple):
     name: str
     size: int
     seconds: float
+    sha256: str = ""  # in hex
 
 
 class UploadBatch:
@@ -2754,7 +2906,7 @@ class UploadBatch:
 
     def __init__(self, folder):
         self.folder = folder
-        self.received = []  # (temporary path, client's name, size, seconds)
+        self.received = []  # (temporary path, client's name, size, seconds, SHA-256)
         self.temporaries = set()
         self.discarded = False
         self.lock = threading.Lock()
@@ -2780,12 +2932,14 @@ class UploadBatch:
             self.temporaries.add(path)
         started = time.monotonic()
         size = 0
+        digest = hashlib.sha256()
         try:
             with handle:
                 while True:
                     data = read()
                     if not data:
                         break
+                    digest.update(data)
                     try:
                         write_fully(handle, data)
                     except OSError as error:
@@ -2797,7 +2951,8 @@ class UploadBatch:
         if size == 0 and not client_name:
             self.forget(path)
             return None
-        self.received.append((path, client_name, size, time.monotonic() - started))
+        self.received.append((path, client_name, size, time.monotonic() - started,
+                              digest.hexdigest()))
         return size
 
     def forget(self, path):
@@ -2827,7 +2982,7 @@ class UploadBatch:
         folders = {}
         next_numbers = {}
         saved = []
-        for path, client_name, size, seconds in self.received:
+        for path, client_name, size, seconds, sha256 in self.received:
             parts = upload_path(client_name)
             parent, shown = self.folder, []
             for depth in range(len(parts) - 1):
@@ -2841,7 +2996,7 @@ class UploadBatch:
             created.append((os.path.join(parent, final), False))
             with self.lock:
                 self.temporaries.discard(path)
-            saved.append(SavedFile("/".join(shown + [final]), size, seconds))
+            saved.append(SavedFile("/".join(shown + [final]), size, seconds, sha256))
         return saved
 
     def discard(self):
@@ -2851,6 +3006,215 @@ class UploadBatch:
             self.discarded = True
         for path in left:
             remove_quietly(path)
+
+
+# ---------------------------------------------------------------------------
+# Terminal: progress
+#
+# What the person running woof sees of each transfer: a line when it
+# starts, then, on a terminal, a live line redrawn in place while it runs,
+# and the request's log line once it ends.  The threads that transfer only
+# count bytes, as they do anyway (ResponseSink.sent, a reader's received);
+# one ticker thread reads those counts and draws, so that showing progress
+# costs the transfers nothing.
+# ---------------------------------------------------------------------------
+
+def people(hosts, most=MAX_NAMED_HOSTS):
+    """Client addresses in a sentence: "A", "A and B", "A, B and 3 others"."""
+    named = list(hosts[:most])
+    if len(hosts) > most:
+        named.append("%d others" % (len(hosts) - most))
+    if len(named) == 1:
+        return named[0]
+    return "%s and %s" % (", ".join(named[:-1]), named[-1])
+
+
+def format_elapsed(seconds):
+    """A time for people, as a clock would round it: 0.4 s, 12 s, 2 min 05 s, 1 h 02 min."""
+    if seconds < 10:
+        return "%.1f s" % seconds
+    whole = int(round(seconds))
+    if whole < 60:
+        return "%d s" % whole
+    if whole < 3600:
+        return "%d min %02d s" % divmod(whole, 60)
+    return "%d h %02d min" % (whole // 3600, whole % 3600 // 60)
+
+
+def format_rate(size, seconds):
+    """An average speed: 5.0 MiB/s."""
+    return "%s/s" % format_size(int(size / seconds)) if seconds > 0 else "instantly"
+
+
+def char_width(char):
+    """The columns a character takes on a terminal: two for wide East Asian
+    characters (UAX #11), none for combining marks."""
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
+def display_width(text):
+    return sum(char_width(char) for char in text)
+
+
+def clipped(text, width):
+    """text cut at its end to take at most `width` columns."""
+    used = 0
+    for index, char in enumerate(text):
+        used += char_width(char)
+        if used > width:
+            return text[:index]
+    return text
+
+
+def shortened(text, width):
+    """text cut in its middle with "..." to take at most `width` columns,
+    keeping its end, where a file name's extension is."""
+    widths = [char_width(char) for char in text]
+    if sum(widths) <= width:
+        return text
+    marker = "..." if width >= 5 else ""
+    room = max(width - len(marker), 0)
+    tail_start, used = len(text), 0
+    while marker and used + widths[tail_start - 1] <= room // 2:
+        tail_start -= 1
+        used += widths[tail_start]
+    head_end = 0
+    while head_end < tail_start and used + widths[head_end] <= room:
+        used += widths[head_end]
+        head_end += 1
+    return text[:head_end] + marker + text[tail_start:]
+
+
+class Transfer:
+    """One download or upload in progress, as the progress display sees it.
+
+    count_bytes() tells the bytes done so far; it only reads a counter that
+    the transfer's own thread keeps.  `samples` belong to the ticker alone.
+    """
+
+    def __init__(self, who, name, size, count_bytes, receiving):
+        self.who = who
+        self.name = name          # an upload's changes as its files arrive
+        self.size = size          # None when not known in advance
+        self.count_bytes = count_bytes
+        self.receiving = receiving
+        self.started = time.monotonic()
+        self.samples = []         # (time, bytes done), the last SPEED_WINDOW seconds
+
+    def summary(self):
+        """Bytes, time and average speed: "2.0 GiB in 6 min 50 s (5.0 MiB/s)"."""
+        done = self.count_bytes()
+        seconds = time.monotonic() - self.started
+        return "%s in %s (%s)" % (format_size(done), format_elapsed(seconds),
+                                  format_rate(done, seconds))
+
+    def speed(self, now, done):
+        """Bytes per second over the last SPEED_WINDOW seconds, or None at the very start."""
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= SPEED_WINDOW:
+            del self.samples[0]
+        first_time, first_done = self.samples[0]
+        if len(self.samples) < 2:
+            first_time, first_done = self.started, 0
+        if now - first_time < PROGRESS_INTERVAL:
+            return None
+        return (done - first_done) / (now - first_time)
+
+    def live_line(self, now, columns):
+        """The live line: who, name, bytes done of all, percentage, speed, time left."""
+        done = self.count_bytes()
+        speed = self.speed(now, done)
+        figures = [format_size(done)]
+        if self.size is not None:
+            figures[0] += " of %s" % format_size(self.size)
+            figures.append("%d%%" % (100 * done // self.size if self.size else 100))
+        if speed is not None:
+            figures.append("%s/s" % format_size(int(speed)))
+            if self.size is not None and speed > 0:
+                figures.append("%s left" % format_elapsed((self.size - done) / speed))
+        who = "  %s %s  " % ("from" if self.receiving else "to", self.who)
+        numbers = "  " + "  ".join(figures)
+        room = columns - 1 - display_width(who) - display_width(numbers)
+        # A line wider than the terminal would wrap, and the next redraw
+        # would then erase one line too few.
+        return clipped(who + shortened(printable_name(self.name), room) + numbers, columns - 1)
+
+
+class Progress:
+    """The transfers in flight: a line when one starts and, on a terminal,
+    their live lines, drawn by a ticker thread of its own (start, stop)."""
+
+    def __init__(self, log):
+        self.log = log
+        self.lock = threading.Lock()
+        self.transfers = []
+        self.stopped = threading.Event()
+        self.ticker = None
+        self.started = time.monotonic()
+        self.first_contact = None  # when the first client connected
+        self.hint = None
+        self.hint_after = NO_CONTACT_HINT_SECONDS
+
+    def contacted(self):
+        """Note that a client connected."""
+        if self.first_contact is None:
+            self.first_contact = time.monotonic()
+
+    def begin(self, who, what, name, size, count_bytes, receiving=False):
+        """Log `who what` and show a transfer of `size` bytes (None: unknown) until end()."""
+        transfer = Transfer(who, name, size, count_bytes, receiving)
+        with self.lock:
+            self.transfers.append(transfer)
+        self.log.info("%s %s" % (who, what))
+        return transfer
+
+    def end(self, transfer):
+        with self.lock:
+            if transfer in self.transfers:
+                self.transfers.remove(transfer)
+
+    def running(self):
+        """How many transfers are in flight."""
+        with self.lock:
+            return len(self.transfers)
+
+    def start(self, hint=None):
+        """Start drawing, on a terminal only; `hint` is said once if nobody
+        has connected `hint_after` seconds after the start."""
+        if not self.log.live or self.ticker is not None:
+            return
+        self.hint = hint
+        self.ticker = threading.Thread(target=self.tick, name="woof progress")
+        self.ticker.daemon = True
+        self.ticker.start()
+
+    def stop(self):
+        """Stop drawing and erase the live lines."""
+        self.stopped.set()
+        if self.ticker is not None:
+            self.ticker.join(PROGRESS_INTERVAL * 10)
+        self.log.show_live([])
+
+    def tick(self):
+        while not self.stopped.wait(PROGRESS_INTERVAL):
+            now = time.monotonic()
+            if self.hint and self.first_contact is None \
+                    and now - self.started >= self.hint_after:
+                self.log.info(self.hint)
+                self.hint = None
+            self.draw(now)
+
+    def draw(self, now):
+        columns = self.log.columns()
+        with self.lock:
+            shown = self.transfers[:MAX_LIVE_LINES]
+            hidden = len(self.transfers) - len(shown)
+        lines = [transfer.live_line(now, columns) for transfer in shown]
+        if hidden:
+            lines.append("  and %d more" % hidden)
+        self.log.show_live(lines)
 
 
 # ---------------------------------------------------------------------------
@@ -3903,6 +4267,7 @@ class WoofHandler(BaseHTTPRequestHandler):
     def handle_one_request(self):
         self.status = None
         self.body_sent = None
+        self.transfer = None
         self.note = ""
         self.logged = False
         self.admitted = None
@@ -4060,14 +4425,25 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.logged = True
         request = printable_name(getattr(self, "requestline", "") or "-")
         parts = ['"%s"' % request, str(self.status)]
-        if self.body_sent is not None:
+        if self.transfer is not None:
+            parts.append(self.transfer.summary())
+        elif self.body_sent is not None:
             parts.append(format_size(self.body_sent))
         if self.note:
-            parts.append(self.note)
+            parts.append(self.painted_note())
         line = " ".join(parts)
         if self.server.settings.secret:
             line = hide_secret(line, self.server.settings.secret)
         self.log_message("%s", line)
+
+    def painted_note(self):
+        """The note, its outcome in colour on a terminal: complete, or aborted."""
+        log = self.server.log
+        if self.note.startswith("aborted"):
+            return log.paint(self.note, SGR_ABORTED)
+        if self.note.endswith("complete"):
+            return log.paint(self.note, SGR_COMPLETE)
+        return self.note
 
     # Methods
 
@@ -4178,6 +4554,9 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.send_header("ETag", body.etag)
         if body.mtime is not None:
             self.send_header("Last-Modified", http_date(body.mtime))
+        digest = getattr(body, "digest", None)
+        if digest is not None:
+            self.send_header("Repr-Digest", repr_digest(digest))
 
     def send_length(self, body, span, status):
         if body.size is None:
@@ -4241,6 +4620,9 @@ class WoofHandler(BaseHTTPRequestHandler):
         server = self.server
         complete = False
         received = 0
+        self.transfer = server.progress.begin(
+            client_host(self.client_address), downloading(server.offer.name, span, body.size),
+            server.offer.name, None if body.size is None else stop - start, sink.received)
         try:
             body.write(sink, start, stop)
             sink.finish()
@@ -4255,10 +4637,13 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.note = "aborted: %s" % describe_transfer_error(error)
         finally:
+            server.progress.end(self.transfer)
             self.body_sent = sink.sent
             counted = server.record_delivery(self.client_address, body, start, received, complete)
         if counted:
-            self.note = completion_note("download", counted)
+            self.note = "download %s complete" % counted_text(counted)
+        elif complete:
+            self.note = "complete" if (start, stop) == (0, body.size) else "part complete"
         if server.finished.is_set():
             self.close_connection = True
 
@@ -4281,11 +4666,27 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
-def completion_note(kind, counted):
-    """'download 2 of 3 complete', or 'download 7 complete' when there is no limit."""
-    done, count = counted
-    return "%s %d of %d complete" % (kind, done, count) if count else \
-        "%s %d complete" % (kind, done)
+def repr_digest(sha256):
+    """The Repr-Digest field of a representation with this SHA-256 (RFC 9530,
+    3): a dictionary of structured fields whose value is a byte sequence."""
+    return "sha-256=:%s:" % base64.b64encode(sha256).decode("ascii")
+
+
+def downloading(name, span, size):
+    """What a download is, for the line that says it began."""
+    start, stop = span
+    if size is None:
+        return "is downloading %s" % printable_name(name)
+    if (start, stop) == (0, size):
+        return "is downloading %s (%s)" % (printable_name(name), format_size(size))
+    return "is downloading %s of %s (%s), from byte %d" % (
+        format_size(stop - start), printable_name(name), format_size(size), start)
+
+
+def counted_text(counted):
+    """A completion (n, count) as people read it: "2 of 3", or "2" without a limit."""
+    number, count = counted
+    return "%d of %d" % counted if count else "%d" % number
 
 
 def describe_transfer_error(error):
@@ -4316,44 +4717,63 @@ UPLOAD_PAGE_HEAD = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Send files with woof</title>
 <style>
-:root{color-scheme:light dark;--fg:#1d1d1f;--bg:#fbfbfd;--soft:#5f6368;--line:#c4c7cc;--accent:#0a5cc2}
-@media (prefers-color-scheme:dark){:root{--fg:#ececf0;--bg:#17181b;--soft:#a8acb3;--line:#4a4d55;--accent:#7fb2ff}}
+:root{color-scheme:light dark;--fg:#1d1d1f;--bg:#fbfbfd;--soft:#5f6368;--line:#c4c7cc;--accent:#0a5cc2;
+--pale:#e8eef8}
+@media (prefers-color-scheme:dark){:root{--fg:#ececf0;--bg:#17181b;--soft:#a8acb3;--line:#4a4d55;
+--accent:#7fb2ff;--pale:#262b35}}
 body{font:1rem/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);
 max-width:38rem;margin:0 auto;padding:1rem}
 h1{font-size:1.5rem;margin:.5rem 0 1rem}
 *{box-sizing:border-box}
-fieldset{border:2px dashed var(--line);border-radius:.8rem;padding:1rem;display:grid;gap:.6rem;
+fieldset{border:2px dashed var(--line);border-radius:.8rem;padding:1rem;display:grid;gap:.8rem;
 margin:0;min-width:0}
 fieldset.over{border-color:var(--accent)}
-label{font-weight:600}
+fieldset:disabled{opacity:.6}
+legend{padding:0 .3rem}
+.pick{display:grid;gap:.3rem}
+.pick[hidden]{display:none}
+label{font-weight:600;order:-1}
 input{max-width:100%;font:inherit}
-button{font:inherit;font-weight:600;padding:.7rem 1.6rem;border:0;border-radius:.6rem;
-background:var(--accent);color:var(--bg);justify-self:start}
-button:disabled{opacity:.5}
+button,.js .pick label{font:inherit;font-weight:600;padding:.7rem 1.2rem;border-radius:.6rem;
+justify-self:start;cursor:pointer;min-height:2.75rem}
+button{border:0;background:var(--accent);color:var(--bg);padding:.7rem 1.6rem}
+button:disabled{opacity:.5;cursor:default}
+.js .pick{grid-template-columns:auto 1fr;align-items:center;gap:.8rem}
+.js .pick label{border:2px solid var(--accent);color:var(--accent);background:var(--pale)}
+.js .native{position:absolute;width:1px;height:1px;opacity:0;overflow:hidden}
+.js .native:focus-visible+label{outline:3px solid var(--accent);outline-offset:2px}
+.chosen{color:var(--soft);overflow-wrap:anywhere}
 ul{list-style:none;padding:0}
 li{margin:.6rem 0;overflow-wrap:anywhere}
 progress{display:block;width:100%;height:.7rem;accent-color:var(--accent)}
 small,.hint{color:var(--soft)}
 #status{white-space:pre-line;font-weight:600}
+#left.over{color:var(--fg);font-weight:600}
 </style></head><body>
 <h1>Send files</h1>
 """
 
 UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
-<fieldset id="drop"><legend class="hint" id="hint">Choose files to send.</legend>
-<label for="files">Files</label><input id="files" type="file" name="file" multiple>
-<label for="folder">Or a whole folder</label>
-<input id="folder" type="file" name="file" webkitdirectory multiple>
+<fieldset id="drop"><legend class="hint" id="hint">Choose files, or a folder, to send.</legend>
+<div class="pick"><input id="files" class="native" type="file" name="file" multiple>
+<label for="files">Choose files</label><span class="chosen" id="files-chosen"></span></div>
+<div class="pick"><input id="folder" class="native" type="file" name="file" webkitdirectory multiple>
+<label for="folder">Choose a folder</label><span class="chosen" id="folder-chosen"></span></div>
 <button id="send">Send</button>
 </fieldset></form>
+<p class="hint" id="left">%(left_text)s</p>
 <p id="status" role="status" aria-live="polite"></p>
 <ul id="list"></ul>
 <script>
 (function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
-  var form = $("form"), drop = $("drop"), list = $("list"), status = $("status"), button = $("send");
-  $("hint").textContent = "Choose files, or drop files and folders here.";
+  var form = $("form"), drop = $("drop"), list = $("list"), status = $("status"),
+      inputs = [$("files"), $("folder")];
+  var canDrop = window.matchMedia && matchMedia("(hover: hover) and (pointer: fine)").matches;
+  document.documentElement.className = "js";
+  if (canDrop) $("hint").textContent = "Choose files, or a folder, or drop them here.";
+  if (!("webkitdirectory" in $("folder"))) $("folder").parentNode.hidden = true;
   function size(n) {
     var units = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
     while (n >= 1024 && i < 4) { n /= 1024; i++; }
@@ -4361,12 +4781,35 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
   }
   function duration(s) {
     if (!isFinite(s)) return "\\u2026";
-    return s < 60 ? Math.ceil(s) + " s" : Math.floor(s / 60) + " min " + Math.ceil(s % 60) + " s";
+    return s < 60 ? Math.ceil(s) + " s" : Math.floor(s / 60) + " min " + Math.ceil(s %% 60) + " s";
+  }
+  function byName(a, b) { return a.name.localeCompare(b.name, undefined, {numeric: true}); }
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+  function chosen() {
+    inputs.forEach(function (input) {
+      var files = input.files, note = $(input.id + "-chosen");
+      if (!files.length) { note.textContent = ""; return; }
+      var folder = files[0].webkitRelativePath && files[0].webkitRelativePath.split("/")[0];
+      note.textContent = folder ? folder + " (" + plural(files.length, "file") + ")"
+        : files.length === 1 ? files[0].name : plural(files.length, "file");
+    });
+  }
+  function showLeft(left) {
+    if (left === null) return;
+    if (left <= 0) {
+      $("left").textContent = "woof has finished receiving: nothing more can be sent. "
+        + "You can close this page.";
+      $("left").className = "over";
+      drop.disabled = true;
+      return;
+    }
+    $("left").textContent = left === 1 ? "woof takes one more upload: choose everything, "
+      + "then Send." : "woof takes " + left + " more uploads; each Send is one.";
   }
   function walk(entry, path, out) {
     return new Promise(function (done) {
       if (entry.isFile) {
-        entry.file(function (f) { out.push([f, path + f.name]); done(); }, done);
+        entry.file(function (f) { out.push({file: f, name: path + f.name}); done(); }, done);
         return;
       }
       var reader = entry.createReader(), children = [];
@@ -4380,17 +4823,34 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
       })();
     });
   }
+  function saved(text) {
+    var items = [];
+    text.split("\\n").forEach(function (line) {
+      var match = /^saved (.*) \\(([^,()]*), SHA-256 [0-9a-f]{64}\\)$/.exec(line);
+      if (match) items.push({name: match[1], size: match[2]});
+    });
+    items.sort(byName);
+    list.textContent = "";
+    items.forEach(function (item) {
+      var row = document.createElement("li"), note = document.createElement("small");
+      note.textContent = " (" + item.size + ")";
+      row.append(item.name, note);
+      list.append(row);
+    });
+    return items.length;
+  }
   function send(files) {
     if (!files.length) { status.textContent = "Choose a file first."; return; }
     var data = new FormData(), rows = [], total = 0, started = Date.now();
+    files.sort(byName);
     list.textContent = "";
     files.forEach(function (pair) {
-      var file = pair[0], item = document.createElement("li"),
+      var file = pair.file, item = document.createElement("li"),
           bar = document.createElement("progress"), note = document.createElement("small");
-      data.append("file", file, pair[1]);
+      data.append("file", file, pair.name);
       bar.max = file.size || 1; bar.value = 0;
-      bar.setAttribute("aria-label", pair[1]);
-      item.append(pair[1] + " (" + size(file.size) + ") ", note, bar);
+      bar.setAttribute("aria-label", pair.name);
+      item.append(pair.name + " (" + size(file.size) + ") ", note, bar);
       list.append(item);
       rows.push({start: total, size: file.size, bar: bar, note: note});
       total += file.size;
@@ -4412,28 +4872,39 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
       });
     };
     request.onload = function () {
-      var ok = request.status >= 200 && request.status < 300;
-      status.textContent = (ok ? "Saved:\\n" : "Not saved (" + request.status + "): ")
-        + request.responseText.replace(/^saved /gm, "");
-      button.disabled = false;
-      if (ok) form.reset();
+      var ok = request.status >= 200 && request.status < 300,
+          left = request.getResponseHeader("Woof-Uploads-Left");
+      drop.disabled = false;
+      if (ok) {
+        var count = saved(request.responseText);
+        status.textContent = "Saved " + plural(count, "file") + ":";
+        form.reset();
+        chosen();
+      } else {
+        status.textContent = "Not saved (" + request.status + "): " + request.responseText;
+      }
+      showLeft(left === null ? null : parseInt(left, 10));
     };
     request.onerror = request.onabort = function () {
       status.textContent = "Not saved: woof could not be reached.";
-      button.disabled = false;
+      drop.disabled = false;
     };
-    button.disabled = true;
-    status.textContent = "Sending " + files.length + " file" + (files.length > 1 ? "s" : "") + "\\u2026";
+    drop.disabled = true;
+    status.textContent = "Sending " + plural(files.length, "file") + "\\u2026";
     request.send(data);
   }
+  inputs.forEach(function (input) { input.addEventListener("change", chosen); });
   form.addEventListener("submit", function (event) {
     var files = [];
     event.preventDefault();
-    [$("files"), $("folder")].forEach(function (input) {
-      [].forEach.call(input.files, function (f) { files.push([f, f.webkitRelativePath || f.name]); });
+    inputs.forEach(function (input) {
+      [].forEach.call(input.files, function (f) {
+        files.push({file: f, name: f.webkitRelativePath || f.name});
+      });
     });
     send(files);
   });
+  if (!canDrop) return;
   ["dragenter", "dragover"].forEach(function (type) {
     drop.addEventListener(type, function (event) { event.preventDefault(); drop.classList.add("over"); });
   });
@@ -4445,7 +4916,7 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
     var entries = items.map(function (i) { return i.webkitGetAsEntry && i.webkitGetAsEntry(); })
                        .filter(Boolean);
     if (!entries.length) {
-      [].forEach.call(event.dataTransfer.files, function (f) { files.push([f, f.name]); });
+      [].forEach.call(event.dataTransfer.files, function (f) { files.push({file: f, name: f.name}); });
     }
     Promise.all(entries.map(function (e) { return walk(e, "", files); }))
       .then(function () { send(files); });
@@ -4461,25 +4932,41 @@ UPLOAD_PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src
                       "connect-src 'self'; form-action 'self'; base-uri 'none'; "
                       "frame-ancestors 'none'")
 
+# The uploads woof still takes, in every answer to an upload page or an
+# upload, so the page can say how many are left and when it is over.
+UPLOADS_LEFT_FIELD = "Woof-Uploads-Left"
 
-def upload_page(saved=None, finished=False):
-    """The upload page; after a form post, with the list of files saved."""
+
+def upload_page(saved=None, finished=False, left=None):
+    """The upload page; after a form post, with the files saved, sorted by
+    name.  `left`: the uploads woof still takes, None for no limit."""
     parts = [UPLOAD_PAGE_HEAD]
     if saved:
         items = "".join("<li>%s <small>(%s)</small></li>\n"
-                        % (html.escape(item.name), format_size(item.size)) for item in saved)
+                        % (html.escape(item.name), format_size(item.size))
+                        for item in sorted(saved, key=lambda item: item.name))
         parts.append('<p role="status">Saved:</p>\n<ul>\n%s</ul>\n' % items)
     if finished:
         parts.append("<p>woof has finished receiving; nothing more can be sent.</p>\n")
     else:
-        parts.append(UPLOAD_FORM)
+        parts.append(UPLOAD_FORM % {"left_text": uploads_left_text(left)})
     parts.append(UPLOAD_PAGE_TAIL)
     return "".join(parts)
 
 
+def uploads_left_text(left):
+    """What the page says of the uploads left, before its script takes over."""
+    if left == 1:
+        return "woof takes one more upload: choose everything, then Send."
+    if left:
+        return "woof takes %d more uploads; each Send is one." % left
+    return ""
+
+
 def saved_text(saved):
-    """The plain-text answer to an upload: one `saved NAME (SIZE)` line per file."""
-    return "".join("saved %s (%s)\n" % (item.name, format_size(item.size)) for item in saved)
+    """The plain-text answer to an upload: one `saved NAME (SIZE, SHA-256 HEX)` line per file."""
+    return "".join("saved %s (%s, SHA-256 %s)\n" % (item.name, format_size(item.size), item.sha256)
+                   for item in saved)
 
 
 def wants_html(headers):
@@ -4487,8 +4974,6 @@ def wants_html(headers):
     return "text/html" in (headers.get("Accept") or "").lower()
 
 
-def format_rate(size, seconds):
-    return "%s/s" % format_size(int(size / seconds)) if seconds > 0 else "instantly"
 
 
 class UploadHandler(WoofHandler):
@@ -4517,7 +5002,13 @@ class UploadHandler(WoofHandler):
         elif path != "/":
             self.redirect(self.server.base_path)
         else:
-            self.send_html(HTTPStatus.OK, upload_page())
+            self.send_html(HTTPStatus.OK, upload_page(left=self.server.uploads_left()))
+
+    def end_headers(self):
+        left = self.server.uploads_left()
+        if left is not None:
+            self.send_header(UPLOADS_LEFT_FIELD, str(left))
+        super().end_headers()
 
     def send_html(self, status, text):
         # "same-origin", not "no-referrer": under no-referrer a browser sends
@@ -4609,16 +5100,23 @@ class UploadHandler(WoofHandler):
     def save_and_answer(self, read_files, length):
         """Save one upload as a batch, count it and answer, or leave no file behind."""
         server = self.server
+        reader = self.open_body(length)
         batch = UploadBatch(server.settings.upload_dir)
         server.track_batch(batch, True)
+        name = self.put_name() if self.command == "PUT" else "files"
+        self.transfer = server.progress.begin(
+            client_host(self.client_address), "is sending %s%s" % (
+                printable_name(name), " (%s)" % format_size(length) if length else ""),
+            name, length, lambda: reader.received, receiving=True)
         saved = None
         try:
-            saved = self.save_upload(read_files, self.open_body(length), batch)
+            saved = self.save_upload(read_files, reader, batch)
         finally:
+            server.progress.end(self.transfer)
             batch.discard()
             server.track_batch(batch, False)
         if saved:
-            self.answer_saved(saved, server.count_upload())
+            self.answer_saved(saved, server.count_upload(self.client_address, saved))
 
     def save_upload(self, read_files, reader, batch):
         """Read and publish the files of one upload; the SavedFile list, or None."""
@@ -4654,25 +5152,30 @@ class UploadHandler(WoofHandler):
             if part is None:
                 break
             if part.filename is not None:
+                self.transfer.name = part.filename
                 batch.receive(part.filename, parts.read)
         if not parts.drain_epilogue():
             self.close_connection = True
 
+    def put_name(self):
+        """The name a PUT gives its file: the path, as the client sent it."""
+        return name_bytes(self.inner_path).decode("utf-8", "replace").lstrip("/")
+
     def read_put(self, reader, batch):
-        path = name_bytes(self.inner_path).decode("utf-8", "replace")
         view = memoryview(bytearray(COPY_BUFFER_SIZE))
-        batch.receive(path.lstrip("/"), lambda: view[:reader.readinto(view)])
+        batch.receive(self.put_name(), lambda: view[:reader.readinto(view)])
 
     def answer_saved(self, saved, counted):
         who = client_host(self.client_address)
         for item in saved:
-            self.server.log.info("%s saved %s (%s in %.1f s, %s)"
+            self.server.log.info("%s saved %s (%s in %s, %s, SHA-256 %s)"
                                  % (who, printable_name(item.name), format_size(item.size),
-                                    item.seconds, format_rate(item.size, item.seconds)))
+                                    format_elapsed(item.seconds),
+                                    format_rate(item.size, item.seconds), item.sha256))
         files = "%d files" % len(saved) if len(saved) > 1 else "1 file"
         self.note = "%s, %s" % (files, format_size(sum(item.size for item in saved)))
         if counted:
-            self.note += "; " + completion_note("upload", counted)
+            self.note += "; upload %s complete" % counted_text(counted)
         finished = self.server.finished.is_set()
         if finished:
             self.close_connection = True
@@ -4681,7 +5184,7 @@ class UploadHandler(WoofHandler):
                                                                   safe="/")
             self.send_small(HTTPStatus.CREATED, saved_text(saved), ("Location", location))
         elif wants_html(self.headers):
-            self.send_html(HTTPStatus.OK, upload_page(saved, finished))
+            self.send_html(HTTPStatus.OK, upload_page(saved, finished, self.server.uploads_left()))
         else:
             self.send_small(HTTPStatus.OK, saved_text(saved))
 
@@ -4793,6 +5296,10 @@ class WoofServer(HTTPServer):
         self.batches = set()
         self.failure = None
         self.finished = threading.Event()
+        self.progress = Progress(self.log)
+        self.takers = []  # (client, bytes, files) for each completed download or upload
+        self.last_taken = None
+        self.soon = []    # what other threads asked the serving thread to do
         family, address = resolve_bind_address(settings.ip, settings.port)
         self.address_family = family
         try:
@@ -4843,6 +5350,10 @@ class WoofServer(HTTPServer):
     def url(self):
         """The best URL to give the other side: the first of urls()."""
         return self.urls()[0][0]
+
+    def verify_request(self, request, client_address):
+        self.progress.contacted()
+        return True
 
     def handle_error(self, request, client_address):
         error = sys.exc_info()[1]
@@ -5051,6 +5562,13 @@ class WoofServer(HTTPServer):
         while len(self.parts_by_client) > MAX_CLIENTS_REMEMBERED:
             self.parts_by_client.popitem(last=False)
 
+    def wait_until_idle(self):
+        """Wait while responses are in flight; return False once woof has finished."""
+        with self.lock:
+            while self.in_flight and not self.finished.is_set():
+                self.lock.wait(POLL_INTERVAL)
+            return not self.finished.is_set()
+
     def record_delivery(self, client_address, body, start, received, complete):
         """Record bytes a client received; return (n, count) if that made a download."""
         with self.lock:
@@ -5059,7 +5577,7 @@ class WoofServer(HTTPServer):
                     if getattr(body, "one_shot", False) and not body.give_back_unreached():
                         self.fail_stream(received)
                     return None
-                return self.count_completion()
+                return self.count_completion(client_host(client_address), received)
             host = client_host(client_address)
             parts = self.parts_by_client.get(host)
             current = parts is None or parts.etag == body.etag
@@ -5068,17 +5586,23 @@ class WoofServer(HTTPServer):
             if covers(spans, body.size):
                 if current:
                     self.remember_parts(host, ClientParts(body.etag, []))
-                return self.count_completion()
+                return self.count_completion(host, body.size)
             if current:
                 # Bounded, so a client sending endless scattered ranges cannot
                 # grow woof's memory; such a client never completes a download.
                 self.remember_parts(host, ClientParts(body.etag, spans[:MAX_SPANS_PER_CLIENT]))
             return None
 
-    def count_upload(self):
-        """Count one completed upload; return (n, count)."""
+    def uploads_left(self):
+        """How many uploads woof still takes; None without a limit."""
+        count = self.settings.count
+        return None if not count else max(count - self.completed, 0)
+
+    def count_upload(self, client_address, saved):
+        """Count one completed upload (a list of SavedFile); return (n, count)."""
         with self.lock:
-            return self.count_completion()
+            return self.count_completion(client_host(client_address),
+                                         sum(item.size for item in saved), len(saved))
 
     def track_batch(self, batch, receiving):
         """Note an UploadBatch in progress, or one that is done."""
@@ -5095,13 +5619,15 @@ class WoofServer(HTTPServer):
         for batch in batches:
             batch.discard()
 
-    def count_completion(self):
-        """Count one download or upload (lock held); return (n, count), count 0
-        meaning no limit."""
+    def count_completion(self, host, size, files=1):
+        """Count one download or upload (lock held) by host, of size bytes;
+        return (n, count), count 0 meaning no limit."""
         count = self.settings.count
         if count and self.completed >= count:
             return None
         self.completed += 1
+        self.takers.append((host, size, files))
+        self.last_taken = time.monotonic()
         if self.completed == count:
             self.finished.set()
         return (self.completed, count)
@@ -5135,47 +5661,128 @@ class WoofServer(HTTPServer):
         nowhere else.  Raises WoofError when the offer was lost (a cut-off
         stream).
         """
+        self.progress.start(self.no_contact_hint())
         try:
-            while not self.finished.is_set():
-                if self.deadline is not None and time.monotonic() >= self.deadline:
-                    self.expire_now()
-                    break
-                self.handle_request()
+            try:
+                while not self.finished.is_set():
+                    if self.deadline is not None and time.monotonic() >= self.deadline:
+                        self.expire_now()
+                        break
+                    self.run_soon()
+                    self.handle_request()
+            finally:
+                self.server_close()
+            self.wait_for_transfers()
         finally:
-            self.server_close()
-        with self.lock:
-            while self.in_flight:
-                self.lock.wait(POLL_INTERVAL)
+            self.progress.stop()
         if self.failure:
             raise WoofError(self.failure)
+
+    def call_soon(self, action):
+        """Have the serving thread run action() between two requests (from any
+        thread): what it writes then never follows woof's last line."""
+        with self.lock:
+            self.soon.append(action)
+
+    def run_soon(self):
+        with self.lock:
+            actions, self.soon = self.soon, []
+        for action in actions:
+            action()
+
+    def wait_for_transfers(self):
+        """Let the responses in flight finish, saying how many transfers are
+        left each time one ends."""
+        told = 0
+        with self.lock:
+            while self.in_flight:
+                running = self.progress.running()
+                if running and running != told:
+                    self.log.info("%s%d transfer%s still running; Ctrl-C stops %s"
+                                  % ("" if told else self.taken_text() + "; ", running,
+                                     "" if running == 1 else "s",
+                                     "it" if running == 1 else "them"))
+                told = running or told
+                self.lock.wait(POLL_INTERVAL)
+
+    def taken_text(self):
+        """How much was taken: "1 of 1 downloads complete", "3 uploads received"."""
+        count = self.settings.count
+        taken = "%d of %d" % (self.completed, count) if count else "%d" % self.completed
+        return taken + (" uploads received" if self.offer is None else " downloads complete")
+
+    def no_contact_hint(self):
+        return ("nobody has connected yet: the other machine must be on the same network "
+                "as this one (a guest Wi-Fi keeps machines apart), a firewall may be "
+                "blocking port %d, or another of the URLs above may work" % self.port)
+
+    def summary(self):
+        """One line on what was delivered or received, to or from whom, in how long."""
+        if not self.takers:
+            return "nothing was %s" % ("received" if self.offer is None else "sent")
+        hosts = []
+        for host, _, _ in self.takers:
+            if host not in hosts:
+                hosts.append(host)
+        size = sum(taken[1] for taken in self.takers)
+        seconds = self.last_taken - (self.progress.first_contact or self.progress.started)
+        if self.offer is None:
+            files = sum(taken[2] for taken in self.takers)
+            what = "received %d file%s (%s) from %s" % (
+                files, "" if files == 1 else "s", format_size(size), people(hosts))
+        else:
+            times = len(self.takers)
+            what = "sent %s (%s)%s to %s" % (
+                printable_name(self.offer.name), format_size(size // times),
+                "" if times == 1 else " %d times," % times, people(hosts))
+        return "%s in %s" % (what, format_elapsed(seconds))
 
 
 # ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
-EXAMPLES = """\
-examples:
-  woof.py report.pdf           offer one file, once, on port 8080
-  woof.py photos/              offer a folder as photos.tar.gz, made as it is sent
-  woof.py -Z a.pdf b.txt dir/  offer all three in one zip
-  woof.py -u big-folder/       plain tar: with a size, resumable (curl -C -)
-  woof.py -c 3 -p 9000 a.iso   offer it three times on port 9000
-  woof.py -i 127.0.0.1 x.txt   listen on this machine only
-  tar cf - dir | woof.py --name dir.tar -
-                               offer standard input, once
-  woof.py -s                   offer woof.py itself
-  woof.py -U                   receive one upload into this folder
-  woof.py -U ~/in -c 3 --max-upload 2G
-                               receive three uploads of 2 GiB at most into ~/in
+USAGE = """\
+python3 woof.py [options] FILE...    offer a file, or folders and files
+       python3 woof.py [options] -          offer standard input
+       python3 woof.py [options] -s         offer woof.py itself
+       python3 woof.py [options] -U [DIR]   receive files into DIR"""
 
-On the other side: open the URL in a browser, or
+DESCRIPTION = """\
+Offer a file, a folder or standard input over HTTP, then exit once it has
+been downloaded; or, with -U, receive files.  woof prints the URL to give
+the other side, who needs nothing but a browser, curl or wget."""
+
+FOLDERS_TEXT = """\
+Folders, and several paths, go out as one archive made while it is sent;
+with one FILE, these flags pack it in an archive too.  Default: %s%s."""
+
+EXAMPLES = """\
+examples (on Windows, type py woof.py where python3 woof.py stands):
+  python3 woof.py report.pdf           offer one file, once
+  python3 woof.py photos/              offer a folder as photos.tar.gz
+  python3 woof.py -Z a.pdf b.txt dir/  offer all three in one zip
+  python3 woof.py -u big-folder/       plain tar: with a size, resumable
+  python3 woof.py -c 3 -p 9000 a.iso   offer it three times on port 9000
+  python3 woof.py --qr --secret f.zip  a QR code of a secret link
+  python3 woof.py -i 127.0.0.1 x.txt   listen on this machine only
+  tar cf - dir | python3 woof.py --name dir.tar -
+                                       offer standard input, once
+  python3 woof.py -s                   offer woof.py itself
+  python3 woof.py -U                   receive one upload into this folder
+  python3 woof.py -U ~/in -c 3 --max-upload 2G
+                                       receive three uploads of 2 GiB at most
+
+on the other side: open the URL in a browser, or
   curl -OJ URL    wget --content-disposition URL    aria2c URL
   with -U:  curl -F file=@photo.jpg URL    curl -T photo.jpg URL
 
-Defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
-  port = 8080, count = 1, ip = ADDRESS, compressed = gz|bz2|xz|zip|off
-"""
+defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
+  port = 8080, count = 1, ip = ADDRESS, compressed = gz|bz2|xz|zip|off,
+  qr = yes|no, secret = yes|no      (comments start with ; or #)
+
+exit status: 0 done, 1 error, 2 wrong usage, 3 --expire ran out before the
+count was reached, 130 stopped with Ctrl-C"""
 
 
 def converted(convert, text, expected):
@@ -5225,7 +5832,8 @@ def positive_seconds(text):
     """argparse type: a timeout in seconds, more than 0."""
     seconds = converted(float, text, "a number of seconds")
     if not 0 < seconds <= MAX_TIMEOUT:
-        raise argparse.ArgumentTypeError("the timeout must be from 0 to %d seconds" % MAX_TIMEOUT)
+        raise argparse.ArgumentTypeError("the timeout must be more than 0 and at most %d "
+                                         "seconds" % MAX_TIMEOUT)
     return seconds
 
 
@@ -5245,57 +5853,115 @@ def upload_size(text):
     return size
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="woof.py",
-        description="Offer a file, a folder or standard input over HTTP, then exit "
-                    "once it has been downloaded; or, with -U, receive files.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="*", metavar="FILE",
-                        help="what to offer: a file, or folders and files as one "
-                             "archive; - for standard input")
-    parser.add_argument("-i", "--ip", metavar="ADDR",
-                        help="listen on this address only (default: all)")
-    parser.add_argument("-p", "--port", type=port_number, metavar="PORT",
-                        help="port to listen on (default %d; 0 for any)" % DEFAULT_PORT)
-    parser.add_argument("-c", "--count", type=transfer_count, metavar="COUNT",
-                        help="how many downloads (with -U: uploads) before exiting; "
-                             "0 for no limit (default %d)" % DEFAULT_COUNT)
-    parser.add_argument("-s", "--self", dest="offer_self", action="store_true",
-                        help="offer woof.py itself, so the other side gets the tool")
-    parser.add_argument("-U", "--upload", nargs="?", const=".", metavar="DIR",
-                        help="receive files instead, into DIR (default: this folder)")
-    parser.add_argument("--upload-dir", metavar="DIR",
-                        help="receive files into DIR; the same as -U DIR")
-    parser.add_argument("--max-upload", type=upload_size, metavar="SIZE",
-                        help="with -U, refuse uploads larger than SIZE (500M, 2G, 1.5GiB)")
-    parser.add_argument("--name", metavar="NAME",
-                        help="offer under this name (for - the default is %r)" % STDIN_NAME)
-    formats = parser.add_mutually_exclusive_group()
-    for flag, value, text in (("-z", "gz", "folders as .tar.gz (the default)"),
-                              ("-j", "bz2", "folders as .tar.bz2"),
-                              ("--xz", "xz", "folders as .tar.xz"),
-                              ("-Z", "zip", "folders as .zip"),
-                              ("-u", "tar", "folders as plain .tar: resumable, with a size")):
-        formats.add_argument(flag, dest="compression", action="store_const",
-                             const=value, help=text)
-    parser.add_argument("--timeout", type=positive_seconds, metavar="SECONDS",
-                        default=DEFAULT_TIMEOUT,
-                        help="drop a connection idle this long (default %g)" % DEFAULT_TIMEOUT)
-    parser.add_argument("-q", "--quiet", action="store_true",
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, with usage errors on one line like woof's other errors."""
+
+    def error(self, message):
+        self.exit(2, "woof: error: %s (see --help)\n" % message)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help, never wider than HELP_WIDTH; the texts above and below
+    the options kept as written."""
+
+    def __init__(self, prog):
+        columns = shutil.get_terminal_size().columns
+        super().__init__(prog, max_help_position=HELP_OPTION_WIDTH,
+                         width=min(columns, HELP_WIDTH) - 2)
+
+
+def parse_command_line(parser, argv):
+    """Parse argv, options and paths mixed freely (`a.pdf -p 0 b.txt`).
+
+    argparse takes the options and the first run of paths; the paths it
+    leaves over join them, and anything after `--` is a path whatever it
+    looks like.  parse_intermixed_args (Python 3.7+) would do the same but
+    refuses `-- -name` when no path comes before, on every version to 3.13.
+    """
+    args, rest = parser.parse_known_args(argv)
+    after_dashes = rest.index("--") if "--" in rest else len(rest)
+    unknown = [arg for arg in rest[:after_dashes] if arg.startswith("-") and arg != "-"]
+    if unknown:
+        parser.error("unrecognized arguments: %s" % " ".join(unknown))
+    args.paths = list(args.paths) + rest[:after_dashes] + rest[after_dashes + 1:]
+    return args
+
+
+def build_parser(config=None):
+    """The command-line parser; its defaults, and those its help shows, are
+    config's (what read_config found in the woofrc files) over the built-in ones."""
+    config = dict(config or {})
+    compression = config.pop("compression", "gz")
+    parser = ArgumentParser(prog="woof.py", usage=USAGE, description=DESCRIPTION,
+                            epilog=EXAMPLES, formatter_class=HelpFormatter, add_help=False)
+    add_offering_options(parser.add_argument_group("offering"), config)
+    add_folder_options(parser.add_argument_group("folders", FOLDERS_TEXT % (
+        ARCHIVE_EXTENSIONS[compression], " (from woofrc)" if compression != "gz" else "")))
+    add_receiving_options(parser.add_argument_group("receiving"))
+    add_reaching_options(parser.add_argument_group("reaching the other side"), config)
+    output = parser.add_argument_group("output")
+    output.add_argument("-q", "--quiet", action="store_true",
                         help="log nothing but warnings and errors")
-    parser.add_argument("--version", action="version", version="woof.py " + __version__)
-    add_reaching_options(parser.add_argument_group("reaching the right person, and only them"))
+    output.add_argument("-h", "--help", action="help", help="show this help and exit")
+    output.add_argument("--version", action="version", version="woof.py " + __version__,
+                        help="show woof's version and exit")
+    # The woofrc's folder format is kept apart from -z, -j, -Z...: a flag
+    # given on the command line also packs a single file.
+    parser.set_defaults(configured_compression=compression, **config)
     return parser
 
 
-def add_reaching_options(group):
+def add_offering_options(group, config):
+    group.add_argument("paths", nargs="*", metavar="FILE",
+                       help="what to offer: a file, or folders and files as one "
+                            "archive; - for standard input")
+    group.add_argument("-c", "--count", type=transfer_count, metavar="COUNT",
+                       help="how many downloads (with -U: uploads) before exiting; "
+                            "0 for no limit (default %d)" % config.get("count", DEFAULT_COUNT))
+    group.add_argument("--name", metavar="NAME",
+                       help="offer under this name (for - the default is %s)" % STDIN_NAME)
+    group.add_argument("-s", "--self", dest="offer_self", action="store_true",
+                       help="offer woof.py itself, so the other side gets the tool")
+    group.add_argument("--expire", type=duration, metavar="DURATION",
+                       help="stop offering (or receiving) after this long, even if the "
+                            "count is not reached: 90s, 15m, 2h, 1d")
+
+
+def add_folder_options(group):
+    formats = group.add_mutually_exclusive_group()
+    for flag, value, text in (
+            ("-z", "gz", ".tar.gz: for Linux and macOS"),
+            ("-j", "bz2", ".tar.bz2: smaller, much slower to make"),
+            ("--xz", "xz", ".tar.xz: smaller still, slow to make"),
+            ("-Z", "zip", ".zip: for Windows recipients (opens anywhere)"),
+            ("-u", "tar", ".tar, not compressed: has a size, so browsers show the "
+                          "time left, and resumes; best for photos and videos")):
+        formats.add_argument(flag, dest="compression", action="store_const", const=value,
+                             help=text)
+
+
+def add_receiving_options(group):
+    group.add_argument("-U", "--upload", nargs="?", const=".", metavar="DIR",
+                       help="receive files instead, into DIR (default: this folder)")
+    group.add_argument("--upload-dir", metavar="DIR",
+                       help="receive files into DIR; the same as -U DIR")
+    group.add_argument("--max-upload", type=upload_size, metavar="SIZE",
+                       help="with -U, refuse uploads larger than SIZE (500M, 2G, 1.5GiB)")
+
+
+def add_reaching_options(group, config):
+    group.add_argument("-i", "--ip", metavar="ADDR",
+                       help="listen on this address only (default: %s)"
+                            % config.get("ip", "every address"))
+    group.add_argument("-p", "--port", type=port_number, metavar="PORT",
+                       help="port to listen on; 0 for any free one (default %d)"
+                            % config.get("port", DEFAULT_PORT))
     group.add_argument("--qr", action="store_true",
-                       help="print a QR code of the first URL, for a phone's camera")
+                       help="print a QR code of the first URL, for a phone's camera%s"
+                            % (" (on in woofrc)" if config.get("qr") else ""))
     group.add_argument("--secret", action="store_true",
                        help="put a random 128-bit token in the URL; any other path gets "
-                            "404")
+                            "404%s" % (" (on in woofrc)" if config.get("secret") else ""))
     group.add_argument("--password", action="store_true",
                        help="ask for a password (or take WOOF_PASSWORD) that the other "
                             "side must give (HTTP Basic, any user name)")
@@ -5306,20 +5972,26 @@ def add_reaching_options(group):
                        help="serve HTTPS with this certificate (PEM)")
     group.add_argument("--key", metavar="FILE",
                        help="the private key of --cert, if not in the same file")
-    group.add_argument("--expire", type=duration, metavar="DURATION",
-                       help="stop offering (or receiving) after this long, even if the "
-                            "count is not reached: 90s, 15m, 2h, 1d")
     group.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="also answer requests for this host name (woof answers only "
                             "to IP addresses and this machine's own names)")
+    group.add_argument("--timeout", type=positive_seconds, metavar="SECONDS",
+                       default=DEFAULT_TIMEOUT,
+                       help="drop a connection idle this long (default %g)" % DEFAULT_TIMEOUT)
 
 
-def read_config(paths):
-    """Defaults from woofrc files, later files overriding earlier ones."""
+def read_config(paths, warn=None):
+    """Defaults from woofrc files, later files overriding earlier ones.
+
+    Comments start with `;` or `#`, at the start of a line or after a value
+    (`compressed = gz  ; for Linux`); warn(message) is told of keys woof
+    does not know, which are ignored.
+    """
     defaults = {}
     for path in paths:
         path = os.path.expanduser(path)
-        parser = configparser.ConfigParser(interpolation=None)
+        parser = configparser.ConfigParser(interpolation=None,
+                                           inline_comment_prefixes=CONFIG_COMMENT_PREFIXES)
         try:
             with open(path, encoding="utf-8") as config_file:
                 parser.read_file(config_file, path)
@@ -5329,12 +6001,12 @@ def read_config(paths):
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             raise WoofError("cannot read %s: %s" % (path, reason))
         if parser.has_section("main"):
-            defaults.update(config_values(path, parser["main"]))
+            defaults.update(config_values(path, parser["main"], warn))
     return defaults
 
 
-def config_values(path, section):
-    """Check and convert the [main] keys woof knows; ignore the others."""
+def config_values(path, section, warn=None):
+    """Check and convert the [main] keys woof knows; warn of the others."""
     converters = {"port": port_number, "count": transfer_count,
                   "ip": str, "compressed": compression_word, "qr": yes_or_no,
                   "secret": yes_or_no}
@@ -5347,6 +6019,11 @@ def config_values(path, section):
             values[names.get(key, key)] = convert(section[key].strip())
         except argparse.ArgumentTypeError as error:
             raise WoofError("%s: %s: %s" % (path, key, error))
+    unknown = [key for key in section if key not in converters]
+    if unknown and warn is not None:
+        warn("%s: ignoring %s %s (woof knows %s)"
+             % (path, "keys" if len(unknown) > 1 else "key", ", ".join(unknown),
+                ", ".join(sorted(converters))))
     return values
 
 
@@ -5358,7 +6035,7 @@ def settings_from(args):
     upload_dir = upload_folder(args)
     return Settings(ip=args.ip or None, port=DEFAULT_PORT if args.port is None else args.port,
                     count=count, quiet=args.quiet, timeout=args.timeout,
-                    compression=args.compression or "gz",
+                    compression=args.compression or args.configured_compression,
                     upload_dir=os.path.abspath(upload_dir) if upload_dir else None,
                     max_upload=args.max_upload,
                     secret=new_secret_token() if args.secret else None,
@@ -5370,37 +6047,35 @@ def settings_from(args):
 def upload_folder(args):
     """The folder -U or --upload-dir names, or None when woof is not receiving."""
     folders = [folder for folder in (args.upload, args.upload_dir) if folder is not None]
-    if len(folders) == 2 and os.path.abspath(folders[0]) != os.path.abspath(folders[1]):
-        raise WoofError("-U %s and --upload-dir %s name two folders; give one"
-                        % (printable_name(folders[0]), printable_name(folders[1])))
-    if folders and (args.paths or args.offer_self or args.name is not None):
-        raise WoofError("-U receives files; give no FILE, -s or --name with it")
-    if not folders and args.max_upload is not None:
-        raise WoofError("--max-upload only applies when receiving, with -U")
     return folders[0] if folders else None
 
 
-def checked_name(name):
-    """A --name value, refused when it could not be a file name."""
+def name_problem(name):
+    """Why a --name value could not be a file name, or None when it can."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise WoofError("--name must be a plain file name, not %r" % name)
-    return name
+        return "--name must be a plain file name, not %r" % name
+    return None
 
 
 def build_offer(args, stdin, compression="gz", log=None):
     """The offer the command line asks for; folders and several paths as an archive."""
-    name = checked_name(args.name) if args.name is not None else None
+    name = args.name
     if args.offer_self:
-        if args.paths:
-            raise WoofError("-s offers woof.py itself; give no FILE with it")
         return FileOffer(os.path.abspath(__file__), name or "woof.py")
     if args.paths == ["-"]:
         return StreamOffer(stdin or standard_input(), name or STDIN_NAME)
-    if "-" in args.paths:
-        raise WoofError("- (standard input) can only be offered alone")
-    if len(args.paths) == 1 and not os.path.isdir(args.paths[0]):
+    if len(args.paths) == 1 and not os.path.isdir(args.paths[0]) and args.compression is None:
         return FileOffer(args.paths[0], name)
+    if name is not None:
+        name = archive_download_name(name, compression)
     return ArchiveOffer(args.paths, compression, log, name)
+
+
+def archive_download_name(name, compression):
+    """A --name for an archive, given the format's extension unless it has one."""
+    if name.lower().endswith(ARCHIVE_NAME_ENDINGS[compression]):
+        return name
+    return name + ARCHIVE_EXTENSIONS[compression]
 
 
 def announcement(lead, urls):
@@ -5428,6 +6103,39 @@ def announce(server, offer, settings, log, out=None):
     out.write("\n".join(lines) + "\n")
     out.flush()
     log.info(waiting_line(offer, settings))
+
+
+def checksum_in_background(server, log, out=None):
+    """Compute the offered file's SHA-256 in a thread of its own; once done,
+    send it in later responses (Repr-Digest) and have the serving thread print
+    it as a line for `sha256sum -c`.  Returns the thread, or None when the
+    offer is no file."""
+    offer = server.offer
+    if not isinstance(offer, FileOffer):
+        return None
+
+    def compute():
+        hexdigest = offer.compute_digest(server.wait_until_idle)
+        if hexdigest is not None:
+            server.call_soon(lambda: tell(hexdigest))
+
+    def tell(hexdigest):
+        log.info("SHA-256 of %s, for sha256sum -c on the other side:" % printable_name(offer.name))
+        log.write(checksum_line(hexdigest, offer.name), out=out or sys.stdout)
+
+    thread = threading.Thread(target=compute, name="woof checksum")
+    thread.daemon = True
+    thread.start()
+    return thread
+
+
+def checksum_line(hexdigest, name):
+    """A line `sha256sum -c` reads: the digest, two spaces, the name.  A name
+    with a backslash is escaped as GNU coreutils does, behind a backslash."""
+    shown = printable_name(name)
+    if "\\" in shown:
+        return "\\%s  %s" % (hexdigest, shown.replace("\\", "\\\\"))
+    return "%s  %s" % (hexdigest, shown)
 
 
 def certificate_lines(tls, url, settings, receiving):
@@ -5516,9 +6224,8 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
     SIGTERM, 129 SIGHUP).
     """
     environ = os.environ if environ is None else environ
-    parser = build_parser()
     try:
-        parser.set_defaults(**read_config(config_paths))
+        parser = build_parser(read_config(config_paths, warn_early))
     except WoofError as error:
         print("woof: error: %s" % error, file=sys.stderr)
         return 1
@@ -5530,7 +6237,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
     if args.paths == ["-"] and args.count not in (None, 1):
         print("woof: warning: standard input can be sent only once; the count is 1",
               file=sys.stderr)
-    log = Log(args.quiet)
+    log = Log(args.quiet, environ=environ)
     server = None
     stop_signals = StopSignals()
     try:
@@ -5548,6 +6255,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
             log.warn("--password without HTTPS: anyone on the network can read the password "
                      "as it is sent; add --https")
         announce(server, offer, settings, log)
+        checksum_in_background(server, log)
         server.serve_until_done()
         return finish_status(server, log)
     except WoofError as error:
@@ -5567,26 +6275,45 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
         stop_signals.restore()
 
 
+def warn_early(message):
+    """A warning given before the log exists (woofrc, arguments): one line on stderr."""
+    print("woof: warning: %s" % message, file=sys.stderr)
+
+
 def check_arguments(parser, args):
-    """Usage errors argparse cannot see by itself (exit 2)."""
-    receiving = args.upload is not None or args.upload_dir is not None
-    if not args.paths and not args.offer_self and not receiving:
+    """Usage errors argparse cannot see by itself (exit 2, as argparse's own)."""
+    folders = [folder for folder in (args.upload, args.upload_dir) if folder is not None]
+    if folders:
+        if len(folders) == 2 and os.path.abspath(folders[0]) != os.path.abspath(folders[1]):
+            parser.error("-U %s and --upload-dir %s name two folders; give one"
+                         % (printable_name(folders[0]), printable_name(folders[1])))
+        if args.paths or args.offer_self or args.name is not None:
+            parser.error("-U receives files; give no FILE, -s or --name with it")
+    elif args.max_upload is not None:
+        parser.error("--max-upload only applies when receiving, with -U")
+    elif args.offer_self and args.paths:
+        parser.error("-s offers woof.py itself; give no FILE with it")
+    elif not args.paths and not args.offer_self:
         parser.error("give a FILE to offer, - for standard input, or -s")
+    if "-" in args.paths and len(args.paths) > 1:
+        parser.error("- (standard input) can only be offered alone")
+    if args.name is not None and name_problem(args.name):
+        parser.error(name_problem(args.name))
     if args.key and not args.cert:
         parser.error("--key goes with --cert FILE")
 
 
 def finish_status(server, log):
-    """The exit status once serving ended: 0, or EXIT_EXPIRED after --expire."""
-    count = server.settings.count
-    taken = "%d of %d" % (server.completed, count) if count else "%d" % server.completed
-    what = "uploads received" if server.offer is None else "downloads complete"
+    """The exit status once serving ended: 0, or EXIT_EXPIRED after --expire;
+    logs what was done, in one line."""
+    status = 0
     if server.expired_early():
-        log.warn("the time given by --expire is over; %s %s" % (taken, what))
-        return EXIT_EXPIRED
-    if server.expired:
-        log.info("the time given by --expire is over; %s %s" % (taken, what))
-    return 0
+        log.warn("the time given by --expire is over; %s" % server.taken_text())
+        status = EXIT_EXPIRED
+    elif server.expired:
+        log.info("the time given by --expire is over; %s" % server.taken_text())
+    log.info("done: %s" % server.summary())
+    return status
 
 
 if __name__ == "__main__":

@@ -44,12 +44,14 @@ class Woof:
     itself; or, unlimited, with -c 0 as a class would run it, and stopped with
     SIGINT once the clients are done."""
 
-    def __init__(self, path, python, name="woof.py", script=benchlib.WOOF, unlimited=False):
+    def __init__(self, path, python, name="woof.py", script=benchlib.WOOF, unlimited=False,
+                 terminal=False):
         self.path = path
         self.python = python
         self.name = name
         self.script = script
         self.unlimited = unlimited
+        self.terminal = terminal
         self.child = None
         self.clients = None
         self.peaks = {}
@@ -60,7 +62,8 @@ class Woof:
         self.clients = clients
         count = 0 if self.unlimited else clients
         self.child, url = benchlib.start_woof(["-c", str(count), self.path],
-                                              python=self.python, script=self.script)
+                                              python=self.python, script=self.script,
+                                              terminal=self.terminal)
         return url
 
     def after(self):
@@ -202,12 +205,12 @@ def measure(servers, clients_list, repeat, size, progress):
     return {key: benchlib.median(values) for key, values in times.items()}, times
 
 
-def measure_woof_idle(path, python, samples):
+def measure_woof_idle(path, python, samples, terminal=False):
     """Median seconds from start to printed URL, largest idle peak RSS in MiB, median CPU."""
     startups, peaks, cpu = [], [], []
     for _ in range(samples):
         started = time.monotonic()
-        child, _ = benchlib.start_woof([path], python=python)
+        child, _ = benchlib.start_woof([path], python=python, terminal=terminal)
         startups.append(time.monotonic() - started)
         child.process.send_signal(signal.SIGINT)
         _, _, peak = child.finish(timeout=WOOF_EXIT_SECONDS)
@@ -277,6 +280,9 @@ def build_parser():
     parser.add_argument("--baseline", metavar="WOOF_PY",
                         help="another woof.py (say, before a change) measured in the same "
                              "run, as 'baseline'")
+    parser.add_argument("--terminal", action="store_true",
+                        help="run woof with a pseudo-terminal as stderr and without -q, so "
+                             "that it draws its live progress as people see it")
     return parser
 
 
@@ -299,25 +305,28 @@ def main(argv=None):
         files = os.path.join(folder, "files")
         os.mkdir(files)
         path = benchlib.make_random_file(os.path.join(files, FILE_NAME), size)
-        servers.append(Woof(path, args.python, unlimited=args.unlimited))
+        servers.append(Woof(path, args.python, unlimited=args.unlimited,
+                            terminal=args.terminal))
         if args.baseline:
             servers.append(Woof(path, args.python, name="baseline",
                                 script=os.path.abspath(args.baseline),
-                                unlimited=args.unlimited))
+                                unlimited=args.unlimited, terminal=args.terminal))
         servers.append(start_http_server(files, path, sys.executable))
         if benchlib.have("nginx") and not args.no_nginx:
             servers.append(start_nginx(folder, path))
         startup, idle_peak, servers[0].idle_cpu = measure_woof_idle(path, args.python,
-                                                                    STARTUP_SAMPLES)
+                                                                    STARTUP_SAMPLES,
+                                                                    args.terminal)
         medians, runs = measure(servers, clients_list, repeat, size, progress)
     finally:
         for server in servers:
             server.close()
         shutil.rmtree(folder, ignore_errors=True)
 
-    print("download of %g MiB with curl to /dev/null, median of %d, woof under %s, "
+    print("download of %g MiB with curl to /dev/null, median of %d, woof under %s%s, "
           "http.server under %s, %d CPU(s)"
           % (size / (1 << 20), repeat, python_version(args.python),
+             " drawing its progress on a terminal" if args.terminal else "",
              python_version(sys.executable), os.cpu_count()))
     benchlib.report(table_rows(servers, clients_list, medians, runs, size),
                     ("server", "clients", "median s", "best s", "MiB/s", "woof/this", "spread",

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,12 +63,46 @@ class Child:
         return None
 
 
-def start_woof(args, cwd=None, python=sys.executable, stdin=None, timeout=30, script=WOOF):
+class DiscardingTerminal:
+    """A pseudo-terminal whose output is read and thrown away, for a program
+    that draws on its terminal: give it `slave`, then call started()."""
+
+    def __init__(self):
+        import pty
+        self.master, self.slave = pty.openpty()
+        self.reader = threading.Thread(target=self.drain)
+        self.reader.daemon = True
+
+    def started(self):
+        os.close(self.slave)
+        self.reader.start()
+
+    def drain(self):
+        try:
+            while os.read(self.master, 65536):
+                pass
+        except OSError:  # EIO once the program has closed its end
+            pass
+        finally:
+            os.close(self.master)
+
+
+def start_woof(args, cwd=None, python=sys.executable, stdin=None, timeout=30, terminal=False,
+               script=WOOF):
     """Start woof.py (or another copy of it, `script`) on 127.0.0.1, any free
-    port; return (Child, URL)."""
-    argv = [python, script, "-q", "-i", "127.0.0.1", "-p", "0"] + list(args)
+    port; return (Child, URL).
+
+    Quiet, its stderr thrown away; with terminal=True, woof logs to a
+    pseudo-terminal instead, so it draws its live progress too.
+    """
+    screen = DiscardingTerminal() if terminal else None
+    argv = [python, script] + ([] if terminal else ["-q"]) + ["-i", "127.0.0.1", "-p", "0"]
+    argv += list(args)
     child = Child(argv, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
-                  stderr=subprocess.DEVNULL, universal_newlines=True)
+                  stderr=screen.slave if screen else subprocess.DEVNULL,
+                  universal_newlines=True)
+    if screen:
+        screen.started()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = child.process.stdout.readline()
