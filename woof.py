@@ -8,6 +8,26 @@ standard library only, Python 3.6 to 3.13 on Linux, macOS and Windows.
     python3 woof.py FILE
 
 Licensed under the MIT licence; see LICENSE.
+
+Sections, in file order (each uses only what stands above it):
+
+    Compatibility      every difference between Pythons and systems
+    Constants          limits, names, formats
+    Errors             WoofError and its kinds
+    Pure helpers       names, URLs, headers, ranges, sizes
+    Output             the one logger for stderr, colour
+    Network discovery  the addresses to print, best first
+    Response bodies    how bytes reach the socket (sendfile, chunks)
+    Request heads      a deadline for what a client must send
+    Offers             a file, standard input
+    Offers: archives   folders and several paths, streamed as tar or zip
+    Receiving          request bodies, the multipart reader, safe saving
+    Terminal           live progress, the QR code
+    Security           the throwaway certificate; secret link, password, Host
+    HTTP handlers      downloads, then uploads
+    Server             connections, counting, the end
+    Command line       options, woofrc, what is printed at start
+    main()             exit statuses, signals
 """
 
 __version__ = "1.0.0"
