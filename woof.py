@@ -2494,8 +2494,9 @@ class UploadBatch:
     or symbolic link.
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, max_files=None):
         self.folder = folder
+        self.max_files = MAX_UPLOAD_FILES if max_files is None else max_files
         self.received = []  # (temporary path, client's name, size, seconds)
         self.temporaries = set()
         self.discarded = False
@@ -2512,9 +2513,9 @@ class UploadBatch:
             # thread cannot miss a file created just as woof stops.
             if self.discarded:
                 raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
-            if len(self.received) >= MAX_UPLOAD_FILES:
+            if len(self.received) >= self.max_files:
                 raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                    "an upload may hold at most %d files" % MAX_UPLOAD_FILES)
+                                    "an upload may hold at most %d files" % self.max_files)
             try:
                 path, handle = create_temporary(self.folder)
             except OSError as error:
@@ -2565,26 +2566,33 @@ class UploadBatch:
         self.received = []
         return saved
 
-    def name_all(self, created):
-        folders = {}
+    def name_all(self, created, folders=None):
+        """Name every file received; `folders` maps the folders made to (path, shown)."""
+        folders = {} if folders is None else folders
         next_numbers = {}
         saved = []
         for path, client_name, size, seconds in self.received:
             parts = upload_path(client_name)
-            parent, shown = self.folder, []
-            for depth in range(len(parts) - 1):
-                key = tuple(parts[:depth + 1])
-                if key not in folders:
-                    made = make_unique_folder(parent, parts[depth])
-                    created.append((os.path.join(parent, made), True))
-                    folders[key] = (os.path.join(parent, made), shown + [made])
-                parent, shown = folders[key]
+            parent, shown = self.make_folders(parts[:-1], folders, created)
             final = link_unique(path, parent, parts[-1], next_numbers)
             created.append((os.path.join(parent, final), False))
             with self.lock:
                 self.temporaries.discard(path)
             saved.append(SavedFile("/".join(shown + [final]), size, seconds))
         return saved
+
+    def make_folders(self, parts, folders, created):
+        """(path, shown parts) of the folder for safe components `parts`, each
+        made afresh the first time this batch needs it."""
+        parent, shown = self.folder, []
+        for depth in range(len(parts)):
+            key = tuple(parts[:depth + 1])
+            if key not in folders:
+                made = make_unique_folder(parent, parts[depth])
+                created.append((os.path.join(parent, made), True))
+                folders[key] = (os.path.join(parent, made), shown + [made])
+            parent, shown = folders[key]
+        return parent, shown
 
     def discard(self):
         """Remove every temporary file left (from any thread)."""
