@@ -234,6 +234,8 @@ MAX_EPILOGUE = 64 << 10
 DRAIN_SECONDS = 2.0
 DRAIN_LIMIT = 64 << 20
 UNNAMED_UPLOAD = "upload"
+# Tells woof.py's client mode that a URL takes files (a HEAD of it shows it).
+UPLOAD_MARKER = ("X-Woof", "upload")
 TEMPORARY_PREFIX = ".woof-"
 TEMPORARY_SUFFIX = ".part"
 
@@ -4171,7 +4173,7 @@ class UploadHandler(WoofHandler):
         self.send_small(status, text, ("Content-Security-Policy", UPLOAD_PAGE_POLICY),
                         ("X-Content-Type-Options", "nosniff"),
                         ("Referrer-Policy", "same-origin"), ("Cache-Control", "no-store"),
-                        content_type="text/html; charset=utf-8")
+                        UPLOAD_MARKER, content_type="text/html; charset=utf-8")
 
     # Checks made before the body is read, and before "100 Continue" is sent
     # (RFC 7231, 5.1.1), so that a client told no never sends its body.
