@@ -5320,11 +5320,22 @@ class PartialDownload:
         return {"Range": "bytes=%d-" % self.offset, "If-Range": self.validator}
 
     def start_over(self):
-        self.handle.seek(0)
-        self.handle.truncate(0)
+        self.cut(0)
         self.offset = 0
         self.validator = None
         remove_quietly(self.state_path)
+
+    def cut(self, size):
+        """Keep the first `size` bytes and write on from there.
+
+        A file that already has that size is not truncated: on ext4 a
+        truncation makes the close start writing the whole file back at
+        once (auto_da_alloc, for programs that rewrite files in place),
+        which made a 1 GiB download take up to twice as long.
+        """
+        if os.fstat(self.handle.fileno()).st_size != size:
+            self.handle.truncate(size)
+        self.handle.seek(size)
 
     def write(self, data):
         write_fully(self.handle, data)
@@ -5491,8 +5502,7 @@ class Download:
         ranges = (self.response.getheader("Accept-Ranges") or "").lower()
         self.resumable = validator is not None and (self.start > 0 or "bytes" in ranges)
         partial.remember(validator, self.total)
-        partial.handle.seek(self.start)
-        partial.handle.truncate(self.start)
+        partial.cut(self.start)
 
     def stream(self, verb, name):
         self.progress = self.report.progress(verb, name, self.total, self.start)
