@@ -4690,7 +4690,7 @@ REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 PROGRESS_INTERVAL = 0.25         # seconds between two redraws of the progress line
 MAX_ANSWER_TEXT = 64 << 10       # bytes of a refusal's text read to show its first line
 MAX_RESPONSE_HEAD = 64 << 10     # bytes of response head read by hand (after Expect)
-EXPECT_WAIT = 2.0                # seconds to wait for "100 Continue" (RFC 9110, 10.1.1)
+EXPECT_WAIT = 2.0                # seconds another server gets to say "100 Continue"
 SEND_SLICE = 8 << 20             # bytes handed to sendfile() between progress redraws
 MAX_UNPACKED_FILES = 1000000
 MAX_LINK_TARGET = 4096           # bytes of a zip member that holds a link's target
@@ -5034,13 +5034,13 @@ class Requester:
                             "out of HTTPS" % printable_name(following))
         return following
 
-    def send(self, url, method, headers, length, write_body):
+    def send(self, url, method, headers, length, write_body, expect_wait=EXPECT_WAIT):
         """(connection, response) of a request whose body of `length` bytes
         write_body(sock) sends; no redirect is followed.
 
         The body waits for "100 Continue" (RFC 9110, 10.1.1), so that a
         refusal (too large, disk full) comes before gigabytes are sent; a
-        server that says nothing for EXPECT_WAIT seconds gets the body anyway.
+        server that says nothing for expect_wait seconds gets the body anyway.
         """
         target = parse_url(url)
         connection = self.connection(target)
@@ -5050,7 +5050,7 @@ class Requester:
             for name, value in self.headers(target, extra).items():
                 connection.putheader(name, value)
             connection.endheaders()
-            early = self.interim_answer(connection, method)
+            early = self.interim_answer(connection, method, expect_wait)
             if early is not None:
                 return connection, early
         except (OSError, ValueError, http.client.HTTPException) as error:
@@ -5074,7 +5074,7 @@ class Requester:
             connection.close()
             raise WoofError("no answer after sending: %s" % describe_read_error(error))
 
-    def interim_answer(self, connection, method):
+    def interim_answer(self, connection, method, expect_wait):
         """None to go on sending the body, or the final response the server
         sent instead of "100 Continue"."""
         sock = connection.sock
@@ -5082,12 +5082,12 @@ class Requester:
         if waiting:
             with selectors.DefaultSelector() as selector:
                 selector.register(sock, selectors.EVENT_READ)
-                if not selector.select(EXPECT_WAIT):
+                if not selector.select(expect_wait):
                     return None
         head = bytearray()
         timeout = sock.gettimeout()
         # A TLS 1.3 session ticket makes the socket readable without an answer.
-        sock.settimeout(EXPECT_WAIT)
+        sock.settimeout(expect_wait)
         try:
             while not head.endswith(b"\r\n\r\n") and len(head) < MAX_RESPONSE_HEAD:
                 byte = sock.recv(1)  # one at a time: the body must stay unread
@@ -6122,7 +6122,9 @@ def post_form(requester, url, items, report):
         sock.sendall(closing)
         progress.update(length)
     headers = {"Content-Type": "multipart/form-data; boundary=" + boundary}
-    return url, requester.send(url, "POST", headers, length, write_body), progress
+    # A receiving woof always answers "100 Continue" or its refusal: wait for it.
+    return url, requester.send(url, "POST", headers, length, write_body,
+                               requester.options.timeout), progress
 
 
 def put_file(requester, url, item, report):
