@@ -16,6 +16,7 @@ import gzip
 import html
 import hashlib
 import http.client
+import http.server
 import io
 import ipaddress
 import json
@@ -27,7 +28,9 @@ import select
 import selectors
 import shutil
 import socket
+import socketserver
 import ssl
+import stat
 import struct
 import subprocess
 import sys
@@ -3464,6 +3467,12 @@ class ThrowawayCertificateTlsTests(ThrowawayCertificateTestCase):
 # The command line
 # ---------------------------------------------------------------------------
 
+def saved_line(name, data):
+    """The line a receiving woof answers curl (and woof's client) for one file."""
+    return "saved %s (%s, SHA-256 %s)\n" % (name, woof.format_size(len(data)),
+                                            hashlib.sha256(data).hexdigest())
+
+
 class WoofProcess:
     """woof.py run as users run it, in a subprocess; url is what it printed.
 
@@ -5170,6 +5179,918 @@ class BrowserTest(UploadTestCase):
         self.assertEqual(result["download_name"], os.path.basename(offered))
         self.assertEqual(bytes.fromhex(result["download_hex"]), b"downloaded\n")
         self.assertEqual(sender.wait(), 0)
+
+
+# ---------------------------------------------------------------------------
+# Client mode: woof.py URL fetches, woof.py URL FILE... sends
+# ---------------------------------------------------------------------------
+
+class TestHttpServer:
+    """A small HTTP/1.1 server in a thread whose answers a test scripts:
+    answer(handler) writes each response; `requests` keeps (method, path,
+    headers, body) of every request."""
+
+    def __init__(self, test, answer):
+        outer = self
+        self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def handle_one_request(self):
+                try:
+                    super().handle_one_request()
+                except OSError:
+                    self.close_connection = True  # the client went away; nothing to tell
+
+            def do_GET(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                outer.requests.append((self.command, self.path, self.headers, body))
+                answer(self)
+
+            do_HEAD = do_PUT = do_POST = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,))
+        self.thread.daemon = True
+        self.thread.start()
+        test.addCleanup(self.stop)
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.httpd.server_address[1], path)
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def send_body(handler, status, data, *headers):
+    handler.send_response(status)
+    handler.send_header("Content-Length", str(len(data)))
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)
+
+
+LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
+
+
+class ResourceServer(TestHttpServer):
+    """Serves `data` at every path: a strong ETag, and Range with If-Range
+    when ranges=True (RFC 7233).  Its first `cuts` GETs hang up after
+    cut_after body bytes, as a server whose connection drops."""
+
+    def __init__(self, test, data, ranges=True, cut_after=None, cuts=1, etag='"v1"',
+                 last_modified=True, disposition=None):
+        self.data = data
+        self.ranges = ranges
+        self.cut_after = cut_after
+        self.cuts = cuts
+        self.etag = etag
+        self.last_modified = last_modified
+        self.disposition = disposition
+        super().__init__(test, self.answer)
+
+    def answer(self, handler):
+        data, start, status = self.data, 0, 200
+        headers = [("Content-Type", "application/octet-stream")]
+        if self.etag:
+            headers.append(("ETag", self.etag))
+        if self.last_modified:
+            headers.append(("Last-Modified", LAST_MODIFIED))
+        if self.disposition:
+            headers.append(("Content-Disposition", self.disposition))
+        asked = handler.headers.get("Range")
+        if_range = handler.headers.get("If-Range")
+        if self.ranges:
+            headers.append(("Accept-Ranges", "bytes"))
+            if asked and (if_range is None or if_range in (self.etag, LAST_MODIFIED)):
+                start, status = int(asked.split("=")[1].rstrip("-")), 206
+                headers.append(("Content-Range", "bytes %d-%d/%d"
+                                % (start, len(data) - 1, len(data))))
+        body = data[start:]
+        if self.cuts and self.cut_after is not None and handler.command == "GET":
+            self.cuts -= 1
+            handler.send_response(status)
+            handler.send_header("Content-Length", str(len(body)))
+            for name, value in headers:
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(body[:self.cut_after])
+            handler.wfile.flush()
+            handler.close_connection = True
+            return
+        send_body(handler, status, body, *headers)
+
+
+class HttpServerProcess:
+    """`python -m http.server` serving a folder on 127.0.0.1, any free port."""
+
+    def __init__(self, test, folder):
+        self.process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"],
+            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            universal_newlines=True)
+        test.addCleanup(self.close)
+        line = self.process.stdout.readline()
+        match = re.search(r"port (\d+)", line)
+        if not match:
+            raise AssertionError("http.server printed %r" % line)
+        self.port = int(match.group(1))
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def close(self):
+        self.process.kill()
+        self.process.wait()
+        self.process.stdout.close()
+
+
+class RecordingTlsServer:
+    """Accepts one TLS connection and keeps every byte the client sends after
+    the handshake, until it closes."""
+
+    def __init__(self, test, certificate_path, key_path):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(certificate_path, key_path)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.listener.settimeout(DEADLINE)
+        self.port = self.listener.getsockname()[1]
+        self.received = None
+        self.thread = threading.Thread(target=self.serve)
+        self.thread.daemon = True
+        self.thread.start()
+        test.addCleanup(self.listener.close)
+
+    def serve(self):
+        connection, _ = self.listener.accept()
+        connection.settimeout(DEADLINE)
+        received = b""
+        try:
+            with self.context.wrap_socket(connection, server_side=True) as secure:
+                while True:
+                    chunk = secure.recv(4096)
+                    if not chunk:
+                        break
+                    received += chunk
+        except OSError:
+            pass  # the client closed without a TLS close_notify
+        self.received = received
+
+
+def make_tar(path, members, compression=""):
+    """A tar of (TarInfo, data or None) pairs, as hostile as the test wants."""
+    with tarfile.open(path, "w" + (":" + compression if compression else ""),
+                      format=tarfile.PAX_FORMAT) as archive:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def tar_info(name, kind=tarfile.REGTYPE, target="", mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    info.mode = mode
+    info.mtime = 1700000000
+    return info
+
+
+def tree_of(folder):
+    """{relative path: bytes, "->target" for a link, None for a folder}, hidden ones too."""
+    found = {}
+    for parent, folders, names in os.walk(folder):
+        for name in folders + names:
+            path = os.path.join(parent, name)
+            key = os.path.relpath(path, folder).replace(os.sep, "/")
+            if os.path.islink(path):
+                found[key] = "->" + os.readlink(path)
+            elif os.path.isdir(path):
+                found[key] = None
+            else:
+                with open(path, "rb") as handle:
+                    found[key] = handle.read()
+    return found
+
+
+class ClientTestCase(UploadTestCase):
+    """Runs the client in-process against servers started in the test; it
+    saves into self.dest, never the current folder."""
+
+    def setUp(self):
+        super().setUp()
+        self.dest = os.path.join(self.tmp, "dest")
+        os.mkdir(self.dest)
+
+    def client(self, *argv, environ=None, folder=None, stdin=None):
+        """run_client as main() calls it; return (status, stdout bytes, stderr text)."""
+        stdout, stderr = io.BytesIO(), io.StringIO()
+        parser = woof.build_parser()
+        try:
+            args = woof.parse_command_line(parser, list(argv))
+            self.assertTrue(woof.is_client_call(args))
+            with contextlib.redirect_stderr(stderr):
+                status = woof.run_client(parser, args, environ or {}, folder=folder or self.dest,
+                                         stdin=stdin or io.StringIO(), stdout=stdout,
+                                         stderr=stderr)
+        except SystemExit as exit_request:
+            status = exit_request.code
+        return status, stdout.getvalue(), stderr.getvalue()
+
+    def client_process(self, args, cwd=None, env=None, stdin=subprocess.DEVNULL, prefix=None):
+        """woof.py run as users run it; return the CompletedProcess (bytes)."""
+        argv = [sys.executable] + (prefix or [WOOF_PATH]) + list(args)
+        return subprocess.run(argv, cwd=cwd or self.dest, env=env, stdin=stdin,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+
+    def assert_one_line_error(self, status, stderr, *fragments):
+        self.assertEqual(status, 1, stderr)
+        lines = stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, stderr)
+        self.assertTrue(lines[0].startswith("woof: error: "), stderr)
+        for fragment in fragments:
+            self.assertIn(fragment, lines[0])
+
+    def visible_files(self, folder=None):
+        return {name: data for name, data in tree_of(folder or self.dest).items()
+                if not name.split("/")[-1].startswith(".")}
+
+    def hidden_files(self, folder=None):
+        return {name: data for name, data in tree_of(folder or self.dest).items()
+                if name.split("/")[-1].startswith(".")}
+
+
+class ClientNameTests(unittest.TestCase):
+
+    def test_names_come_from_content_disposition_then_the_url_then_a_fallback(self):
+        table = [
+            ("attachment; filename=\"a.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf",
+             "http://h/x", "r\u00e9sum\u00e9.pdf"),
+            ('attachment; filename="plain.txt"', "http://h/other.bin", "plain.txt"),
+            ("attachment; filename=\"caf\u00c3\u00a9.txt\"", "http://h/", "caf\u00e9.txt"),
+            ('attachment; filename="../../etc/passwd"', "http://h/", "passwd"),
+            ('attachment; filename="C:\\\\Windows\\\\evil.exe"', "http://h/", "evil.exe"),
+            ('attachment; filename=".bashrc"', "http://h/", "_.bashrc"),
+            ('attachment; filename="a\u202egpj.exe"'.encode().decode("latin-1"), "http://h/",
+             "a_gpj.exe"),
+            ('attachment; filename=".."', "http://h/f%C3%BCr.txt", "f\u00fcr.txt"),
+            (None, "http://h/dir/r%C3%A9sum%C3%A9%20%231.txt?x=1", "r\u00e9sum\u00e9 #1.txt"),
+            (None, "http://h/a%2Fb%2F..%2Fc.txt", "c.txt"),
+            (None, "http://h/", "download"),
+            (None, "http://h/%00%01", "__"),
+            ("inline", "http://h/", "download"),
+        ]
+        for disposition, url, expected in table:
+            with self.subTest(disposition=disposition, url=url):
+                self.assertEqual(woof.fetched_name(disposition, url), expected)
+
+    def test_member_paths_are_made_relative_or_refused(self):
+        table = [("a/b.txt", "a/b.txt"), ("./a//b/./c", "a/b/c"), ("/etc/passwd", "etc/passwd"),
+                 ("a/../b", "b"), ("./", None), ("dir/", "dir")]
+        for name, expected in table:
+            with self.subTest(name=name):
+                self.assertEqual(woof.member_path(name), expected)
+        for name in ("..", "../x", "a/../../x", "/../x"):
+            with self.subTest(name=name):
+                with self.assertRaisesRegex(woof.WoofError, "leads outside"):
+                    woof.member_path(name)
+
+    def test_pins_must_be_sha256_digests(self):
+        good = "sha256//" + base64.b64encode(b"k" * 32).decode()
+        self.assertEqual(woof.checked_pins(good), [good])
+        self.assertEqual(woof.checked_pins(good + ";" + good), [good, good])
+        for bad in ("sha1//" + good[8:], "sha256//" + base64.b64encode(b"k" * 31).decode(),
+                    "sha256//not base64!", "", good + ";"):
+            with self.subTest(bad=bad):
+                with self.assertRaises(ValueError):
+                    woof.checked_pins(bad)
+
+    def test_urls_become_request_targets(self):
+        table = [("http://127.0.0.1:8080/a%20b?x=1#f", ("http", "127.0.0.1", 8080, "/a%20b?x=1")),
+                 ("HTTPS://[::1]/", ("https", "::1", 443, "/")),
+                 ("http://host", ("http", "host", 80, "/")),
+                 ("http://h/\u00e9t\u00e9 1", ("http", "h", 80, "/%C3%A9t%C3%A9%201"))]
+        for url, expected in table:
+            with self.subTest(url=url):
+                self.assertEqual(tuple(woof.parse_url(url)), expected)
+        for url in ("ftp://h/", "http://", "http://h:99999/"):
+            with self.subTest(url=url):
+                with self.assertRaises(woof.WoofError):
+                    woof.parse_url(url)
+
+
+class ClientFetchTests(ClientTestCase):
+
+    def test_a_download_from_woof_keeps_its_unicode_name_and_exact_bytes(self):
+        data = os.urandom(300000)
+        run = self.start(self.make_file("rapport \u00e9t\u00e9 #2.pdf", data))
+        status, stdout, stderr = self.client(self.url(run))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"rapport \u00e9t\u00e9 #2.pdf": data})
+        self.assertEqual(stdout, b"")
+        self.assertRegex(stderr, r'^Saved "rapport \u00e9t\u00e9 #2\.pdf" \(293\.0 KiB in ')
+        run.wait()  # the download counted: woof exits by itself
+
+    def test_the_secret_link_is_just_part_of_the_url(self):
+        run = self.start(self.make_file("s.txt", b"secret data"), secret="T0k3n")
+        status, _, stderr = self.client("http://127.0.0.1:%d/T0k3n/" % run.server.port)
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"s.txt": b"secret data"})
+
+    def test_an_existing_file_is_never_replaced(self):
+        self.make_file("a.txt", b"mine", folder=self.dest)
+        self.make_file("a (1).txt", b"mine too", folder=self.dest)
+        run = self.start(self.make_file("a.txt", b"theirs"))
+        status, _, stderr = self.client(self.url(run))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"a.txt": b"mine", "a (1).txt": b"mine too",
+                                              "a (2).txt": b"theirs"})
+        self.assertIn('Saved "a (2).txt"', stderr)
+
+    def test_o_saves_exactly_there_and_replaces_only_with_force(self):
+        run = self.start(self.make_file("f.bin", b"new bytes"), count=0)
+        status, _, stderr = self.client("-o", "sub/out.bin", self.url(run))
+        self.assert_one_line_error(status, stderr, "there is no folder")
+        os.mkdir(os.path.join(self.dest, "sub"))
+        status, _, stderr = self.client("-o", "sub/out.bin", self.url(run))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"sub": None, "sub/out.bin": b"new bytes"})
+        old = self.make_file("kept.bin", b"old", folder=self.dest)
+        status, _, stderr = self.client("-o", "kept.bin", self.url(run))
+        self.assert_one_line_error(status, stderr, "kept.bin exists; add --force")
+        self.assertEqual(tree_of(self.dest)["kept.bin"], b"old")
+        status, _, stderr = self.client("-o", old, "--force", self.url(run))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"sub": None, "sub/out.bin": b"new bytes",
+                                              "kept.bin": b"new bytes"})
+        status, _, stderr = self.client("-o", "sub", self.url(run))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest)["sub/f.bin"], b"new bytes")
+
+    def test_o_dash_writes_to_standard_output(self):
+        data = os.urandom(200000)
+        run = self.start(self.make_file("f.bin", data), count=0)
+        status, stdout, stderr = self.client("-o", "-", "-q", self.url(run))
+        self.assertEqual((status, stdout, stderr), (0, data, ""))
+        result = self.client_process(["-o", "-", self.url(run)])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, data)
+        self.assertEqual(tree_of(self.dest), {})
+
+    def test_python_http_server_files_keep_their_names(self):
+        served = os.path.join(self.tmp, "served")
+        data = os.urandom(100000)
+        self.make_file("\u00e9t\u00e9 #1.txt", data, folder=served)
+        server = HttpServerProcess(self, served)
+        status, _, stderr = self.client(server.url("/%C3%A9t%C3%A9%20%231.txt"))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"\u00e9t\u00e9 #1.txt": data})
+        status, _, stderr = self.client(server.url("/missing.txt"))
+        self.assert_one_line_error(status, stderr, "404 Not Found")
+        self.assertEqual(tree_of(self.dest), {"\u00e9t\u00e9 #1.txt": data})
+
+    def test_a_broken_download_resumes_with_range_and_if_range(self):
+        data = os.urandom(500000)
+        server = ResourceServer(self, data, cut_after=120000,
+                                disposition="attachment; filename=\"r.bin\"")
+        status, _, stderr = self.client(server.url("/r"))
+        self.assert_one_line_error(status, stderr, "broke off after 117.2 KiB of 488.3 KiB",
+                                   "run the same command again to continue")
+        hidden = self.hidden_files()
+        self.assertEqual(self.visible_files(), {})
+        parts = [data_ for name, data_ in hidden.items() if name.endswith(".part")]
+        self.assertEqual(parts, [data[:120000]])
+        status, _, stderr = self.client(server.url("/r"))
+        self.assertEqual(status, 0, stderr)
+        self.assertIn("resumed at 117.2 KiB", stderr)
+        self.assertEqual(tree_of(self.dest), {"r.bin": data})
+        headers = server.requests[-1][2]
+        self.assertEqual((headers["Range"], headers["If-Range"]), ("bytes=120000-", '"v1"'))
+
+    def test_woof_itself_resumes_and_counts_one_download(self):
+        data = os.urandom(400000)
+        run = self.start(self.make_file("w.bin", data))
+        partial = woof.PartialDownload(self.dest, self.url(run))
+        with open(partial.path, "wb") as handle:
+            handle.write(data[:150000])
+        response, _ = self.request(run, "HEAD")
+        with open(partial.state_path, "w") as handle:
+            json.dump({"validator": response.getheader("ETag"), "total": len(data)}, handle)
+        # The first 150000 bytes reached this client before (an earlier GET).
+        self.request(run, "GET", headers={"Range": "bytes=0-149999"})
+        status, _, stderr = self.client(self.url(run))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"w.bin": data})
+        run.wait()
+        self.assertIn("206", self.log_text())
+
+    def test_the_date_validates_when_there_is_no_etag(self):
+        data = os.urandom(300000)
+        server = ResourceServer(self, data, cut_after=1000, etag=None)
+        self.assertEqual(self.client(server.url("/d.bin"))[0], 1)
+        status, _, stderr = self.client(server.url("/d.bin"))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(server.requests[-1][2]["If-Range"], LAST_MODIFIED)
+        self.assertIn("resumed at", stderr)
+        self.assertEqual(tree_of(self.dest), {"d.bin": data})
+
+    def test_a_server_without_range_support_starts_over_cleanly(self):
+        data = os.urandom(300000)
+        server = ResourceServer(self, data, ranges=False, cut_after=100000)
+        status, _, stderr = self.client(server.url("/n.bin"))
+        self.assert_one_line_error(status, stderr, "cannot resume",
+                                   "running the same command again starts over")
+        self.assertEqual(self.visible_files(), {})
+        status, _, stderr = self.client(server.url("/n.bin"))
+        self.assertEqual(status, 0, stderr)
+        self.assertNotIn("resumed", stderr)
+        self.assertEqual(tree_of(self.dest), {"n.bin": data})
+
+    def test_a_server_without_validators_leaves_no_partial_file(self):
+        server = ResourceServer(self, os.urandom(300000), cut_after=5000, etag=None,
+                                last_modified=False)
+        status, _, stderr = self.client(server.url("/v.bin"))
+        self.assert_one_line_error(status, stderr, "starts over")
+        self.assertEqual(tree_of(self.dest), {})
+        status, _, stderr = self.client(server.url("/v.bin"))
+        self.assertEqual(status, 0, stderr)
+        self.assertNotIn("Range", server.requests[-1][2])
+        self.assertEqual(tree_of(self.dest), {"v.bin": server.data})
+
+    def test_a_file_changed_on_the_server_starts_over(self):
+        old, new = os.urandom(300000), os.urandom(250000)
+        server = ResourceServer(self, old, cut_after=100000)
+        self.assertEqual(self.client(server.url("/c.bin"))[0], 1)
+        server.data, server.etag = new, '"v2"'
+        status, _, stderr = self.client(server.url("/c.bin"))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(server.requests[-1][2]["If-Range"], '"v1"')
+        self.assertEqual(tree_of(self.dest), {"c.bin": new})
+
+    def test_a_redirect_is_followed_and_names_the_file(self):
+        data = b"moved here\n"
+
+        def answer(handler):
+            if handler.path == "/old":
+                send_body(handler, 302, b"", ("Location", "/new/%C3%A9.txt"))
+            else:
+                send_body(handler, 200, data)
+        server = TestHttpServer(self, answer)
+        status, _, stderr = self.client(server.url("/old"))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"\u00e9.txt": data})
+
+    @unittest.skipUnless(hasattr(os, "fork"), "resource limits are POSIX")
+    def test_a_full_disk_is_one_line_and_keeps_the_partial_file_for_later(self):
+        server = ResourceServer(self, os.urandom(2 << 20))
+        limit = ("import resource, runpy, sys; "
+                 "resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000)); "
+                 "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+        result = self.client_process([WOOF_PATH, server.url("/big.bin")], prefix=["-c", limit])
+        stderr = result.stderr.decode()
+        self.assert_one_line_error(result.returncode, stderr, "the disk is full after",
+                                   "free some space, then run the same command again")
+        self.assertEqual(self.visible_files(), {})
+        status, _, stderr = self.client(server.url("/big.bin"))
+        self.assertEqual(status, 0, stderr)
+        self.assertIn("resumed at", stderr)
+        self.assertEqual(tree_of(self.dest), {"big.bin": server.data})
+
+    def test_errors_are_one_line_and_leave_no_file(self):
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            closed_port = closed.getsockname()[1]
+        protected = self.start(self.make_file("p.txt"), count=0,
+                               password_digest=woof.password_digest("right"))
+        gone_path = self.make_file("gone.txt")
+        gone = self.start(gone_path, count=0)
+        os.replace(self.make_file("new.txt", b"another file"), gone_path)
+        finished = self.start(self.make_file("once.txt"))
+        self.assertEqual(self.client("-o", "-", self.url(finished))[0], 0)
+        finished.wait()
+        table = [
+            (["http://127.0.0.1:%d/" % closed_port], {}, "nothing listens there"),
+            ([self.url(protected)], {}, "asks for a password: add --password"),
+            (["--password", self.url(protected)], {"WOOF_PASSWORD": "wrong"},
+             "the password was refused"),
+            ([self.url(gone)], {}, "410 Gone: the offered file is gone"),
+            ([self.url(finished)], {}, "nothing listens there"),
+            (["-x", self.url(protected)], {}, "asks for a password"),
+        ]
+        for argv, environ, message in table:
+            with self.subTest(argv=argv):
+                status, _, stderr = self.client(*argv, environ=environ)
+                self.assert_one_line_error(status, stderr, message)
+                self.assertEqual(tree_of(self.dest), {})
+
+    def test_the_password_is_sent_and_never_prompted_without_a_terminal(self):
+        run = self.start(self.make_file("p.txt", b"protected"), count=0,
+                         password_digest=woof.password_digest("s\u00e9same:1"))
+        status, _, stderr = self.client("--password", self.url(run),
+                                        environ={"WOOF_PASSWORD": "s\u00e9same:1"})
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"p.txt": b"protected"})
+        env = dict(os.environ)
+        env.pop("WOOF_PASSWORD", None)
+        result = self.client_process(["--password", self.url(run)], env=env)
+        stderr = result.stderr.decode()
+        self.assert_one_line_error(result.returncode, stderr, "WOOF_PASSWORD")
+
+    def test_a_password_is_not_sent_to_another_origin_after_a_redirect(self):
+        other = TestHttpServer(self, lambda handler: send_body(handler, 200, b"x"))
+        first = TestHttpServer(self, lambda handler: send_body(
+            handler, 302, b"", ("Location", other.url("/x.txt"))))
+        status, _, stderr = self.client("--password", first.url("/"),
+                                        environ={"WOOF_PASSWORD": "pw"})
+        self.assertEqual(status, 0, stderr)
+        self.assertIn("Authorization", first.requests[0][2])
+        self.assertNotIn("Authorization", other.requests[0][2])
+
+
+class ClientTlsTests(ClientTestCase, ThrowawayCertificateTestCase):
+
+    def test_the_pin_woof_printed_is_checked(self):
+        data = os.urandom(100000)
+        run = self.start(self.make_file("t.bin", data), count=0, https=True)
+        url = "https://127.0.0.1:%d/t.bin" % run.server.port
+        status, _, stderr = self.client("--pin", run.server.tls.pin, url)
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"t.bin": data})
+        status, _, stderr = self.client(url)
+        self.assert_one_line_error(status, stderr, "not one this machine trusts", "--pin")
+        status, _, stderr = self.client("--insecure", "-o", "-", url)
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(stderr.splitlines()[0].split(":")[:2], ["woof", " warning"])
+        self.assertIn("--insecure", stderr)
+
+    def test_a_wrong_pin_sends_nothing_at_all(self):
+        certificate_path, key_path, _ = self.write_certificate(["127.0.0.1"])
+        server = RecordingTlsServer(self, certificate_path, key_path)
+        other_pin = woof.public_key_pin(ssl.PEM_cert_to_DER_cert(
+            woof.throwaway_certificate(["127.0.0.1"])[0]))
+        status, _, stderr = self.client("--pin", other_pin,
+                                        "https://127.0.0.1:%d/x" % server.port)
+        self.assert_one_line_error(status, stderr, "not the pinned " + other_pin,
+                                   "nothing was sent")
+        server.thread.join(DEADLINE)
+        self.assertEqual(server.received, b"")
+        self.assertEqual(tree_of(self.dest), {})
+
+    def test_cacert_trusts_the_certificate_for_its_address(self):
+        certificate_path, key_path, _ = self.write_certificate(["127.0.0.1", "localhost"])
+        run = self.start(self.make_file("c.txt", b"checked"), count=0,
+                         certificate=certificate_path, key=key_path)
+        url = "https://127.0.0.1:%d/" % run.server.port
+        status, _, stderr = self.client("--cacert", certificate_path, url)
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"c.txt": b"checked"})
+        status, _, stderr = self.client("--cacert", certificate_path,
+                                        "https://localhost:%d/" % run.server.port)
+        self.assertEqual(status, 0, stderr)  # the certificate names localhost too
+        other = self.make_file("other.pem", woof.throwaway_certificate(["127.0.0.1"])[0].encode())
+        status, _, stderr = self.client("--cacert", other, url)
+        self.assert_one_line_error(status, stderr, "not one this machine trusts")
+
+    def test_sending_over_https_with_a_pin(self):
+        run = self.receive(https=True)
+        path = self.make_file("s\u00e9nd.bin", os.urandom(3 << 20))
+        status, stdout, stderr = self.client("--pin", run.server.tls.pin,
+                                             "https://127.0.0.1:%d/" % run.server.port, path)
+        self.assertEqual(status, 0, stderr)
+        with open(path, "rb") as handle:
+            data = handle.read()
+        self.assertEqual(stdout, saved_line("s\u00e9nd.bin", data).encode())
+        self.assertEqual(self.inbox_files(), {"s\u00e9nd.bin": data})
+
+
+class ClientUnpackTests(ClientTestCase):
+
+    def make_tree(self):
+        root = os.path.join(self.tmp, "proj \u00e9t\u00e9")
+        self.make_file("a.txt", b"alpha\n", folder=root)
+        self.make_file("sub/deeper/b.bin", os.urandom(300000), folder=root)
+        self.make_file("sub/empty.txt", b"", folder=root)
+        os.makedirs(os.path.join(root, "vide"))
+        return root
+
+    def test_every_format_woof_offers_unpacks_byte_exact(self):
+        root = self.make_tree()
+        expected = {"proj \u00e9t\u00e9/" + name: data for name, data in tree_of(root).items()}
+        expected["proj \u00e9t\u00e9"] = None
+        for compression in ("gz", "bz2", "xz", "zip", "tar"):
+            with self.subTest(compression=compression):
+                folder = os.path.join(self.tmp, "into-" + compression)
+                os.mkdir(folder)
+                run = self.start(woof.ArchiveOffer([root], compression))
+                status, _, stderr = self.client("-x", self.url(run), folder=folder)
+                self.assertEqual(status, 0, stderr)
+                self.assertEqual(tree_of(folder), expected)
+                self.assertIn('Unpacked 3 files (293.0 KiB): "proj \u00e9t\u00e9"', stderr)
+
+    def test_nothing_is_overwritten_and_existing_folders_are_never_entered(self):
+        outside = os.path.join(self.tmp, "outside")
+        os.mkdir(outside)
+        self.make_file("proj/a.txt", b"mine", folder=self.dest)
+        os.mkdir(os.path.join(self.dest, "real"))
+        os.symlink("real", os.path.join(self.dest, "inner"))
+        archive = make_tar(os.path.join(self.tmp, "a.tar"), [
+            (tar_info("proj/a.txt"), b"theirs"),
+            (tar_info("inner/x.txt"), b"x"),
+            (tar_info("run.sh", mode=0o4755), b"#!/bin/sh\n"),
+        ])
+        run = self.start(archive)
+        status, _, stderr = self.client("-x", self.url(run))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {
+            "proj": None, "proj/a.txt": b"mine", "real": None, "inner": "->real",
+            "proj (1)": None, "proj (1)/a.txt": b"theirs",
+            "inner (1)": None, "inner (1)/x.txt": b"x", "run.sh": b"#!/bin/sh\n"})
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.dest, "run.sh")).st_mode), 0o755)
+        self.assertEqual(os.stat(os.path.join(self.dest, "run.sh")).st_mtime, 1700000000)
+
+    def test_links_that_stay_inside_are_kept(self):
+        archive = make_tar(os.path.join(self.tmp, "l.tar.gz"), [
+            (tar_info("v1/data.txt"), b"one"),
+            (tar_info("latest", tarfile.SYMTYPE, "v1"), None),
+            (tar_info("v1/again.txt", tarfile.LNKTYPE, "v1/data.txt"), None),
+        ], "gz")
+        run = self.start(archive)
+        status, _, stderr = self.client("-x", self.url(run))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"v1": None, "v1/data.txt": b"one",
+                                              "v1/again.txt": b"one", "latest": "->v1"})
+
+    def test_hostile_tars_are_refused_whole_and_leave_nothing(self):
+        outside = os.path.join(self.tmp, "outside")
+        os.mkdir(outside)
+        os.symlink(outside, os.path.join(self.dest, "exit"))
+        absolute_target = os.path.join(outside, "abs.txt")
+        fine = (tar_info("fine.txt"), b"fine")
+        table = [
+            ("dotdot", [fine, (tar_info("../escape.txt"), b"x")], "leads outside the folder"),
+            ("deep dotdot", [fine, (tar_info("a/../../escape.txt"), b"x")], "leads outside"),
+            ("link out", [fine, (tar_info("l", tarfile.SYMTYPE, "../outside"), None)],
+             "links outside the folder"),
+            ("absolute link", [fine, (tar_info("l", tarfile.SYMTYPE, outside), None)],
+             "links to an absolute path"),
+            ("hard link out", [fine, (tar_info("h", tarfile.LNKTYPE, "../outside/x"), None)],
+             "links outside the folder"),
+            ("device", [fine, (tar_info("null", tarfile.CHRTYPE), None)], "is a device file"),
+            ("fifo", [fine, (tar_info("pipe", tarfile.FIFOTYPE), None)], "is a FIFO"),
+            ("through an existing link", [fine, (tar_info("exit/evil.txt"), b"x")],
+             "goes through a link that leads outside"),
+            ("a link chain out", [fine, (tar_info("d", tarfile.SYMTYPE, "."), None),
+                                  (tar_info("e", tarfile.SYMTYPE, "d/.."), None)],
+             "links outside the folder"),
+        ]
+        before = tree_of(self.dest)
+        for label, members, message in table:
+            with self.subTest(label):
+                run = self.start(make_tar(os.path.join(self.tmp, label + ".tar"), members))
+                status, _, stderr = self.client("-x", self.url(run))
+                self.assert_one_line_error(status, stderr, "refusing the archive", message,
+                                           "nothing was unpacked")
+                self.assertEqual(tree_of(self.dest), before)
+                self.assertEqual(os.listdir(outside), [])
+        run = self.start(make_tar(os.path.join(self.tmp, "abs.tar"),
+                                  [(tar_info(absolute_target), b"made relative")]))
+        status, _, stderr = self.client("-x", self.url(run))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(os.listdir(outside), [])
+        relative = absolute_target.lstrip("/").replace(os.sep, "/")
+        self.assertEqual(tree_of(self.dest)[relative], b"made relative")
+
+    def test_hostile_zips_are_refused_whole(self):
+        table = [
+            ("dotdot", "../evil.txt", 0o100644, b"x", "leads outside"),
+            ("link out", "l", 0o120777, b"../../outside", "links outside"),
+            ("device", "dev", 0o020644, b"", "device file"),
+        ]
+        for label, name, mode, data, message in table:
+            with self.subTest(label):
+                path = os.path.join(self.tmp, label + ".zip")
+                with zipfile.ZipFile(path, "w") as archive:
+                    archive.writestr("fine.txt", b"fine")
+                    info = zipfile.ZipInfo(name)
+                    info.create_system = 3
+                    info.external_attr = mode << 16
+                    archive.writestr(info, data)
+                run = self.start(path)
+                status, _, stderr = self.client("-x", self.url(run))
+                self.assert_one_line_error(status, stderr, "refusing the archive", message)
+                self.assertEqual(tree_of(self.dest), {})
+
+    def test_a_zip_is_fetched_resumably_then_unpacked(self):
+        payload = io.BytesIO()
+        with zipfile.ZipFile(payload, "w") as archive:
+            archive.writestr("z/one.txt", b"one")
+            archive.writestr("z/two.bin", os.urandom(200000))
+        server = ResourceServer(self, payload.getvalue(), cut_after=50000)
+        status, _, stderr = self.client("-x", server.url("/z.zip"))
+        self.assert_one_line_error(status, stderr, "run the same command again to continue")
+        status, _, stderr = self.client("-x", server.url("/z.zip"))
+        self.assertEqual(status, 0, stderr)
+        with zipfile.ZipFile(payload) as archive:
+            expected = {"z": None, "z/one.txt": b"one", "z/two.bin": archive.read("z/two.bin")}
+        self.assertEqual(tree_of(self.dest), expected)
+
+    def test_a_tar_cut_short_unpacks_nothing(self):
+        archive = make_tar(os.path.join(self.tmp, "t.tar"), [
+            (tar_info("first.txt"), b"1" * 20000), (tar_info("second.txt"), b"2" * 20000)])
+        with open(archive, "rb") as handle:
+            server = ResourceServer(self, handle.read(), cut_after=30000, ranges=False)
+        status, _, stderr = self.client("-x", server.url("/t.tar"))
+        self.assert_one_line_error(status, stderr, "broke off", "nothing was unpacked")
+        self.assertEqual(tree_of(self.dest), {})
+
+    def test_what_is_no_archive_is_refused(self):
+        run = self.start(self.make_file("notes.txt", b"just text\n" * 100))
+        status, _, stderr = self.client("-x", self.url(run))
+        self.assert_one_line_error(status, stderr, "cannot unpack the archive")
+        self.assertEqual(tree_of(self.dest), {})
+
+
+class ClientSendTests(ClientTestCase):
+
+    def test_files_and_a_folder_reach_a_receiving_woof_byte_exact(self):
+        run = self.receive()
+        outgoing = os.path.join(self.tmp, "outgoing")
+        photos = os.path.join(outgoing, "ph\u00f6tos")
+        expected = {
+            "ph\u00f6tos/a.jpg": os.urandom(2 << 20),
+            "ph\u00f6tos/2024/\u65e5 #1.txt": b"day one\n",
+            "ph\u00f6tos/2024/empty": b"",
+            'ph\u00f6tos/odd "quoted" name.txt': b"quoted\n",
+        }
+        for name, data in expected.items():
+            self.make_file(name, data, folder=outgoing)
+        os.symlink("/etc/passwd", os.path.join(photos, "link"))
+        single = self.make_file("single %22.bin", os.urandom(100000))
+        status, stdout, stderr = self.client(self.url(run, "/"), photos, single)
+        self.assertEqual(status, 0, stderr)
+        with open(single, "rb") as handle:
+            expected["single %22.bin"] = handle.read()
+        self.assertEqual(self.inbox_files(), expected)
+        self.assertEqual(sorted(stdout.decode().splitlines()), sorted(
+            saved_line(name, data).rstrip("\n") for name, data in expected.items()))
+        self.assertIn("left out", stderr)
+        self.assertIn('Sent "5 files"', stderr)
+        run.wait()  # one upload, counted
+
+    def test_a_refused_upload_is_refused_before_the_body_is_sent(self):
+        run = self.receive(max_upload=1000)
+        big = self.make_file("big.bin", os.urandom(50 << 20))
+        status, _, stderr = self.client(self.url(run, "/"), big)
+        self.assert_one_line_error(status, stderr, "413", "the upload is 50.0 MiB, more than")
+        self.assertEqual(self.inbox_files(), {})
+        self.assertIn('"POST / HTTP/1.1" 413', self.log_text())
+
+    def test_sending_to_a_password_protected_woof(self):
+        run = self.receive(password_digest=woof.password_digest("pw"))
+        path = self.make_file("x.txt", b"x")
+        status, _, stderr = self.client(self.url(run, "/"), path)
+        self.assert_one_line_error(status, stderr, "asks for a password")
+        status, stdout, stderr = self.client("--password", self.url(run, "/"), path,
+                                             environ={"WOOF_PASSWORD": "pw"})
+        self.assertEqual((status, stdout), (0, saved_line("x.txt", b"x").encode()), stderr)
+
+    def test_another_server_gets_a_single_file_by_put(self):
+        stored = {}
+
+        def answer(handler):
+            if handler.command == "PUT":
+                stored[handler.path] = server.requests[-1][3]
+                send_body(handler, 201, b"created\n")
+            else:
+                send_body(handler, 404, b"no\n")
+        server = TestHttpServer(self, answer)
+        data = os.urandom(300000)
+        path = self.make_file("r\u00e9sum\u00e9.pdf", data)
+        for url, expected_path in ((server.url("/up/"), "/up/r%C3%A9sum%C3%A9.pdf"),
+                                   (server.url("/exact.pdf"), "/exact.pdf")):
+            with self.subTest(url=url):
+                status, stdout, stderr = self.client(url, path)
+                self.assertEqual((status, stdout), (0, b""), stderr)
+                self.assertEqual(stored[expected_path], data)
+                self.assertIn("201 Created", stderr)
+        folder = os.path.join(self.tmp, "folder")
+        self.make_file("f.txt", b"f", folder=folder)
+        status, _, stderr = self.client(server.url("/up/"), folder)
+        self.assert_one_line_error(status, stderr, "no woof receiving files")
+
+    def test_a_woof_offering_a_download_refuses_what_is_sent(self):
+        run = self.start(self.make_file("offer.txt"))
+        status, _, stderr = self.client(self.url(run), self.make_file("x.txt"))
+        self.assert_one_line_error(status, stderr, "405", "only GET and HEAD")
+
+    def test_missing_files_are_refused_before_anything_is_sent(self):
+        run = self.receive()
+        status, _, stderr = self.client(self.url(run, "/"), os.path.join(self.tmp, "absent"))
+        self.assert_one_line_error(status, stderr, "cannot read", "absent")
+        self.assertEqual(self.log_text().count('"'), 0)
+
+
+class ClientCommandLineTests(ClientTestCase):
+
+    def test_a_url_first_switches_to_client_mode_unless_a_file_has_that_name(self):
+        parser = woof.build_parser()
+        table = [(["http://h/x"], True), (["HTTPS://h/"], True), (["file.txt"], False),
+                 (["-o", "x", "file.txt"], True), (["ftp://h/"], False), (["-U"], False),
+                 (["http://h/", "a", "b"], True)]
+        for argv, expected in table:
+            with self.subTest(argv=argv):
+                args = woof.parse_command_line(parser, argv)
+                self.assertEqual(woof.is_client_call(args), expected)
+        run = self.start(self.make_file("f.txt", b"over the wire"))
+        url = self.url(run)
+        self.make_file(url.replace("://", ":/", 1), b"a local file", folder=self.tmp)
+        child = subprocess.Popen([sys.executable, WOOF_PATH, "-i", "127.0.0.1", "-p", "0", url],
+                                 cwd=self.tmp,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        self.assertTrue(child.stdout.readline().startswith(b"Now serving on http://"))
+        for stream in (child.stdout, child.stderr):
+            self.addCleanup(stream.close)
+        result = self.client_process([url])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(tree_of(self.dest), {"f.txt": b"over the wire"})
+        self.assertEqual(result.stdout, b"")
+
+    def test_client_mistakes_are_usage_errors(self):
+        pin = "sha256//" + base64.b64encode(b"k" * 32).decode()
+        table = [["-o", "x", "file.txt"], ["-x", "-o", "a", "http://h/"],
+                 ["--pin", "sha256//short", "https://h/"], ["--pin", pin, "http://h/"],
+                 ["--force", "http://h/"], ["-s", "http://h/"], ["--https", "http://h/"],
+                 ["-o", "x", "http://h/", "file"], ["--pin", pin, "--insecure", "https://h/"],
+                 ["--cacert", "c.pem", "http://h/"], ["-x", "http://h/", "file"]]
+        for argv in table:
+            with self.subTest(argv=argv):
+                stderr = io.StringIO()
+                with contextlib.redirect_stderr(stderr):
+                    status = woof.main(argv, config_paths=())
+                self.assertEqual(status, 2, stderr.getvalue())
+                self.assertRegex(stderr.getvalue().strip().splitlines()[-1],
+                                 r"^woof(\.py)?: error: ")
+
+    def test_help_tells_that_a_file_of_that_name_wins(self):
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            self.assertEqual(woof.main(["-h"], config_paths=()), 0)
+        text = " ".join(stdout.getvalue().split())
+        for fragment in ("client mode", "a file that exists under that name is offered instead",
+                         "--pin sha256//KEY", "-x, --extract", "woof.py URL FILE..."):
+            with self.subTest(fragment=fragment):
+                self.assertIn(fragment, text)
+
+    @unittest.skipUnless(hasattr(os, "openpty"), "needs a pseudo-terminal")
+    def test_progress_is_live_on_a_terminal_and_silent_with_q(self):
+        run = self.start(self.make_file("p.bin", os.urandom(3 << 20)), count=0)
+        for quiet in (False, True):
+            with self.subTest(quiet=quiet):
+                master, slave = os.openpty()
+                try:
+                    child = subprocess.Popen(
+                        [sys.executable, WOOF_PATH, "-o", "-"] + (["-q"] if quiet else [])
+                        + [self.url(run)], cwd=self.dest, stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=slave,
+                        env=dict(os.environ, PYTHONIOENCODING="utf-8"))
+                    os.close(slave)
+                    slave = None
+                    shown = b""
+                    while True:
+                        try:
+                            chunk = os.read(master, 4096)
+                        except OSError:  # the terminal closed with the child
+                            break
+                        if not chunk:
+                            break
+                        shown += chunk
+                    self.assertEqual(child.wait(DEADLINE), 0, shown)
+                finally:
+                    os.close(master)
+                    if slave is not None:
+                        os.close(slave)
+                text = shown.decode("utf-8", "replace")
+                if quiet:
+                    self.assertEqual(text, "")
+                else:
+                    self.assertRegex(text, r'^\rFetching "p\.bin" \(3\.0 MiB\) \u2026 0%  0 B')
+                    self.assertRegex(text, r'\rFetched "p\.bin" \(3\.0 MiB in [0-9.]+ s, ')
 
 
 # ---------------------------------------------------------------------------

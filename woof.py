@@ -45,6 +45,7 @@ import getpass
 import hashlib
 import hmac
 import html
+import http.client
 import importlib
 import io
 import ipaddress
@@ -273,6 +274,27 @@ def read_some_into(stream):
     return getattr(stream, "readinto1", stream.readinto)
 
 
+def lock_exclusively(handle):
+    """Lock an open file against other processes that lock it too; False
+    when one already holds it.  Where the system has no flock (Windows), no
+    lock is taken and True returned."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        return error.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+    return True
+
+
+# tarfile's "data" filter (PEP 706): Python 3.12, and security releases of
+# 3.8 to 3.11 since June 2023.  Client mode applies the same rules itself
+# wherever it is missing.
+TAR_DATA_FILTER = getattr(tarfile, "data_filter", None)
+
+
 # Linux lists every interface address, route and interface state in /proc
 # and through interface ioctls, so woof can read them all without asking the
 # network; other systems (and a Linux without /proc) fall back on the host
@@ -328,6 +350,8 @@ MAX_IGNORED_BODY = 64 << 10      # a body on GET or HEAD up to this is read and 
 DRAIN_SECONDS = 2.0
 DRAIN_LIMIT = 64 << 20
 UNNAMED_UPLOAD = "upload"
+# Tells woof.py's client mode that a URL takes files (a HEAD of it shows it).
+UPLOAD_MARKER = ("X-Woof", "upload")
 TEMPORARY_PREFIX = ".woof-"
 TEMPORARY_SUFFIX = ".part"
 
@@ -2924,8 +2948,9 @@ class UploadBatch:
     or symbolic link.
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, max_files=None):
         self.folder = folder
+        self.max_files = MAX_UPLOAD_FILES if max_files is None else max_files
         self.received = []  # (temporary path, client's name, size, seconds, SHA-256)
         self.temporaries = set()
         self.discarded = False
@@ -2942,9 +2967,9 @@ class UploadBatch:
             # thread cannot miss a file created just as woof stops.
             if self.discarded:
                 raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
-            if len(self.received) >= MAX_UPLOAD_FILES:
+            if len(self.received) >= self.max_files:
                 raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                    "an upload may hold at most %d files" % MAX_UPLOAD_FILES)
+                                    "an upload may hold at most %d files" % self.max_files)
             try:
                 path, handle = create_temporary(self.folder)
             except OSError as error:
@@ -2998,26 +3023,33 @@ class UploadBatch:
         self.received = []
         return saved
 
-    def name_all(self, created):
-        folders = {}
+    def name_all(self, created, folders=None):
+        """Name every file received; `folders` maps the folders made to (path, shown)."""
+        folders = {} if folders is None else folders
         next_numbers = {}
         saved = []
         for path, client_name, size, seconds, sha256 in self.received:
             parts = upload_path(client_name)
-            parent, shown = self.folder, []
-            for depth in range(len(parts) - 1):
-                key = tuple(parts[:depth + 1])
-                if key not in folders:
-                    made = make_unique_folder(parent, parts[depth])
-                    created.append((os.path.join(parent, made), True))
-                    folders[key] = (os.path.join(parent, made), shown + [made])
-                parent, shown = folders[key]
+            parent, shown = self.make_folders(parts[:-1], folders, created)
             final = link_unique(path, parent, parts[-1], next_numbers)
             created.append((os.path.join(parent, final), False))
             with self.lock:
                 self.temporaries.discard(path)
             saved.append(SavedFile("/".join(shown + [final]), size, seconds, sha256))
         return saved
+
+    def make_folders(self, parts, folders, created):
+        """(path, shown parts) of the folder for safe components `parts`, each
+        made afresh the first time this batch needs it."""
+        parent, shown = self.folder, []
+        for depth in range(len(parts)):
+            key = tuple(parts[:depth + 1])
+            if key not in folders:
+                made = make_unique_folder(parent, parts[depth])
+                created.append((os.path.join(parent, made), True))
+                folders[key] = (os.path.join(parent, made), shown + [made])
+            parent, shown = folders[key]
+        return parent, shown
 
     def discard(self):
         """Remove every temporary file left (from any thread)."""
@@ -5036,7 +5068,7 @@ class UploadHandler(WoofHandler):
         self.send_small(status, text, ("Content-Security-Policy", UPLOAD_PAGE_POLICY),
                         ("X-Content-Type-Options", "nosniff"),
                         ("Referrer-Policy", "same-origin"), ("Cache-Control", "no-store"),
-                        content_type="text/html; charset=utf-8")
+                        UPLOAD_MARKER, content_type="text/html; charset=utf-8")
 
     # Checks made before the body is read, and before "100 Continue" is sent
     # (RFC 7231, 5.1.1), so that a client told no never sends its body.
@@ -5759,6 +5791,1614 @@ class WoofServer(HTTPServer):
 
 
 # ---------------------------------------------------------------------------
+# Client mode: fetching and sending
+#
+# `woof.py URL` fetches what a woof, or any web server, offers, and
+# `woof.py URL FILE...` sends files and folders to a woof receiving with -U:
+# the woof.py on a USB key is then both ends, where curl and wget are
+# missing.  Only http.client and ssl are used.  A download goes to a hidden
+# partial file beside its target, named after the URL, with what the server
+# said of it (its validator and size) in a hidden state file beside that:
+# running the same command again asks for the rest only (Range and
+# If-Range, RFC 7233, 3.1 and 3.2), and the final name appears only once
+# every byte has arrived.
+# ---------------------------------------------------------------------------
+
+PARTIAL_PREFIX = ".woof-fetch-"
+PARTIAL_SUFFIX = ".part"
+PARTIAL_STATE_SUFFIX = ".state"
+FETCHED_NAME = "download"        # when neither the server nor the URL names the file
+MAX_REDIRECTS = 10
+REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
+FETCH_PROGRESS_INTERVAL = 0.25   # seconds between two redraws of the fetch progress line
+MAX_ANSWER_TEXT = 64 << 10       # bytes of a refusal's text read to show its first line
+MAX_RESPONSE_HEAD = 64 << 10     # bytes of response head read by hand (after Expect)
+EXPECT_WAIT = 2.0                # seconds another server gets to say "100 Continue"
+SEND_SLICE = 8 << 20             # bytes handed to sendfile() between progress redraws
+MAX_UNPACKED_FILES = 1000000
+MAX_LINK_TARGET = 4096           # bytes of a zip member that holds a link's target
+ARCHIVE_PEEK = 512               # bytes read to tell a zip from a tar (one tar block)
+# A zip begins with its first member, or is empty (APPNOTE 4.3.7, 4.3.16).
+ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+PIN_PREFIX = "sha256//"
+PIN_DIGEST_BYTES = 32
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+_UNSAFE_IN_TARGET = re.compile(r"[^\x21-\x7e]+")
+# http.server's error page; Python 3.6 writes the code as "HTTPStatus.GONE".
+_ERROR_EXPLANATION = re.compile(r"Error code explanation:\s*[\w.]+\s*-\s*(.*?)\.?\s*</p>", re.S)
+
+
+class BodyCut(WoofError):
+    """A response body that stopped before all of it arrived."""
+
+
+class ClientOptions(NamedTuple):
+    """What the command line asks of the client; built once by client_options()."""
+
+    url: str
+    paths: tuple = ()                # files and folders to send; none to fetch
+    output: Optional[str] = None     # -o PATH; "-" for standard output
+    force: bool = False
+    extract: bool = False
+    pins: tuple = ()                 # "sha256//..." keys, any of which may match
+    cacert: Optional[str] = None
+    insecure: bool = False
+    password: Optional[str] = None
+    quiet: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def is_url(text):
+    """True for text that starts as an http:// or https:// URL does."""
+    return text.lower().startswith(("http://", "https://"))
+
+
+class Target(NamedTuple):
+    """Where a URL leads: scheme, host, port, and the request target to send."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str  # path and query, percent-encoded ASCII
+
+    @property
+    def origin(self):
+        return (self.scheme, self.host, self.port)
+
+
+def parse_url(url):
+    """The Target of an http:// or https:// URL; WoofError for any other text.
+
+    A URL typed with spaces or non-ASCII letters is sent percent-encoded
+    (RFC 3986, 2.1), as browsers do.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise WoofError("%s is not a usable URL: %s" % (printable_name(url), error))
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise WoofError("%s is not an http:// or https:// URL" % printable_name(url))
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    path = _UNSAFE_IN_TARGET.sub(lambda match: urllib.parse.quote(name_bytes(match.group()),
+                                                                  safe=""), path)
+    return Target(scheme, parts.hostname, port or (443 if scheme == "https" else 80), path)
+
+
+def disposition_name(value):
+    """The file name in a Content-Disposition value, filename* first (RFC 6266, 4.3), or None."""
+    if not value:
+        return None
+    # http.client reads headers as Latin-1; a server sending raw UTF-8 means UTF-8.
+    _, parameters = header_parameters(header_text(value.encode("latin-1", "replace")))
+    return parameters.get("filename*") or parameters.get("filename") or None
+
+
+def fetched_name(disposition, url):
+    """The name to save a download under: the server's, else the URL's last
+    segment, else FETCHED_NAME; made safe exactly as uploaded names are."""
+    for name in (disposition_name(disposition), request_path(url).rsplit("/", 1)[-1]):
+        last = re.split(r"[/\\]", name or "")[-1]
+        if last.strip() not in ("", ".", ".."):
+            return safe_name(last)
+    return FETCHED_NAME
+
+
+def checked_pins(text):
+    """The pins in a --pin value: "sha256//BASE64", several joined by ";".
+
+    Raises ValueError for anything else.
+    """
+    pins = []
+    for pin in text.split(";"):
+        pin = pin.strip()
+        if not pin.startswith(PIN_PREFIX):
+            raise ValueError("a pin starts with %s" % PIN_PREFIX)
+        try:
+            digest = base64.b64decode(pin[len(PIN_PREFIX):], validate=True)
+        except ValueError:
+            digest = b""
+        if len(digest) != PIN_DIGEST_BYTES:
+            raise ValueError("%s is not the base64 of a SHA-256" % pin[len(PIN_PREFIX):])
+        pins.append(pin)
+    return pins
+
+
+def check_pins(certificate_der, pins):
+    """Raise WoofError unless the certificate's key is one of the pins.
+
+    Every pin is compared, each in constant time, so the time taken tells
+    nothing of how close the key came to one.
+    """
+    presented = public_key_pin(certificate_der) if certificate_der else ""
+    matched = False
+    for pin in pins:
+        matched |= hmac.compare_digest(presented.encode("ascii"), pin.encode("ascii"))
+    if not matched:
+        raise WoofError("the server's key is %s, not the pinned %s: this is not the woof "
+                        "that printed the pin (a new run has a new key); nothing was sent"
+                        % (presented or "missing", pins[0]))
+
+
+def client_tls_context(options):
+    """The TLS context for https:// URLs, as --pin, --cacert or --insecure ask."""
+    ssl = optional_module("ssl")
+    if ssl is None:
+        raise WoofError("this Python was built without the ssl module, so woof cannot "
+                        "fetch https:// URLs")
+    if options.pins or options.insecure:
+        # With a pin, the key itself is checked once connected (check_pins),
+        # which a self-signed certificate passes and nothing else does.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    try:
+        return ssl.create_default_context(cafile=options.cacert)
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+        raise WoofError("cannot use --cacert %s: %s" % (printable_name(options.cacert), reason))
+
+
+class ClientConnection(http.client.HTTPConnection):
+    """An HTTP connection, over TLS when given a context.  With pins, the
+    server's key is checked right after the handshake, before a single byte
+    of the request (not even its first line) is sent."""
+
+    def __init__(self, target, timeout, tls=None, pins=()):
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.tls = tls
+        self.pins = pins
+        self.last_response = None
+        if tls is not None:
+            self.default_port = 443  # so that the Host header leaves it out
+
+    def getresponse(self):
+        self.last_response = super().getresponse()
+        return self.last_response
+
+    def close(self):
+        """Close the socket, and the response reading from it (which holds it open)."""
+        super().close()
+        if self.last_response is not None:
+            self.last_response.close()
+            self.last_response = None
+
+    def connect(self):
+        super().connect()
+        if self.tls is None:
+            return
+        try:
+            self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host)
+            if self.pins:
+                check_pins(self.sock.getpeercert(binary_form=True), self.pins)
+        except BaseException:
+            self.close()
+            raise
+
+
+def describe_connection_error(error, target):
+    """One line telling why a request to target got no answer."""
+    where = "%s:%d" % (url_host(target.host), target.port)
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text or type(error).__name__ in (
+            "SSLCertVerificationError", "CertificateError"):
+        reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or text
+        return ("%s's certificate is not one this machine trusts (%s); for a woof started "
+                "with --https, give the key it printed: --pin sha256//..., or its "
+                "certificate with --cacert FILE" % (where, reason))
+    if isinstance(error, socket.gaierror):
+        return "cannot find the host %s: %s" % (target.host, error.strerror or error)
+    if isinstance(error, ConnectionRefusedError):
+        return "cannot reach %s: nothing listens there (is woof still running?)" % where
+    if isinstance(error, socket.timeout):
+        return "%s did not answer in time" % where
+    if isinstance(error, http.client.RemoteDisconnected):
+        return "%s closed the connection without answering" % where
+    if isinstance(error, http.client.HTTPException):
+        return "%s did not answer in HTTP: %s" % (where, text or type(error).__name__)
+    reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or text
+    return "cannot reach %s: %s" % (where, reason)
+
+
+def describe_read_error(error):
+    """Why a response body stopped, in a few words."""
+    if isinstance(error, socket.timeout):
+        return "nothing arrived for too long"
+    if isinstance(error, http.client.IncompleteRead):
+        return "the connection closed"
+    if isinstance(error, (ConnectionResetError, ConnectionAbortedError)):
+        return "the connection was reset"
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+def answer_text(response):
+    """The first line of a refusal's explanation, printable; "" when it has none.
+
+    woof and other servers built on http.server explain errors in an HTML
+    page; woof's own refusals are plain text.
+    """
+    try:
+        data = response.read(MAX_ANSWER_TEXT)
+    except (OSError, http.client.HTTPException):
+        return ""
+    text = data.decode("utf-8", "replace")
+    if "html" in (response.getheader("Content-Type") or "").lower():
+        match = _ERROR_EXPLANATION.search(text)
+        text = html.unescape(match.group(1)) if match else ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return printable_name(lines[0][:200]) if lines else ""
+
+
+def status_error(response, url, password_given):
+    """The WoofError for a response that is not what was asked for."""
+    status = response.status
+    if status == HTTPStatus.UNAUTHORIZED:
+        if password_given:
+            return WoofError("the password was refused")
+        return WoofError("%s asks for a password: add --password (it takes WOOF_PASSWORD, "
+                         "or asks on a terminal)" % printable_name(url))
+    if status == HTTPStatus.NOT_FOUND:
+        return WoofError("nothing at %s (404 Not Found)" % printable_name(url))
+    text = answer_text(response)
+    return WoofError("%s answered %d %s%s" % (printable_name(url), status, response.reason,
+                                              ": " + text if text else ""))
+
+
+class ReplayedSocket:
+    """A socket whose first bytes were already read, for http.client to parse
+    a response from: makefile() gives those bytes again, then the socket's."""
+
+    def __init__(self, head, sock):
+        self.head = head
+        self.sock = sock
+
+    def makefile(self, mode):
+        return io.BufferedReader(ReplayedStream(self.head, self.sock))
+
+
+class ReplayedStream(io.RawIOBase):
+    def __init__(self, head, sock):
+        super().__init__()
+        self.head = head
+        self.sock = sock
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.head:
+            count = min(len(buffer), len(self.head))
+            buffer[:count] = self.head[:count]
+            self.head = self.head[count:]
+            return count
+        return self.sock.recv_into(buffer)
+
+
+class Requester:
+    """Makes the client's requests: redirects followed, TLS as the options
+    say, and the password sent only to the origin it was given for."""
+
+    def __init__(self, options):
+        self.options = options
+        self.origin = parse_url(options.url).origin
+        self.context = None
+
+    def connection(self, target):
+        tls = None
+        if target.scheme == "https":
+            if self.context is None:
+                self.context = client_tls_context(self.options)
+            tls = self.context
+        return ClientConnection(target, self.options.timeout, tls, self.options.pins)
+
+    def headers(self, target, extra=None):
+        headers = {"User-Agent": "woof.py/" + __version__, "Accept": "*/*"}
+        if self.options.password is not None and target.origin == self.origin:
+            credentials = ("woof:" + self.options.password).encode("utf-8")
+            headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
+        headers.update(extra or {})
+        return headers
+
+    def open(self, url, method="GET", extra=None):
+        """(connection, response, final URL) of a request without a body.
+
+        The caller reads the response and closes the connection.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            target = parse_url(url)
+            connection = self.connection(target)
+            try:
+                connection.request(method, target.path, headers=self.headers(target, extra))
+                response = connection.getresponse()
+            except (OSError, ValueError, http.client.HTTPException) as error:
+                connection.close()
+                raise WoofError(describe_connection_error(error, target))
+            location = response.getheader("Location")
+            if response.status not in REDIRECT_STATUSES or not location:
+                return connection, response, url
+            connection.close()
+            url = self.redirected(url, location)
+            if response.status == HTTPStatus.SEE_OTHER and method != "HEAD":
+                method = "GET"
+        raise WoofError("more than %d redirects, the last to %s" % (MAX_REDIRECTS,
+                                                                    printable_name(url)))
+
+    def redirected(self, url, location):
+        following = urllib.parse.urljoin(url, location.strip())
+        if not is_url(following):
+            raise WoofError("the server redirects to %s, not to an http:// or https:// URL"
+                            % printable_name(following))
+        if url.lower().startswith("https:") and not following.lower().startswith("https:"):
+            raise WoofError("the server redirects from HTTPS to %s; woof does not follow it "
+                            "out of HTTPS" % printable_name(following))
+        return following
+
+    def send(self, url, method, headers, length, write_body, expect_wait=EXPECT_WAIT):
+        """(connection, response) of a request whose body of `length` bytes
+        write_body(sock) sends; no redirect is followed.
+
+        The body waits for "100 Continue" (RFC 9110, 10.1.1), so that a
+        refusal (too large, disk full) comes before gigabytes are sent; a
+        server that says nothing for expect_wait seconds gets the body anyway.
+        """
+        target = parse_url(url)
+        connection = self.connection(target)
+        extra = dict(headers, **{"Content-Length": str(length), "Expect": "100-continue"})
+        try:
+            connection.putrequest(method, target.path, skip_accept_encoding=True)
+            for name, value in self.headers(target, extra).items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            early = self.interim_answer(connection, method, expect_wait)
+            if early is not None:
+                return connection, early
+        except (OSError, ValueError, http.client.HTTPException) as error:
+            connection.close()
+            raise WoofError(describe_connection_error(error, target))
+        try:
+            write_body(connection.sock)
+        except OSError as error:
+            refusal = self.refusal_after(connection)
+            if refusal is None:
+                connection.close()
+                raise WoofError("the connection broke while sending (%s)"
+                                % describe_read_error(error))
+            return connection, refusal
+        except BaseException:
+            connection.close()
+            raise
+        try:
+            return connection, connection.getresponse()
+        except (OSError, http.client.HTTPException) as error:
+            connection.close()
+            raise WoofError("no answer after sending: %s" % describe_read_error(error))
+
+    def interim_answer(self, connection, method, expect_wait):
+        """None to go on sending the body, or the final response the server
+        sent instead of "100 Continue"."""
+        sock = connection.sock
+        waiting = getattr(sock, "pending", lambda: 0)() == 0  # TLS may hold it decrypted
+        if waiting:
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ)
+                if not selector.select(expect_wait):
+                    return None
+        head = bytearray()
+        timeout = sock.gettimeout()
+        # A TLS 1.3 session ticket makes the socket readable without an answer.
+        sock.settimeout(expect_wait)
+        try:
+            while not head.endswith(b"\r\n\r\n") and len(head) < MAX_RESPONSE_HEAD:
+                byte = sock.recv(1)  # one at a time: the body must stay unread
+                if not byte:
+                    raise http.client.RemoteDisconnected("closed the connection")
+                head += byte
+        except socket.timeout:
+            if head:
+                raise
+            return None
+        finally:
+            sock.settimeout(timeout)
+        if head[9:12] == b"100":
+            return None
+        response = http.client.HTTPResponse(ReplayedSocket(bytes(head), sock), method=method)
+        connection.last_response = response
+        response.begin()
+        return response
+
+    def refusal_after(self, connection):
+        """The answer a server that stopped reading sent (413, 507...), or None."""
+        try:
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException):
+            return None
+        return response if response.status >= 300 else None
+
+
+# ---------------------------------------------------------------------------
+# Client mode: progress on the terminal
+# ---------------------------------------------------------------------------
+
+class Report:
+    """The client's standard error: one live progress line at a time on a
+    terminal, then a final line per transfer, warnings and errors.  With -q
+    only warnings and errors."""
+
+    def __init__(self, stream, quiet=False):
+        self.stream = stream
+        self.quiet = quiet
+        try:
+            terminal = stream.isatty()
+        except (AttributeError, ValueError):
+            terminal = False
+        self.live = terminal and not quiet
+        self.shown = 0  # characters of the live line on screen; 0 when none is
+
+    def progress(self, verb, name, total=None, done=0):
+        return FetchProgress(self, verb, name, total, done)
+
+    def columns(self):
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        return columns or 80  # a terminal that has not said its size
+
+    def redraw(self, text):
+        """Replace the live line with text (cut to the terminal's width)."""
+        text = text[:max(self.columns() - 1, 20)]
+        self.emit("\r" + text + " " * max(0, self.shown - len(text)))
+        self.shown = len(text) or 1
+
+    def line(self, text):
+        """A final line: it replaces the live line, if any.  Silenced by -q."""
+        if not self.quiet:
+            self.write(text)
+
+    def warn(self, text):
+        self.write("woof: warning: " + text)
+
+    def error(self, text):
+        self.write("woof: error: " + text)
+
+    def write(self, text):
+        if self.shown:
+            self.emit("\r" + text.ljust(self.shown) + "\n")
+            self.shown = 0
+        else:
+            self.emit(text + "\n")
+
+    def emit(self, text):
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError, UnicodeError):
+            pass  # a closed or odd terminal must not stop a transfer
+
+
+def format_clock(seconds):
+    """A time left for people: 0:42, 12:05, 1:02:03."""
+    seconds = int(seconds + 0.5)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return "%d:%02d:%02d" % (hours, minutes, seconds) if hours else "%d:%02d" % (minutes, seconds)
+
+
+class FetchProgress:
+    """One transfer's live line: bytes, percentage, speed and time left."""
+
+    def __init__(self, report, verb, name, total=None, done=0):
+        self.report = report
+        self.verb = verb
+        self.name = name
+        self.total = total
+        self.first = done
+        self.done = done
+        self.started = time.monotonic()
+        self.drawn = 0.0
+        self.update(done, force=True)
+
+    def update(self, done, force=False):
+        self.done = done
+        if not self.report.live:
+            return
+        now = time.monotonic()
+        if force or now - self.drawn >= FETCH_PROGRESS_INTERVAL:
+            self.drawn = now
+            self.report.redraw(self.text(now))
+
+    def rate(self, now=None):
+        seconds = (now or time.monotonic()) - self.started
+        return (self.done - self.first) / seconds if seconds > 0 else 0.0
+
+    def text(self, now):
+        head = '%s "%s"' % (self.verb, printable_name(self.name))
+        if self.total is not None:
+            head += " (%s)" % format_size(self.total)
+        parts = []
+        if self.total:
+            parts.append("%d%%" % (min(self.done, self.total) * 100 // self.total))
+        parts.append(format_size(self.done))
+        rate = self.rate(now)
+        if self.done > self.first:
+            parts.append("%s/s" % format_size(int(rate)))
+            if self.total and rate > 0 and self.done < self.total:
+                parts.append("%s left" % format_clock((self.total - self.done) / rate))
+        return head + " \u2026 " + "  ".join(parts)
+
+    def summary(self):
+        """"SIZE in S s, RATE": what this run moved, for the final line."""
+        seconds = time.monotonic() - self.started
+        moved = self.done - self.first
+        text = "%s in %.1f s, %s" % (format_size(self.done), seconds, format_rate(moved, seconds))
+        if self.first:
+            text += "; resumed at %s" % format_size(self.first)
+        return text
+
+
+# ---------------------------------------------------------------------------
+# Client mode: fetching into a file, resumably
+# ---------------------------------------------------------------------------
+
+class PartialDownload:
+    """The hidden file a download goes to, beside its target, and the hidden
+    state file that keeps the server's validator and the full size.
+
+    Both are named after the URL, so the same command run again finds them;
+    the partial file is locked while in use, so two fetches of one URL into
+    one folder cannot interleave.  `offset` is the count of bytes worth
+    asking the rest for (0: start from the beginning).
+    """
+
+    def __init__(self, folder, url):
+        key = hashlib.sha256(name_bytes(url)).hexdigest()[:32]
+        self.folder = folder
+        self.path = os.path.join(folder, PARTIAL_PREFIX + key + PARTIAL_SUFFIX)
+        self.state_path = os.path.join(folder, PARTIAL_PREFIX + key + PARTIAL_STATE_SUFFIX)
+        self.handle = None
+        self.offset = 0
+        self.validator = None
+
+    def exists(self):
+        return os.path.exists(self.path)
+
+    def open(self):
+        """Open the partial file (made empty unless it can be resumed); return self."""
+        try:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | O_BINARY | O_NOFOLLOW, 0o666)
+        except OSError as error:
+            raise WoofError("cannot save in %s: %s" % (printable_name(self.folder),
+                                                       error.strerror or error))
+        self.handle = open(descriptor, "r+b", buffering=0)
+        if not lock_exclusively(self.handle):
+            self.handle.close()
+            self.handle = None
+            raise WoofError("another woof.py is fetching the same URL into %s"
+                            % printable_name(self.folder))
+        size = os.fstat(descriptor).st_size
+        validator, total = self.read_state()
+        if size and validator and (total is None or size < total):
+            self.offset, self.validator = size, validator
+        else:
+            self.start_over()
+        return self
+
+    def read_state(self):
+        """(validator, total size) kept by an earlier run, or (None, None)."""
+        import json
+        try:
+            with open(self.state_path, encoding="utf-8") as handle:
+                state = json.load(handle)
+            validator, total = state["validator"], state["total"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None, None
+        if not isinstance(validator, str) or not (total is None or isinstance(total, int)):
+            return None, None
+        return validator, total
+
+    def remember(self, validator, total):
+        """Keep the server's validator for a later resume; None forgets it."""
+        if validator is None:
+            remove_quietly(self.state_path)
+            return
+        import json
+        text = json.dumps({"validator": validator, "total": total}).encode("utf-8")
+        try:
+            # Never through a link someone put in the way: the folder may be shared.
+            descriptor = os.open(self.state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                                 | O_BINARY | O_NOFOLLOW, 0o666)
+            with open(descriptor, "wb", buffering=0) as handle:
+                write_fully(handle, text)
+        except OSError:
+            remove_quietly(self.state_path)  # then the next run starts over
+
+    def resume_headers(self):
+        """The Range and If-Range that ask for the rest, if any is worth asking."""
+        if not self.offset:
+            return {}
+        return {"Range": "bytes=%d-" % self.offset, "If-Range": self.validator}
+
+    def start_over(self):
+        self.cut(0)
+        self.offset = 0
+        self.validator = None
+        remove_quietly(self.state_path)
+
+    def cut(self, size):
+        """Keep the first `size` bytes and write on from there.
+
+        A file that already has that size is not truncated: on ext4 a
+        truncation makes the close start writing the whole file back at
+        once (auto_da_alloc, for programs that rewrite files in place),
+        which made a 1 GiB download take up to twice as long.
+        """
+        if os.fstat(self.handle.fileno()).st_size != size:
+            self.handle.truncate(size)
+        self.handle.seek(size)
+
+    def write(self, data):
+        write_fully(self.handle, data)
+
+    def close(self):
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+    def discard(self):
+        self.close()
+        remove_quietly(self.path)
+        remove_quietly(self.state_path)
+
+    def done(self):
+        """The download is complete and has its final name: forget the state."""
+        self.close()
+        remove_quietly(self.state_path)
+
+
+def strong_validator(response):
+    """What If-Range may carry for this response (RFC 7233, 3.2): a strong
+    ETag, else the Last-Modified date; None when it has neither."""
+    etag = response.getheader("ETag")
+    if etag and not etag.strip().startswith("W/"):
+        return etag.strip()
+    modified = response.getheader("Last-Modified")
+    return modified.strip() if modified else None
+
+
+def response_span(response, offset):
+    """(start, total) of a GET's body within the whole resource, total None
+    when the server does not tell; None when a resume from offset was not
+    granted as asked (the caller then starts over); False for any other
+    answer."""
+    if response.status == HTTPStatus.OK:
+        return 0, response.length
+    if response.status == HTTPStatus.PARTIAL_CONTENT:
+        match = _CONTENT_RANGE.match(response.getheader("Content-Range") or "")
+        if not match or int(match.group(1)) != offset:
+            return None
+        total = match.group(3)
+        return offset, (int(match.group(2)) + 1 if total == "*" else int(total))
+    if response.status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE and offset:
+        return None
+    return False
+
+
+class ResponseStream:
+    """A response body read as a file: counts what arrives, shows it on a
+    Progress, and raises BodyCut when the connection fails or the body ends
+    short of the size announced.  peek() reads ahead without losing bytes.
+
+    A body of known length is read straight from http.client's buffered
+    socket, what has arrived at each call (readinto1), into the caller's
+    buffer: http.client's readinto waits to fill a whole buffer, which shows
+    progress a megabyte at a time on a slow link, and its read1 makes a new
+    buffer for each read, which the C library maps afresh each time.
+    """
+
+    def __init__(self, response, start, total, progress):
+        self.response = response
+        self.done = start
+        self.total = total
+        self.progress = progress
+        self.ahead = b""
+        self.left = response.length  # None: until the last chunk, or the connection's end
+        self.read_some = None if response.chunked else read_some_into(response.fp)
+
+    def readinto(self, view):
+        """Fill the start of view with what has arrived; return the count, 0 at the end."""
+        if self.ahead:
+            count = min(len(view), len(self.ahead))
+            view[:count] = self.ahead[:count]
+            self.ahead = self.ahead[count:]
+            return count
+        try:
+            got = self.next_piece(view)
+        except (OSError, ValueError, http.client.HTTPException) as error:
+            raise BodyCut(describe_read_error(error))
+        if got:
+            self.done += got
+            self.progress.update(self.done)
+        elif self.total is not None and self.done < self.total:
+            raise BodyCut("the connection closed")
+        return got
+
+    def next_piece(self, view):
+        if self.read_some is None:
+            data = self.response.read1(len(view))
+            view[:len(data)] = data
+            return len(data)
+        if self.left is not None:
+            if self.left <= 0:
+                return 0
+            view = view[:self.left]
+        got = self.read_some(view)
+        if self.left is not None:
+            self.left -= got
+        return got
+
+    def read(self, size):
+        """Up to size bytes, as soon as some have arrived; b"" at the end."""
+        buffer = bytearray(size)
+        got = self.readinto(memoryview(buffer))
+        del buffer[got:]
+        return bytes(buffer)
+
+    def peek(self, size):
+        """The first `size` bytes (fewer if the body is shorter); reads give them again."""
+        data = bytearray()
+        while len(data) < size:
+            chunk = self.read(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        self.ahead = bytes(data) + self.ahead
+        return bytes(data)
+
+
+def copy_stream(stream, write):
+    """write(view) every piece a ResponseStream gives, until its end."""
+    view = memoryview(bytearray(COPY_BUFFER_SIZE))
+    while True:
+        got = stream.readinto(view)
+        if not got:
+            return
+        write(view[:got])
+
+
+class Download:
+    """One GET of a URL into a PartialDownload, continuing it where the
+    server allows (206 to a Range with If-Range) and starting over cleanly
+    where it does not (200, 416, or a Content-Range that does not fit)."""
+
+    def __init__(self, requester, url, partial, report):
+        self.requester = requester
+        self.url = url
+        self.partial = partial
+        self.report = report
+        self.connection = None
+        self.resumable = partial.offset > 0  # what an earlier run saved is worth keeping
+
+    def open(self, resume=True):
+        """Send the request; set response, final_url, start, total and resumable."""
+        partial = self.partial
+        asked = partial.offset if resume else 0
+        self.connection, self.response, self.final_url = self.requester.open(
+            self.url, "GET", partial.resume_headers() if asked else None)
+        span = response_span(self.response, asked)
+        if span is None and asked:
+            self.close()
+            partial.start_over()
+            return self.open(resume=False)
+        if not span:
+            error = status_error(self.response, self.final_url,
+                                 self.requester.options.password is not None)
+            self.close()
+            raise error
+        self.start, self.total = span
+        if self.start == 0 and partial.offset:
+            partial.start_over()
+        validator = strong_validator(self.response)
+        ranges = (self.response.getheader("Accept-Ranges") or "").lower()
+        self.resumable = validator is not None and (self.start > 0 or "bytes" in ranges)
+        partial.remember(validator, self.total)
+        partial.cut(self.start)
+
+    def stream(self, verb, name):
+        self.progress = self.report.progress(verb, name, self.total, self.start)
+        return ResponseStream(self.response, self.start, self.total, self.progress)
+
+    def save(self, stream):
+        """Copy the rest of the body into the partial file; WoofError (saying
+        whether the same command continues) when it cannot all be had."""
+        try:
+            copy_stream(stream, self.partial.write)
+        except BodyCut as cut:
+            raise WoofError("the download broke off after %s (%s); %s"
+                            % (self.got(stream), cut, self.advice()))
+        except OSError as error:
+            if error.errno in DISK_FULL_ERRNOS:
+                raise WoofError("the disk is full after %s; free some space, then %s"
+                                % (self.got(stream), self.advice()))
+            raise WoofError("cannot write %s: %s" % (printable_name(self.partial.path),
+                                                    error.strerror or error))
+
+    def got(self, stream):
+        """What the partial file holds (what arrived, when it is not in use), and of what."""
+        handle = self.partial.handle
+        saved = format_size(handle.tell() if handle is not None else stream.done)
+        return saved if self.total is None else "%s of %s" % (saved, format_size(self.total))
+
+    def advice(self):
+        if self.resumable:
+            return "run the same command again to continue"
+        return "this server cannot resume, so running the same command again starts over"
+
+    def close(self):
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def output_target(output, folder):
+    """(folder, exact path or None) where -o PATH puts the download; without
+    -o, or when PATH is a folder, the download takes its own name there."""
+    if output is None:
+        return folder, None
+    path = os.path.join(folder, output)
+    if os.path.isdir(path):
+        return path, None
+    parent = os.path.dirname(path) or folder
+    if not os.path.isdir(parent):
+        raise WoofError("-o %s: there is no folder %s" % (printable_name(output),
+                                                          printable_name(parent)))
+    return parent, path
+
+
+def fetch_to_file(requester, options, folder, report):
+    """Save what the URL offers in folder, or where -o says; resumable."""
+    directory, exact = output_target(options.output, folder)
+    if exact is not None and not options.force and os.path.lexists(exact):
+        raise WoofError("%s exists; add --force to replace it" % printable_name(exact))
+    partial = PartialDownload(directory, options.url).open()
+    download = Download(requester, options.url, partial, report)
+    kept = False
+    try:
+        download.open()
+        name = (os.path.basename(exact) if exact is not None else
+                fetched_name(download.response.getheader("Content-Disposition"),
+                             download.final_url))
+        download.save(download.stream("Saving", name))
+        download.close()
+        download.resumable = False  # complete: what fails now fails again
+        partial.close()
+        saved = publish_download(partial.path, directory, exact, name, options.force)
+        partial.done()
+        kept = True
+        report.line('Saved "%s" (%s)' % (printable_name(saved), download.progress.summary()))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(download.advice() if download.resumable else "")
+    finally:
+        download.close()
+        if not kept and download.resumable:
+            partial.close()
+        elif not kept:
+            partial.discard()
+
+
+def publish_download(partial_path, folder, exact, name, force):
+    """Give a complete download its final name; return the path, relative to
+    folder when woof chose the name.  Nothing is replaced unless --force."""
+    try:
+        if exact is None:
+            return link_unique(partial_path, folder, name)
+        if force:
+            os.replace(partial_path, exact)
+        else:
+            claim_name(partial_path, exact)
+        return exact
+    except FileExistsError:
+        raise WoofError("%s appeared meanwhile; add --force to replace it"
+                        % printable_name(exact))
+    except OSError as error:
+        raise WoofError("cannot name the download %s: %s"
+                        % (printable_name(exact or name), error.strerror or error))
+
+
+def fetch_to_stream(requester, options, out, report):
+    """Write what the URL offers to out (-o -): no partial file, no resume."""
+    connection, response, final_url = requester.open(options.url)
+    try:
+        span = response_span(response, 0)
+        if not span:
+            raise status_error(response, final_url, options.password is not None)
+        total = span[1]
+        progress = report.progress("Fetching", fetched_name(
+            response.getheader("Content-Disposition"), final_url), total)
+        stream = ResponseStream(response, 0, total, progress)
+
+        def write(data):
+            try:
+                out.write(data)
+            except OSError as error:
+                raise WoofError("cannot write to standard output: %s"
+                                % (error.strerror or error))
+        try:
+            copy_stream(stream, write)
+            out.flush()
+        except BodyCut as cut:
+            raise WoofError("the download broke off after %s (%s); standard output got "
+                            "only that part" % (format_size(stream.done), cut))
+        report.line('Fetched "%s" (%s)' % (printable_name(progress.name), progress.summary()))
+    finally:
+        connection.close()
+
+
+# ---------------------------------------------------------------------------
+# Client mode: unpacking archives (-x)
+#
+# A tar (any compression) is unpacked as it arrives; a zip keeps its index
+# at its end, so it is fetched whole first (resumably, as any download).
+# Members are saved as an upload is (UploadBatch): files into hidden
+# temporaries, all named at the end, folders made afresh ("proj (1)" when
+# "proj" exists), nothing overwritten, never written through an existing
+# link; then empty folders and links.  All or nothing: a member that breaks
+# a rule refuses the whole archive and nothing is left behind.  The rules
+# are those of tarfile's "data" filter (PEP 706), applied by woof itself on
+# every Python so all behave alike, and by the filter too where it exists.
+# ---------------------------------------------------------------------------
+
+def member_path(name):
+    """An archive member's name as a clean relative "/"-separated path, or
+    None for the archive's own top ("./").
+
+    Leading slashes are dropped, as tar and the data filter do; WoofError
+    for a name that climbs out with "..", or a Windows drive or UNC name.
+    """
+    relative = name.replace("\\", "/") if os.sep == "\\" else name
+    relative = relative.lstrip("/")
+    if os.path.splitdrive(relative)[0]:
+        raise unpack_refusal(name, "is an absolute path")
+    parts = []
+    for part in relative.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise unpack_refusal(name, "leads outside the folder")
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts) or None
+
+
+def unpack_refusal(name, reason):
+    return WoofError("refusing the archive: %s %s; nothing was unpacked"
+                     % (printable_name(name), reason))
+
+
+def is_inside(path, folder):
+    """True when the real path lies in (or is) the real folder."""
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # another drive, on Windows
+        return False
+
+
+class Unpacking(UploadBatch):
+    """An archive's members, saved as an upload is; publish() names them all."""
+
+    def __init__(self, folder):
+        super().__init__(folder, MAX_UNPACKED_FILES)
+        self.real_folder = os.path.realpath(folder)
+        self.folders = []      # member paths of folders
+        self.links = []        # (member path, target)
+        self.by_name = {}      # member path -> its temporary, for hard links
+        self.skipped = []      # what this system could not make
+        self.top_names = set()
+
+    def check_inside(self, name, relative):
+        """Refuse a member whose path, resolved on disk, leads out of the folder."""
+        real = os.path.realpath(os.path.join(self.real_folder, *relative.split("/")))
+        if not is_inside(real, self.real_folder):
+            raise unpack_refusal(name, "goes through a link that leads outside the folder")
+
+    def check_link(self, name, relative, target, hard=False):
+        """Refuse a link whose target is absolute or leads out of the folder."""
+        if not target or target.startswith(("/", "\\")) or os.path.splitdrive(target)[0]:
+            raise unpack_refusal(name, "links to an absolute path")
+        base = "" if hard else relative.rpartition("/")[0]
+        try:
+            inside = member_path((base + "/" if base else "") + target)
+        except WoofError:
+            raise unpack_refusal(name, "links outside the folder")
+        self.check_inside(name, inside or ".")
+        return inside
+
+    def add_file(self, name, read, mode=0o644, mtime=None):
+        self.receive(name, read)
+        temporary = self.received[-1][0]
+        self.by_name[name] = temporary
+        try:
+            # The data filter's modes: no set-id or sticky bits, no write for
+            # group or others, and the owner may always read and write.
+            os.chmod(temporary, mode & 0o755 | 0o600)
+            if mtime is not None:
+                os.utime(temporary, (mtime, mtime))
+        except (OSError, OverflowError, ValueError):
+            pass  # a file system without modes or such times keeps the defaults
+
+    def add_copy(self, name, target, mode, mtime):
+        """A hard link: a copy of an earlier file of the archive."""
+        source = self.by_name.get(target)
+        if source is None:
+            raise unpack_refusal(name, "is a hard link to %s, which is no earlier file of "
+                                       "the archive" % printable_name(target))
+        with open(source, "rb") as handle:
+            self.add_file(name, lambda: handle.read(COPY_BUFFER_SIZE), mode, mtime)
+
+    def name_all(self, created, folders=None):
+        folders = {} if folders is None else folders
+        saved = UploadBatch.name_all(self, created, folders)
+        self.top_names.update(item.name.split("/")[0] for item in saved)
+        for name in self.folders:
+            _, shown = self.make_folders(upload_path(name), folders, created)
+            self.top_names.add(shown[0])
+        made = [self.make_link(name, target, folders, created) for name, target in self.links]
+        # Checked once all links exist: a link may lead out only through another.
+        for name, path in made:
+            if path is not None and not is_inside(os.path.realpath(path), self.real_folder):
+                raise unpack_refusal(name, "links outside the folder")
+        return saved
+
+    def make_link(self, name, target, folders, created):
+        """(member name, path of the symbolic link made, or None when skipped)."""
+        parts = upload_path(name)
+        parent, shown = self.make_folders(parts[:-1], folders, created)
+        for number in range(MAX_NAME_TRIES):
+            candidate = numbered_name(parts[-1], number) if number else parts[-1]
+            path = os.path.join(parent, candidate)
+            try:
+                os.symlink(target, path)
+            except FileExistsError:
+                continue
+            except (OSError, NotImplementedError, AttributeError) as error:
+                self.skipped.append("left out the link %s: %s" % (
+                    printable_name(name), getattr(error, "strerror", None) or error))
+                return name, None
+            created.append((path, False))
+            self.top_names.add((shown + [candidate])[0])
+            return name, path
+        raise WoofError("too many files are named %s" % printable_name(parts[-1]))
+
+
+def add_tar_member(archive, member, unpacking):
+    """Take one tar member into the Unpacking, or refuse the archive."""
+    name = member.name
+    relative = member_path(name)
+    if relative is None:
+        return
+    if member.ischr() or member.isblk():
+        raise unpack_refusal(name, "is a device file")
+    if member.isfifo():
+        raise unpack_refusal(name, "is a FIFO")
+    unpacking.check_inside(name, relative)
+    if member.issym():
+        unpacking.check_link(name, relative, member.linkname)
+    elif member.islnk():
+        target = unpacking.check_link(name, relative, member.linkname, hard=True)
+    if TAR_DATA_FILTER is not None:
+        try:
+            TAR_DATA_FILTER(member, unpacking.real_folder)
+        except tarfile.TarError as error:
+            raise unpack_refusal(name, "breaks tarfile's data filter (%s)" % error)
+    if member.isdir():
+        unpacking.folders.append(relative)
+    elif member.issym():
+        unpacking.links.append((relative, member.linkname))
+    elif member.islnk():
+        unpacking.add_copy(relative, target, member.mode, member.mtime)
+    else:
+        data = archive.extractfile(member)
+        unpacking.add_file(relative, lambda: data.read(COPY_BUFFER_SIZE), member.mode,
+                           member.mtime)
+
+
+def unpack_tar(stream, unpacking):
+    """Unpack a tar stream (any compression tarfile knows) as it is read."""
+    with tarfile.open(fileobj=stream, mode="r|*", bufsize=COPY_BUFFER_SIZE) as archive:
+        for member in archive:
+            add_tar_member(archive, member, unpacking)
+
+
+def add_zip_member(archive, info, unpacking):
+    """Take one zip member into the Unpacking, or refuse the archive."""
+    name = info.filename
+    relative = member_path(name)
+    if relative is None:
+        return
+    # Unix modes sit in the high half of the external attributes (APPNOTE 4.4.15).
+    mode = info.external_attr >> 16 if info.create_system == 3 else 0
+    kind = stat.S_IFMT(mode)
+    unpacking.check_inside(name, relative)
+    if name.endswith("/") or kind == stat.S_IFDIR:
+        unpacking.folders.append(relative)
+    elif kind == stat.S_IFLNK:
+        if info.file_size > MAX_LINK_TARGET:
+            raise unpack_refusal(name, "is a link with a target too long")
+        target = archive.read(info).decode("utf-8", "surrogateescape")
+        unpacking.check_link(name, relative, target)
+        unpacking.links.append((relative, target))
+    elif kind not in (0, stat.S_IFREG):
+        raise unpack_refusal(name, "is a device file or FIFO")
+    else:
+        mtime = time.mktime(info.date_time + (0, 0, -1))
+        with archive.open(info) as data:
+            unpacking.add_file(relative, lambda: data.read(COPY_BUFFER_SIZE),
+                               mode or 0o644, mtime)
+
+
+def unpack_zip(path, unpacking):
+    import zipfile
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise WoofError("not a zip archive: %s" % error)
+    with archive:
+        for info in archive.infolist():
+            add_zip_member(archive, info, unpacking)
+
+
+def archive_errors():
+    """What the archive modules raise for damaged or unsupported data."""
+    import zipfile
+    errors = [tarfile.TarError, zipfile.BadZipFile, EOFError, NotImplementedError,
+              RuntimeError]  # zipfile: an encrypted member
+    for module, name in (("zlib", "error"), ("lzma", "LZMAError")):
+        found = optional_module(module)
+        if found is not None:
+            errors.append(getattr(found, name))
+    return tuple(errors)
+
+
+def unpack_into(folder, report, unpack, *arguments):
+    """Run unpack(*arguments, unpacking) and publish what it took; return the
+    Unpacking.  Nothing is left in folder when anything fails."""
+    unpacking = Unpacking(folder)
+    try:
+        try:
+            unpack(*(arguments + (unpacking,)))
+        except archive_errors() as error:
+            raise WoofError("cannot unpack the archive: %s; nothing was unpacked"
+                            % (str(error) or type(error).__name__))
+        except UploadRefused as refusal:
+            if refusal.status == HTTPStatus.INSUFFICIENT_STORAGE:
+                raise WoofError("the disk is full; nothing was unpacked")
+            raise WoofError("cannot unpack the archive: %s; nothing was unpacked" % refusal)
+        except OSError as error:
+            raise WoofError("cannot unpack the archive: %s; nothing was unpacked"
+                            % (error.strerror or error))
+        try:
+            unpacking.saved = unpacking.publish()
+        except UploadRefused as refusal:
+            raise WoofError("cannot unpack the archive: %s; nothing was unpacked" % refusal)
+    finally:
+        unpacking.discard()
+    for problem in unpacking.skipped:
+        report.warn(problem)
+    return unpacking
+
+
+def fetch_and_unpack(requester, options, folder, report):
+    """-x: unpack what the URL offers into folder."""
+    partial = PartialDownload(folder, options.url).open()
+    download = Download(requester, options.url, partial, report)
+    kept = False
+    try:
+        download.open()
+        name = fetched_name(download.response.getheader("Content-Disposition"),
+                            download.final_url)
+        stream = download.stream("Unpacking", name)
+        if download.start == 0 and not stream.peek(ARCHIVE_PEEK).startswith(ZIP_SIGNATURES):
+            partial.discard()
+            download.resumable = False
+            try:
+                unpacking = unpack_into(folder, report, unpack_tar, stream)
+            except BodyCut as cut:
+                raise WoofError("the download broke off after %s (%s); nothing was unpacked; "
+                                "running the same command again starts over"
+                                % (download.got(stream), cut))
+        else:
+            download.save(stream)
+            download.close()
+            download.resumable = False  # complete: what fails now fails again
+            partial.close()
+            unpacking = unpack_into(folder, report, unpack_archive_file, partial.path)
+        kept = True
+        partial.discard()
+        tops = ", ".join('"%s"' % printable_name(top) for top in sorted(unpacking.top_names))
+        report.line("Unpacked %s: %s" % (unpacked_count(unpacking), tops or "nothing"))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(download.advice() if download.resumable else "")
+    finally:
+        download.close()
+        if not kept and download.resumable and partial.exists():
+            partial.close()
+        else:
+            partial.discard()
+
+
+def unpack_archive_file(path, unpacking):
+    """Unpack a downloaded archive: a zip, or a tar read as a stream."""
+    with open(path, "rb") as handle:
+        if handle.read(len(ZIP_SIGNATURES[0])) in ZIP_SIGNATURES:
+            unpack_zip(path, unpacking)
+            return
+        handle.seek(0)
+        unpack_tar(handle, unpacking)
+
+
+def unpacked_count(unpacking):
+    files = len(unpacking.saved)
+    text = "%d file%s (%s)" % (files, "" if files == 1 else "s",
+                               format_size(sum(item.size for item in unpacking.saved)))
+    if unpacking.links:
+        text += ", %d link%s" % (len(unpacking.links), "" if len(unpacking.links) == 1 else "s")
+    return text
+
+
+# ---------------------------------------------------------------------------
+# Client mode: sending files to a woof receiving with -U
+#
+# A HEAD of the URL tells a receiving woof by the UPLOAD_MARKER header its
+# upload page carries: a name or a Server header would also fit a woof that
+# offers a download, or a proxy that rewrites it.  Such a woof gets one
+# multipart/form-data post with a part per file, named by its relative path
+# (as the upload page names a folder's files), streamed from disk with its
+# length known in advance; any other server gets a single file by PUT.
+# ---------------------------------------------------------------------------
+
+class Outgoing(NamedTuple):
+    """A file to send, under the relative "/"-separated name it will get."""
+
+    name: str
+    path: str
+    size: int
+
+
+def files_to_send(paths, report):
+    """The Outgoing of each file given and of each file in the folders given."""
+    items = []
+    for path in paths:
+        try:
+            status = os.stat(path)
+        except OSError as error:
+            raise WoofError("cannot read %s: %s" % (printable_name(path), error.strerror or error))
+        top = top_level_name(path)
+        if stat.S_ISDIR(status.st_mode):
+            items.extend(folder_files(path, top, report))
+        elif stat.S_ISREG(status.st_mode):
+            check_readable_file(path)
+            items.append(Outgoing(top, path, status.st_size))
+        else:
+            raise WoofError("%s is neither a file nor a folder" % printable_name(path))
+    if not items:
+        raise WoofError("there is no file to send in %s" % ", ".join(map(printable_name, paths)))
+    return items
+
+
+def folder_files(folder, top, report):
+    """The files of a folder tree, in name order; links are not followed."""
+    def fail(error):
+        raise WoofError("cannot read the folder %s: %s"
+                        % (printable_name(error.filename or folder), error.strerror or error))
+    items = []
+    for parent, folders, names in os.walk(folder, onerror=fail):
+        folders.sort()
+        relative = os.path.relpath(parent, folder)
+        prefix = top if relative == os.curdir else "/".join([top] + relative.split(os.sep))
+        for name in sorted(names):
+            path = os.path.join(parent, name)
+            try:
+                status = os.lstat(path)
+            except OSError as error:
+                fail(error)
+            if stat.S_ISREG(status.st_mode):
+                if not may_read(path):
+                    raise WoofError("cannot read %s: permission denied" % printable_name(path))
+                items.append(Outgoing(prefix + "/" + name, path, status.st_size))
+            else:
+                report.warn("left out %s: %s" % (printable_name(path), "a link"
+                                                 if stat.S_ISLNK(status.st_mode)
+                                                 else "not a regular file"))
+    return items
+
+
+def form_part_head(boundary, name, first):
+    """The delimiter and headers before one file's bytes (RFC 7578, 4.2).
+
+    filename holds the name as browsers write it (", CR, LF as %22, %0D,
+    %0A: HTML, 4.10.21.8); filename* (RFC 8187) holds it exactly, and woof's
+    reader prefers it.
+    """
+    shown = name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    exact = urllib.parse.quote(name_bytes(name), safe="")
+    head = ('%s--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"; '
+            "filename*=UTF-8''%s\r\nContent-Type: application/octet-stream\r\n\r\n"
+            % ("" if first else "\r\n", boundary, shown, exact))
+    return head.encode("utf-8", "surrogateescape")
+
+
+def send_file_data(sock, item, progress, done, use_sendfile):
+    """Send exactly item.size bytes of item's file; return done + item.size.
+
+    The length was promised up front: a file that changes size meanwhile
+    breaks the upload off, and a receiving woof keeps nothing of it.
+    """
+    try:
+        handle = open(item.path, "rb")
+    except OSError as error:
+        raise WoofError("cannot read %s: %s" % (printable_name(item.path),
+                                                error.strerror or error))
+    with handle:
+        changed = WoofError("%s changed while woof sent it, so the upload was broken off"
+                            % printable_name(item.path))
+        if os.fstat(handle.fileno()).st_size != item.size:
+            raise changed
+        offset = 0
+        view = None if use_sendfile else memoryview(bytearray(COPY_BUFFER_SIZE))
+        while offset < item.size:
+            wanted = min(SEND_SLICE if use_sendfile else len(view), item.size - offset)
+            if use_sendfile:
+                count = sock.sendfile(handle, offset, wanted)
+            else:
+                count = handle.readinto(view[:wanted])
+                sock.sendall(view[:count])
+            if not count:
+                raise changed
+            offset += count
+            progress.update(done + offset)
+        if os.fstat(handle.fileno()).st_size != item.size:
+            raise changed
+    return done + item.size
+
+
+def send_files(requester, options, out, report):
+    """Send the paths given after the URL; write the receiver's answer to out."""
+    items = files_to_send(options.paths, report)
+    connection, response, url = requester.open(options.url, "HEAD")
+    connection.close()
+    if response.status == HTTPStatus.UNAUTHORIZED:
+        raise status_error(response, url, options.password is not None)
+    receiving = response.status == HTTPStatus.OK and \
+        response.getheader(UPLOAD_MARKER[0]) == UPLOAD_MARKER[1]
+    if receiving:
+        if len(items) > MAX_UPLOAD_FILES:
+            raise WoofError("woof takes at most %d files at once, not %d; send an archive "
+                            "of them instead" % (MAX_UPLOAD_FILES, len(items)))
+        answer_url, (connection, response), progress = post_form(requester, url, items, report)
+    else:
+        single = len(options.paths) == 1 and len(items) == 1 and items[0].path == options.paths[0]
+        if not single:
+            raise WoofError("%s is no woof receiving files (woof.py -U): it can take one file, "
+                            "by PUT, but not a folder or several files"
+                            % printable_name(options.url))
+        answer_url, (connection, response), progress = put_file(requester, options.url,
+                                                                items[0], report)
+    try:
+        if not 200 <= response.status < 300:
+            raise status_error(response, answer_url, options.password is not None)
+        answer = response.read() if receiving else b""
+    except (OSError, http.client.HTTPException) as error:
+        raise WoofError("no answer after sending: %s" % describe_read_error(error))
+    finally:
+        connection.close()
+    if answer:
+        # The receiver's own words, made harmless for a terminal.
+        lines = answer.decode("utf-8", "replace").splitlines()
+        out.write("".join(printable_name(line) + "\n" for line in lines).encode("utf-8"))
+        out.flush()
+    what = items[0].name if len(items) == 1 else "%d files" % len(items)
+    report.line('Sent "%s" (%s)%s' % (printable_name(what), progress.summary(),
+                                      "" if receiving else ": %d %s" % (response.status,
+                                                                        response.reason)))
+
+
+def post_form(requester, url, items, report):
+    """Post items to a receiving woof as one multipart/form-data upload."""
+    boundary = "woof-" + secrets.token_hex(16)
+    heads = [form_part_head(boundary, item.name, index == 0) for index, item in enumerate(items)]
+    closing = ("\r\n--%s--\r\n" % boundary).encode("ascii")
+    length = sum(map(len, heads)) + sum(item.size for item in items) + len(closing)
+    shown = items[0].name if len(items) == 1 else "%d files" % len(items)
+    progress = report.progress("Sending", shown, length)
+    use_sendfile = HAS_OS_SENDFILE and url.lower().startswith("http:")
+
+    def write_body(sock):
+        done = 0
+        for head, item in zip(heads, items):
+            sock.sendall(head)
+            done = send_file_data(sock, item, progress, done + len(head), use_sendfile)
+        sock.sendall(closing)
+        progress.update(length)
+    headers = {"Content-Type": "multipart/form-data; boundary=" + boundary}
+    # A receiving woof always answers "100 Continue" or its refusal: wait for it.
+    return url, requester.send(url, "POST", headers, length, write_body,
+                               requester.options.timeout), progress
+
+
+def put_file(requester, url, item, report):
+    """PUT one file to url, or to url + its name when url ends with "/" (as curl -T does)."""
+    if urllib.parse.urlsplit(url).path.endswith("/"):
+        url += urllib.parse.quote(name_bytes(item.name), safe="")
+    progress = report.progress("Sending", item.name, item.size)
+    use_sendfile = HAS_OS_SENDFILE and url.lower().startswith("http:")
+    headers = {"Content-Type": guess_content_type(item.name)}
+    return url, requester.send(url, "PUT", headers, item.size, lambda sock: send_file_data(
+        sock, item, progress, 0, use_sendfile)), progress
+
+
+# ---------------------------------------------------------------------------
+# Client mode: the command line
+# ---------------------------------------------------------------------------
+
+CLIENT_HELP = """\
+An http:// or https:// URL first makes woof.py a client (a file that exists
+under that name is offered instead):
+  woof.py URL              save what URL offers here, under the server's name
+                           made safe; an existing file is never replaced
+                           ("name (1).ext"); a broken download continues
+                           when the same command is run again
+  woof.py URL FILE...      send files and folders to a woof receiving with -U
+                           (any other server gets one file by PUT)
+--password sends woof's password (WOOF_PASSWORD, or asked on a terminal);
+-q shows no progress; --timeout applies to the connection."""
+
+
+def add_client_options(parser):
+    """The options only client mode takes, in their own group."""
+    group = parser.add_argument_group("client mode", CLIENT_HELP)
+    group.add_argument("-o", "--output", metavar="PATH",
+                       help="save as PATH (- for standard output); an existing file is "
+                            "replaced only with --force")
+    group.add_argument("--force", action="store_true", help="let -o replace a file")
+    group.add_argument("-x", "--extract", action="store_true",
+                       help="unpack a tar (any compression) or a zip into this folder, "
+                            "as safely as uploads are saved")
+    group.add_argument("--pin", action="append", metavar="sha256//KEY",
+                       help="accept only the HTTPS key a woof started with --https printed")
+    group.add_argument("--cacert", metavar="FILE",
+                       help="check the HTTPS certificate against the CA certificates in "
+                            "FILE (PEM)")
+    group.add_argument("--insecure", action="store_true",
+                       help="check no HTTPS certificate at all (a warning says so)")
+
+
+def is_client_call(args):
+    """True when the command line asks for client mode: an http:// or https://
+    URL first that names no existing file, or an option only the client takes."""
+    first = args.paths[0] if args.paths else ""
+    if is_url(first) and not os.path.lexists(first):
+        return True
+    return (args.output is not None or args.force or args.extract or bool(args.pin)
+            or args.cacert is not None or args.insecure)
+
+
+def client_options(parser, args):
+    """The ClientOptions of parsed arguments; argparse's usage error (exit 2) for a mistake."""
+    url = args.paths[0] if args.paths else ""
+    if not is_url(url) or os.path.lexists(url):
+        parser.error("-o, --force, -x, --pin, --cacert and --insecure go with an http:// or "
+                     "https:// URL to fetch from")
+    given = [flag for flag, value in (
+        ("-s", args.offer_self), ("-U", args.upload is not None),
+        ("--upload-dir", args.upload_dir is not None), ("--max-upload", args.max_upload),
+        ("--name", args.name is not None), ("--https", args.https), ("--cert", args.cert),
+        ("--key", args.key), ("--expire", args.expire), ("--allow-host", args.allow_host))
+        if value]
+    if given:
+        parser.error("%s is for offering or receiving; it has no meaning with a URL" % given[0])
+    sending = len(args.paths) > 1
+    if sending and (args.output is not None or args.extract):
+        parser.error("-o and -x are for fetching; give no FILE after the URL with them")
+    if args.extract and args.output is not None:
+        parser.error("-x unpacks into this folder; it takes no -o")
+    if args.force and args.output in (None, "-"):
+        parser.error("--force goes with -o PATH")
+    checks = [flag for flag, value in (("--pin", args.pin), ("--cacert", args.cacert),
+                                       ("--insecure", args.insecure)) if value]
+    if len(checks) > 1:
+        parser.error("give one of --pin, --cacert and --insecure")
+    if checks and not url.lower().startswith("https:"):
+        parser.error("%s is for https:// URLs" % checks[0])
+    pins = []
+    for text in args.pin or ():
+        try:
+            pins.extend(checked_pins(text))
+        except ValueError as error:
+            parser.error("--pin %s: %s" % (text, error))
+    return ClientOptions(url=url, paths=tuple(args.paths[1:]), output=args.output,
+                         force=args.force, extract=args.extract, pins=tuple(pins),
+                         cacert=args.cacert, insecure=args.insecure, quiet=args.quiet,
+                         timeout=args.timeout)
+
+
+def client_password(environ, stdin):
+    """The password to send: WOOF_PASSWORD, or asked once, without echo, when
+    standard input is a terminal (never a prompt otherwise)."""
+    password = environ.get("WOOF_PASSWORD")
+    if password is None:
+        try:
+            interactive = stdin is not None and stdin.isatty()
+        except (AttributeError, ValueError):
+            interactive = False
+        if not interactive:
+            raise WoofError("--password needs the password in the WOOF_PASSWORD environment "
+                            "variable when standard input is not a terminal")
+        password = getpass.getpass("Password: ")
+    if not password:
+        raise WoofError("the password is empty")
+    return password
+
+
+def run_client(parser, args, environ, folder=None, stdin=None, stdout=None, stderr=None):
+    """Fetch from, or send to, the URL given first; return the exit status.
+
+    A download is saved or unpacked in folder (default: the current folder).
+    Usage mistakes end in argparse's SystemExit (2), as in main().
+    """
+    options = client_options(parser, args)
+    report = Report(stderr or sys.stderr, options.quiet)
+    folder = folder or os.getcwd()
+    try:
+        if args.password:
+            options = options._replace(password=client_password(environ, stdin or sys.stdin))
+        if options.insecure:
+            report.warn("--insecure: the server's certificate is not checked, so anyone on "
+                        "the way could read or change what is sent")
+        requester = Requester(options)
+        out = stdout or sys.stdout.buffer
+        if options.paths:
+            send_files(requester, options, out, report)
+        elif options.output == "-":
+            fetch_to_stream(requester, options, out, report)
+        elif options.extract:
+            fetch_and_unpack(requester, options, folder, report)
+        else:
+            fetch_to_file(requester, options, folder, report)
+        return 0
+    except WoofError as error:
+        report.error(str(error))
+        return 1
+    except KeyboardInterrupt as interrupt:
+        report.write("woof: interrupted" + ("; %s" % interrupt if str(interrupt) else ""))
+        return 130
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
@@ -5928,6 +7568,7 @@ def build_parser(config=None):
     # The woofrc's folder format is kept apart from -z, -j, -Z...: a flag
     # given on the command line also packs a single file.
     parser.set_defaults(configured_compression=compression, **config)
+    add_client_options(parser)
     return parser
 
 
@@ -6251,6 +7892,8 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
         return 1
     try:
         args = parse_command_line(parser, argv)
+        if is_client_call(args):
+            return run_client(parser, args, environ, stdin=stdin)
         check_arguments(parser, args)
     except SystemExit as exit_request:
         return exit_request.code
