@@ -3467,12 +3467,6 @@ class ThrowawayCertificateTlsTests(ThrowawayCertificateTestCase):
 # The command line
 # ---------------------------------------------------------------------------
 
-def saved_line(name, data):
-    """The line a receiving woof answers curl (and woof's client) for one file."""
-    return "saved %s (%s, SHA-256 %s)\n" % (name, woof.format_size(len(data)),
-                                            hashlib.sha256(data).hexdigest())
-
-
 class WoofProcess:
     """woof.py run as users run it, in a subprocess; url is what it printed.
 
@@ -5773,7 +5767,7 @@ class ClientTlsTests(ClientTestCase, ThrowawayCertificateTestCase):
         self.assertEqual(status, 0, stderr)
         with open(path, "rb") as handle:
             data = handle.read()
-        self.assertEqual(stdout, saved_line("s\u00e9nd.bin", data).encode())
+        self.assertEqual(stdout, saved_line("s\u00e9nd.bin", "3.0 MiB", data))
         self.assertEqual(self.inbox_files(), {"s\u00e9nd.bin": data})
 
 
@@ -5946,7 +5940,8 @@ class ClientSendTests(ClientTestCase):
             expected["single %22.bin"] = handle.read()
         self.assertEqual(self.inbox_files(), expected)
         self.assertEqual(sorted(stdout.decode().splitlines()), sorted(
-            saved_line(name, data).rstrip("\n") for name, data in expected.items()))
+            saved_line(name, woof.format_size(len(data)), data).decode().rstrip("\n")
+            for name, data in expected.items()))
         self.assertIn("left out", stderr)
         self.assertIn('Sent "5 files"', stderr)
         run.wait()  # one upload, counted
@@ -5966,7 +5961,7 @@ class ClientSendTests(ClientTestCase):
         self.assert_one_line_error(status, stderr, "asks for a password")
         status, stdout, stderr = self.client("--password", self.url(run, "/"), path,
                                              environ={"WOOF_PASSWORD": "pw"})
-        self.assertEqual((status, stdout), (0, saved_line("x.txt", b"x").encode()), stderr)
+        self.assertEqual((status, stdout), (0, saved_line("x.txt", "1 B", b"x")), stderr)
 
     def test_another_server_gets_a_single_file_by_put(self):
         stored = {}
