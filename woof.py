@@ -6300,14 +6300,6 @@ class Report:
             pass  # a closed or odd terminal must not stop a transfer
 
 
-def format_clock(seconds):
-    """A time left for people: 0:42, 12:05, 1:02:03."""
-    seconds = int(seconds + 0.5)
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return "%d:%02d:%02d" % (hours, minutes, seconds) if hours else "%d:%02d" % (minutes, seconds)
-
-
 class FetchProgress:
     """One transfer's live line: bytes, percentage, speed and time left."""
 
@@ -6347,7 +6339,7 @@ class FetchProgress:
         if self.done > self.first:
             parts.append("%s/s" % format_size(int(rate)))
             if self.total and rate > 0 and self.done < self.total:
-                parts.append("%s left" % format_clock((self.total - self.done) / rate))
+                parts.append("%s left" % format_elapsed((self.total - self.done) / rate))
         return head + " \u2026 " + "  ".join(parts)
 
     def summary(self):
@@ -7821,18 +7813,10 @@ def waiting_line(offer, settings):
         times = {0: "to anyone who asks", 1: "once"}.get(count, "%d times" % count)
         line = "offering %s %s" % (printable_name(offer.name), times)
     if settings.expire is not None:
-        line += " for %s at most" % format_duration(settings.expire)
+        line += " for %s at most" % format_elapsed(settings.expire)
     elif count == 0:
         line += " until stopped"
     return line + "; Ctrl-C to stop"
-
-
-def format_duration(seconds):
-    """A duration for people: 90 s, 15 min, 2 h, 1.5 d."""
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return ("%g %s" % (round(seconds / size, 1), unit))
-    return "%g s" % round(seconds, 1)
 
 
 # ---------------------------------------------------------------------------
