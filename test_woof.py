@@ -1157,8 +1157,11 @@ class StreamTests(WoofTestCase):
 
     def test_a_client_gone_before_the_first_byte_leaves_the_whole_stream_to_the_next(self):
         chunks = [os.urandom(70000) for _ in range(20)]
+        # A client that closes quietly is told apart only where the system
+        # says what the peer acknowledged: elsewhere its kernel took the bytes.
+        leavings = ("reset", "close") if woof.TCP_QUEUE_QUERY else ("reset",)
         for version in ("HTTP/1.1", "HTTP/1.0"):
-            for leaving in ("reset", "close"):
+            for leaving in leavings:
                 with self.subTest(version=version, leaving=leaving):
                     self.log_stream = io.StringIO()
                     produce = threading.Event()
