@@ -1138,9 +1138,18 @@ class ResponseSink:
     def send_framed(self, data):
         if self.chunked:
             self.sock.sendall(b"%x\r\n" % len(data) + data + b"\r\n")
+            self.sent += len(data)
         else:
-            self.sock.sendall(data)
-        self.sent += len(data)
+            self.send_counted(data)
+
+    def send_counted(self, data):
+        """Send all of data, counting in `sent` what the socket took even when
+        the client goes away midway (sendall would lose that count)."""
+        view = memoryview(data)
+        while view:
+            taken = self.sock.send(view)
+            self.sent += taken
+            view = view[taken:]
 
     def sendfile(self, fileobj, offset, count):
         """Send exactly `count` bytes of a regular file, from `offset`.
@@ -1187,8 +1196,7 @@ class ResponseSink:
             got = fileobj.readinto(view[:min(len(buffer), count)])
             if not got:
                 raise ShortFile("file ended %d bytes early" % count)
-            self.sock.sendall(view[:got])
-            self.sent += got
+            self.send_counted(view[:got])
             count -= got
 
     def finish(self):
