@@ -133,41 +133,10 @@ def start_http_server(folder, path, python):
     return LongRunning("http.server", argv, port, path)
 
 
-NGINX_CONFIG = """\
-daemon off;
-user root;
-worker_processes auto;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    server {{
-        listen {host}:{port};
-        root {root};
-    }}
-}}
-"""
-
-
 def start_nginx(folder, path):
     """nginx with the usual master and workers, everything it writes kept in `folder`."""
-    state = os.path.join(folder, "nginx")
-    os.mkdir(state)
     port = benchlib.free_port(HOST)
-    config = os.path.join(state, "nginx.conf")
-    with open(config, "w") as handle:
-        handle.write(NGINX_CONFIG.format(dir=state, host=HOST, port=port,
-                                         root=os.path.dirname(path)))
-    argv = ["nginx", "-p", state, "-c", config, "-e", os.path.join(state, "error.log")]
+    argv = benchlib.nginx_argv(folder, HOST, port, os.path.dirname(path))
     return LongRunning("nginx", argv, port, path)
 
 

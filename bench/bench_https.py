@@ -31,33 +31,6 @@ CURL_MAX_SECONDS = 600
 WOOF_EXIT_SECONDS = 30
 MAX_RATIO_TO_NGINX = 1.5  # the project's target for HTTPS
 
-NGINX_CONFIG = """\
-daemon off;
-user root;
-worker_processes auto;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    default_type application/octet-stream;
-    sendfile on;
-    server {{
-        listen {host}:{port} ssl;
-        ssl_certificate {certificate};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        root {root};
-    }}
-}}
-"""
-
-
 def make_certificate(folder):
     """A P-256 key and a self-signed certificate for 127.0.0.1, made by openssl."""
     certificate = os.path.join(folder, "certificate.pem")
@@ -107,17 +80,10 @@ class Nginx:
     name = "nginx"
 
     def __init__(self, folder, path, certificate, key):
-        state = os.path.join(folder, "nginx")
-        os.mkdir(state)
         port = benchlib.free_port(HOST)
-        config = os.path.join(state, "nginx.conf")
-        with open(config, "w") as handle:
-            handle.write(NGINX_CONFIG.format(dir=state, host=HOST, port=port,
-                                             certificate=certificate, key=key,
-                                             root=os.path.dirname(path)))
         self.url = "https://%s:%d/%s" % (HOST, port, os.path.basename(path))
-        self.child = benchlib.Child(["nginx", "-p", state, "-c", config, "-e",
-                                     os.path.join(state, "error.log")],
+        self.child = benchlib.Child(benchlib.nginx_argv(folder, HOST, port,
+                                                        os.path.dirname(path), certificate, key),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
         self.final_peak = None

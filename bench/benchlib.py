@@ -185,3 +185,47 @@ def report(rows, header):
     widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+
+
+NGINX_CONFIG = """\
+daemon off;
+user root;
+worker_processes auto;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    server {{
+        listen {host}:{port}{ssl};
+        root {root};{certificate}
+    }}
+}}
+"""
+
+NGINX_TLS = """
+        ssl_certificate {certificate};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;"""
+
+
+def nginx_argv(folder, host, port, root, certificate=None, key=None):
+    """The command that starts nginx (master and workers) serving root on
+    host:port, over TLS when given a certificate; what it writes stays in
+    folder/nginx."""
+    state = os.path.join(folder, "nginx")
+    os.mkdir(state)
+    tls = NGINX_TLS.format(certificate=certificate, key=key) if certificate else ""
+    config = os.path.join(state, "nginx.conf")
+    with open(config, "w") as handle:
+        handle.write(NGINX_CONFIG.format(dir=state, host=host, port=port, root=root,
+                                         ssl=" ssl" if certificate else "", certificate=tls))
+    return ["nginx", "-p", state, "-c", config, "-e", os.path.join(state, "error.log")]
