@@ -1865,6 +1865,94 @@ class ResumableTarTests(ArchiveTestCase):
         run.wait()
 
 
+def resident_mib(pid):
+    """A process's resident memory now, in MiB (Linux /proc)."""
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError("no VmRSS for process %d" % pid)
+
+
+class IdleReader:
+    """A client that asks for the offer, takes the head and one byte, then reads nothing."""
+
+    def __init__(self, test, port, path):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        test.addCleanup(self.sock.close)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(DEADLINE)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                          % (path.encode(), port))
+        self.received = b""
+
+    def take_head_and_a_byte(self):
+        """Read the response head and at least one byte after it (blocking)."""
+        while True:
+            head_end = self.received.find(b"\r\n\r\n")
+            if head_end >= 0 and len(self.received) > head_end + 4:
+                return
+            chunk = self.sock.recv(1 if head_end >= 0 else 1024)
+            if not chunk:
+                raise AssertionError("the connection closed after %r" % self.received)
+            self.received += chunk
+
+    def status(self):
+        return int(self.received.split(b" ", 2)[1])
+
+
+class ArchiveMemoryTests(ArchiveTestCase):
+    """Clients that ask for an archive and read nothing hold little of woof's memory."""
+
+    READERS = 24
+
+    def test_idle_readers_of_compressed_archives_keep_woof_memory_bounded(self):
+        if not os.path.exists("/proc/self/status"):
+            self.skipTest("needs Linux /proc to read woof's memory")
+        folder = os.path.join(self.tmp, "album")
+        self.make_file("a.bin", os.urandom(4 << 20), folder)
+        self.make_file("b.txt", b"text " * 1000, folder)
+        for flag in ("-z", "-Z"):
+            with self.subTest(flag=flag):
+                child = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "-c", "1000", flag,
+                                           folder])
+                path = urllib.parse.urlsplit(child.url).path
+                wait_until(lambda: resident_mib(child.process.pid) > 0)
+                before = resident_mib(child.process.pid)
+                readers = [IdleReader(self, child.port, path) for _ in range(self.READERS)]
+                for reader in readers:
+                    reader.take_head_and_a_byte()
+                    self.assertEqual(reader.status(), 200)
+                # Each stream has read and compressed its first file's data
+                # before its first byte left: its buffers are all there.
+                grown = resident_mib(child.process.pid) - before
+                self.assertLess(grown, 32, "%d idle readers took %.0f MiB"
+                                % (self.READERS, grown))
+                for reader in readers:
+                    reader.sock.close()
+                child.close()
+
+    def test_a_request_past_the_streams_compressing_at_once_waits_then_gets_503(self):
+        folder = os.path.join(self.tmp, "album")
+        content = os.urandom(4 << 20)
+        self.make_file("a.bin", content, folder)
+        with mock.patch.dict(woof.ARCHIVE_STREAMS_AT_ONCE, {"gz": 2}), \
+                mock.patch.object(woof, "ARCHIVE_TURN_WAIT", 0.5):
+            run = self.start(self.offer([folder], "gz"), count=0)
+            port, path = run.server.port, run.server.offer_path
+            readers = [IdleReader(self, port, path) for _ in range(2)]
+            for reader in readers:
+                reader.take_head_and_a_byte()
+            response, data = self.request(run, "GET")
+            self.assert_response(response, data, 503, {"Retry-After": "10"})
+            response, _ = self.request(run, "HEAD")
+            self.assertEqual(response.status, 200)  # a HEAD compresses nothing
+            readers[0].sock.close()  # its stream fails and gives its turn back
+            response, data = self.download(run)
+        self.assertEqual(read_archive(data, "gz")["album/a.bin"], content)
+
+
 # ---------------------------------------------------------------------------
 # Receiving files (-U)
 # ---------------------------------------------------------------------------

@@ -394,6 +394,19 @@ ZIP_STORED_EXTENSIONS = frozenset((
 # sendfile() hands it to the kernel (fewer system calls for small files).
 SENDFILE_MIN = 64 << 10
 
+# What an archive being built reads of a file at a time.  Each stream holds
+# one such buffer, what it compressed from it and the sink's gathered bytes
+# while its client is slow: small, so that many streams fit in little memory.
+ARCHIVE_READ_SIZE = 64 << 10
+
+# Compressed archives being made at once, by format; more wait their turn
+# (and are answered 503 after ARCHIVE_TURN_WAIT seconds).  A compressor's
+# state is about 0.3 MiB for deflate, 7.6 MiB for bzip2 -9 and 17 MiB for
+# xz -2, so that clients that never read keep woof's memory bounded (the
+# cores are busy with far fewer streams anyway).
+ARCHIVE_STREAMS_AT_ONCE = {"gz": 32, "zip": 32, "bz2": 8, "xz": 4}
+ARCHIVE_TURN_WAIT = 10
+
 TAR_BLOCK = 512
 TAR_END = 2 * TAR_BLOCK
 
@@ -413,11 +426,13 @@ class WoofError(Exception):
 
 
 class Unavailable(WoofError):
-    """The offer cannot answer this request; carries the HTTP status to send."""
+    """The offer cannot answer this request; carries the HTTP status to send,
+    and for a 503 the seconds after which to try again (Retry-After)."""
 
-    def __init__(self, status, message):
+    def __init__(self, status, message, retry_after=None):
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class ShortFile(WoofError):
@@ -1653,7 +1668,7 @@ class MemberOpener:
 
 def write_zeros(out, count):
     """Write count zero bytes, a buffer at a time."""
-    zeros = bytes(min(count, COPY_BUFFER_SIZE))
+    zeros = bytes(min(count, ARCHIVE_READ_SIZE))
     while count > 0:
         out.write(zeros[:count] if count < len(zeros) else zeros)
         count -= len(zeros)
@@ -1664,7 +1679,7 @@ def copy_file_data(out, fileobj, count, on_data=None):
 
     Fewer means the file ended early or could not be read further.
     """
-    buffer = bytearray(min(COPY_BUFFER_SIZE, max(count, 1)))
+    buffer = bytearray(min(ARCHIVE_READ_SIZE, max(count, 1)))
     view = memoryview(buffer)
     done = 0
     while done < count:
@@ -2088,12 +2103,13 @@ class StreamedArchiveBody:
     etag = None
     mtime = None
 
-    def __init__(self, manifest, compression, warnings, modules, zip64_from):
+    def __init__(self, manifest, compression, warnings, modules, zip64_from, turn=None):
         self.manifest = manifest
         self.compression = compression
         self.warnings = warnings
         self.modules = modules
         self.zip64_from = zip64_from
+        self.turn = turn  # a semaphore this body holds, given back on close
 
     def write(self, sink, start=0, stop=None):
         if self.compression == "zip":
@@ -2105,7 +2121,9 @@ class StreamedArchiveBody:
         out.finish()
 
     def close(self):
-        pass
+        if self.turn is not None:
+            self.turn.release()
+            self.turn = None
 
 
 COMPRESSION_MODULES = {"gz": ("zlib",), "bz2": ("bz2",), "xz": ("lzma",),
@@ -2150,6 +2168,9 @@ class ArchiveOffer:
         self.log = log or Log()
         self.zip64_from = zip64_from
         self.modules = compression_modules(compression)
+        self.turns = None
+        if compression in ARCHIVE_STREAMS_AT_ONCE:
+            self.turns = threading.BoundedSemaphore(ARCHIVE_STREAMS_AT_ONCE[compression])
         self.lock = threading.Lock()
         manifest = walk_paths(self.offered, keep_links=compression != "zip")
         self.current = self.adopt(manifest)
@@ -2178,12 +2199,24 @@ class ArchiveOffer:
             self.current = current
         return current
 
+    def take_turn(self):
+        """The semaphore of streams being compressed, once this one may join them.
+
+        Raises Unavailable (503) when none frees up within ARCHIVE_TURN_WAIT.
+        """
+        if not self.turns.acquire(timeout=ARCHIVE_TURN_WAIT):
+            raise Unavailable(HTTPStatus.SERVICE_UNAVAILABLE,
+                              "too many archives are being made at once; try again soon",
+                              RETRY_AFTER_SECONDS)
+        return self.turns
+
     def open(self, sending_body=True):
         manifest, layout = self.refresh()
         warnings = ArchiveWarnings(self.log)
         if layout is None:
+            turn = self.take_turn() if sending_body else None
             return StreamedArchiveBody(manifest, self.compression, warnings, self.modules,
-                                       self.zip64_from)
+                                       self.zip64_from, turn)
         conflict = ("the folder changed since you got the first part, so resuming would "
                     "corrupt the archive; download it again from the start")
         return TarBody(manifest, layout, warnings, conflict)
@@ -4115,7 +4148,12 @@ class WoofHandler(BaseHTTPRequestHandler):
         try:
             body = server.offer.open(sending_body)
         except Unavailable as error:
-            self.send_error(error.status, str(error))
+            if error.retry_after is not None:
+                self.note = str(error)
+                self.send_small(error.status, str(error) + "\n",
+                                ("Retry-After", str(error.retry_after)))
+            else:
+                self.send_error(error.status, str(error))
             return
         try:
             span = self.send_head(body, sending_body)

@@ -7,7 +7,9 @@
 2. 20,000 files of 1-10 KB in every format, beside `tar cf - | cat` and
    `tar czf -` run locally.
 3. A folder holding a 4.5 GiB sparse file, in every format (memory).
-4. In-process: how long a walk of the 20,000 files takes (each request
+4. 250 clients that ask for the archive and read nothing (each format): woof's
+   peak memory, and how many were answered 200 (streaming) or 503 (turn).
+5. In-process: how long a walk of the 20,000 files takes (each request
    walks the tree again) and the plain tar layout (made when it changed).
 
 Everything lives in a temporary folder under /tmp, deleted at the end;
@@ -18,11 +20,14 @@ woof listens on 127.0.0.1 only and each run ends after one download.
 import argparse
 import os
 import random
+import selectors
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 from benchlib import have, make_random_file, make_sparse_file, median, report, run, start_woof
 
@@ -99,6 +104,63 @@ def bench_small_files(work, count, rows):
                      "%.1f MiB" % peak, ""))
 
 
+def open_idle_readers(url, count):
+    """count connections asking for url, each from 127.0.0.2 up (30 per address,
+    as from many machines), with a 4 KiB receive buffer; they read nothing yet."""
+    parts = urllib.parse.urlsplit(url)
+    request = ("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (parts.path, parts.netloc)).encode()
+    readers = []
+    for index in range(count):
+        reader = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.bind(("127.0.0.%d" % (2 + index // 30), 0))
+        reader.connect((parts.hostname, parts.port))
+        reader.sendall(request)
+        readers.append(reader)
+    return readers
+
+
+def answer_statuses(readers, timeout=120):
+    """Wait until every reader has the first bytes of its answer; return their statuses."""
+    statuses = []
+    with selectors.DefaultSelector() as selector:
+        for reader in readers:
+            selector.register(reader, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while len(statuses) < len(readers) and time.monotonic() < deadline:
+            for key, _ in selector.select(1):
+                selector.unregister(key.fileobj)
+                line = key.fileobj.recv(12)
+                statuses.append(line[9:12].decode() if len(line) == 12 else "closed")
+    return statuses
+
+
+def peak_resident_mib(pid):
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def bench_idle_readers(paths, count, rows):
+    """count clients that ask for the archive and then stop reading: woof's peak memory."""
+    for flag, label in FORMATS:
+        child, url = start_woof(["-c", "0", flag] + paths)
+        try:
+            readers = open_idle_readers(url, count)
+            statuses = answer_statuses(readers)
+            peak = peak_resident_mib(child.process.pid)
+            for reader in readers:
+                reader.close()
+        finally:
+            child.stop()
+        answered = ", ".join("%d x %s" % (statuses.count(code), code)
+                             for code in sorted(set(statuses)))
+        rows.append(("%d idle readers: woof %s" % (count, label), answered,
+                     "%.1f MiB" % peak, ""))
+
+
 def bench_walk(root, count, rows):
     """Time the walk in this process; last, as it grows this process, whose peak
     memory the children started after it would inherit (ru_maxrss survives exec)."""
@@ -134,7 +196,10 @@ def main(argv):
     parser = argparse.ArgumentParser(description="Benchmark woof.py's folder offers.")
     parser.add_argument("--quick", action="store_true",
                         help="2,000 small files and a 1.5 GiB sparse file, no 1 GiB file")
-    quick = parser.parse_args(argv).quick
+    parser.add_argument("--idle", type=int, default=250, metavar="N",
+                        help="clients that ask for an archive and read nothing (default 250)")
+    options = parser.parse_args(argv)
+    quick, idle = options.quick, options.idle
     rows = []
     work = tempfile.mkdtemp(prefix="woof-bench-folder-", dir="/tmp")
     try:
@@ -143,6 +208,8 @@ def main(argv):
         count = 2000 if quick else 20000
         bench_small_files(work, count, rows)
         bench_huge_sparse_file(work, (3 << 29) if quick else (9 << 29), rows)
+        extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
+        bench_idle_readers([os.path.join(work, "small"), extra], idle, rows)
         bench_walk(os.path.join(work, "small"), count, rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
