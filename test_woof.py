@@ -1953,6 +1953,76 @@ class ArchiveMemoryTests(ArchiveTestCase):
         self.assertEqual(read_archive(data, "gz")["album/a.bin"], content)
 
 
+class SharedWalkTests(ArchiveTestCase):
+    """Requests share walks of the folder instead of each walking it again."""
+
+    def make_folder(self, count):
+        root = os.path.join(self.tmp, "many")
+        for index in range(count):
+            self.make_file("d%02d/f%04d.txt" % (index // 100, index), b"x" * index, root)
+        return root
+
+    def test_clients_looping_head_share_walks_while_a_download_goes_through(self):
+        root = self.make_folder(1500)
+        offer = self.offer([root], "tar")
+        walks = []
+        real_walk = woof.walk_paths
+
+        def counted_walk(*args):
+            walks.append(1)
+            return real_walk(*args)
+
+        with mock.patch.object(woof, "walk_paths", counted_walk):
+            run = self.start(offer, count=0)
+            stop = threading.Event()
+            heads = []
+
+            def loop_head():
+                connection = http.client.HTTPConnection("127.0.0.1", run.server.port,
+                                                        timeout=DEADLINE)
+                with contextlib.closing(connection):
+                    while not stop.is_set():
+                        connection.request("HEAD", run.server.offer_path)
+                        response = connection.getresponse()
+                        response.read()
+                        heads.append(response.status)
+
+            loopers = [threading.Thread(target=loop_head) for _ in range(8)]
+            for looper in loopers:
+                looper.start()
+            try:
+                wait_until(lambda: len(heads) >= 200, message="200 HEAD answers")
+                _, data = self.download(run)
+            finally:
+                stop.set()
+                for looper in loopers:
+                    looper.join(DEADLINE)
+        self.assertEqual(set(heads), {200})
+        self.assertEqual(len(read_archive(data, "tar")), 1500 + 16)
+        self.assertLess(len(walks), len(heads) // 4, "%d walks for %d HEAD requests"
+                        % (len(walks), len(heads)))
+
+    def test_a_name_added_at_the_top_shows_in_the_next_head(self):
+        root = self.make_folder(10)
+        run = self.start(self.offer([root], "tar"), count=0)
+        response, _ = self.request(run, "HEAD")
+        before = response.getheader("ETag")
+        self.make_file("added.txt", b"new", root)
+        response, _ = self.request(run, "HEAD")
+        self.assertNotEqual(response.getheader("ETag"), before)
+
+    def test_a_part_that_meets_a_file_changed_since_the_walk_is_cut_short(self):
+        root = self.make_folder(3)
+        offer = self.offer([root], "tar")
+        body = offer.open()
+        path = os.path.join(root, "d00", "f0002.txt")
+        os.utime(path, (OLD_MTIME, OLD_MTIME))  # same size, another state
+        with self.assertRaisesRegex(woof.FileChanged, "f0002.txt changed since it was listed"):
+            self.body_bytes(body, 1, body.size)
+        whole = self.body_bytes(body)  # a whole archive takes the file as it is
+        self.assertEqual(read_archive(whole, "tar")["many/d00/f0002.txt"], b"xx")
+
+
 # ---------------------------------------------------------------------------
 # Receiving files (-U)
 # ---------------------------------------------------------------------------

@@ -407,6 +407,15 @@ ARCHIVE_READ_SIZE = 64 << 10
 ARCHIVE_STREAMS_AT_ONCE = {"gz": 32, "zip": 32, "bz2": 8, "xz": 4}
 ARCHIVE_TURN_WAIT = 10
 
+# A walk of the offered folders answers the HEAD requests that come within
+# this many seconds of its end (or WALK_REUSE_FACTOR times its length, when
+# longer), as long as the folders given keep their modification times:
+# clients that poll with HEAD cost one walk now and then, not one each, and
+# walks never take more than a small share of the time.  A GET walks again (or joins a walk under way), so a
+# file changed in place since shows in its ETag.
+WALK_REUSE_SECONDS = 1.0
+WALK_REUSE_FACTOR = 5
+
 TAR_BLOCK = 512
 TAR_END = 2 * TAR_BLOCK
 
@@ -1353,10 +1362,11 @@ def standard_input():
 # Offers: archives
 #
 # A folder, or several paths, offered as one archive built while it is sent:
-# nothing is written to disk and memory does not grow with the data.  Each
-# request walks the tree into a manifest (nothing behind a symbolic link is
-# ever read); files are opened only when their turn comes, and only if they
-# are still the very file that was listed.  Plain tar has a size known in
+# nothing is written to disk and memory does not grow with the data.  A
+# walk of the tree makes a manifest (nothing behind a symbolic link is ever
+# read); requests made while it runs share it.  Files are
+# opened only when their turn comes, and only if they are still the very
+# file that was listed.  Plain tar has a size known in
 # advance and serves any span; compressed tars and zips are streamed.
 # ---------------------------------------------------------------------------
 
@@ -1793,8 +1803,12 @@ class TarBody:
         self.mtime = manifest.mtime
         self.etag = '"tar-%s"' % manifest.digest
         self.resume_conflict = resume_conflict
+        self.partial = False
 
     def write(self, sink, start, stop):
+        # A part is joined to others of the same ETag: each must hold the
+        # files as listed, where a whole archive may take them as they are.
+        self.partial = (start, stop) != (0, self.size)
         opener = MemberOpener(self.layout.manifest)
         try:
             self.write_span(sink, opener, start, stop)
@@ -1840,6 +1854,10 @@ class TarBody:
             write_zeros(sink, count)
             return
         with fileobj:
+            mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
+            if self.partial and (status.st_size, mtime_ns) != (entry.size, entry.mtime_ns):
+                raise FileChanged("%s changed since it was listed: this part would not match "
+                                  "the others" % printable_name(entry.name))
             if status.st_size != entry.size:
                 self.warnings.short(entry, "changed size while offered: sent as listed")
             done = self.send_file_data(sink, fileobj, offset, count)
@@ -2155,15 +2173,20 @@ def new_compressor(compression, modules):
 class ArchiveOffer:
     """Folders and files offered as one archive (tar, tar.gz, tar.bz2, tar.xz, zip).
 
-    Each request walks the tree again, so a download gets the folder as it
-    is.  Plain tar can be resumed with Range, but a client whose first part
-    came from the folder in another state would splice two different
-    archives: the server refuses it a Range without If-Range.
+    A download gets the folder as it is, as of its own walk or of one under
+    way when it came (a HEAD may take one a little older).  Plain tar
+    can be resumed with Range, but a client whose first part came from the
+    folder in another state would splice two different archives: the
+    server refuses it a Range without If-Range, and a part that meets a
+    file changed since the walk is cut short rather than sent.
     """
 
     def __init__(self, paths, compression="gz", log=None, name=None, zip64_from=ZIP32_MAX):
         self.paths = list(paths)
         self.offered = resolve_offered_paths(self.paths)
+        self.walk_ended = None  # a Condition while a walk runs, None otherwise
+        self.walk_failure = None  # why the last walk failed, for those who waited on it
+        self.walked = (0, None)  # (monotonic time until which it serves, top_marks), last walk
         self.compression = compression
         self.log = log or Log()
         self.zip64_from = zip64_from
@@ -2172,7 +2195,9 @@ class ArchiveOffer:
         if compression in ARCHIVE_STREAMS_AT_ONCE:
             self.turns = threading.BoundedSemaphore(ARCHIVE_STREAMS_AT_ONCE[compression])
         self.lock = threading.Lock()
+        marks = self.top_marks()
         manifest = walk_paths(self.offered, keep_links=compression != "zip")
+        self.walked = (time.monotonic() + WALK_REUSE_SECONDS, marks)
         self.current = self.adopt(manifest)
         self.name = name or archive_name(self.paths, compression)
         self.content_type = guess_content_type(self.name)
@@ -2184,19 +2209,62 @@ class ArchiveOffer:
         layout = TarLayout(manifest) if self.compression == "tar" else None
         return manifest, layout
 
-    def refresh(self):
-        """The manifest (and layout) of the tree as it is now."""
+    def top_marks(self):
+        """What tells whether the paths given changed: their lstat, None where it fails.
+
+        A name added, removed or renamed in a folder changes its mtime.
+        """
+        marks = []
+        for item in self.offered:
+            try:
+                status = os.lstat(item.path)
+            except OSError:
+                marks.append(None)
+                continue
+            marks.append((status.st_dev, status.st_ino, status.st_size,
+                          getattr(status, "st_mtime_ns", status.st_mtime),
+                          getattr(status, "st_ctime_ns", status.st_ctime)))
+        return marks
+
+    def refresh(self, reuse_recent=False):
+        """The manifest (and layout) of the tree as it is now.
+
+        One walk at a time: a request made while one runs waits for it and
+        takes its result.  With reuse_recent, a walk that ended lately (see
+        WALK_REUSE_SECONDS), the paths given unchanged since, is taken too.
+        """
         with self.lock:
+            if self.walk_ended is not None:
+                ended = self.walk_ended
+                while self.walk_ended is ended:
+                    ended.wait()
+                if self.walk_failure:
+                    raise Unavailable(HTTPStatus.GONE, self.walk_failure)
+                return self.current
+            valid_until, marks = self.walked
+            if (reuse_recent and time.monotonic() < valid_until
+                    and self.top_marks() == marks):
+                return self.current
+            self.walk_ended = threading.Condition(self.lock)
             known = self.current
+        failure, current, walked = None, known, (0, None)
         try:
+            started, marks = time.monotonic(), self.top_marks()
             manifest = walk_paths(self.offered, self.compression != "zip", known[0])
+            if manifest is not known[0]:
+                current = self.adopt(manifest)
+            finished = time.monotonic()
+            reuse = max(WALK_REUSE_SECONDS, WALK_REUSE_FACTOR * (finished - started))
+            walked = (finished + reuse, marks)
         except WoofError as error:
-            raise Unavailable(HTTPStatus.GONE, str(error))
-        if manifest is known[0]:
-            return known
-        current = self.adopt(manifest)
-        with self.lock:
-            self.current = current
+            failure = str(error)
+        finally:
+            with self.lock:
+                self.current, self.walked, self.walk_failure = current, walked, failure
+                ended, self.walk_ended = self.walk_ended, None
+                ended.notify_all()
+        if failure:
+            raise Unavailable(HTTPStatus.GONE, failure)
         return current
 
     def take_turn(self):
@@ -2211,7 +2279,7 @@ class ArchiveOffer:
         return self.turns
 
     def open(self, sending_body=True):
-        manifest, layout = self.refresh()
+        manifest, layout = self.refresh(reuse_recent=not sending_body)
         warnings = ArchiveWarnings(self.log)
         if layout is None:
             turn = self.take_turn() if sending_body else None

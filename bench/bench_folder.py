@@ -9,7 +9,9 @@
 3. A folder holding a 4.5 GiB sparse file, in every format (memory).
 4. 250 clients that ask for the archive and read nothing (each format): woof's
    peak memory, and how many were answered 200 (streaming) or 503 (turn).
-5. In-process: how long a walk of the 20,000 files takes (each request
+5. The 20,000 files as plain tar, downloaded alone and while 8 clients loop
+   HEAD requests on it (they share walks): the ratio of the two.
+6. In-process: how long a walk of the 20,000 files takes (each request
    walks the tree again) and the plain tar layout (made when it changed).
 
 Everything lives in a temporary folder under /tmp, deleted at the end;
@@ -18,6 +20,7 @@ woof listens on 127.0.0.1 only and each run ends after one download.
 """
 
 import argparse
+import http.client
 import os
 import random
 import selectors
@@ -26,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -161,6 +165,40 @@ def bench_idle_readers(paths, count, rows):
                      "%.1f MiB" % peak, ""))
 
 
+def loop_head(url, stop):
+    """HEAD requests on url, one after another on one connection, until stop is set."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        while not stop.is_set():
+            connection.request("HEAD", parts.path)
+            connection.getresponse().read()
+    finally:
+        connection.close()
+
+
+def bench_head_loopers(root, count, rows, loopers=8):
+    """A plain tar download alone, then while `loopers` clients loop HEAD on it."""
+    child, url = start_woof(["-c", "0", "-u", root])
+    try:
+        alone = median([fetch(url) for _ in range(REPEATS)])
+        stop = threading.Event()
+        threads = [threading.Thread(target=loop_head, args=(url, stop)) for _ in range(loopers)]
+        for thread in threads:
+            thread.start()
+        try:
+            busy = median([fetch(url) for _ in range(REPEATS)])
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    finally:
+        child.stop()
+    rows.append(("%d files, -u: download alone" % count, "%.2f s" % alone, "", ""))
+    rows.append(("%d files, -u: with %d clients looping HEAD" % (count, loopers),
+                 "%.2f s" % busy, "", "%.2fx alone" % (busy / alone)))
+
+
 def bench_walk(root, count, rows):
     """Time the walk in this process; last, as it grows this process, whose peak
     memory the children started after it would inherit (ru_maxrss survives exec)."""
@@ -210,6 +248,7 @@ def main(argv):
         bench_huge_sparse_file(work, (3 << 29) if quick else (9 << 29), rows)
         extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
         bench_idle_readers([os.path.join(work, "small"), extra], idle, rows)
+        bench_head_loopers(os.path.join(work, "small"), count, rows)
         bench_walk(os.path.join(work, "small"), count, rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
