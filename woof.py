@@ -106,6 +106,31 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)
 
 
+# os.pread reads at an offset in one call and leaves the position alone;
+# Windows has only lseek and read.
+HAS_PREAD = hasattr(os, "pread")
+
+
+def read_at(descriptor, offset, count):
+    """Up to count bytes of an open file from offset: fewer only where it ends or fails."""
+    pieces, done = [], 0
+    try:
+        if not HAS_PREAD:
+            os.lseek(descriptor, offset, os.SEEK_SET)
+        while done < count:
+            if HAS_PREAD:
+                piece = os.pread(descriptor, count - done, offset + done)
+            else:
+                piece = os.read(descriptor, count - done)
+            if not piece:
+                break
+            pieces.append(piece)
+            done += len(piece)
+    except OSError:
+        pass
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 # Where the system lets a folder be listed and its entries examined and
 # opened through one open descriptor, the walk never goes through a path
 # that a folder swapped for a link mid-walk could redirect, and no path
@@ -418,6 +443,7 @@ WALK_REUSE_FACTOR = 5
 
 TAR_BLOCK = 512
 TAR_END = 2 * TAR_BLOCK
+TAR_ZEROS = bytes(TAR_BLOCK)
 
 # Zip fields are 32 bits; at 0xFFFFFFFF they defer to zip64 extra fields
 # (APPNOTE 6.3.10, 4.5.3).  A member whose deflated size could pass the
@@ -1185,6 +1211,16 @@ def open_listed_file(path, identity, extra_flags=0, dir_fd=None):
     with dir_fd, path is relative to that folder's descriptor.  Raises
     FileChanged, never blocking on a FIFO that took the file's place.
     """
+    descriptor, status = open_listed_descriptor(path, identity, extra_flags, dir_fd)
+    try:
+        return os.fdopen(descriptor, "rb"), status
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def open_listed_descriptor(path, identity, extra_flags=0, dir_fd=None):
+    """open_listed_file's (descriptor, status): no file object, for files read at once."""
     try:
         descriptor = os.open(path, os.O_RDONLY | O_BINARY | O_NONBLOCK | extra_flags,
                              dir_fd=dir_fd)
@@ -1195,7 +1231,7 @@ def open_listed_file(path, identity, extra_flags=0, dir_fd=None):
         same = identity[1] == 0 or (status.st_dev, status.st_ino) == identity
         if not stat.S_ISREG(status.st_mode) or not same:
             raise FileChanged("it was replaced after woof listed it")
-        return os.fdopen(descriptor, "rb"), status
+        return descriptor, status
     except BaseException:
         os.close(descriptor)
         raise
@@ -1645,11 +1681,20 @@ class MemberOpener:
 
     def open(self, entry):
         """Open a listed file, only if it is still that file; return (file, status)."""
+        descriptor, status = self.open_descriptor(entry)
+        try:
+            return os.fdopen(descriptor, "rb"), status
+        except BaseException:
+            os.close(descriptor)
+            raise
+
+    def open_descriptor(self, entry):
+        """open() without a file object: (descriptor, status)."""
         identity = (entry.device, entry.inode)
         parts = entry.name.split("/")
         if not WALK_BY_DESCRIPTOR or len(parts) == 1:
-            return open_listed_file(self.manifest.path_of(entry), identity, O_NOFOLLOW)
-        return open_listed_file(parts[-1], identity, O_NOFOLLOW, self.enter(parts[:-1]))
+            return open_listed_descriptor(self.manifest.path_of(entry), identity, O_NOFOLLOW)
+        return open_listed_descriptor(parts[-1], identity, O_NOFOLLOW, self.enter(parts[:-1]))
 
     def enter(self, parts):
         """The descriptor of the folder named by parts, opening the levels not open yet."""
@@ -1726,17 +1771,28 @@ def tar_header(entry, size, mtime_ns):
     return pax_header(entry, size, mtime)
 
 
+# name, mode, uid, gid, size, mtime, checksum, type, link target, magic and
+# version (POSIX.1-1988 ustar); the rest of the block is zeros.
+USTAR_FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s8s247x")
+USTAR_FIXED = b"0000000\0"  # uid and gid: owners are written as 0
+USTAR_MAGIC = b"ustar\x0000"
+USTAR_FIXED_SUM = 2 * sum(USTAR_FIXED) + sum(USTAR_MAGIC) + 8 * ord(" ")
+
+
 def ustar_header(name, kind, size, mtime, mode, target):
     """A plain ustar header (POSIX.1-1988), as tarfile makes it.
 
     Most members need nothing more, and tarfile takes ten times as long.
+    The checksum counts its own field as spaces; zeros add nothing to it.
     """
-    header = b"".join((
-        name.ljust(100, b"\0"), b"%07o\0" % mode, b"0000000\0", b"0000000\0",
-        b"%011o\0" % size, b"%011o\0" % mtime, b" " * 8, TAR_TYPES[kind],
-        target.ljust(100, b"\0"), b"ustar\x0000", bytes(80),
-    )).ljust(TAR_BLOCK, b"\0")
-    return header[:148] + b"%06o\0" % sum(header) + header[155:]
+    mode_field, size_field, mtime_field = b"%07o\0" % mode, b"%011o\0" % size, \
+        b"%011o\0" % mtime
+    type_field = TAR_TYPES[kind]
+    checksum = (sum(name) + sum(mode_field) + sum(size_field) + sum(mtime_field)
+                + type_field[0] + sum(target) + USTAR_FIXED_SUM)
+    return USTAR_FIELDS.pack(name, mode_field, USTAR_FIXED, USTAR_FIXED, size_field,
+                             mtime_field, b"%06o\0 " % checksum, type_field, target,
+                             USTAR_MAGIC)
 
 
 def pax_header(entry, size, mtime):
@@ -1830,6 +1886,13 @@ class TarBody:
     def write_member(self, sink, opener, entry, member_start, start, stop):
         header = tar_header(entry, entry.size, entry.mtime_ns)
         data_start = member_start + len(header)
+        padding = tar_padding(entry.size)
+        if start <= member_start and data_start + entry.size + padding <= stop:
+            sink.write(header)  # the whole member: most of them, taken the short way
+            if entry.size:
+                self.write_data(sink, opener, entry, 0, entry.size)
+            sink.write(TAR_ZEROS[:padding])
+            return
         part = overlap(member_start, data_start, start, stop)
         if part:
             sink.write(header[part[0] - member_start:part[1] - member_start])
@@ -1848,31 +1911,35 @@ class TarBody:
         so a file that vanished or shrank is padded rather than cut short.
         """
         try:
-            fileobj, status = opener.open(entry)
+            descriptor, status = opener.open_descriptor(entry)
         except FileChanged as error:
             self.warnings.short(entry, "could not be read (%s): sent as zeros" % error)
             write_zeros(sink, count)
             return
-        with fileobj:
+        try:
             mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
             if self.partial and (status.st_size, mtime_ns) != (entry.size, entry.mtime_ns):
                 raise FileChanged("%s changed since it was listed: this part would not match "
                                   "the others" % printable_name(entry.name))
             if status.st_size != entry.size:
                 self.warnings.short(entry, "changed size while offered: sent as listed")
-            done = self.send_file_data(sink, fileobj, offset, count)
+            done = self.send_file_data(sink, descriptor, offset, count)
+        finally:
+            os.close(descriptor)
         if done < count:
             self.warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             write_zeros(sink, count - done)
 
-    def send_file_data(self, sink, fileobj, offset, count):
+    def send_file_data(self, sink, descriptor, offset, count):
         if count < SENDFILE_MIN:
-            fileobj.seek(offset)
-            return copy_file_data(sink, fileobj, count)
+            data = read_at(descriptor, offset, count)
+            sink.write(data)
+            return len(data)
         sink.flush()
         before = sink.sent
         try:
-            sink.sendfile(fileobj, offset, count)
+            with os.fdopen(descriptor, "rb", closefd=False) as fileobj:
+                sink.sendfile(fileobj, offset, count)
         except ShortFile:
             return sink.sent - before
         return count

@@ -4,8 +4,11 @@
     python3 bench/bench_folder.py [--quick]
 
 1. One 1 GiB file offered alone, then in a folder as plain tar (-u).
-2. 20,000 files of 1-10 KB in every format, beside `tar cf - | cat` and
-   `tar czf -` run locally.
+2. 20,000 files of 1-10 KB in every format, and 200,000 files of 100 B as
+   plain tar, each beside the C tool writing the same archive to a pipe in
+   the same run (`tar cf - DIR | cat`, `| pigz -6`, `| pbzip2 -9`,
+   `| xz -T0 -2`, `zip -qr -6 -`), medians of 3, with woof's time / the tool's.
+   woof's time is the whole process: start, one download with curl, exit.
 3. A folder holding a 4.5 GiB sparse file, in every format (memory).
 4. 250 clients that ask for the archive and read nothing (each format): woof's
    peak memory, and how many were answered 200 (streaming) or 503 (turn).
@@ -33,7 +36,7 @@ import threading
 import time
 import urllib.parse
 
-from benchlib import have, make_random_file, make_sparse_file, median, report, run, start_woof
+from benchlib import Child, have, make_random_file, make_sparse_file, median, report, run, start_woof
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import woof  # noqa: E402  (the copy beside this folder)
@@ -94,18 +97,61 @@ def bench_big_file(work, rows):
     os.remove(path)
 
 
+# The C tool that writes each format to a pipe, as a shell command on folder {}.
+C_TOOLS = {"tar": "tar cf - {} | cat", "tar.gz": "tar cf - {} | pigz -6",
+           "tar.bz2": "tar cf - {} | pbzip2 -9", "tar.xz": "tar cf - {} | xz -T0 -2",
+           "zip": "zip -qr -6 - {}"}
+
+
+def timed_shell(command, cwd):
+    """Median wall time of a shell command writing to /dev/null (peak memory: the tool's)."""
+    times = []
+    for _ in range(REPEATS):
+        child = Child(["sh", "-c", command + " >/dev/null"], cwd=cwd)
+        code, seconds, _ = child.finish()
+        if code != 0:
+            raise RuntimeError("%s exited with %s" % (command, code))
+        times.append(seconds)
+    return median(times)
+
+
+def compare_with_tools(work, name, label, formats, rows):
+    """woof beside the C tool, format by format, on folder work/name."""
+    root = os.path.join(work, name)
+    shell_seconds("tar cf - %s | cat >/dev/null" % name, work)  # warm the page cache
+    for flag, fmt in formats:
+        tool = C_TOOLS[fmt].format(name)
+        if not have(tool.split("|")[-1].split()[0]):
+            rows.append(("%s: %s" % (label, tool), "not installed", "", ""))
+            continue
+        tool_s = timed_shell(tool, work)
+        runs = [serve_once([flag, root]) for _ in range(REPEATS)]
+        woof_s = median([seconds for seconds, _ in runs])
+        rows.append(("%s: %s" % (label, tool), "%.2f s" % tool_s, "", ""))
+        rows.append(("%s: woof %s" % (label, fmt), "%.2f s" % woof_s,
+                     "%.1f MiB" % max(peak for _, peak in runs), "%.2fx" % (woof_s / tool_s)))
+
+
+def make_tiny_tree(root, count):
+    """count files of 100 bytes, 1,000 per folder."""
+    data = b"t" * 100
+    for index in range(count):
+        folder = os.path.join(root, "d%03d" % (index // 1000))
+        if index % 1000 == 0:
+            os.makedirs(folder)
+        with open(os.path.join(folder, "f%06d" % index), "wb") as handle:
+            handle.write(data)
+
+
 def bench_small_files(work, count, rows):
-    root = os.path.join(work, "small")
-    make_small_tree(root, count)
-    shell_seconds("tar cf - small | cat >/dev/null", work)  # warm the page cache
-    rows.append(("%d files: tar cf - | cat" % count,
-                 "%.2f s" % shell_seconds("tar cf - small | cat >/dev/null", work), "", ""))
-    rows.append(("%d files: tar czf -" % count,
-                 "%.2f s" % shell_seconds("tar czf - small >/dev/null", work), "", ""))
-    for flag, label in FORMATS:
-        seconds, peak = serve_once([flag, root])
-        rows.append(("%d files: woof %s" % (count, label), "%.2f s" % seconds,
-                     "%.1f MiB" % peak, ""))
+    make_small_tree(os.path.join(work, "small"), count)
+    compare_with_tools(work, "small", "%d files" % count, FORMATS, rows)
+
+
+def bench_tiny_files(work, count, rows):
+    make_tiny_tree(os.path.join(work, "tiny"), count)
+    compare_with_tools(work, "tiny", "%d files of 100 B" % count, FORMATS[:1], rows)
+    shutil.rmtree(os.path.join(work, "tiny"))
 
 
 def open_idle_readers(url, count):
@@ -245,6 +291,7 @@ def main(argv):
             bench_big_file(work, rows)
         count = 2000 if quick else 20000
         bench_small_files(work, count, rows)
+        bench_tiny_files(work, 20000 if quick else 200000, rows)
         bench_huge_sparse_file(work, (3 << 29) if quick else (9 << 29), rows)
         extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
         bench_idle_readers([os.path.join(work, "small"), extra], idle, rows)
@@ -253,7 +300,7 @@ def main(argv):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("python %s, %d CPUs" % (sys.version.split()[0], os.cpu_count() or 0))
-    report(rows, ("case", "download wall time", "woof peak RSS", "vs file alone"))
+    report(rows, ("case", "wall time", "woof peak RSS", "ratio"))
     return 0
 
 
