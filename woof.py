@@ -436,8 +436,8 @@ ARCHIVE_TURN_WAIT = 10
 # this many seconds of its end (or WALK_REUSE_FACTOR times its length, when
 # longer), as long as the folders given keep their modification times:
 # clients that poll with HEAD cost one walk now and then, not one each, and
-# walks never take more than a small share of the time.  A GET walks again (or joins a walk under way), so a
-# file changed in place since shows in its ETag.
+# walks never take more than a small share of the time.  A GET walks again
+# (or joins a walk under way), so a file changed in place shows in its ETag.
 WALK_REUSE_SECONDS = 1.0
 WALK_REUSE_FACTOR = 5
 
@@ -1400,10 +1400,10 @@ def standard_input():
 # A folder, or several paths, offered as one archive built while it is sent:
 # nothing is written to disk and memory does not grow with the data.  A
 # walk of the tree makes a manifest (nothing behind a symbolic link is ever
-# read); requests made while it runs share it.  Files are
-# opened only when their turn comes, and only if they are still the very
-# file that was listed.  Plain tar has a size known in
-# advance and serves any span; compressed tars and zips are streamed.
+# read); requests made while it runs share it.  Files are opened only when
+# their turn comes, and only if they are still the very file that was
+# listed.  Plain tar has a size known in advance and serves any span;
+# compressed tars and zips are streamed, only so many at once.
 # ---------------------------------------------------------------------------
 
 FILE, FOLDER, LINK = "file", "folder", "link"
@@ -2241,8 +2241,8 @@ class ArchiveOffer:
     """Folders and files offered as one archive (tar, tar.gz, tar.bz2, tar.xz, zip).
 
     A download gets the folder as it is, as of its own walk or of one under
-    way when it came (a HEAD may take one a little older).  Plain tar
-    can be resumed with Range, but a client whose first part came from the
+    way when it came (a HEAD may take one a little older).  Plain tar can
+    be resumed with Range, but a client whose first part came from the
     folder in another state would splice two different archives: the
     server refuses it a Range without If-Range, and a part that meets a
     file changed since the walk is cut short rather than sent.
