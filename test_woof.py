@@ -1947,6 +1947,164 @@ class ResumableTarTests(ArchiveTestCase):
         run.wait()
 
 
+def resident_mib(pid):
+    """A process's resident memory now, in MiB (Linux /proc)."""
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError("no VmRSS for process %d" % pid)
+
+
+class IdleReader:
+    """A client that asks for the offer, takes the head and one byte, then reads nothing."""
+
+    def __init__(self, test, port, path):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        test.addCleanup(self.sock.close)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(DEADLINE)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                          % (path.encode(), port))
+        self.received = b""
+
+    def take_head_and_a_byte(self):
+        """Read the response head and at least one byte after it (blocking)."""
+        while True:
+            head_end = self.received.find(b"\r\n\r\n")
+            if head_end >= 0 and len(self.received) > head_end + 4:
+                return
+            chunk = self.sock.recv(1 if head_end >= 0 else 1024)
+            if not chunk:
+                raise AssertionError("the connection closed after %r" % self.received)
+            self.received += chunk
+
+    def status(self):
+        return int(self.received.split(b" ", 2)[1])
+
+
+class ArchiveMemoryTests(ArchiveTestCase):
+    """Clients that ask for an archive and read nothing hold little of woof's memory."""
+
+    READERS = 24
+
+    def test_idle_readers_of_compressed_archives_keep_woof_memory_bounded(self):
+        if not os.path.exists("/proc/self/status"):
+            self.skipTest("needs Linux /proc to read woof's memory")
+        folder = os.path.join(self.tmp, "album")
+        self.make_file("a.bin", os.urandom(4 << 20), folder)
+        self.make_file("b.txt", b"text " * 1000, folder)
+        for flag in ("-z", "-Z"):
+            with self.subTest(flag=flag):
+                child = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "-c", "1000", flag,
+                                           folder])
+                path = urllib.parse.urlsplit(child.url).path
+                wait_until(lambda: resident_mib(child.process.pid) > 0)
+                before = resident_mib(child.process.pid)
+                readers = [IdleReader(self, child.port, path) for _ in range(self.READERS)]
+                for reader in readers:
+                    reader.take_head_and_a_byte()
+                    self.assertEqual(reader.status(), 200)
+                # Each stream has read and compressed its first file's data
+                # before its first byte left: its buffers are all there.
+                grown = resident_mib(child.process.pid) - before
+                self.assertLess(grown, 32, "%d idle readers took %.0f MiB"
+                                % (self.READERS, grown))
+                for reader in readers:
+                    reader.sock.close()
+                child.close()
+
+    def test_a_request_past_the_streams_compressing_at_once_waits_then_gets_503(self):
+        folder = os.path.join(self.tmp, "album")
+        content = os.urandom(4 << 20)
+        self.make_file("a.bin", content, folder)
+        with mock.patch.dict(woof.ARCHIVE_STREAMS_AT_ONCE, {"gz": 2}), \
+                mock.patch.object(woof, "ARCHIVE_TURN_WAIT", 0.5):
+            run = self.start(self.offer([folder], "gz"), count=0)
+            port, path = run.server.port, run.server.offer_path
+            readers = [IdleReader(self, port, path) for _ in range(2)]
+            for reader in readers:
+                reader.take_head_and_a_byte()
+            response, data = self.request(run, "GET")
+            self.assert_response(response, data, 503, {"Retry-After": "10"})
+            response, _ = self.request(run, "HEAD")
+            self.assertEqual(response.status, 200)  # a HEAD compresses nothing
+            readers[0].sock.close()  # its stream fails and gives its turn back
+            response, data = self.download(run)
+        self.assertEqual(read_archive(data, "gz")["album/a.bin"], content)
+
+
+class SharedWalkTests(ArchiveTestCase):
+    """Requests share walks of the folder instead of each walking it again."""
+
+    def make_folder(self, count):
+        root = os.path.join(self.tmp, "many")
+        for index in range(count):
+            self.make_file("d%02d/f%04d.txt" % (index // 100, index), b"x" * index, root)
+        return root
+
+    def test_clients_looping_head_share_walks_while_a_download_goes_through(self):
+        root = self.make_folder(1500)
+        offer = self.offer([root], "tar")
+        walks = []
+        real_walk = woof.walk_paths
+
+        def counted_walk(*args):
+            walks.append(1)
+            return real_walk(*args)
+
+        with mock.patch.object(woof, "walk_paths", counted_walk):
+            run = self.start(offer, count=0)
+            stop = threading.Event()
+            heads = []
+
+            def loop_head():
+                connection = http.client.HTTPConnection("127.0.0.1", run.server.port,
+                                                        timeout=DEADLINE)
+                with contextlib.closing(connection):
+                    while not stop.is_set():
+                        connection.request("HEAD", run.server.offer_path)
+                        response = connection.getresponse()
+                        response.read()
+                        heads.append(response.status)
+
+            loopers = [threading.Thread(target=loop_head) for _ in range(8)]
+            for looper in loopers:
+                looper.start()
+            try:
+                wait_until(lambda: len(heads) >= 200, message="200 HEAD answers")
+                _, data = self.download(run)
+            finally:
+                stop.set()
+                for looper in loopers:
+                    looper.join(DEADLINE)
+        self.assertEqual(set(heads), {200})
+        self.assertEqual(len(read_archive(data, "tar")), 1500 + 16)
+        self.assertLess(len(walks), len(heads) // 4, "%d walks for %d HEAD requests"
+                        % (len(walks), len(heads)))
+
+    def test_a_name_added_at_the_top_shows_in_the_next_head(self):
+        root = self.make_folder(10)
+        run = self.start(self.offer([root], "tar"), count=0)
+        response, _ = self.request(run, "HEAD")
+        before = response.getheader("ETag")
+        self.make_file("added.txt", b"new", root)
+        response, _ = self.request(run, "HEAD")
+        self.assertNotEqual(response.getheader("ETag"), before)
+
+    def test_a_part_that_meets_a_file_changed_since_the_walk_is_cut_short(self):
+        root = self.make_folder(3)
+        offer = self.offer([root], "tar")
+        body = offer.open()
+        path = os.path.join(root, "d00", "f0002.txt")
+        os.utime(path, (OLD_MTIME, OLD_MTIME))  # same size, another state
+        with self.assertRaisesRegex(woof.FileChanged, "f0002.txt changed since it was listed"):
+            self.body_bytes(body, 1, body.size)
+        whole = self.body_bytes(body)  # a whole archive takes the file as it is
+        self.assertEqual(read_archive(whole, "tar")["many/d00/f0002.txt"], b"xx")
+
+
 # ---------------------------------------------------------------------------
 # Receiving files (-U)
 # ---------------------------------------------------------------------------

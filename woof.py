@@ -127,6 +127,31 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)
 
 
+# os.pread reads at an offset in one call and leaves the position alone;
+# Windows has only lseek and read.
+HAS_PREAD = hasattr(os, "pread")
+
+
+def read_at(descriptor, offset, count):
+    """Up to count bytes of an open file from offset: fewer only where it ends or fails."""
+    pieces, done = [], 0
+    try:
+        if not HAS_PREAD:
+            os.lseek(descriptor, offset, os.SEEK_SET)
+        while done < count:
+            if HAS_PREAD:
+                piece = os.pread(descriptor, count - done, offset + done)
+            else:
+                piece = os.read(descriptor, count - done)
+            if not piece:
+                break
+            pieces.append(piece)
+            done += len(piece)
+    except OSError:
+        pass
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 # Where the system lets a folder be listed and its entries examined and
 # opened through one open descriptor, the walk never goes through a path
 # that a folder swapped for a link mid-walk could redirect, and no path
@@ -485,8 +510,31 @@ ZIP_STORED_EXTENSIONS = frozenset((
 # sendfile() hands it to the kernel (fewer system calls for small files).
 SENDFILE_MIN = 64 << 10
 
+# What an archive being built reads of a file at a time.  Each stream holds
+# one such buffer, what it compressed from it and the sink's gathered bytes
+# while its client is slow: small, so that many streams fit in little memory.
+ARCHIVE_READ_SIZE = 64 << 10
+
+# Compressed archives being made at once, by format; more wait their turn
+# (and are answered 503 after ARCHIVE_TURN_WAIT seconds).  A compressor's
+# state is about 0.3 MiB for deflate, 7.6 MiB for bzip2 -9 and 17 MiB for
+# xz -2, so that clients that never read keep woof's memory bounded (the
+# cores are busy with far fewer streams anyway).
+ARCHIVE_STREAMS_AT_ONCE = {"gz": 32, "zip": 32, "bz2": 8, "xz": 4}
+ARCHIVE_TURN_WAIT = 10
+
+# A walk of the offered folders answers the HEAD requests that come within
+# this many seconds of its end (or WALK_REUSE_FACTOR times its length, when
+# longer), as long as the folders given keep their modification times:
+# clients that poll with HEAD cost one walk now and then, not one each, and
+# walks never take more than a small share of the time.  A GET walks again
+# (or joins a walk under way), so a file changed in place shows in its ETag.
+WALK_REUSE_SECONDS = 1.0
+WALK_REUSE_FACTOR = 5
+
 TAR_BLOCK = 512
 TAR_END = 2 * TAR_BLOCK
+TAR_ZEROS = bytes(TAR_BLOCK)
 
 # Zip fields are 32 bits; at 0xFFFFFFFF they defer to zip64 extra fields
 # (APPNOTE 6.3.10, 4.5.3).  A member whose deflated size could pass the
@@ -504,11 +552,13 @@ class WoofError(Exception):
 
 
 class Unavailable(WoofError):
-    """The offer cannot answer this request; carries the HTTP status to send."""
+    """The offer cannot answer this request; carries the HTTP status to send,
+    and for a 503 the seconds after which to try again (Retry-After)."""
 
-    def __init__(self, status, message):
+    def __init__(self, status, message, retry_after=None):
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class ShortFile(WoofError):
@@ -1315,6 +1365,16 @@ def open_listed_file(path, identity, extra_flags=0, dir_fd=None):
     with dir_fd, path is relative to that folder's descriptor.  Raises
     FileChanged, never blocking on a FIFO that took the file's place.
     """
+    descriptor, status = open_listed_descriptor(path, identity, extra_flags, dir_fd)
+    try:
+        return os.fdopen(descriptor, "rb"), status
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def open_listed_descriptor(path, identity, extra_flags=0, dir_fd=None):
+    """open_listed_file's (descriptor, status): no file object, for files read at once."""
     try:
         descriptor = os.open(path, os.O_RDONLY | O_BINARY | O_NONBLOCK | extra_flags,
                              dir_fd=dir_fd)
@@ -1325,7 +1385,7 @@ def open_listed_file(path, identity, extra_flags=0, dir_fd=None):
         same = identity[1] == 0 or (status.st_dev, status.st_ino) == identity
         if not stat.S_ISREG(status.st_mode) or not same:
             raise FileChanged("it was replaced after woof listed it")
-        return os.fdopen(descriptor, "rb"), status
+        return descriptor, status
     except BaseException:
         os.close(descriptor)
         raise
@@ -1536,11 +1596,12 @@ def standard_input():
 # Offers: archives
 #
 # A folder, or several paths, offered as one archive built while it is sent:
-# nothing is written to disk and memory does not grow with the data.  Each
-# request walks the tree into a manifest (nothing behind a symbolic link is
-# ever read); files are opened only when their turn comes, and only if they
-# are still the very file that was listed.  Plain tar has a size known in
-# advance and serves any span; compressed tars and zips are streamed.
+# nothing is written to disk and memory does not grow with the data.  A
+# walk of the tree makes a manifest (nothing behind a symbolic link is ever
+# read); requests made while it runs share it.  Files are opened only when
+# their turn comes, and only if they are still the very file that was
+# listed.  Plain tar has a size known in advance and serves any span;
+# compressed tars and zips are streamed, only so many at once.
 # ---------------------------------------------------------------------------
 
 FILE, FOLDER, LINK = "file", "folder", "link"
@@ -1818,11 +1879,20 @@ class MemberOpener:
 
     def open(self, entry):
         """Open a listed file, only if it is still that file; return (file, status)."""
+        descriptor, status = self.open_descriptor(entry)
+        try:
+            return os.fdopen(descriptor, "rb"), status
+        except BaseException:
+            os.close(descriptor)
+            raise
+
+    def open_descriptor(self, entry):
+        """open() without a file object: (descriptor, status)."""
         identity = (entry.device, entry.inode)
         parts = entry.name.split("/")
         if not WALK_BY_DESCRIPTOR or len(parts) == 1:
-            return open_listed_file(self.manifest.path_of(entry), identity, O_NOFOLLOW)
-        return open_listed_file(parts[-1], identity, O_NOFOLLOW, self.enter(parts[:-1]))
+            return open_listed_descriptor(self.manifest.path_of(entry), identity, O_NOFOLLOW)
+        return open_listed_descriptor(parts[-1], identity, O_NOFOLLOW, self.enter(parts[:-1]))
 
     def enter(self, parts):
         """The descriptor of the folder named by parts, opening the levels not open yet."""
@@ -1851,7 +1921,7 @@ class MemberOpener:
 
 def write_zeros(out, count):
     """Write count zero bytes, a buffer at a time."""
-    zeros = bytes(min(count, COPY_BUFFER_SIZE))
+    zeros = bytes(min(count, ARCHIVE_READ_SIZE))
     while count > 0:
         out.write(zeros[:count] if count < len(zeros) else zeros)
         count -= len(zeros)
@@ -1862,7 +1932,7 @@ def copy_file_data(out, fileobj, count, on_data=None):
 
     Fewer means the file ended early or could not be read further.
     """
-    buffer = bytearray(min(COPY_BUFFER_SIZE, max(count, 1)))
+    buffer = bytearray(min(ARCHIVE_READ_SIZE, max(count, 1)))
     view = memoryview(buffer)
     done = 0
     while done < count:
@@ -1899,17 +1969,28 @@ def tar_header(entry, size, mtime_ns):
     return pax_header(entry, size, mtime)
 
 
+# name, mode, uid, gid, size, mtime, checksum, type, link target, magic and
+# version (POSIX.1-1988 ustar); the rest of the block is zeros.
+USTAR_FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s8s247x")
+USTAR_FIXED = b"0000000\0"  # uid and gid: owners are written as 0
+USTAR_MAGIC = b"ustar\x0000"
+USTAR_FIXED_SUM = 2 * sum(USTAR_FIXED) + sum(USTAR_MAGIC) + 8 * ord(" ")
+
+
 def ustar_header(name, kind, size, mtime, mode, target):
     """A plain ustar header (POSIX.1-1988), as tarfile makes it.
 
     Most members need nothing more, and tarfile takes ten times as long.
+    The checksum counts its own field as spaces; zeros add nothing to it.
     """
-    header = b"".join((
-        name.ljust(100, b"\0"), b"%07o\0" % mode, b"0000000\0", b"0000000\0",
-        b"%011o\0" % size, b"%011o\0" % mtime, b" " * 8, TAR_TYPES[kind],
-        target.ljust(100, b"\0"), b"ustar\x0000", bytes(80),
-    )).ljust(TAR_BLOCK, b"\0")
-    return header[:148] + b"%06o\0" % sum(header) + header[155:]
+    mode_field, size_field, mtime_field = b"%07o\0" % mode, b"%011o\0" % size, \
+        b"%011o\0" % mtime
+    type_field = TAR_TYPES[kind]
+    checksum = (sum(name) + sum(mode_field) + sum(size_field) + sum(mtime_field)
+                + type_field[0] + sum(target) + USTAR_FIXED_SUM)
+    return USTAR_FIELDS.pack(name, mode_field, USTAR_FIXED, USTAR_FIXED, size_field,
+                             mtime_field, b"%06o\0 " % checksum, type_field, target,
+                             USTAR_MAGIC)
 
 
 def pax_header(entry, size, mtime):
@@ -1976,8 +2057,12 @@ class TarBody:
         self.mtime = manifest.mtime
         self.etag = '"tar-%s"' % manifest.digest
         self.resume_conflict = resume_conflict
+        self.partial = False
 
     def write(self, sink, start, stop):
+        # A part is joined to others of the same ETag: each must hold the
+        # files as listed, where a whole archive may take them as they are.
+        self.partial = (start, stop) != (0, self.size)
         opener = MemberOpener(self.layout.manifest)
         try:
             self.write_span(sink, opener, start, stop)
@@ -1999,6 +2084,13 @@ class TarBody:
     def write_member(self, sink, opener, entry, member_start, start, stop):
         header = tar_header(entry, entry.size, entry.mtime_ns)
         data_start = member_start + len(header)
+        padding = tar_padding(entry.size)
+        if start <= member_start and data_start + entry.size + padding <= stop:
+            sink.write(header)  # the whole member: most of them, taken the short way
+            if entry.size:
+                self.write_data(sink, opener, entry, 0, entry.size)
+            sink.write(TAR_ZEROS[:padding])
+            return
         part = overlap(member_start, data_start, start, stop)
         if part:
             sink.write(header[part[0] - member_start:part[1] - member_start])
@@ -2017,27 +2109,35 @@ class TarBody:
         so a file that vanished or shrank is padded rather than cut short.
         """
         try:
-            fileobj, status = opener.open(entry)
+            descriptor, status = opener.open_descriptor(entry)
         except FileChanged as error:
             self.warnings.short(entry, "could not be read (%s): sent as zeros" % error)
             write_zeros(sink, count)
             return
-        with fileobj:
+        try:
+            mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
+            if self.partial and (status.st_size, mtime_ns) != (entry.size, entry.mtime_ns):
+                raise FileChanged("%s changed since it was listed: this part would not match "
+                                  "the others" % printable_name(entry.name))
             if status.st_size != entry.size:
                 self.warnings.short(entry, "changed size while offered: sent as listed")
-            done = self.send_file_data(sink, fileobj, offset, count)
+            done = self.send_file_data(sink, descriptor, offset, count)
+        finally:
+            os.close(descriptor)
         if done < count:
             self.warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             write_zeros(sink, count - done)
 
-    def send_file_data(self, sink, fileobj, offset, count):
+    def send_file_data(self, sink, descriptor, offset, count):
         if count < SENDFILE_MIN:
-            fileobj.seek(offset)
-            return copy_file_data(sink, fileobj, count)
+            data = read_at(descriptor, offset, count)
+            sink.write(data)
+            return len(data)
         sink.flush()
         before = sink.sent
         try:
-            sink.sendfile(fileobj, offset, count)
+            with os.fdopen(descriptor, "rb", closefd=False) as fileobj:
+                sink.sendfile(fileobj, offset, count)
         except ShortFile:
             return sink.sent - before
         return count
@@ -2286,12 +2386,13 @@ class StreamedArchiveBody:
     etag = None
     mtime = None
 
-    def __init__(self, manifest, compression, warnings, modules, zip64_from):
+    def __init__(self, manifest, compression, warnings, modules, zip64_from, turn=None):
         self.manifest = manifest
         self.compression = compression
         self.warnings = warnings
         self.modules = modules
         self.zip64_from = zip64_from
+        self.turn = turn  # a semaphore this body holds, given back on close
 
     def write(self, sink, start=0, stop=None):
         if self.compression == "zip":
@@ -2303,7 +2404,9 @@ class StreamedArchiveBody:
         out.finish()
 
     def close(self):
-        pass
+        if self.turn is not None:
+            self.turn.release()
+            self.turn = None
 
 
 COMPRESSION_MODULES = {"gz": ("zlib",), "bz2": ("bz2",), "xz": ("lzma",),
@@ -2335,21 +2438,31 @@ def new_compressor(compression, modules):
 class ArchiveOffer:
     """Folders and files offered as one archive (tar, tar.gz, tar.bz2, tar.xz, zip).
 
-    Each request walks the tree again, so a download gets the folder as it
-    is.  Plain tar can be resumed with Range, but a client whose first part
-    came from the folder in another state would splice two different
-    archives: the server refuses it a Range without If-Range.
+    A download gets the folder as it is, as of its own walk or of one under
+    way when it came (a HEAD may take one a little older).  Plain tar can
+    be resumed with Range, but a client whose first part came from the
+    folder in another state would splice two different archives: the
+    server refuses it a Range without If-Range, and a part that meets a
+    file changed since the walk is cut short rather than sent.
     """
 
     def __init__(self, paths, compression="gz", log=None, name=None, zip64_from=ZIP32_MAX):
         self.paths = list(paths)
         self.offered = resolve_offered_paths(self.paths)
+        self.walk_ended = None  # a Condition while a walk runs, None otherwise
+        self.walk_failure = None  # why the last walk failed, for those who waited on it
+        self.walked = (0, None)  # (monotonic time until which it serves, top_marks), last walk
         self.compression = compression
         self.log = log or Log()
         self.zip64_from = zip64_from
         self.modules = compression_modules(compression)
+        self.turns = None
+        if compression in ARCHIVE_STREAMS_AT_ONCE:
+            self.turns = threading.BoundedSemaphore(ARCHIVE_STREAMS_AT_ONCE[compression])
         self.lock = threading.Lock()
+        marks = self.top_marks()
         manifest = walk_paths(self.offered, keep_links=compression != "zip")
+        self.walked = (time.monotonic() + WALK_REUSE_SECONDS, marks)
         self.current = self.adopt(manifest)
         self.name = name or archive_name(self.paths, compression)
         self.content_type = guess_content_type(self.name)
@@ -2361,27 +2474,82 @@ class ArchiveOffer:
         layout = TarLayout(manifest) if self.compression == "tar" else None
         return manifest, layout
 
-    def refresh(self):
-        """The manifest (and layout) of the tree as it is now."""
+    def top_marks(self):
+        """What tells whether the paths given changed: their lstat, None where it fails.
+
+        A name added, removed or renamed in a folder changes its mtime.
+        """
+        marks = []
+        for item in self.offered:
+            try:
+                status = os.lstat(item.path)
+            except OSError:
+                marks.append(None)
+                continue
+            marks.append((status.st_dev, status.st_ino, status.st_size,
+                          getattr(status, "st_mtime_ns", status.st_mtime),
+                          getattr(status, "st_ctime_ns", status.st_ctime)))
+        return marks
+
+    def refresh(self, reuse_recent=False):
+        """The manifest (and layout) of the tree as it is now.
+
+        One walk at a time: a request made while one runs waits for it and
+        takes its result.  With reuse_recent, a walk that ended lately (see
+        WALK_REUSE_SECONDS), the paths given unchanged since, is taken too.
+        """
         with self.lock:
+            if self.walk_ended is not None:
+                ended = self.walk_ended
+                while self.walk_ended is ended:
+                    ended.wait()
+                if self.walk_failure:
+                    raise Unavailable(HTTPStatus.GONE, self.walk_failure)
+                return self.current
+            valid_until, marks = self.walked
+            if (reuse_recent and time.monotonic() < valid_until
+                    and self.top_marks() == marks):
+                return self.current
+            self.walk_ended = threading.Condition(self.lock)
             known = self.current
+        failure, current, walked = None, known, (0, None)
         try:
+            started, marks = time.monotonic(), self.top_marks()
             manifest = walk_paths(self.offered, self.compression != "zip", known[0])
+            if manifest is not known[0]:
+                current = self.adopt(manifest)
+            finished = time.monotonic()
+            reuse = max(WALK_REUSE_SECONDS, WALK_REUSE_FACTOR * (finished - started))
+            walked = (finished + reuse, marks)
         except WoofError as error:
-            raise Unavailable(HTTPStatus.GONE, str(error))
-        if manifest is known[0]:
-            return known
-        current = self.adopt(manifest)
-        with self.lock:
-            self.current = current
+            failure = str(error)
+        finally:
+            with self.lock:
+                self.current, self.walked, self.walk_failure = current, walked, failure
+                ended, self.walk_ended = self.walk_ended, None
+                ended.notify_all()
+        if failure:
+            raise Unavailable(HTTPStatus.GONE, failure)
         return current
 
+    def take_turn(self):
+        """The semaphore of streams being compressed, once this one may join them.
+
+        Raises Unavailable (503) when none frees up within ARCHIVE_TURN_WAIT.
+        """
+        if not self.turns.acquire(timeout=ARCHIVE_TURN_WAIT):
+            raise Unavailable(HTTPStatus.SERVICE_UNAVAILABLE,
+                              "too many archives are being made at once; try again soon",
+                              RETRY_AFTER_SECONDS)
+        return self.turns
+
     def open(self, sending_body=True):
-        manifest, layout = self.refresh()
+        manifest, layout = self.refresh(reuse_recent=not sending_body)
         warnings = ArchiveWarnings(self.log)
         if layout is None:
+            turn = self.take_turn() if sending_body else None
             return StreamedArchiveBody(manifest, self.compression, warnings, self.modules,
-                                       self.zip64_from)
+                                       self.zip64_from, turn)
         conflict = ("the folder changed since you got the first part, so resuming would "
                     "corrupt the archive; download it again from the start")
         return TarBody(manifest, layout, warnings, conflict)
@@ -4551,7 +4719,12 @@ class WoofHandler(BaseHTTPRequestHandler):
         try:
             body = server.offer.open(sending_body)
         except Unavailable as error:
-            self.send_error(error.status, str(error))
+            if error.retry_after is not None:
+                self.note = str(error)
+                self.send_small(error.status, str(error) + "\n",
+                                ("Retry-After", str(error.retry_after)))
+            else:
+                self.send_error(error.status, str(error))
             return
         try:
             span = self.send_head(body, sending_body)

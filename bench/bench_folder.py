@@ -4,10 +4,17 @@
     python3 bench/bench_folder.py [--quick]
 
 1. One 1 GiB file offered alone, then in a folder as plain tar (-u).
-2. 20,000 files of 1-10 KB in every format, beside `tar cf - | cat` and
-   `tar czf -` run locally.
+2. 20,000 files of 1-10 KB in every format, and 200,000 files of 100 B as
+   plain tar, each beside the C tool writing the same archive to a pipe in
+   the same run (`tar cf - DIR | cat`, `| pigz -6`, `| pbzip2 -9`,
+   `| xz -T0 -2`, `zip -qr -6 -`), medians of 3, with woof's time / the tool's.
+   woof's time is the whole process: start, one download with curl, exit.
 3. A folder holding a 4.5 GiB sparse file, in every format (memory).
-4. In-process: how long a walk of the 20,000 files takes (each request
+4. 250 clients that ask for the archive and read nothing (each format): woof's
+   peak memory, and how many were answered 200 (streaming) or 503 (turn).
+5. The 20,000 files as plain tar, downloaded alone and while 8 clients loop
+   HEAD requests on it (they share walks): the ratio of the two.
+6. In-process: how long a walk of the 20,000 files takes (each request
    walks the tree again) and the plain tar layout (made when it changed).
 
 Everything lives in a temporary folder under /tmp, deleted at the end;
@@ -16,15 +23,20 @@ woof listens on 127.0.0.1 only and each run ends after one download.
 """
 
 import argparse
+import http.client
 import os
 import random
+import selectors
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 
-from benchlib import have, make_random_file, make_sparse_file, median, report, run, start_woof
+from benchlib import Child, have, make_random_file, make_sparse_file, median, report, run, start_woof
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import woof  # noqa: E402  (the copy beside this folder)
@@ -85,18 +97,152 @@ def bench_big_file(work, rows):
     os.remove(path)
 
 
+# The C tool that writes each format to a pipe, as a shell command on folder {}.
+C_TOOLS = {"tar": "tar cf - {} | cat", "tar.gz": "tar cf - {} | pigz -6",
+           "tar.bz2": "tar cf - {} | pbzip2 -9", "tar.xz": "tar cf - {} | xz -T0 -2",
+           "zip": "zip -qr -6 - {}"}
+
+
+def timed_shell(command, cwd):
+    """Median wall time of a shell command writing to /dev/null (peak memory: the tool's)."""
+    times = []
+    for _ in range(REPEATS):
+        child = Child(["sh", "-c", command + " >/dev/null"], cwd=cwd)
+        code, seconds, _ = child.finish()
+        if code != 0:
+            raise RuntimeError("%s exited with %s" % (command, code))
+        times.append(seconds)
+    return median(times)
+
+
+def compare_with_tools(work, name, label, formats, rows):
+    """woof beside the C tool, format by format, on folder work/name."""
+    root = os.path.join(work, name)
+    shell_seconds("tar cf - %s | cat >/dev/null" % name, work)  # warm the page cache
+    for flag, fmt in formats:
+        tool = C_TOOLS[fmt].format(name)
+        if not have(tool.split("|")[-1].split()[0]):
+            rows.append(("%s: %s" % (label, tool), "not installed", "", ""))
+            continue
+        tool_s = timed_shell(tool, work)
+        runs = [serve_once([flag, root]) for _ in range(REPEATS)]
+        woof_s = median([seconds for seconds, _ in runs])
+        rows.append(("%s: %s" % (label, tool), "%.2f s" % tool_s, "", ""))
+        rows.append(("%s: woof %s" % (label, fmt), "%.2f s" % woof_s,
+                     "%.1f MiB" % max(peak for _, peak in runs), "%.2fx" % (woof_s / tool_s)))
+
+
+def make_tiny_tree(root, count):
+    """count files of 100 bytes, 1,000 per folder."""
+    data = b"t" * 100
+    for index in range(count):
+        folder = os.path.join(root, "d%03d" % (index // 1000))
+        if index % 1000 == 0:
+            os.makedirs(folder)
+        with open(os.path.join(folder, "f%06d" % index), "wb") as handle:
+            handle.write(data)
+
+
 def bench_small_files(work, count, rows):
-    root = os.path.join(work, "small")
-    make_small_tree(root, count)
-    shell_seconds("tar cf - small | cat >/dev/null", work)  # warm the page cache
-    rows.append(("%d files: tar cf - | cat" % count,
-                 "%.2f s" % shell_seconds("tar cf - small | cat >/dev/null", work), "", ""))
-    rows.append(("%d files: tar czf -" % count,
-                 "%.2f s" % shell_seconds("tar czf - small >/dev/null", work), "", ""))
+    make_small_tree(os.path.join(work, "small"), count)
+    compare_with_tools(work, "small", "%d files" % count, FORMATS, rows)
+
+
+def bench_tiny_files(work, count, rows):
+    make_tiny_tree(os.path.join(work, "tiny"), count)
+    compare_with_tools(work, "tiny", "%d files of 100 B" % count, FORMATS[:1], rows)
+    shutil.rmtree(os.path.join(work, "tiny"))
+
+
+def open_idle_readers(url, count):
+    """count connections asking for url, each from 127.0.0.2 up (30 per address,
+    as from many machines), with a 4 KiB receive buffer; they read nothing yet."""
+    parts = urllib.parse.urlsplit(url)
+    request = ("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (parts.path, parts.netloc)).encode()
+    readers = []
+    for index in range(count):
+        reader = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.bind(("127.0.0.%d" % (2 + index // 30), 0))
+        reader.connect((parts.hostname, parts.port))
+        reader.sendall(request)
+        readers.append(reader)
+    return readers
+
+
+def answer_statuses(readers, timeout=120):
+    """Wait until every reader has the first bytes of its answer; return their statuses."""
+    statuses = []
+    with selectors.DefaultSelector() as selector:
+        for reader in readers:
+            selector.register(reader, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while len(statuses) < len(readers) and time.monotonic() < deadline:
+            for key, _ in selector.select(1):
+                selector.unregister(key.fileobj)
+                line = key.fileobj.recv(12)
+                statuses.append(line[9:12].decode() if len(line) == 12 else "closed")
+    return statuses
+
+
+def peak_resident_mib(pid):
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def bench_idle_readers(paths, count, rows):
+    """count clients that ask for the archive and then stop reading: woof's peak memory."""
     for flag, label in FORMATS:
-        seconds, peak = serve_once([flag, root])
-        rows.append(("%d files: woof %s" % (count, label), "%.2f s" % seconds,
+        child, url = start_woof(["-c", "0", flag] + paths)
+        try:
+            readers = open_idle_readers(url, count)
+            statuses = answer_statuses(readers)
+            peak = peak_resident_mib(child.process.pid)
+            for reader in readers:
+                reader.close()
+        finally:
+            child.stop()
+        answered = ", ".join("%d x %s" % (statuses.count(code), code)
+                             for code in sorted(set(statuses)))
+        rows.append(("%d idle readers: woof %s" % (count, label), answered,
                      "%.1f MiB" % peak, ""))
+
+
+def loop_head(url, stop):
+    """HEAD requests on url, one after another on one connection, until stop is set."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        while not stop.is_set():
+            connection.request("HEAD", parts.path)
+            connection.getresponse().read()
+    finally:
+        connection.close()
+
+
+def bench_head_loopers(root, count, rows, loopers=8):
+    """A plain tar download alone, then while `loopers` clients loop HEAD on it."""
+    child, url = start_woof(["-c", "0", "-u", root])
+    try:
+        alone = median([fetch(url) for _ in range(REPEATS)])
+        stop = threading.Event()
+        threads = [threading.Thread(target=loop_head, args=(url, stop)) for _ in range(loopers)]
+        for thread in threads:
+            thread.start()
+        try:
+            busy = median([fetch(url) for _ in range(REPEATS)])
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    finally:
+        child.stop()
+    rows.append(("%d files, -u: download alone" % count, "%.2f s" % alone, "", ""))
+    rows.append(("%d files, -u: with %d clients looping HEAD" % (count, loopers),
+                 "%.2f s" % busy, "", "%.2fx alone" % (busy / alone)))
 
 
 def bench_walk(root, count, rows):
@@ -134,7 +280,10 @@ def main(argv):
     parser = argparse.ArgumentParser(description="Benchmark woof.py's folder offers.")
     parser.add_argument("--quick", action="store_true",
                         help="2,000 small files and a 1.5 GiB sparse file, no 1 GiB file")
-    quick = parser.parse_args(argv).quick
+    parser.add_argument("--idle", type=int, default=250, metavar="N",
+                        help="clients that ask for an archive and read nothing (default 250)")
+    options = parser.parse_args(argv)
+    quick, idle = options.quick, options.idle
     rows = []
     work = tempfile.mkdtemp(prefix="woof-bench-folder-", dir="/tmp")
     try:
@@ -142,12 +291,16 @@ def main(argv):
             bench_big_file(work, rows)
         count = 2000 if quick else 20000
         bench_small_files(work, count, rows)
+        bench_tiny_files(work, 20000 if quick else 200000, rows)
         bench_huge_sparse_file(work, (3 << 29) if quick else (9 << 29), rows)
+        extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
+        bench_idle_readers([os.path.join(work, "small"), extra], idle, rows)
+        bench_head_loopers(os.path.join(work, "small"), count, rows)
         bench_walk(os.path.join(work, "small"), count, rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("python %s, %d CPUs" % (sys.version.split()[0], os.cpu_count() or 0))
-    report(rows, ("case", "download wall time", "woof peak RSS", "vs file alone"))
+    report(rows, ("case", "wall time", "woof peak RSS", "ratio"))
     return 0
 
 
