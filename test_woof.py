@@ -4460,6 +4460,7 @@ class PasswordCommandLineTests(WoofTestCase):
                                    stdin=slave, stdout=subprocess.PIPE, stderr=slave,
                                    env=environment)
         os.close(slave)
+        self.addCleanup(process.stdout.close)
         self.addCleanup(process.wait)
         self.addCleanup(process.kill)
         screen = b""
