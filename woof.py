@@ -26,6 +26,7 @@ Sections, in file order (each uses only what stands above it):
     Security           the throwaway certificate; secret link, password, Host
     HTTP handlers      downloads, then uploads
     Server             connections, counting, the end
+    Client mode        woof.py URL fetches (resumable, -x), woof.py URL FILE sends
     Command line       options, woofrc, what is printed at start
     main()             exit statuses, signals
 """
