@@ -4488,10 +4488,42 @@ class WoofHandler(BaseHTTPRequestHandler):
 
     def setup(self):
         self.timeout = self.server.settings.timeout
+        self.body_unread = False  # the connection closes with a request body left unread
         super().setup()
         self.rfile.close()
         self.reader = HeadReader(self.connection, self.timeout)
         self.rfile = io.BufferedReader(self.reader)
+
+    def finish(self):
+        super().finish()
+        if self.body_unread:
+            self.linger()
+
+    def linger(self):
+        """Let a client still sending a body read the answer before the close.
+
+        A connection closed with data unread is reset, and a reset can wipe
+        the answer from the client's side before it is read: stop writing,
+        then read (a bounded amount, for a bounded time) until the client
+        stops.  A TLS socket's shutdown() would drop the encryption for
+        whatever came next: there, only read.
+        """
+        try:
+            if self.server.tls is None:
+                self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + DRAIN_SECONDS
+            left = DRAIN_LIMIT
+            while left > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self.connection.settimeout(remaining)
+                data = self.connection.recv(min(left, COPY_BUFFER_SIZE))
+                if not data:
+                    return
+                left -= len(data)
+        except OSError:
+            pass  # the client has gone; there is nobody left to tell
 
     def handle_one_request(self):
         self.status = None
@@ -4553,6 +4585,7 @@ class WoofHandler(BaseHTTPRequestHandler):
             return True
         if "Transfer-Encoding" in self.headers:
             self.close_connection = True
+            self.body_unread = True
             return True
         try:
             length = declared_length(self.headers)
@@ -4563,6 +4596,7 @@ class WoofHandler(BaseHTTPRequestHandler):
         if length > MAX_IGNORED_BODY or "Expect" in self.headers \
                 or len(self.rfile.read(length)) < length:
             self.close_connection = True
+            self.body_unread = True
         return True
 
     def check_access(self):
@@ -5425,37 +5459,18 @@ class UploadHandler(WoofHandler):
     def refuse(self, refusal, body_coming=True):
         """Answer a refused or failed upload, and close the connection.
 
-        A client still sending its body would get a reset, not the answer,
-        if the connection closed with data unread: stop writing and read
-        (a bounded amount) until the client sees the answer and stops.
+        A client still sending its body is let read the answer before the
+        close (see linger).
         """
         self.close_connection = True
+        self.body_unread = self.body_unread or body_coming
         if not self.note:
             self.note = str(refusal)
         try:
             self.send_small(refusal.status, str(refusal) + "\n", ("Connection", "close"))
             self.wfile.flush()
-            if body_coming:
-                # A TLS socket's shutdown() would drop the encryption for
-                # whatever came next: there, only read.
-                if self.server.tls is None:
-                    self.connection.shutdown(socket.SHUT_WR)
-                self.drain_connection()
         except OSError:
             pass  # the client has gone; there is nobody left to tell
-
-    def drain_connection(self):
-        deadline = time.monotonic() + DRAIN_SECONDS
-        left = DRAIN_LIMIT
-        while left > 0:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self.connection.settimeout(remaining)
-            data = self.connection.recv(min(left, COPY_BUFFER_SIZE))
-            if not data:
-                return
-            left -= len(data)
 
 
 # ---------------------------------------------------------------------------
