@@ -6257,7 +6257,7 @@ class ClientCommandLineTests(ClientTestCase):
                 if quiet:
                     self.assertEqual(text, "")
                 else:
-                    self.assertRegex(text, r'^\rFetching "p\.bin" \(3\.0 MiB\) \u2026 0%  0 B')
+                    self.assertRegex(text, r'^\rFetching "p\.bin" \u2026 0 B of 3\.0 MiB  0%')
                     self.assertRegex(text, r'\rFetched "p\.bin" \(3\.0 MiB in [0-9.]+ s, ')
 
 

@@ -3316,6 +3316,21 @@ def shortened(text, width):
     return text[:head_end] + marker + text[tail_start:]
 
 
+def live_figures(done, size, speed):
+    """What a live line says of a transfer: "1.2 GiB of 2.0 GiB", "60%",
+    "5.0 MiB/s", "2 min 43 s left"; size None when unknown, speed None
+    before there is one to tell."""
+    figures = [format_size(done)]
+    if size is not None:
+        figures[0] += " of %s" % format_size(size)
+        figures.append("%d%%" % (100 * min(done, size) // size if size else 100))
+    if speed is not None:
+        figures.append("%s/s" % format_size(int(speed)))
+        if size is not None and speed > 0 and done < size:
+            figures.append("%s left" % format_elapsed((size - done) / speed))
+    return figures
+
+
 class Transfer:
     """One download or upload in progress, as the progress display sees it.
 
@@ -3354,17 +3369,8 @@ class Transfer:
     def live_line(self, now, columns):
         """The live line: who, name, bytes done of all, percentage, speed, time left."""
         done = self.count_bytes()
-        speed = self.speed(now, done)
-        figures = [format_size(done)]
-        if self.size is not None:
-            figures[0] += " of %s" % format_size(self.size)
-            figures.append("%d%%" % (100 * done // self.size if self.size else 100))
-        if speed is not None:
-            figures.append("%s/s" % format_size(int(speed)))
-            if self.size is not None and speed > 0:
-                figures.append("%s left" % format_elapsed((self.size - done) / speed))
         who = "  %s %s  " % ("from" if self.receiving else "to", self.who)
-        numbers = "  " + "  ".join(figures)
+        numbers = "  " + "  ".join(live_figures(done, self.size, self.speed(now, done)))
         room = columns - 1 - display_width(who) - display_width(numbers)
         # A line wider than the terminal would wrap, and the next redraw
         # would then erase one line too few.
@@ -6458,16 +6464,9 @@ class Report:
     def progress(self, verb, name, total=None, done=0):
         return FetchProgress(self, verb, name, total, done)
 
-    def columns(self):
-        try:
-            columns = os.get_terminal_size(self.stream.fileno()).columns
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-        return columns or 80  # a terminal that has not said its size
-
     def redraw(self, text):
         """Replace the live line with text (cut to the terminal's width)."""
-        text = text[:max(self.columns() - 1, 20)]
+        text = text[:max(terminal_columns(self.stream) - 1, 20)]
         self.emit("\r" + text + " " * max(0, self.shown - len(text)))
         self.shown = len(text) or 1
 
@@ -6525,19 +6524,9 @@ class FetchProgress:
         return (self.done - self.first) / seconds if seconds > 0 else 0.0
 
     def text(self, now):
-        head = '%s "%s"' % (self.verb, printable_name(self.name))
-        if self.total is not None:
-            head += " (%s)" % format_size(self.total)
-        parts = []
-        if self.total:
-            parts.append("%d%%" % (min(self.done, self.total) * 100 // self.total))
-        parts.append(format_size(self.done))
-        rate = self.rate(now)
-        if self.done > self.first:
-            parts.append("%s/s" % format_size(int(rate)))
-            if self.total and rate > 0 and self.done < self.total:
-                parts.append("%s left" % format_elapsed((self.total - self.done) / rate))
-        return head + " \u2026 " + "  ".join(parts)
+        speed = self.rate(now) if self.done > self.first else None
+        return '%s "%s" \u2026 %s' % (self.verb, printable_name(self.name),
+                                      "  ".join(live_figures(self.done, self.total, speed)))
 
     def summary(self):
         """"SIZE in S s, RATE": what this run moved, for the final line."""
