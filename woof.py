@@ -2415,9 +2415,9 @@ class StoredZipLayout:
             name_size = len(zip_name(entry)[0])
             directory += ZIP_CENTRAL.size + name_size + len(self.central_extra(entry, offset))
             offset += ZIP_LOCAL.size + name_size
-            if entry.kind == FILE:
-                offset += len(ZIP_LOCAL_EXTRA64) if self.is_zip64(entry) else 0
-                offset += entry.size + self.descriptor_size(entry)
+            if self.is_zip64(entry):
+                offset += len(ZIP_LOCAL_EXTRA64)
+            offset += entry.size + self.descriptor_size(entry)
         self.directory_start = offset
         self.directory_size = directory
         self.end = self.end_records()
@@ -2427,7 +2427,7 @@ class StoredZipLayout:
         self.lock = threading.Lock()
 
     def is_zip64(self, entry):
-        return entry.size >= self.zip64_from
+        return entry.kind == FILE and entry.size >= self.zip64_from
 
     def local_header(self, entry):
         """A member's local header (4.3.7); CRC and sizes are left to the descriptor."""
@@ -7931,6 +7931,7 @@ examples (on Windows, type py woof.py where python3 woof.py stands):
   python3 woof.py photos/              offer a folder as photos.tar.gz
   python3 woof.py -Z a.pdf b.txt dir/  offer all three in one zip
   python3 woof.py -u big-folder/       plain tar: with a size, resumable
+  python3 woof.py -Z --store photos/   a zip with a size, resumable
   python3 woof.py -c 3 -p 9000 a.iso   offer it three times on port 9000
   python3 woof.py --qr --secret f.zip  a QR code of a secret link
   python3 woof.py -i 127.0.0.1 x.txt   listen on this machine only
@@ -7947,7 +7948,8 @@ on the other side: open the URL in a browser, or
 
 defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
   port = 8080, count = 1, ip = ADDRESS, compressed = gz|bz2|xz|zip|off,
-  qr = yes|no, secret = yes|no      (comments start with ; or #)
+  qr = yes|no, secret = yes|no, store = yes|no (zips: as --store)
+  (comments start with ; or #)
 
 exit status: 0 done, 1 error, 2 wrong usage, 3 --expire ran out before the
 count was reached, 130 stopped with Ctrl-C"""
@@ -8060,11 +8062,13 @@ def build_parser(config=None):
     config's (what read_config found in the woofrc files) over the built-in ones."""
     config = dict(config or {})
     compression = config.pop("compression", "gz")
+    store = config.pop("store", False)
     parser = ArgumentParser(prog="woof.py", usage=USAGE, description=DESCRIPTION,
                             epilog=EXAMPLES, formatter_class=HelpFormatter, add_help=False)
     add_offering_options(parser.add_argument_group("offering"), config)
     add_folder_options(parser.add_argument_group("folders", FOLDERS_TEXT % (
-        ARCHIVE_EXTENSIONS[compression], " (from woofrc)" if compression != "gz" else "")))
+        ARCHIVE_EXTENSIONS[compression], " (from woofrc)" if compression != "gz" else "")),
+        store)
     add_receiving_options(parser.add_argument_group("receiving"))
     add_reaching_options(parser.add_argument_group("reaching the other side"), config)
     output = parser.add_argument_group("output")
@@ -8075,7 +8079,7 @@ def build_parser(config=None):
                         help="show woof's version and exit")
     # The woofrc's folder format is kept apart from -z, -j, -Z...: a flag
     # given on the command line also packs a single file.
-    parser.set_defaults(configured_compression=compression, **config)
+    parser.set_defaults(configured_compression=compression, configured_store=store, **config)
     add_client_options(parser)
     return parser
 
@@ -8096,7 +8100,7 @@ def add_offering_options(group, config):
                             "count is not reached: 90s, 15m, 2h, 1d")
 
 
-def add_folder_options(group):
+def add_folder_options(group, configured_store=False):
     formats = group.add_mutually_exclusive_group()
     for flag, value, text in (
             ("-z", "gz", ".tar.gz: for Linux and macOS"),
@@ -8107,6 +8111,10 @@ def add_folder_options(group):
                           "time left, and resumes; best for photos and videos")):
         formats.add_argument(flag, dest="compression", action="store_const", const=value,
                              help=text)
+    group.add_argument("--store", action="store_true",
+                       help="with -Z: members stored, not deflated, so the zip has a size "
+                            "known in advance: browsers show the time left, and it resumes%s"
+                       % (" (on in woofrc for zips)" if configured_store else ""))
 
 
 def add_receiving_options(group):
@@ -8178,7 +8186,7 @@ def config_values(path, section, warn=None):
     """Check and convert the [main] keys woof knows; warn of the others."""
     converters = {"port": port_number, "count": transfer_count,
                   "ip": str, "compressed": compression_word, "qr": yes_or_no,
-                  "secret": yes_or_no}
+                  "secret": yes_or_no, "store": yes_or_no}
     names = {"compressed": "compression"}
     values = {}
     for key, convert in converters.items():
@@ -8237,7 +8245,8 @@ def build_offer(args, stdin, compression="gz", log=None):
         return FileOffer(args.paths[0], name)
     if name is not None:
         name = archive_download_name(name, compression)
-    return ArchiveOffer(args.paths, compression, log, name)
+    store = compression == "zip" and (args.store or args.configured_store)
+    return ArchiveOffer(args.paths, compression, log, name, store=store)
 
 
 def archive_download_name(name, compression):
@@ -8464,6 +8473,8 @@ def check_arguments(parser, args):
         parser.error(name_problem(args.name))
     if args.key and not args.cert:
         parser.error("--key goes with --cert FILE")
+    if args.store and (args.compression or args.configured_compression) != "zip":
+        parser.error("--store makes a zip's members stored; give it with -Z")
 
 
 def finish_status(server, log):
