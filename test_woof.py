@@ -516,7 +516,7 @@ class ConfigTests(WoofTestCase):
         path = self.write_config("woofrc", example)
         self.assertEqual(woof.read_config([path]), {"port": 8080, "count": 1,
                                                     "ip": "192.168.1.20", "compression": "gz",
-                                                    "qr": True, "secret": True})
+                                                    "qr": True, "secret": True, "store": True})
 
     def test_unknown_keys_are_ignored_with_one_warning(self):
         path = self.write_config("woofrc", "[main]\nport = 9000\nprot = 9001\ncolour = yes\n")
@@ -2166,6 +2166,54 @@ class StoredZipTests(ArchiveTestCase):
         self.assertEqual(len(data), len(whole))
         self.assertIn("changed size while offered: sent as listed", self.log_text())
         self.assertEqual(read_archive(data, "zip"), read_archive(whole, "zip"))
+
+    def test_crcs_found_by_one_part_serve_the_next_without_reading_again(self):
+        root = self.make_tree()
+        offer = self.stored(root)
+        whole = self.body_bytes(self.cold_copy(offer.open()))
+        body = offer.open()
+        layout = body.layout
+        files = [index for index, entry in enumerate(layout.entries)
+                 if entry.kind == woof.FILE and entry.size]
+        self.assertEqual([layout.known_crc(index) for index in files], [None] * len(files))
+        self.body_bytes(body, 0, layout.directory_start)
+        self.assertNotIn(None, [layout.known_crc(index) for index in files])
+        # The files are gone: the directory can only come from the CRCs kept.
+        shutil.rmtree(os.path.join(root, "sub"))
+        os.remove(os.path.join(root, "a.txt"))
+        later = woof.StoredZipBody(layout.manifest, layout, body.warnings, body.zlib)
+        data = self.body_bytes(later, layout.directory_start, layout.size)
+        self.assertTrue(data == whole[layout.directory_start:], "the directory differs")
+
+    def test_store_without_a_zip_format_is_a_usage_error(self):
+        root = self.make_tree()
+        config = self.make_file("woofrc", b"[main]\ncompressed = xz\n")
+        for args, config_paths in ((["--store", root], ()), (["-z", "--store", root], ()),
+                                   (["-u", "--store", root], ()), (["--store", root], (config,))):
+            with self.subTest(args=args, config=bool(config_paths)):
+                stderr = io.StringIO()
+                with contextlib.redirect_stderr(stderr):
+                    status = woof.main(args, config_paths=config_paths)
+                self.assertEqual(status, 2)
+                self.assertEqual(stderr.getvalue(), "woof: error: --store makes a zip's members "
+                                 "stored; give it with -Z (see --help)\n")
+
+    def test_woofrc_store_applies_to_zips_only(self):
+        root = self.make_tree()
+        config = self.make_file("woofrc", b"[main]\ncompressed = zip\nstore = yes\n")
+        self.assertEqual(woof.read_config([config]), {"compression": "zip", "store": True})
+        parser = woof.build_parser(woof.read_config([config]))
+        for args, compression, store in (([root], "zip", True), (["-Z", root], "zip", True),
+                                         (["-z", root], "gz", False), (["-u", root], "tar", False)):
+            with self.subTest(args=args):
+                parsed = woof.parse_command_line(parser, args)
+                woof.check_arguments(parser, parsed)
+                settings = woof.settings_from(parsed)
+                offer = woof.build_offer(parsed, None, settings.compression,
+                                         woof.Log(stream=self.log_stream))
+                self.assertEqual((offer.compression, offer.store), (compression, store))
+                self.assertEqual(offer.open(sending_body=False).size is not None,
+                                 store or compression == "tar")
 
     def test_a_whole_zip_pads_a_file_gone_since_listed_and_stays_valid(self):
         root = self.make_tree()
