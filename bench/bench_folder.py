@@ -16,6 +16,10 @@
    HEAD requests on it (they share walks): the ratio of the two.
 6. In-process: how long a walk of the 20,000 files takes (each request
    walks the tree again) and the plain tar layout (made when it changed).
+7. The 20,000 files as a stored zip (-Z --store), beside `zip -qr -0 -` and
+   woof's plain tar in the same run, medians of 3; and the last 64 KiB of
+   it from a fresh woof, whose central directory needs every file's CRC-32
+   read first (what a resume or aria2c's last connection costs at worst).
 
 Everything lives in a temporary folder under /tmp, deleted at the end;
 woof listens on 127.0.0.1 only and each run ends after one download.
@@ -130,6 +134,32 @@ def compare_with_tools(work, name, label, formats, rows):
         rows.append(("%s: %s" % (label, tool), "%.2f s" % tool_s, "", ""))
         rows.append(("%s: woof %s" % (label, fmt), "%.2f s" % woof_s,
                      "%.1f MiB" % max(peak for _, peak in runs), "%.2fx" % (woof_s / tool_s)))
+
+
+def bench_stored_zip(work, count, rows):
+    """The small files as a stored zip, beside zip -0 and woof's plain tar."""
+    root = os.path.join(work, "small")
+    shell_seconds("tar cf - small | cat >/dev/null", work)  # warm the page cache
+    label = "%d files" % count
+    tool_s = None
+    if have("zip"):
+        tool_s = timed_shell("zip -qr -0 - small", work)
+        rows.append(("%s: zip -qr -0 - small" % label, "%.2f s" % tool_s, "", ""))
+    for name, args in (("woof -u", ["-u", root]), ("woof -Z --store", ["-Z", "--store", root])):
+        runs = [serve_once(args) for _ in range(REPEATS)]
+        woof_s = median([seconds for seconds, _ in runs])
+        rows.append(("%s: %s" % (label, name), "%.2f s" % woof_s,
+                     "%.1f MiB" % max(peak for _, peak in runs),
+                     "%.2fx zip -0" % (woof_s / tool_s) if tool_s else ""))
+    tails = []
+    for _ in range(REPEATS):
+        child, url = start_woof(["-c", "0", "-Z", "--store", root])
+        try:
+            tails.append(run(["curl", "-sS", "-r", "-65536", "-o", os.devnull, url]))
+        finally:
+            child.stop()
+    rows.append(("%s: -Z --store, last 64 KiB, fresh woof" % label,
+                 "%.2f s" % median(tails), "", ""))
 
 
 def make_tiny_tree(root, count):
@@ -282,11 +312,18 @@ def main(argv):
                         help="2,000 small files and a 1.5 GiB sparse file, no 1 GiB file")
     parser.add_argument("--idle", type=int, default=250, metavar="N",
                         help="clients that ask for an archive and read nothing (default 250)")
+    parser.add_argument("--stored-zip", action="store_true",
+                        help="item 7 only: the small files as a stored zip")
     options = parser.parse_args(argv)
     quick, idle = options.quick, options.idle
     rows = []
     work = tempfile.mkdtemp(prefix="woof-bench-folder-", dir="/tmp")
     try:
+        if options.stored_zip:
+            count = 2000 if quick else 20000
+            make_small_tree(os.path.join(work, "small"), count)
+            bench_stored_zip(work, count, rows)
+            return finish(rows)
         if not quick:
             bench_big_file(work, rows)
         count = 2000 if quick else 20000
@@ -296,9 +333,14 @@ def main(argv):
         extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
         bench_idle_readers([os.path.join(work, "small"), extra], idle, rows)
         bench_head_loopers(os.path.join(work, "small"), count, rows)
+        bench_stored_zip(work, count, rows)
         bench_walk(os.path.join(work, "small"), count, rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return finish(rows)
+
+
+def finish(rows):
     print("python %s, %d CPUs" % (sys.version.split()[0], os.cpu_count() or 0))
     report(rows, ("case", "wall time", "woof peak RSS", "ratio"))
     return 0
