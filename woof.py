@@ -1601,8 +1601,9 @@ def standard_input():
 # walk of the tree makes a manifest (nothing behind a symbolic link is ever
 # read); requests made while it runs share it.  Files are opened only when
 # their turn comes, and only if they are still the very file that was
-# listed.  Plain tar has a size known in advance and serves any span;
-# compressed tars and zips are streamed, only so many at once.
+# listed.  Plain tar and stored zips have a size known in advance and serve
+# any span; compressed tars and deflated zips are streamed, only so many at
+# once.
 # ---------------------------------------------------------------------------
 
 FILE, FOLDER, LINK = "file", "folder", "link"
