@@ -2762,10 +2762,11 @@ class ArchiveOffer:
 
     A download gets the folder as it is, as of its own walk or of one under
     way when it came (a HEAD may take one a little older).  Plain tar, and
-    a zip with store (members stored, not deflated), can be resumed with Range, but a client whose first part came from the
-    folder in another state would splice two different archives: the
-    server refuses it a Range without If-Range, and a part that meets a
-    file changed since the walk is cut short rather than sent.
+    zip with store (every member stored, none deflated), can be resumed
+    with Range, but a client whose first part came from the folder in
+    another state would splice two different archives: the server refuses
+    it a Range without If-Range, and a part that meets a file changed since
+    the walk is cut short rather than sent.
     """
 
     def __init__(self, paths, compression="gz", log=None, name=None, zip64_from=ZIP32_MAX,
