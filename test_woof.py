@@ -1321,7 +1321,7 @@ class ArchiveTestCase(WoofTestCase):
         self.assertEqual(response.status, 200, data[:200])
         return response, data
 
-    def body_bytes(self, body, start=0, stop=None):
+    def body_bytes(self, body, start=0, stop=None, use_sendfile=woof.HAS_OS_SENDFILE):
         """Write a body through a real ResponseSink and socket; return the bytes."""
         sending, receiving = socket.socketpair()
         received = []
@@ -1337,7 +1337,7 @@ class ArchiveTestCase(WoofTestCase):
         reader = threading.Thread(target=receive)
         reader.start()
         with sending:
-            sink = woof.ResponseSink(sending)
+            sink = woof.ResponseSink(sending, use_sendfile=use_sendfile)
             body.write(sink, start, body.size if stop is None else stop)
             sink.finish()
         reader.join(DEADLINE)
@@ -2074,6 +2074,18 @@ class StoredZipTests(ArchiveTestCase):
                         self.assertTrue(data == whole[start:stop],
                                         "span %d-%d differs" % (start, stop))
 
+    def test_without_sendfile_as_over_tls_the_zip_is_the_same(self):
+        root = self.make_tree()
+        self.make_file("large.bin", os.urandom(3 << 20), root)
+        body = self.stored(root).open()
+        whole = self.body_bytes(self.cold_copy(body))
+        self.assertEqual(read_archive(whole, "zip"), self.expected_tree(root, "zip"))
+        for cache in ("cold", "warm"):
+            with self.subTest(cache=cache):
+                part = self.cold_copy(body) if cache == "cold" else body
+                data = self.body_bytes(part, use_sendfile=False)
+                self.assertTrue(data == whole, "the zip sent without sendfile differs")
+
     def test_ranges_over_http_are_slices_of_the_whole(self):
         root = self.make_tree()
         run = self.start(self.stored(root), count=2)
@@ -2122,7 +2134,9 @@ class StoredZipTests(ArchiveTestCase):
                        cwd=folder, check=True, timeout=DEADLINE, stdout=subprocess.DEVNULL)
         run.wait()
         with open(os.path.join(folder, "got.zip"), "rb") as handle:
-            self.assertTrue(handle.read() == expected, "aria2c's zip differs")
+            got = handle.read()
+        self.assertTrue(got == expected, "aria2c's zip differs")
+        self.assertEqual(read_archive(got, "zip"), self.expected_tree(root, "zip"))
         self.assertNotIn('" 409 ', self.log_text())
         self.assertEqual(self.log_text().count("download 1 of 1 complete"), 1)
 
