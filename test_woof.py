@@ -516,7 +516,7 @@ class ConfigTests(WoofTestCase):
         path = self.write_config("woofrc", example)
         self.assertEqual(woof.read_config([path]), {"port": 8080, "count": 1,
                                                     "ip": "192.168.1.20", "compression": "gz",
-                                                    "qr": True, "secret": True})
+                                                    "qr": True, "secret": True, "store": True})
 
     def test_unknown_keys_are_ignored_with_one_warning(self):
         path = self.write_config("woofrc", "[main]\nport = 9000\nprot = 9001\ncolour = yes\n")
@@ -1321,7 +1321,7 @@ class ArchiveTestCase(WoofTestCase):
         self.assertEqual(response.status, 200, data[:200])
         return response, data
 
-    def body_bytes(self, body, start=0, stop=None):
+    def body_bytes(self, body, start=0, stop=None, use_sendfile=woof.HAS_OS_SENDFILE):
         """Write a body through a real ResponseSink and socket; return the bytes."""
         sending, receiving = socket.socketpair()
         received = []
@@ -1337,7 +1337,7 @@ class ArchiveTestCase(WoofTestCase):
         reader = threading.Thread(target=receive)
         reader.start()
         with sending:
-            sink = woof.ResponseSink(sending)
+            sink = woof.ResponseSink(sending, use_sendfile=use_sendfile)
             body.write(sink, start, body.size if stop is None else stop)
             sink.finish()
         reader.join(DEADLINE)
@@ -1952,6 +1952,291 @@ class ResumableTarTests(ArchiveTestCase):
         response, data = fetch("127.0.0.2", "3000-")
         self.assert_response(response, data, 206, body=whole[3000:])
         run.wait()
+
+
+class StoredZipTests(ArchiveTestCase):
+    """-Z --store: a zip of known size, resumable like the plain tar."""
+
+    def stored(self, root, **options):
+        return self.offer([root], "zip", store=True, **options)
+
+    def cold_copy(self, body):
+        """A body of the same manifest that has found no CRC yet."""
+        layout = body.layout
+        fresh = woof.StoredZipLayout(layout.manifest, layout.zip64_from)
+        return woof.StoredZipBody(layout.manifest, fresh, body.warnings, body.zlib)
+
+    def boundaries(self, layout):
+        """Every offset where one record of the zip ends and another starts."""
+        offsets = {0, layout.directory_start, layout.size - len(layout.end), layout.size}
+        for index, entry in enumerate(layout.entries):
+            start = layout.starts[index]
+            header_end = start + len(layout.local_header(entry))
+            data_end = header_end + entry.size
+            offsets.update((start, header_end, data_end, data_end + layout.descriptor_size(entry),
+                            layout.directory_start + layout.records[index]))
+        return sorted(offsets)
+
+    def extracted_tree(self, folder):
+        """{name: bytes or "dir"} of what a tool unpacked into folder."""
+        tree = {}
+        for parent, folders, files in os.walk(folder):
+            for name in folders + files:
+                path = os.path.join(parent, name)
+                member = os.path.relpath(path, folder).replace(os.sep, "/")
+                if os.path.isdir(path):
+                    tree[member] = "dir"
+                else:
+                    with open(path, "rb") as handle:
+                        tree[member] = handle.read()
+        return tree
+
+    def test_a_stored_zip_has_an_exact_length_and_an_etag_and_stores_every_member(self):
+        root = self.make_tree()
+        run = self.start(self.stored(root), count=2)
+        response, _ = self.request(run, method="HEAD")
+        size = int(response.getheader("Content-Length"))
+        etag = response.getheader("ETag")
+        self.assertRegex(etag, r'^"zip-[0-9a-f]{32}"$')
+        response, data = self.download(run)
+        self.assertEqual(int(response.getheader("Content-Length")), len(data))
+        self.assertEqual((len(data), response.getheader("ETag")), (size, etag))
+        self.assertIsNone(response.getheader("Transfer-Encoding"))
+        self.assertEqual(response.getheader("Accept-Ranges"), "bytes")
+        self.assertEqual(read_archive(data, "zip"), self.expected_tree(root, "zip"))
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            self.assertEqual({info.compress_type for info in archive.infolist()},
+                             {zipfile.ZIP_STORED})
+            text = archive.getinfo("Projet été/a.txt")
+            self.assertTrue(text.flag_bits & 0x800)
+            self.assertEqual(text.external_attr >> 16 & 0o777, 0o751)
+        _, again = self.download(run)
+        self.assertTrue(again == data, "a second download differs from the first")
+
+    def test_unzip_7z_and_bsdtar_unpack_the_folder_as_it_is(self):
+        root = self.make_tree()
+        expected = self.expected_tree(root, "zip")
+        for zip64_from in (woof.ZIP32_MAX, 1000, 0):
+            data = self.body_bytes(self.stored(root, zip64_from=zip64_from).open())
+            path = self.make_file("stored-%d.zip" % zip64_from, data)
+            for tool, arguments in (("unzip", ["-q", path, "-d"]), ("7z", ["x", "-y", path, "-o"]),
+                                    ("bsdtar", ["-xf", path, "-C"])):
+                with self.subTest(zip64_from=zip64_from, tool=tool):
+                    command = require_tool(tool)
+                    folder = os.path.join(self.tmp, "%s-%d" % (tool, zip64_from))
+                    os.mkdir(folder)
+                    if tool == "7z":
+                        arguments = arguments[:-1] + ["-o" + folder]
+                    else:
+                        arguments = arguments + [folder]
+                    result = subprocess.run([command] + arguments, stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT,
+                                            env=dict(os.environ, LC_ALL="C.UTF-8"))
+                    self.assertEqual(result.returncode, 0, result.stdout)
+                    self.assertEqual(self.extracted_tree(folder), expected)
+            with self.subTest(zip64_from=zip64_from, tool="unzip -t"):
+                result = subprocess.run([require_tool("unzip"), "-t", path],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                self.assertEqual(result.returncode, 0, result.stdout)
+
+    def test_small_zip64_from_makes_zip64_records(self):
+        root = self.make_tree()
+        for zip64_from, small_version in ((woof.ZIP32_MAX, 20), (1000, 20), (0, 45)):
+            with self.subTest(zip64_from=zip64_from):
+                data = self.body_bytes(self.stored(root, zip64_from=zip64_from).open())
+                # The zip64 end of central directory, as the directory starts past 1000.
+                self.assertEqual(b"PK\x06\x06" in data, zip64_from != woof.ZIP32_MAX)
+                with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                    self.assertEqual(archive.getinfo("Projet été/sub/deeper/big.bin")
+                                     .extract_version, 45 if zip64_from < 200000 else 20)
+                    self.assertEqual(archive.getinfo("Projet été/a.txt").extract_version,
+                                     small_version)
+                self.assertEqual(read_archive(data, "zip"), self.expected_tree(root, "zip"))
+
+    def test_every_span_is_that_slice_of_the_whole_with_crcs_known_or_not(self):
+        root = self.make_tree()
+        for zip64_from in (woof.ZIP32_MAX, 1000, 0):
+            body = self.stored(root, zip64_from=zip64_from).open()
+            whole = self.body_bytes(body)
+            self.assertEqual(len(whole), body.size)
+            offsets = self.boundaries(body.layout)
+            self.assertGreater(len(offsets), 25)
+            spans = set()
+            for offset in offsets:
+                spans.update(((max(offset - 1, 0), min(offset + 1, body.size)),
+                              (offset, body.size), (0, max(offset, 1)),
+                              (max(offset - 7, 0), min(offset + 30, body.size))))
+            for start, stop in sorted(spans):
+                for cache in ("warm", "cold"):
+                    with self.subTest(zip64_from=zip64_from, span=(start, stop), cache=cache):
+                        part = body if cache == "warm" else self.cold_copy(body)
+                        data = self.body_bytes(part, start, stop)
+                        self.assertTrue(data == whole[start:stop],
+                                        "span %d-%d differs" % (start, stop))
+
+    def test_without_sendfile_as_over_tls_the_zip_is_the_same(self):
+        root = self.make_tree()
+        self.make_file("large.bin", os.urandom(3 << 20), root)
+        body = self.stored(root).open()
+        whole = self.body_bytes(self.cold_copy(body))
+        self.assertEqual(read_archive(whole, "zip"), self.expected_tree(root, "zip"))
+        for cache in ("cold", "warm"):
+            with self.subTest(cache=cache):
+                part = self.cold_copy(body) if cache == "cold" else body
+                data = self.body_bytes(part, use_sendfile=False)
+                self.assertTrue(data == whole, "the zip sent without sendfile differs")
+
+    def test_ranges_over_http_are_slices_of_the_whole(self):
+        root = self.make_tree()
+        run = self.start(self.stored(root), count=2)
+        response, whole = self.download(run)
+        etag, size = response.getheader("ETag"), len(whole)
+        for start, stop in ((0, 1), (29, 3000), (1000, size), (size - 22, size),
+                            (size - 100, size - 10)):
+            with self.subTest(start=start):
+                response, data = self.request(run, headers={
+                    "Range": "bytes=%d-%d" % (start, stop - 1), "If-Range": etag})
+                self.assert_response(response, data, 206, body=whole[start:stop])
+                self.assertEqual(response.getheader("Content-Range"),
+                                 "bytes %d-%d/%d" % (start, stop - 1, size))
+
+    def test_curl_resumes_a_stored_zip_of_a_woof_run_with_c_1_and_woof_exits(self):
+        curl = require_tool("curl")
+        root = self.make_tree()
+        expected = self.body_bytes(self.stored(root).open())
+        woof_run = WoofProcess(self, ["-Z", "--store", "-c", "1", "-i", "127.0.0.1", "-p", "0",
+                                      root])
+        path = os.path.join(self.tmp, "resumed.zip")
+        cut = len(expected) // 2  # inside big.bin
+        result = subprocess.run([curl, "-sS", "-r", "0-%d" % (cut - 1), "-o", path, woof_run.url],
+                                stderr=subprocess.PIPE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIsNone(woof_run.process.poll())
+        result = subprocess.run([curl, "-sS", "-C", "-", "-o", path, woof_run.url],
+                                stderr=subprocess.PIPE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(path, "rb") as handle:
+            self.assertTrue(handle.read() == expected, "the resumed zip differs")
+        status, stderr = woof_run.finish()
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(stderr.count("download 1 of 1 complete"), 1, stderr)
+
+    def test_aria2c_splits_a_stored_zip_byte_exact_and_counts_it_once(self):
+        aria2c = require_tool("aria2c")
+        root = self.make_tree()
+        self.make_file("large.bin", os.urandom(6 << 20), root)
+        offer = self.stored(root)
+        expected = self.body_bytes(offer.open())
+        run = self.start(offer)
+        folder = os.path.join(self.tmp, "client")
+        os.mkdir(folder)
+        subprocess.run([aria2c, "-q", "-x4", "-s4", "-k1M", "-o", "got.zip", self.url(run)],
+                       cwd=folder, check=True, timeout=DEADLINE, stdout=subprocess.DEVNULL)
+        run.wait()
+        with open(os.path.join(folder, "got.zip"), "rb") as handle:
+            got = handle.read()
+        self.assertTrue(got == expected, "aria2c's zip differs")
+        self.assertEqual(read_archive(got, "zip"), self.expected_tree(root, "zip"))
+        self.assertNotIn('" 409 ', self.log_text())
+        self.assertEqual(self.log_text().count("download 1 of 1 complete"), 1)
+
+    def test_resuming_after_the_folder_changed_is_refused_not_spliced(self):
+        curl = require_tool("curl")
+        root = self.make_tree()
+        run = self.start(self.stored(root), count=2)
+        path = os.path.join(self.tmp, "partial.zip")
+        response, data = self.request(run, headers={"Range": "bytes=0-2999"})
+        self.assert_response(response, data, 206)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        with open(os.path.join(root, "a.txt"), "ab") as handle:
+            handle.write(b"changed\n")
+        result = subprocess.run([curl, "-sS", "-C", "-", "-o", path, self.url(run)],
+                                stderr=subprocess.PIPE)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertEqual(os.path.getsize(path), 3000)
+        wait_until(lambda: '" 409 ' in self.log_text(), message="the refusal to be logged")
+        response, data = self.download(run)
+        self.assertNotEqual(response.getheader("ETag"), None)
+        self.assertEqual(read_archive(data, "zip")["Projet été/a.txt"], b"first file\nchanged\n")
+
+    def test_a_part_that_meets_a_file_changed_since_listed_is_cut_short(self):
+        root = self.make_tree()
+        body = self.stored(root).open()
+        whole = self.body_bytes(body)
+        big = os.path.join(root, "sub", "deeper", "big.bin")
+        with open(big, "ab") as handle:
+            handle.write(b"grown")
+        layout = body.layout
+        index = [entry.name for entry in layout.entries].index("Projet été/sub/deeper/big.bin")
+        data_start = layout.starts[index] + len(layout.local_header(layout.entries[index]))
+        for name, span in (("its data", (data_start + 10, data_start + 20)),
+                           ("the central directory", (layout.directory_start, layout.size))):
+            with self.subTest(part=name):
+                with self.assertRaises(woof.FileChanged):
+                    self.body_bytes(self.cold_copy(body), *span)
+        # A whole archive takes it as listed (cut to its size), and says so.
+        data = self.body_bytes(self.cold_copy(body))
+        self.assertEqual(len(data), len(whole))
+        self.assertIn("changed size while offered: sent as listed", self.log_text())
+        self.assertEqual(read_archive(data, "zip"), read_archive(whole, "zip"))
+
+    def test_crcs_found_by_one_part_serve_the_next_without_reading_again(self):
+        root = self.make_tree()
+        offer = self.stored(root)
+        whole = self.body_bytes(self.cold_copy(offer.open()))
+        body = offer.open()
+        layout = body.layout
+        files = [index for index, entry in enumerate(layout.entries)
+                 if entry.kind == woof.FILE and entry.size]
+        self.assertEqual([layout.known_crc(index) for index in files], [None] * len(files))
+        self.body_bytes(body, 0, layout.directory_start)
+        self.assertNotIn(None, [layout.known_crc(index) for index in files])
+        # The files are gone: the directory can only come from the CRCs kept.
+        shutil.rmtree(os.path.join(root, "sub"))
+        os.remove(os.path.join(root, "a.txt"))
+        later = woof.StoredZipBody(layout.manifest, layout, body.warnings, body.zlib)
+        data = self.body_bytes(later, layout.directory_start, layout.size)
+        self.assertTrue(data == whole[layout.directory_start:], "the directory differs")
+
+    def test_store_without_a_zip_format_is_a_usage_error(self):
+        root = self.make_tree()
+        config = self.make_file("woofrc", b"[main]\ncompressed = xz\n")
+        for args, config_paths in ((["--store", root], ()), (["-z", "--store", root], ()),
+                                   (["-u", "--store", root], ()), (["--store", root], (config,))):
+            with self.subTest(args=args, config=bool(config_paths)):
+                stderr = io.StringIO()
+                with contextlib.redirect_stderr(stderr):
+                    status = woof.main(args, config_paths=config_paths)
+                self.assertEqual(status, 2)
+                self.assertEqual(stderr.getvalue(), "woof: error: --store makes a zip's members "
+                                 "stored; give it with -Z (see --help)\n")
+
+    def test_woofrc_store_applies_to_zips_only(self):
+        root = self.make_tree()
+        config = self.make_file("woofrc", b"[main]\ncompressed = zip\nstore = yes\n")
+        self.assertEqual(woof.read_config([config]), {"compression": "zip", "store": True})
+        parser = woof.build_parser(woof.read_config([config]))
+        for args, compression, store in (([root], "zip", True), (["-Z", root], "zip", True),
+                                         (["-z", root], "gz", False), (["-u", root], "tar", False)):
+            with self.subTest(args=args):
+                parsed = woof.parse_command_line(parser, args)
+                woof.check_arguments(parser, parsed)
+                settings = woof.settings_from(parsed)
+                offer = woof.build_offer(parsed, None, settings.compression,
+                                         woof.Log(stream=self.log_stream))
+                self.assertEqual((offer.compression, offer.store), (compression, store))
+                self.assertEqual(offer.open(sending_body=False).size is not None,
+                                 store or compression == "tar")
+
+    def test_a_whole_zip_pads_a_file_gone_since_listed_and_stays_valid(self):
+        root = self.make_tree()
+        body = self.stored(root).open()
+        os.remove(os.path.join(root, "sub", "100% #1?.txt"))
+        data = self.body_bytes(body)
+        self.assertEqual(len(data), body.size)
+        self.assertEqual(read_archive(data, "zip")["Projet été/sub/100% #1?.txt"], bytes(9))
+        self.assertIn("could not be read", self.log_text())
 
 
 def resident_mib(pid):

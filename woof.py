@@ -1601,8 +1601,9 @@ def standard_input():
 # walk of the tree makes a manifest (nothing behind a symbolic link is ever
 # read); requests made while it runs share it.  Files are opened only when
 # their turn comes, and only if they are still the very file that was
-# listed.  Plain tar has a size known in advance and serves any span;
-# compressed tars and zips are streamed, only so many at once.
+# listed.  Plain tar and stored zips have a size known in advance and serve
+# any span; compressed tars and deflated zips are streamed, only so many at
+# once.
 # ---------------------------------------------------------------------------
 
 FILE, FOLDER, LINK = "file", "folder", "link"
@@ -2380,6 +2381,366 @@ def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX):
     writer.finish()
 
 
+# A zip whose members are all stored, none deflated, has a size known from
+# the manifest, like the plain tar, and so gets Content-Length, an ETag and
+# Range.  Only the CRC-32s wait for the data: each file says so (flag bit
+# 3) and has its CRC in a data descriptor after its data (APPNOTE 4.3.9,
+# 4.4.4), which the central directory repeats.  A span that needs the CRC
+# of a file it does not send reads that file; CRCs found by any request are
+# kept with the layout of the manifest's state, so that the parts of one
+# download (aria2c -x4, curl -C -) read the folder about once.
+
+ZIP_LOCAL_EXTRA64 = struct.pack("<HHQQ", 1, 16, 0, 0)  # sizes in the descriptor (4.5.3)
+# A file's data is read for its CRC this much at a time, then sent with
+# sendfile() while still in the page cache: one read from the disk, and no
+# copy through Python on the way out.
+ZIP_CRC_WINDOW = 1 << 20
+ZIP_FOLDER_MODE = stat.S_IFDIR << 16 | 0x10  # 0x10: the MS-DOS folder bit
+ZIP_FILE_MODE = stat.S_IFREG << 16
+
+
+class StoredZipLayout:
+    """Where each record of a stored zip starts, and the CRC-32s found so far.
+
+    Per entry: two offsets and a CRC in arrays (20 bytes and a bit), so
+    that a large tree's layout stays small.  zip64_from is the size and
+    offset from which zip64 fields are used, as in ZipWriter.
+    """
+
+    def __init__(self, manifest, zip64_from=ZIP32_MAX):
+        self.manifest = manifest
+        self.entries = manifest.entries
+        self.zip64_from = zip64_from
+        self.starts = array.array("q")   # each local header, from the archive's start
+        self.records = array.array("q")  # each central record, from the directory's start
+        offset = directory = 0
+        for entry in self.entries:
+            self.starts.append(offset)
+            self.records.append(directory)
+            name_size = len(zip_name(entry)[0])
+            directory += ZIP_CENTRAL.size + name_size + len(self.central_extra(entry, offset))
+            offset += ZIP_LOCAL.size + name_size
+            if self.is_zip64(entry):
+                offset += len(ZIP_LOCAL_EXTRA64)
+            offset += entry.size + self.descriptor_size(entry)
+        self.directory_start = offset
+        self.directory_size = directory
+        self.end = self.end_records()
+        self.size = offset + directory + len(self.end)
+        self.crcs = array.array("I", [0]) * len(self.entries)
+        self.known = bytearray((len(self.entries) + 7) // 8)
+        self.lock = threading.Lock()
+
+    def is_zip64(self, entry):
+        return entry.kind == FILE and entry.size >= self.zip64_from
+
+    def local_header(self, entry):
+        """A member's local header (4.3.7); CRC and sizes are left to the descriptor."""
+        name_field, flags = zip_name(entry)
+        clock, date = dos_date_time(entry.mtime_ns / 1e9)
+        if entry.kind != FILE:
+            return ZIP_LOCAL.pack(0x04034b50, 20, flags, 0, clock, date, 0, 0, 0,
+                                  len(name_field), 0) + name_field
+        zip64 = self.is_zip64(entry)
+        extra = ZIP_LOCAL_EXTRA64 if zip64 else b""
+        unknown = ZIP32_MAX if zip64 else 0
+        return ZIP_LOCAL.pack(0x04034b50, 45 if zip64 else 20, flags | ZIP_FLAG_DESCRIPTOR, 0,
+                              clock, date, 0, unknown, unknown, len(name_field),
+                              len(extra)) + name_field + extra
+
+    def descriptor_size(self, entry):
+        if entry.kind != FILE:
+            return 0
+        return ZIP_DESCRIPTOR64.size if self.is_zip64(entry) else ZIP_DESCRIPTOR.size
+
+    def descriptor(self, entry, crc):
+        """The data descriptor after a file's data (4.3.9), zip64 as its local header says."""
+        if self.is_zip64(entry):
+            return ZIP_DESCRIPTOR64.pack(0x08074b50, crc, entry.size, entry.size)
+        return ZIP_DESCRIPTOR.pack(0x08074b50, crc, entry.size, entry.size)
+
+    def central_extra(self, entry, header_offset):
+        """The zip64 extra field of a central record, for what does not fit (4.5.3)."""
+        extra = b""
+        if self.is_zip64(entry):
+            extra += struct.pack("<QQ", entry.size, entry.size)
+        if header_offset >= self.zip64_from:
+            extra += struct.pack("<Q", header_offset)
+        return struct.pack("<HH", 1, len(extra)) + extra if extra else b""
+
+    def central_record(self, index, crc):
+        """Entry index's record in the central directory (4.3.12)."""
+        entry = self.entries[index]
+        name, flags = zip_name(entry)
+        clock, date = dos_date_time(entry.mtime_ns / 1e9)
+        header_offset = self.starts[index]
+        extra = self.central_extra(entry, header_offset)
+        size = ZIP32_MAX if self.is_zip64(entry) else entry.size
+        if header_offset >= self.zip64_from:
+            header_offset = ZIP32_MAX
+        if entry.kind == FILE:
+            flags |= ZIP_FLAG_DESCRIPTOR
+            mode = ZIP_FILE_MODE | entry.mode << 16
+        else:
+            mode = ZIP_FOLDER_MODE | entry.mode << 16
+        version = 45 if extra else 20
+        return ZIP_CENTRAL.pack(0x02014b50, ZIP_MADE_BY_UNIX | version, version, flags, 0,
+                                clock, date, crc, size, size, len(name), len(extra), 0, 0, 0,
+                                mode, header_offset) + name + extra
+
+    def end_records(self):
+        """The zip64 end records where needed, and the end record (4.3.14 to 4.3.16)."""
+        count, offset, size = len(self.entries), self.directory_start, self.directory_size
+        end64 = b""
+        if count >= ZIP_MAX_ENTRIES or offset >= self.zip64_from or size >= self.zip64_from:
+            end64 = (ZIP_END64.pack(0x06064b50, ZIP_END64.size - 12, ZIP_MADE_BY_UNIX | 45, 45,
+                                    0, 0, count, count, size, offset)
+                     + ZIP_LOCATOR64.pack(0x07064b50, 0, offset + size, 1))
+            count, size, offset = min(count, ZIP_MAX_ENTRIES), min(size, ZIP32_MAX), ZIP32_MAX
+        return end64 + ZIP_END.pack(0x06054b50, 0, 0, count, count, size, offset, 0)
+
+    def known_crc(self, index):
+        """The CRC-32 of a file as listed, if a request found it; else None."""
+        with self.lock:
+            if self.known[index >> 3] & (1 << (index & 7)):
+                return self.crcs[index]
+        return None
+
+    def keep_crc(self, index, crc):
+        with self.lock:
+            self.crcs[index] = crc
+            self.known[index >> 3] |= 1 << (index & 7)
+
+
+def send_file_span(sink, descriptor, offset, count):
+    """Send count bytes of an open file from offset; return how many were sent."""
+    if count < SENDFILE_MIN:
+        data = read_at(descriptor, offset, count)
+        sink.write(data)
+        return len(data)
+    sink.flush()
+    before = sink.sent
+    try:
+        with os.fdopen(descriptor, "rb", closefd=False) as fileobj:
+            sink.sendfile(fileobj, offset, count)
+    except ShortFile:
+        return sink.sent - before
+    return count
+
+
+def file_crc(descriptor, count, zlib, out=None):
+    """(CRC-32, bytes read) of an open file's first count bytes, written to out too if given."""
+    crc = done = 0
+    while done < count:
+        data = read_at(descriptor, done, min(ARCHIVE_READ_SIZE, count - done))
+        if not data:
+            break
+        crc = zlib.crc32(data, crc)
+        if out is not None:
+            out.write(data)
+        done += len(data)
+    return crc & 0xFFFFFFFF, done
+
+
+def send_file_with_crc(sink, descriptor, count, zlib):
+    """Send an open file's first count bytes; return (their CRC-32, how many were sent).
+
+    Small files and TLS sockets (no sendfile) take the data through Python.
+    """
+    if count < SENDFILE_MIN or not sink.use_sendfile:
+        return file_crc(descriptor, count, zlib, sink)
+    sink.flush()
+    buffer = bytearray(ARCHIVE_READ_SIZE)
+    view = memoryview(buffer)
+    crc = done = 0
+    with os.fdopen(descriptor, "rb", buffering=0, closefd=False) as fileobj:
+        while done < count:
+            window = min(ZIP_CRC_WINDOW, count - done)
+            fileobj.seek(done)
+            read = 0
+            while read < window:
+                try:
+                    got = fileobj.readinto(view[:min(len(buffer), window - read)])
+                except OSError:
+                    got = 0
+                if not got:
+                    break
+                crc = zlib.crc32(view[:got], crc)
+                read += got
+            before = sink.sent
+            try:
+                sink.sendfile(fileobj, done, read)
+            except ShortFile:
+                return crc & 0xFFFFFFFF, done + sink.sent - before
+            done += read
+            if read < window:
+                break
+    return crc & 0xFFFFFFFF, done
+
+
+def zeros_crc(count, zlib, crc=0):
+    """The CRC-32 of crc's data followed by count zero bytes."""
+    zeros = bytes(min(count, ARCHIVE_READ_SIZE))
+    while count > 0:
+        crc = zlib.crc32(zeros[:count], crc)
+        count -= len(zeros)
+    return crc & 0xFFFFFFFF
+
+
+class StoredZipBody:
+    """A zip of a manifest, every member stored, of exact size: any span can be sent.
+
+    As with TarBody, a whole archive takes files as they are (changed sizes
+    padded or cut, with a warning), where a part holds them as listed or is
+    cut short: its CRCs must agree with the other parts'.
+    """
+
+    def __init__(self, manifest, layout, warnings, zlib, resume_conflict=None):
+        self.layout = layout
+        self.warnings = warnings
+        self.zlib = zlib
+        self.size = layout.size
+        self.mtime = manifest.mtime
+        self.etag = '"zip-%s"' % manifest.digest
+        self.resume_conflict = resume_conflict
+        self.partial = False
+        self.sent_crcs = {}  # {index: CRC} of files a whole archive sent other than as listed
+
+    def write(self, sink, start, stop):
+        self.partial = (start, stop) != (0, self.size)
+        opener = MemberOpener(self.layout.manifest)
+        try:
+            directory_start = self.layout.directory_start
+            if start < directory_start:
+                self.write_members(sink, opener, start, min(stop, directory_start))
+            if stop > directory_start:
+                self.write_directory(sink, opener, max(start, directory_start), stop)
+        finally:
+            opener.close()
+
+    def write_members(self, sink, opener, start, stop):
+        layout = self.layout
+        first = max(bisect.bisect_right(layout.starts, start) - 1, 0)
+        for index in range(first, len(layout.entries)):
+            if layout.starts[index] >= stop:
+                return
+            self.write_member(sink, opener, index, start, stop)
+
+    def write_member(self, sink, opener, index, start, stop):
+        layout = self.layout
+        entry = layout.entries[index]
+        member_start = layout.starts[index]
+        header = layout.local_header(entry)
+        data_start = member_start + len(header)
+        part = overlap(member_start, data_start, start, stop)
+        if part:
+            sink.write(header[part[0] - member_start:part[1] - member_start])
+        if entry.kind != FILE:
+            return
+        descriptor_start = data_start + entry.size
+        crc = None
+        part = overlap(data_start, descriptor_start, start, stop)
+        if part:
+            crc = self.write_data(sink, opener, index, part[0] - data_start, part[1] - part[0])
+        part = overlap(descriptor_start, descriptor_start + layout.descriptor_size(entry),
+                       start, stop)
+        if part:
+            if crc is None:
+                crc = self.crc_of(opener, index)
+            descriptor = layout.descriptor(entry, crc)
+            sink.write(descriptor[part[0] - descriptor_start:part[1] - descriptor_start])
+
+    def write_data(self, sink, opener, index, offset, count):
+        """Send count bytes of a file's data; return its CRC when all of it went, else None."""
+        entry = self.layout.entries[index]
+        whole = count == entry.size
+        try:
+            descriptor, status = opener.open_descriptor(entry)
+        except FileChanged as error:
+            if self.partial:
+                raise
+            self.warnings.short(entry, "could not be read (%s): sent as zeros" % error)
+            write_zeros(sink, count)
+            self.sent_crcs[index] = zeros_crc(count, self.zlib)
+            return self.sent_crcs[index]
+        try:
+            mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
+            as_listed = (status.st_size, mtime_ns) == (entry.size, entry.mtime_ns)
+            if self.partial and not as_listed:
+                raise FileChanged("%s changed since it was listed: this part would not match "
+                                  "the others" % printable_name(entry.name))
+            if status.st_size != entry.size:
+                self.warnings.short(entry, "changed size while offered: sent as listed")
+            crc = self.layout.known_crc(index) if as_listed else None
+            computed = crc is None and whole
+            if computed:
+                crc, done = send_file_with_crc(sink, descriptor, count, self.zlib)
+            else:
+                done = send_file_span(sink, descriptor, offset, count)
+        finally:
+            os.close(descriptor)
+        if done < count:
+            if self.partial:
+                raise FileChanged("%s shrank while it was read: this part would not match "
+                                  "the others" % printable_name(entry.name))
+            self.warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
+            write_zeros(sink, count - done)
+            if computed:
+                crc = zeros_crc(count - done, self.zlib, crc)
+            as_listed = False
+        if not whole:
+            return None
+        if as_listed:
+            self.layout.keep_crc(index, crc)
+        else:
+            self.sent_crcs[index] = crc
+        return crc
+
+    def crc_of(self, opener, index):
+        """A file's CRC-32: as sent, as found before, or read now from the file as listed."""
+        crc = self.sent_crcs.get(index)
+        if crc is None:
+            crc = self.layout.known_crc(index)
+        entry = self.layout.entries[index]
+        if crc is not None or entry.size == 0:
+            return crc or 0
+        descriptor, status = opener.open_descriptor(entry)
+        try:
+            mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
+            if (status.st_size, mtime_ns) != (entry.size, entry.mtime_ns):
+                raise FileChanged("%s changed since it was listed: this part would not match "
+                                  "the others" % printable_name(entry.name))
+            crc, done = file_crc(descriptor, entry.size, self.zlib)
+        finally:
+            os.close(descriptor)
+        if done < entry.size:
+            raise FileChanged("%s shrank while it was read: this part would not match the "
+                              "others" % printable_name(entry.name))
+        self.layout.keep_crc(index, crc)
+        return crc
+
+    def write_directory(self, sink, opener, start, stop):
+        layout = self.layout
+        base = layout.directory_start
+        first = max(bisect.bisect_right(layout.records, start - base) - 1, 0)
+        for index in range(first, len(layout.entries)):
+            record_start = base + layout.records[index]
+            if record_start >= stop:
+                return
+            crc = self.crc_of(opener, index) if layout.entries[index].kind == FILE else 0
+            record = layout.central_record(index, crc)
+            part = overlap(record_start, record_start + len(record), start, stop)
+            if part:
+                sink.write(record[part[0] - record_start:part[1] - record_start])
+        end_start = layout.size - len(layout.end)
+        part = overlap(end_start, layout.size, start, stop)
+        if part:
+            sink.write(layout.end[part[0] - end_start:part[1] - end_start])
+
+    def close(self):
+        pass
+
+
 class StreamedArchiveBody:
     """A compressed tar or a zip of a manifest, made while it is sent (size unknown)."""
 
@@ -2440,15 +2801,20 @@ class ArchiveOffer:
     """Folders and files offered as one archive (tar, tar.gz, tar.bz2, tar.xz, zip).
 
     A download gets the folder as it is, as of its own walk or of one under
-    way when it came (a HEAD may take one a little older).  Plain tar can
-    be resumed with Range, but a client whose first part came from the
-    folder in another state would splice two different archives: the
-    server refuses it a Range without If-Range, and a part that meets a
-    file changed since the walk is cut short rather than sent.
+    way when it came (a HEAD may take one a little older).  Plain tar, and
+    zip with store (every member stored, none deflated), can be resumed
+    with Range, but a client whose first part came from the folder in
+    another state would splice two different archives: the server refuses
+    it a Range without If-Range, and a part that meets a file changed since
+    the walk is cut short rather than sent.
     """
 
-    def __init__(self, paths, compression="gz", log=None, name=None, zip64_from=ZIP32_MAX):
+    def __init__(self, paths, compression="gz", log=None, name=None, zip64_from=ZIP32_MAX,
+                 store=False):
+        if store and compression != "zip":
+            raise ValueError("only zip members can be stored")
         self.paths = list(paths)
+        self.store = store
         self.offered = resolve_offered_paths(self.paths)
         self.walk_ended = None  # a Condition while a walk runs, None otherwise
         self.walk_failure = None  # why the last walk failed, for those who waited on it
@@ -2469,10 +2835,18 @@ class ArchiveOffer:
         self.content_type = guess_content_type(self.name)
 
     def adopt(self, manifest):
-        """(manifest, tar layout or None) for a manifest seen for the first time."""
+        """(manifest, layout or None) for a manifest seen for the first time.
+
+        The layout is a TarLayout or StoredZipLayout for archives of known
+        size, None for those streamed.
+        """
         for problem in manifest.problems:
             self.log.warn(problem)
-        layout = TarLayout(manifest) if self.compression == "tar" else None
+        layout = None
+        if self.compression == "tar":
+            layout = TarLayout(manifest)
+        elif self.store:
+            layout = StoredZipLayout(manifest, self.zip64_from)
         return manifest, layout
 
     def top_marks(self):
@@ -2553,6 +2927,8 @@ class ArchiveOffer:
                                        self.zip64_from, turn)
         conflict = ("the folder changed since you got the first part, so resuming would "
                     "corrupt the archive; download it again from the start")
+        if self.store:
+            return StoredZipBody(manifest, layout, warnings, self.modules["zlib"], conflict)
         return TarBody(manifest, layout, warnings, conflict)
 
 
@@ -7601,6 +7977,7 @@ examples (on Windows, type py woof.py where python3 woof.py stands):
   python3 woof.py photos/              offer a folder as photos.tar.gz
   python3 woof.py -Z a.pdf b.txt dir/  offer all three in one zip
   python3 woof.py -u big-folder/       plain tar: with a size, resumable
+  python3 woof.py -Z --store photos/   a zip with a size, resumable
   python3 woof.py -c 3 -p 9000 a.iso   offer it three times on port 9000
   python3 woof.py --qr --secret f.zip  a QR code of a secret link
   python3 woof.py -i 127.0.0.1 x.txt   listen on this machine only
@@ -7617,7 +7994,8 @@ on the other side: open the URL in a browser, or
 
 defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
   port = 8080, count = 1, ip = ADDRESS, compressed = gz|bz2|xz|zip|off,
-  qr = yes|no, secret = yes|no      (comments start with ; or #)
+  qr = yes|no, secret = yes|no, store = yes|no (zips: as --store)
+  (comments start with ; or #)
 
 exit status: 0 done, 1 error, 2 wrong usage, 3 --expire ran out before the
 count was reached, 130 stopped with Ctrl-C"""
@@ -7730,11 +8108,13 @@ def build_parser(config=None):
     config's (what read_config found in the woofrc files) over the built-in ones."""
     config = dict(config or {})
     compression = config.pop("compression", "gz")
+    store = config.pop("store", False)
     parser = ArgumentParser(prog="woof.py", usage=USAGE, description=DESCRIPTION,
                             epilog=EXAMPLES, formatter_class=HelpFormatter, add_help=False)
     add_offering_options(parser.add_argument_group("offering"), config)
     add_folder_options(parser.add_argument_group("folders", FOLDERS_TEXT % (
-        ARCHIVE_EXTENSIONS[compression], " (from woofrc)" if compression != "gz" else "")))
+        ARCHIVE_EXTENSIONS[compression], " (from woofrc)" if compression != "gz" else "")),
+        store)
     add_receiving_options(parser.add_argument_group("receiving"))
     add_reaching_options(parser.add_argument_group("reaching the other side"), config)
     output = parser.add_argument_group("output")
@@ -7745,7 +8125,7 @@ def build_parser(config=None):
                         help="show woof's version and exit")
     # The woofrc's folder format is kept apart from -z, -j, -Z...: a flag
     # given on the command line also packs a single file.
-    parser.set_defaults(configured_compression=compression, **config)
+    parser.set_defaults(configured_compression=compression, configured_store=store, **config)
     add_client_options(parser)
     return parser
 
@@ -7766,7 +8146,7 @@ def add_offering_options(group, config):
                             "count is not reached: 90s, 15m, 2h, 1d")
 
 
-def add_folder_options(group):
+def add_folder_options(group, configured_store=False):
     formats = group.add_mutually_exclusive_group()
     for flag, value, text in (
             ("-z", "gz", ".tar.gz: for Linux and macOS"),
@@ -7777,6 +8157,10 @@ def add_folder_options(group):
                           "time left, and resumes; best for photos and videos")):
         formats.add_argument(flag, dest="compression", action="store_const", const=value,
                              help=text)
+    group.add_argument("--store", action="store_true",
+                       help="with -Z: members stored, not deflated, so the zip has a size "
+                            "known in advance: browsers show the time left, and it resumes%s"
+                       % (" (on in woofrc for zips)" if configured_store else ""))
 
 
 def add_receiving_options(group):
@@ -7848,7 +8232,7 @@ def config_values(path, section, warn=None):
     """Check and convert the [main] keys woof knows; warn of the others."""
     converters = {"port": port_number, "count": transfer_count,
                   "ip": str, "compressed": compression_word, "qr": yes_or_no,
-                  "secret": yes_or_no}
+                  "secret": yes_or_no, "store": yes_or_no}
     names = {"compressed": "compression"}
     values = {}
     for key, convert in converters.items():
@@ -7907,7 +8291,8 @@ def build_offer(args, stdin, compression="gz", log=None):
         return FileOffer(args.paths[0], name)
     if name is not None:
         name = archive_download_name(name, compression)
-    return ArchiveOffer(args.paths, compression, log, name)
+    store = compression == "zip" and (args.store or args.configured_store)
+    return ArchiveOffer(args.paths, compression, log, name, store=store)
 
 
 def archive_download_name(name, compression):
@@ -8134,6 +8519,8 @@ def check_arguments(parser, args):
         parser.error(name_problem(args.name))
     if args.key and not args.cert:
         parser.error("--key goes with --cert FILE")
+    if args.store and (args.compression or args.configured_compression) != "zip":
+        parser.error("--store makes a zip's members stored; give it with -Z")
 
 
 def finish_status(server, log):

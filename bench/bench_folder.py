@@ -3,7 +3,8 @@
 
     python3 bench/bench_folder.py [--quick]
 
-1. One 1 GiB file offered alone, then in a folder as plain tar (-u).
+1. One 1 GiB file offered alone, then in a folder as plain tar (-u) and as
+   a stored zip (-Z --store).
 2. 20,000 files of 1-10 KB in every format, and 200,000 files of 100 B as
    plain tar, each beside the C tool writing the same archive to a pipe in
    the same run (`tar cf - DIR | cat`, `| pigz -6`, `| pbzip2 -9`,
@@ -15,7 +16,12 @@
 5. The 20,000 files as plain tar, downloaded alone and while 8 clients loop
    HEAD requests on it (they share walks): the ratio of the two.
 6. In-process: how long a walk of the 20,000 files takes (each request
-   walks the tree again) and the plain tar layout (made when it changed).
+   walks the tree again) and the plain tar and stored zip layouts (made
+   when it changed).
+7. The 20,000 files as a stored zip (-Z --store), beside `zip -qr -0 -` and
+   woof's plain tar in the same run, medians of 3; and the last 64 KiB of
+   it from a fresh woof, whose central directory needs every file's CRC-32
+   read first (what a resume or aria2c's last connection costs at worst).
 
 Everything lives in a temporary folder under /tmp, deleted at the end;
 woof listens on 127.0.0.1 only and each run ends after one download.
@@ -88,12 +94,14 @@ def bench_big_file(work, rows):
     path = make_random_file(os.path.join(folder, "big.bin"), 1 << 30)
     alone = [serve_once([path]) for _ in range(REPEATS)]
     as_tar = [serve_once(["-u", folder]) for _ in range(REPEATS)]
+    as_zip = [serve_once(["-Z", "--store", folder]) for _ in range(REPEATS)]
     alone_s = median([seconds for seconds, _ in alone])
-    tar_s = median([seconds for seconds, _ in as_tar])
     rows.append(("1 GiB file alone", "%.2f s" % alone_s,
                  "%.1f MiB" % max(peak for _, peak in alone), ""))
-    rows.append(("1 GiB file in folder, -u", "%.2f s" % tar_s,
-                 "%.1f MiB" % max(peak for _, peak in as_tar), "%.2fx" % (tar_s / alone_s)))
+    for label, runs in (("-u", as_tar), ("-Z --store", as_zip)):
+        seconds = median([seconds for seconds, _ in runs])
+        rows.append(("1 GiB file in folder, %s" % label, "%.2f s" % seconds,
+                     "%.1f MiB" % max(peak for _, peak in runs), "%.2fx" % (seconds / alone_s)))
     os.remove(path)
 
 
@@ -130,6 +138,32 @@ def compare_with_tools(work, name, label, formats, rows):
         rows.append(("%s: %s" % (label, tool), "%.2f s" % tool_s, "", ""))
         rows.append(("%s: woof %s" % (label, fmt), "%.2f s" % woof_s,
                      "%.1f MiB" % max(peak for _, peak in runs), "%.2fx" % (woof_s / tool_s)))
+
+
+def bench_stored_zip(work, count, rows):
+    """The small files as a stored zip, beside zip -0 and woof's plain tar."""
+    root = os.path.join(work, "small")
+    shell_seconds("tar cf - small | cat >/dev/null", work)  # warm the page cache
+    label = "%d files" % count
+    tool_s = None
+    if have("zip"):
+        tool_s = timed_shell("zip -qr -0 - small", work)
+        rows.append(("%s: zip -qr -0 - small" % label, "%.2f s" % tool_s, "", ""))
+    for name, args in (("woof -u", ["-u", root]), ("woof -Z --store", ["-Z", "--store", root])):
+        runs = [serve_once(args) for _ in range(REPEATS)]
+        woof_s = median([seconds for seconds, _ in runs])
+        rows.append(("%s: %s" % (label, name), "%.2f s" % woof_s,
+                     "%.1f MiB" % max(peak for _, peak in runs),
+                     "%.2fx zip -0" % (woof_s / tool_s) if tool_s else ""))
+    tails = []
+    for _ in range(REPEATS):
+        child, url = start_woof(["-c", "0", "-Z", "--store", root])
+        try:
+            tails.append(run(["curl", "-sS", "-r", "-65536", "-o", os.devnull, url]))
+        finally:
+            child.stop()
+    rows.append(("%s: -Z --store, last 64 KiB, fresh woof" % label,
+                 "%.2f s" % median(tails), "", ""))
 
 
 def make_tiny_tree(root, count):
@@ -254,11 +288,16 @@ def bench_walk(root, count, rows):
     started = time.monotonic()
     woof.TarLayout(manifest)
     laid_out = time.monotonic() - started
+    started = time.monotonic()
+    woof.StoredZipLayout(manifest)
+    zip_laid_out = time.monotonic() - started
     rows.append(("%d files: first walk" % count, "%.3f s" % walked, "", ""))
     started = time.monotonic()
     woof.walk_paths(woof.resolve_offered_paths([root]), True, manifest)
     rewalked = time.monotonic() - started
     rows.append(("%d files: plain tar layout (on change)" % count, "%.3f s" % laid_out, "", ""))
+    rows.append(("%d files: stored zip layout (on change)" % count, "%.3f s" % zip_laid_out,
+                 "", ""))
     rows.append(("%d files: walk matching the last one" % count, "%.3f s" % rewalked, "", ""))
 
 
@@ -282,11 +321,18 @@ def main(argv):
                         help="2,000 small files and a 1.5 GiB sparse file, no 1 GiB file")
     parser.add_argument("--idle", type=int, default=250, metavar="N",
                         help="clients that ask for an archive and read nothing (default 250)")
+    parser.add_argument("--stored-zip", action="store_true",
+                        help="item 7 only: the small files as a stored zip")
     options = parser.parse_args(argv)
     quick, idle = options.quick, options.idle
     rows = []
     work = tempfile.mkdtemp(prefix="woof-bench-folder-", dir="/tmp")
     try:
+        if options.stored_zip:
+            count = 2000 if quick else 20000
+            make_small_tree(os.path.join(work, "small"), count)
+            bench_stored_zip(work, count, rows)
+            return finish(rows)
         if not quick:
             bench_big_file(work, rows)
         count = 2000 if quick else 20000
@@ -296,9 +342,14 @@ def main(argv):
         extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
         bench_idle_readers([os.path.join(work, "small"), extra], idle, rows)
         bench_head_loopers(os.path.join(work, "small"), count, rows)
+        bench_stored_zip(work, count, rows)
         bench_walk(os.path.join(work, "small"), count, rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return finish(rows)
+
+
+def finish(rows):
     print("python %s, %d CPUs" % (sys.version.split()[0], os.cpu_count() or 0))
     report(rows, ("case", "wall time", "woof peak RSS", "ratio"))
     return 0
