@@ -52,6 +52,7 @@ import io
 import ipaddress
 import mimetypes
 import os
+import queue
 import re
 import secrets
 import selectors
@@ -186,6 +187,21 @@ def resolve_link(path):
     if os.path.normcase(resolved) == os.path.normcase(os.path.abspath(path)):
         return None
     return resolved
+
+
+# The cores this process may run on (its CPU affinity where the system
+# tells it), so that compression takes every one and no more.
+def usable_cores():
+    """How many threads can compress at once here; at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return len(os.sched_getaffinity(0)) or 1
+        except OSError:
+            pass
+    return os.cpu_count() or 1
+
+
+USABLE_CORES = usable_cores()
 
 
 def optional_module(name):
@@ -495,6 +511,34 @@ GZIP_LEVEL = 6
 BZIP2_LEVEL = 9
 XZ_PRESET = 2
 ZIP_DEFLATE_LEVEL = 6
+
+# Compressed tars are cut into blocks that every core compresses at once:
+# deflate blocks as pigz cuts them, each primed with the 32 KiB of data
+# before it (deflate's window, RFC 1951 3.2.5) so that little ratio is
+# lost; bzip2 blocks of its -9 size, each its own stream; xz blocks of
+# three times preset 2's 1 MiB dictionary, as xz -T cuts them.
+GZIP_BLOCK_SIZE = 128 << 10
+BZIP2_BLOCK_SIZE = 900000
+XZ_BLOCK_SIZE = 3 << 20
+DEFLATE_WINDOW = 32 << 10
+STORED_BLOCK_MAX = 0xFFFF  # a stored deflate block's LEN is 16 bits (RFC 1951 3.2.4)
+
+# Blocks of one stream given to the cores and not yet sent: one more than
+# the cores, to keep them busy, but few enough that a client that reads
+# nothing holds little (at most this many bytes of blocks, and never fewer
+# than two blocks).
+ARCHIVE_BYTES_IN_FLIGHT = 8 << 20
+
+# A compression thread with nothing to do for this long ends; the next
+# archive starts it again.
+COMPRESSION_THREAD_IDLE = 2.0
+
+# A file at least this large whose extension says nothing is tried first:
+# when level 1 cannot bring its first bytes below STORE_TRIAL_RATIO, it
+# goes into a tar.gz as it is (stored deflate blocks), not deflated.
+STORE_TRIAL_MIN = 64 << 10
+STORE_TRIAL_SIZE = 16 << 10
+STORE_TRIAL_RATIO = 0.95
 
 # Already-compressed files are stored in zips as they are: deflating them
 # again costs time and gains nothing.
@@ -1594,6 +1638,298 @@ def standard_input():
 
 
 # ---------------------------------------------------------------------------
+# Compression on every core
+#
+# zlib, bz2 and lzma let other threads run while they compress, so blocks
+# handed to a few threads compress at once.  One pool serves every archive
+# of an offer; each stream keeps its blocks in order and only a few in
+# flight, so that a client that reads nothing holds little.  With one core
+# there are no threads: each block is compressed where it is given.
+# ---------------------------------------------------------------------------
+
+class CompressionTask:
+    """A function to run on a pool thread, and what it returned or raised.
+
+    Whoever waits for a result that no thread has started runs it at once:
+    the thread making a stream then compresses instead of sleeping.
+    """
+
+    def __init__(self, function, args):
+        self.function = function
+        self.args = args
+        self.claim = threading.Lock()  # held by whoever runs it
+        self.done = threading.Event()
+        self.value = self.error = None
+
+    def run(self):
+        if not self.claim.acquire(blocking=False):
+            return
+        try:
+            self.value = self.function(*self.args)
+        except BaseException as error:  # handed to whoever waits for the result
+            self.error = error
+        self.function = self.args = None
+        self.done.set()
+
+    def result(self):
+        self.run()
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class CompressionPool:
+    """Threads, one per usable core, started when first needed; each ends after
+    COMPRESSION_THREAD_IDLE seconds without work.  They are daemons: woof never
+    waits for them to exit."""
+
+    def __init__(self, threads=None):
+        self.threads = threads
+        self.tasks = queue.Queue()
+        self.running = 0
+        self.lock = threading.Lock()
+
+    def size(self):
+        """How many threads compress at once (1: each task runs where it is given)."""
+        if self.threads is None:
+            self.threads = max(USABLE_CORES, 1)
+        return self.threads
+
+    def submit(self, function, *args):
+        """Run function(*args), on a pool thread when there are several cores."""
+        task = CompressionTask(function, args)
+        if self.size() <= 1:
+            task.run()
+            return task
+        with self.lock:
+            self.tasks.put(task)
+            if self.running < self.threads:
+                self.running += 1
+                worker = threading.Thread(target=self.work, name="woof-compress")
+                worker.daemon = True
+                worker.start()
+        return task
+
+    def work(self):
+        while True:
+            try:
+                task = self.tasks.get(timeout=COMPRESSION_THREAD_IDLE)
+            except queue.Empty:
+                # A task is put under the lock: either it is seen here, or this
+                # thread is no longer counted and submit() starts another.
+                with self.lock:
+                    if self.tasks.empty():
+                        self.running -= 1
+                        return
+                continue
+            task.run()
+
+    def blocks_in_flight(self, block_size):
+        """How many blocks of one stream may be compressing or waiting to be sent."""
+        return max(2, min(self.size() + 1, ARCHIVE_BYTES_IN_FLIGHT // block_size))
+
+
+class OrderedResults:
+    """Tasks of one stream on a pool, their results delivered in the order given.
+
+    At most `limit` are out at once: the next waits for the oldest, so a
+    stream whose client reads nothing stops there.
+    """
+
+    def __init__(self, pool, deliver, limit):
+        self.pool = pool
+        self.deliver = deliver
+        self.limit = limit
+        self.pending = collections.deque()
+
+    def add(self, function, *args):
+        while self.pending and (len(self.pending) >= self.limit or self.pending[0].done.is_set()):
+            self.deliver(self.pending.popleft().result())
+        self.pending.append(self.pool.submit(function, *args))
+
+    def finish(self):
+        while self.pending:
+            self.deliver(self.pending.popleft().result())
+
+
+def stored_blocks(data):
+    """data as stored deflate blocks, not final (RFC 1951 3.2.4).
+
+    Each block's three header bits are zero and, the stream being at a byte
+    boundary after a sync flush, fill one byte; LEN and NLEN follow.
+    """
+    pieces = []
+    for start in range(0, len(data), STORED_BLOCK_MAX):
+        piece = data[start:start + STORED_BLOCK_MAX]
+        pieces.append(struct.pack("<BHH", 0, len(piece), len(piece) ^ 0xFFFF))
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def deflate_block(zlib, level, window, data, runs, last):
+    """A block of a raw deflate stream, ending at a byte boundary.
+
+    runs are (stop, stored) in order, covering data: a stored run goes in as
+    stored blocks, the others are deflated, each by a compressor primed with
+    the 32 KiB of the stream before it (the decoder has them in its window),
+    and ended with a sync flush.  The last block ends with a final empty one.
+    """
+    pieces, start = [], 0
+    view = memoryview(data)
+    for stop, stored in runs:
+        if stored:
+            pieces.append(stored_blocks(view[start:stop]))
+        else:
+            before = max(0, start - DEFLATE_WINDOW)
+            dictionary = (window + data[before:start])[-DEFLATE_WINDOW:]
+            if dictionary:
+                compressor = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=dictionary)
+            else:
+                compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+            pieces.append(compressor.compress(view[start:stop]))
+            pieces.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+        start = stop
+    if last:
+        pieces.append(zlib.compressobj(level, zlib.DEFLATED, -15).flush(zlib.Z_FINISH))
+    return b"".join(pieces)
+
+
+def incompressible_name(name):
+    return os.path.splitext(name)[1].lower() in ZIP_STORED_EXTENSIONS
+
+
+def incompressible_start(zlib, data):
+    """True when level 1 cannot bring data below STORE_TRIAL_RATIO of its size."""
+    sample = data[:STORE_TRIAL_SIZE]
+    packed = zlib.compressobj(1, zlib.DEFLATED, -15)
+    return len(packed.compress(sample)) + len(packed.flush()) > STORE_TRIAL_RATIO * len(sample)
+
+
+# The gzip member header (RFC 1952 2.3): deflate, no flags, no time, no
+# extra flags, operating system unknown.
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+class ParallelGzipWriter:
+    """Writes one ordinary gzip member, its deflate blocks made on every core.
+
+    Data is cut into blocks of GZIP_BLOCK_SIZE, each deflated on its
+    own as deflate_block() tells; the CRC-32 and the size are counted here,
+    in order.  A file that cannot shrink (by its extension, or by a trial of
+    its first bytes) goes in as stored blocks: copied, never deflated.
+    """
+
+    def __init__(self, sink, zlib, pool, level=GZIP_LEVEL, block_size=GZIP_BLOCK_SIZE):
+        self.zlib = zlib
+        self.level = level
+        self.block_size = block_size
+        self.results = OrderedResults(pool, sink.write, pool.blocks_in_flight(block_size))
+        self.sink = sink
+        self.window = b""  # the last DEFLATE_WINDOW bytes before `pending`
+        self.pending = bytearray()
+        self.runs = []  # [stop, stored] over pending
+        self.storing = False
+        self.trial_due = False
+        self.crc = 0
+        self.size = 0
+        sink.write(GZIP_HEADER)
+
+    def start_file(self, name, size):
+        """The data written from now on, until end_file(), is that of file `name`."""
+        self.storing = incompressible_name(name)
+        self.trial_due = not self.storing and size >= STORE_TRIAL_MIN
+
+    def end_file(self):
+        self.storing = self.trial_due = False
+
+    def write(self, data):
+        if not len(data):
+            return
+        if self.trial_due:
+            self.trial_due = False
+            self.storing = incompressible_start(self.zlib, data)
+        self.crc = self.zlib.crc32(data, self.crc)
+        self.size += len(data)
+        view = memoryview(data)
+        while len(view):
+            room = self.block_size - len(self.pending)
+            self.pending += view[:room]
+            view = view[room:]
+            if self.runs and self.runs[-1][1] == self.storing:
+                self.runs[-1][0] = len(self.pending)
+            else:
+                self.runs.append([len(self.pending), self.storing])
+            if len(self.pending) >= self.block_size:
+                self.hand_out(last=False)
+
+    def hand_out(self, last):
+        block = bytes(self.pending)
+        runs = [tuple(run) for run in self.runs]
+        self.results.add(deflate_block, self.zlib, self.level, self.window, block, runs, last)
+        self.window = (self.window + block[-DEFLATE_WINDOW:])[-DEFLATE_WINDOW:]
+        self.pending = bytearray()
+        self.runs = []
+
+    def finish(self):
+        self.hand_out(last=True)
+        self.results.finish()
+        self.sink.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.size & 0xFFFFFFFF))
+
+
+def bzip2_stream(bz2, block):
+    return bz2.compress(block, BZIP2_LEVEL)
+
+
+def xz_stream(lzma, block):
+    return lzma.compress(block, format=lzma.FORMAT_XZ, preset=XZ_PRESET)
+
+
+class ParallelStreamsWriter:
+    """Writes whole compressed streams one after another, one per block, made
+    on every core: bzip2, xz (and the tar readers) take them as one."""
+
+    def __init__(self, sink, pool, compress, module, block_size):
+        self.compress = compress
+        self.module = module
+        self.block_size = block_size
+        self.results = OrderedResults(pool, sink.write, pool.blocks_in_flight(block_size))
+        self.pending = bytearray()
+        self.handed_out = False
+
+    def start_file(self, name, size):
+        pass
+
+    def end_file(self):
+        pass
+
+    def write(self, data):
+        self.pending += data
+        while len(self.pending) >= self.block_size:
+            self.hand_out(bytes(self.pending[:self.block_size]))
+            del self.pending[:self.block_size]
+
+    def hand_out(self, block):
+        self.results.add(self.compress, self.module, block)
+        self.handed_out = True
+
+    def finish(self):
+        if self.pending or not self.handed_out:
+            self.hand_out(bytes(self.pending))
+        self.pending = bytearray()
+        self.results.finish()
+
+
+def parallel_writer(sink, compression, modules, pool):
+    """The writer that compresses a tar stream of this format on every core."""
+    if compression == "gz":
+        return ParallelGzipWriter(sink, modules["zlib"], pool)
+    if compression == "bz2":
+        return ParallelStreamsWriter(sink, pool, bzip2_stream, modules["bz2"], BZIP2_BLOCK_SIZE)
+    return ParallelStreamsWriter(sink, pool, xz_stream, modules["lzma"], XZ_BLOCK_SIZE)
+
+
+# ---------------------------------------------------------------------------
 # Offers: archives
 #
 # A folder, or several paths, offered as one archive built while it is sent:
@@ -2190,8 +2526,9 @@ def members_as_reached(manifest, warnings):
 def write_tar_stream(manifest, out, warnings):
     """Write a whole tar of the manifest to out, files as they are when reached.
 
-    A file that shrinks while read is padded, as its header already holds
-    its size.
+    out is told where each file's data starts and ends (start_file(name,
+    size), end_file()), which it may store rather than compress.  A file
+    that shrinks while read is padded, as its header already holds its size.
     """
     for entry, fileobj, status in members_as_reached(manifest, warnings):
         if fileobj is None:
@@ -2200,7 +2537,9 @@ def write_tar_stream(manifest, out, warnings):
         size = status.st_size
         mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
         out.write(tar_header(entry, size, mtime_ns))
+        out.start_file(entry.name, size)
         done = copy_file_data(out, fileobj, size)
+        out.end_file()
         if done < size:
             warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             write_zeros(out, size - done)
@@ -2387,20 +2726,22 @@ class StreamedArchiveBody:
     etag = None
     mtime = None
 
-    def __init__(self, manifest, compression, warnings, modules, zip64_from, turn=None):
+    def __init__(self, manifest, compression, warnings, modules, zip64_from, turn=None,
+                 pool=None):
         self.manifest = manifest
         self.compression = compression
         self.warnings = warnings
         self.modules = modules
         self.zip64_from = zip64_from
         self.turn = turn  # a semaphore this body holds, given back on close
+        self.pool = pool or CompressionPool()
 
     def write(self, sink, start=0, stop=None):
         if self.compression == "zip":
             write_zip_stream(self.manifest, sink, self.warnings, self.modules["zlib"],
                              self.zip64_from)
             return
-        out = CompressingWriter(sink, new_compressor(self.compression, self.modules))
+        out = parallel_writer(sink, self.compression, self.modules, self.pool)
         write_tar_stream(self.manifest, out, self.warnings)
         out.finish()
 
@@ -2424,16 +2765,6 @@ def compression_modules(compression):
                             "%s archives; choose another format" % (name, compression))
         modules[name] = module
     return modules
-
-
-def new_compressor(compression, modules):
-    if compression == "gz":
-        zlib = modules["zlib"]
-        return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: with a gzip wrapper
-    if compression == "bz2":
-        return modules["bz2"].BZ2Compressor(BZIP2_LEVEL)
-    lzma = modules["lzma"]
-    return lzma.LZMACompressor(lzma.FORMAT_XZ, preset=XZ_PRESET)
 
 
 class ArchiveOffer:
@@ -2460,6 +2791,7 @@ class ArchiveOffer:
         self.turns = None
         if compression in ARCHIVE_STREAMS_AT_ONCE:
             self.turns = threading.BoundedSemaphore(ARCHIVE_STREAMS_AT_ONCE[compression])
+        self.pool = CompressionPool()  # shared by every stream of this offer
         self.lock = threading.Lock()
         marks = self.top_marks()
         manifest = walk_paths(self.offered, keep_links=compression != "zip")
@@ -2550,7 +2882,7 @@ class ArchiveOffer:
         if layout is None:
             turn = self.take_turn() if sending_body else None
             return StreamedArchiveBody(manifest, self.compression, warnings, self.modules,
-                                       self.zip64_from, turn)
+                                       self.zip64_from, turn, self.pool)
         conflict = ("the folder changed since you got the first part, so resuming would "
                     "corrupt the archive; download it again from the start")
         return TarBody(manifest, layout, warnings, conflict)
