@@ -537,7 +537,7 @@ COMPRESSION_THREAD_IDLE = 2.0
 # when level 1 cannot bring its first bytes below STORE_TRIAL_RATIO, it
 # goes into a tar.gz as it is (stored deflate blocks), not deflated.
 STORE_TRIAL_MIN = 64 << 10
-STORE_TRIAL_SIZE = 16 << 10
+STORE_TRIAL_SIZE = 64 << 10
 STORE_TRIAL_RATIO = 0.95
 
 # Already-compressed files are stored in zips as they are: deflating them
