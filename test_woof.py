@@ -2043,8 +2043,8 @@ class ArchiveMemoryTests(ArchiveTestCase):
 
 
 class ParallelCompressionTests(ArchiveTestCase):
-    """Compressed tars made on every core hold exactly the plain tar, in streams
-    every tool opens; what cannot shrink is stored, not deflated."""
+    """Archives compressed on every core hold exactly the plain tar's content,
+    in streams every tool opens; what cannot shrink is stored, not deflated."""
 
     TOOLS = {"gz": [("gzip", "-t")], "bz2": [("bzip2", "-t")], "xz": [("xz", "-t")]}
 
@@ -2135,6 +2135,26 @@ class ParallelCompressionTests(ArchiveTestCase):
         self.assertEqual(unpacked_stream(data, "gz"), self.plain_tar(root))
         self.check_with_tools(data, "gz")
 
+    def test_zip_members_deflated_on_the_cores_open_everywhere(self):
+        root = self.make_block_tree()
+        data = self.archive_bytes(root, "zip")
+        self.assertEqual(read_archive(data, "zip"), self.expected_tree(root, "zip"))
+        self.assertEqual(self.archive_bytes(root, "zip", woof.CompressionPool(1)), data)
+        top = os.path.basename(root) + "/"
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for name, method in (("camera.jpg", zipfile.ZIP_STORED),
+                                 ("noise.dat", zipfile.ZIP_STORED),  # by trial
+                                 ("text.txt", zipfile.ZIP_DEFLATED),
+                                 ("a.txt", zipfile.ZIP_DEFLATED)):
+                with self.subTest(name=name):
+                    self.assertEqual(archive.getinfo(top + name).compress_type, method)
+            # Deflated in blocks, each primed with the one before it.
+            self.assertLess(archive.getinfo(top + "echo.txt").compress_size, 60000)
+        path = self.make_file("download.zip", data)
+        for command in (("unzip", "-t"), ("bsdtar", "-tf"), ("7z", "t")):
+            with self.subTest(tool=command[0]):
+                run_tool(self, require_tool(command[0]), *command[1:], path)
+
     def test_an_empty_folder_and_a_one_block_folder_in_every_format(self):
         empty = os.path.join(self.tmp, "empty")
         os.makedirs(empty)
@@ -2147,6 +2167,11 @@ class ParallelCompressionTests(ArchiveTestCase):
                     data = self.archive_bytes(root, compression)
                     self.assertEqual(unpacked_stream(data, compression), plain)
                     self.check_with_tools(data, compression)
+            with self.subTest(root=os.path.basename(root), compression="zip"):
+                data = self.archive_bytes(root, "zip")
+                self.assertEqual(read_archive(data, "zip"), read_archive(plain, "tar"))
+                path = self.make_file("download.zip", data)
+                run_tool(self, require_tool("unzip"), "-t", path)
 
 
 class SharedWalkTests(ArchiveTestCase):

@@ -1734,23 +1734,41 @@ class OrderedResults:
     """Tasks of one stream on a pool, their results delivered in the order given.
 
     At most `limit` are out at once: the next waits for the oldest, so a
-    stream whose client reads nothing stops there.
+    stream whose client reads nothing stops there.  Each result goes to the
+    function given with its task, `deliver` by default, on the stream's thread.
     """
 
     def __init__(self, pool, deliver, limit):
         self.pool = pool
         self.deliver = deliver
         self.limit = limit
-        self.pending = collections.deque()
+        self.pending = collections.deque()  # (task, what takes its result)
 
     def add(self, function, *args):
-        while self.pending and (len(self.pending) >= self.limit or self.pending[0].done.is_set()):
-            self.deliver(self.pending.popleft().result())
-        self.pending.append(self.pool.submit(function, *args))
+        self.add_then(self.deliver, function, *args)
+
+    def add_then(self, then, function, *args):
+        """Run function(*args) on the pool; then(its result) in turn."""
+        while self.pending and (len(self.pending) >= self.limit or self.pending[0][0].done.is_set()):
+            self.deliver_oldest()
+        self.pending.append((self.pool.submit(function, *args), then))
+
+    def after(self, action):
+        """action(), once every result given before it is delivered."""
+        if not self.pending:
+            action()
+            return
+        task = CompressionTask(tuple, ())
+        task.run()
+        self.pending.append((task, lambda _: action()))
+
+    def deliver_oldest(self):
+        task, then = self.pending.popleft()
+        then(task.result())
 
     def finish(self):
         while self.pending:
-            self.deliver(self.pending.popleft().result())
+            self.deliver_oldest()
 
 
 def stored_blocks(data):
@@ -1814,10 +1832,12 @@ GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 class ParallelGzipWriter:
     """Writes one ordinary gzip member, its deflate blocks made on every core.
 
-    Data is cut into blocks of GZIP_BLOCK_SIZE, each deflated on its
-    own as deflate_block() tells; the CRC-32 and the size are counted here,
-    in order.  A file that cannot shrink (by its extension, or by a trial of
-    its first bytes) goes in as stored blocks: copied, never deflated.
+    Data is cut into blocks of GZIP_BLOCK_SIZE, each deflated on its own as
+    deflate_block() tells; the CRC-32 and the size are counted here, in
+    order.  A file that cannot shrink (by its extension, or by a trial of
+    its first bytes) goes in as stored blocks, copied, never deflated: a
+    small one inside its block, a large one straight to the sink once the
+    blocks before it are sent, so that it costs no more than a plain tar.
     """
 
     def __init__(self, sink, zlib, pool, level=GZIP_LEVEL, block_size=GZIP_BLOCK_SIZE):
@@ -1829,7 +1849,8 @@ class ParallelGzipWriter:
         self.window = b""  # the last DEFLATE_WINDOW bytes before `pending`
         self.pending = bytearray()
         self.runs = []  # [stop, stored] over pending
-        self.storing = False
+        self.storing = self.straight = False
+        self.file_size = 0
         self.trial_due = False
         self.crc = 0
         self.size = 0
@@ -1838,10 +1859,11 @@ class ParallelGzipWriter:
     def start_file(self, name, size):
         """The data written from now on, until end_file(), is that of file `name`."""
         self.storing = incompressible_name(name)
+        self.file_size = size
         self.trial_due = not self.storing and size >= STORE_TRIAL_MIN
 
     def end_file(self):
-        self.storing = self.trial_due = False
+        self.storing = self.straight = self.trial_due = False
 
     def write(self, data):
         if not len(data):
@@ -1849,8 +1871,17 @@ class ParallelGzipWriter:
         if self.trial_due:
             self.trial_due = False
             self.storing = incompressible_start(self.zlib, data)
+        if self.storing and not self.straight and self.file_size >= STORE_TRIAL_MIN:
+            if self.pending:
+                self.hand_out(last=False)
+            self.results.finish()
+            self.straight = True
         self.crc = self.zlib.crc32(data, self.crc)
         self.size += len(data)
+        if self.straight:
+            self.sink.write(stored_blocks(data))
+            self.window = (self.window + bytes(data[-DEFLATE_WINDOW:]))[-DEFLATE_WINDOW:]
+            return
         view = memoryview(data)
         while len(view):
             room = self.block_size - len(self.pending)
@@ -2594,6 +2625,12 @@ def zip_name(entry):
         return name, 0  # bytes that are no text: left for the reader to guess
 
 
+def zip_method(name, size):
+    """0 (stored) for an empty file or one whose extension says it is
+    compressed already, else 8 (deflated)."""
+    return 0 if size == 0 or incompressible_name(name) else 8
+
+
 class ZipWriter:
     """Writes a zip to a sink as it goes: data descriptors, zip64 where needed.
 
@@ -2617,18 +2654,37 @@ class ZipWriter:
         mode = (stat.S_IFDIR | entry.mode) << 16 | 0x10  # 0x10: the MS-DOS folder bit
         self.add_member(entry, name, flags, 0, entry.mtime_ns, mode, None, 0)
 
-    def add_file(self, entry, fileobj, status):
-        """Add a file's data as it is now; return how many bytes it had."""
+    def add_file(self, entry, fileobj, status, method=None):
+        """Add a file's data as it is now; return how many bytes it had.
+
+        method is 0 (stored) or 8 (deflated); by default, as zip_method() tells.
+        """
+        if method is None:
+            method = zip_method(entry.name, status.st_size)
+        member = self.begin_file(entry, status, method)
+        crc, packed, done = self.write_data(fileobj, status.st_size, method)
+        self.end_member(member, crc, packed, done)
+        return done
+
+    def begin_file(self, entry, status, method):
+        """Write the local header of a file whose data follows; return what
+        end_member() needs once the data is written."""
         name, flags = zip_name(entry)
-        stored = status.st_size == 0 or \
-            os.path.splitext(entry.name)[1].lower() in ZIP_STORED_EXTENSIONS
-        method = 0 if stored else 8
         mode = (stat.S_IFREG | entry.mode) << 16
         mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
-        return self.add_member(entry, name, flags | ZIP_FLAG_DESCRIPTOR, method, mtime_ns,
-                               mode, fileobj, status.st_size)
+        return self.begin_member(name, flags | ZIP_FLAG_DESCRIPTOR, method, mtime_ns, mode,
+                                 status.st_size)
 
     def add_member(self, entry, name, flags, method, mtime_ns, mode, fileobj, size):
+        member = self.begin_member(name, flags, method, mtime_ns, mode, size)
+        if fileobj is None:
+            self.end_member(member, 0, 0, 0, has_data=False)
+            return 0
+        crc, packed, done = self.write_data(fileobj, size, method)
+        self.end_member(member, crc, packed, done)
+        return done
+
+    def begin_member(self, name, flags, method, mtime_ns, mode, size):
         header_offset = self.offset
         zip64 = size + (size >> 10) + 1024 >= self.zip64_from
         clock, date = dos_date_time(mtime_ns / 1e9)
@@ -2637,16 +2693,18 @@ class ZipWriter:
         unknown = ZIP32_MAX if zip64 else 0
         self.emit(ZIP_LOCAL.pack(0x04034b50, version, flags, method, clock, date,
                                  0, unknown, unknown, len(name), len(extra)) + name + extra)
-        crc, packed, done = 0, 0, 0
-        if fileobj is not None:
-            crc, packed, done = self.write_data(fileobj, size, method)
+        return name, flags, method, clock, date, mode, header_offset, zip64
+
+    def end_member(self, member, crc, packed, done, has_data=True):
+        """The data descriptor (for a member with data) and the central record."""
+        name, flags, method, clock, date, mode, header_offset, zip64 = member
+        if has_data:
             if zip64:
                 self.emit(ZIP_DESCRIPTOR64.pack(0x08074b50, crc, packed, done))
             else:
                 self.emit(ZIP_DESCRIPTOR.pack(0x08074b50, crc, packed, done))
         self.central.append(self.central_record(name, flags, method, clock, date, mode,
                                                 crc, packed, done, header_offset, zip64))
-        return done
 
     def write_data(self, fileobj, size, method):
         """Send a file's data, deflated or stored; return (crc, bytes sent, bytes read)."""
@@ -2706,17 +2764,143 @@ class ZipWriter:
                                directory_offset, 0))
 
 
-def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX):
-    """Write a whole zip of the manifest to sink, files as they are when reached."""
+def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX, pool=None):
+    """Write a whole zip of the manifest to sink, files as they are when reached.
+
+    Files are deflated on the pool's threads (ZipMembersOnCores); a file
+    stored as it is, read while it is open, waits for those before it.
+    """
     writer = ZipWriter(sink, zlib, zip64_from)
+    members = ZipMembersOnCores(writer, pool or CompressionPool(), warnings)
     for entry, fileobj, status in members_as_reached(manifest, warnings):
         if fileobj is None:
-            writer.add_folder(entry)  # zip manifests hold no links
-            continue
-        done = writer.add_file(entry, fileobj, status)
-        if done < status.st_size:
-            warnings.short(entry, "ended early (it shrank or failed): the zip has what was read")
+            members.add_folder(entry)  # zip manifests hold no links
+        else:
+            members.add_file(entry, fileobj, status)
+    members.finish()
     writer.finish()
+
+
+def deflate_members(zlib, contents):
+    """(CRC-32, raw deflate stream) of each file's bytes."""
+    packed = []
+    for data in contents:
+        compressor = zlib.compressobj(ZIP_DEFLATE_LEVEL, zlib.DEFLATED, -15)
+        packed.append((zlib.crc32(data) & 0xFFFFFFFF,
+                       compressor.compress(data) + compressor.flush()))
+    return packed
+
+
+class ZipMembersOnCores:
+    """Gives a ZipWriter its members in order, deflated on the pool's threads.
+
+    Small files are read whole and deflated in batches of about a block, so
+    that a task is worth its overhead; a larger file is cut into blocks
+    deflated apart, as in a tar.gz, its CRC counted here.  A large file whose
+    name says nothing and whose first bytes do not shrink is stored.
+    """
+
+    def __init__(self, writer, pool, warnings):
+        self.writer = writer
+        self.zlib = writer.zlib
+        self.warnings = warnings
+        self.results = OrderedResults(pool, None, pool.blocks_in_flight(GZIP_BLOCK_SIZE))
+        self.batch = []  # (entry, status, data)
+        self.batch_bytes = 0
+
+    def add_folder(self, entry):
+        self.results.after(lambda: self.writer.add_folder(entry))
+
+    def add_file(self, entry, fileobj, status):
+        size = status.st_size
+        method = zip_method(entry.name, size)
+        if method == 8 and size < STORE_TRIAL_MIN:
+            self.add_to_batch(entry, status, read_member(fileobj, size))
+            return
+        if method == 8:
+            first = read_member(fileobj, STORE_TRIAL_SIZE)
+            fileobj.seek(0)
+            if incompressible_start(self.zlib, first):
+                method = 0
+        self.hand_out_batch()
+        if method == 0:
+            self.results.finish()  # the file is read now, while it is open
+            done = self.writer.add_file(entry, fileobj, status, method)
+            self.check_size(entry, size, done)
+        else:
+            self.add_in_blocks(entry, fileobj, status)
+
+    def add_to_batch(self, entry, status, data):
+        self.batch.append((entry, status, data))
+        self.batch_bytes += len(data)
+        if self.batch_bytes >= GZIP_BLOCK_SIZE:
+            self.hand_out_batch()
+
+    def hand_out_batch(self):
+        if not self.batch:
+            return
+        batch = self.batch
+        self.results.add_then(lambda packed: self.write_batch(batch, packed), deflate_members,
+                              self.zlib, [data for _, _, data in batch])
+        self.batch, self.batch_bytes = [], 0
+
+    def write_batch(self, batch, packed):
+        writer = self.writer
+        for (entry, status, data), (crc, deflated) in zip(batch, packed):
+            member = writer.begin_file(entry, status, 8)
+            writer.emit(deflated)
+            writer.end_member(member, crc, len(deflated), len(data))
+            self.check_size(entry, status.st_size, len(data))
+
+    def add_in_blocks(self, entry, fileobj, status):
+        """A file's data as deflate blocks, each primed with the window before it."""
+        writer, size = self.writer, status.st_size
+        started = []  # (member, offset of its data) once its header is written
+
+        def begin():
+            started.append((writer.begin_file(entry, status, 8), writer.offset))
+
+        self.results.after(begin)
+        crc, done, window, last = 0, 0, b"", False
+        while not last:
+            block = read_member(fileobj, min(GZIP_BLOCK_SIZE, size - done))
+            crc = self.zlib.crc32(block, crc)
+            done += len(block)
+            last = done >= size or not block
+            self.results.add_then(writer.emit, deflate_block, self.zlib, ZIP_DEFLATE_LEVEL,
+                                  window, block, [(len(block), False)] if block else [], last)
+            window = (window + block[-DEFLATE_WINDOW:])[-DEFLATE_WINDOW:]
+
+        def end():
+            member, data_offset = started[0]
+            writer.end_member(member, crc & 0xFFFFFFFF, writer.offset - data_offset, done)
+            self.check_size(entry, size, done)
+
+        self.results.after(end)
+
+    def check_size(self, entry, size, done):
+        if done < size:
+            self.warnings.short(entry, "ended early (it shrank or failed): the zip has what "
+                                "was read")
+
+    def finish(self):
+        self.hand_out_batch()
+        self.results.finish()
+
+
+def read_member(fileobj, count):
+    """Up to count bytes from fileobj's position: fewer where it ends or fails."""
+    pieces, done = [], 0
+    while done < count:
+        try:
+            piece = fileobj.read(count - done)
+        except OSError:
+            break
+        if not piece:
+            break
+        pieces.append(piece)
+        done += len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 class StreamedArchiveBody:
@@ -2739,7 +2923,7 @@ class StreamedArchiveBody:
     def write(self, sink, start=0, stop=None):
         if self.compression == "zip":
             write_zip_stream(self.manifest, sink, self.warnings, self.modules["zlib"],
-                             self.zip64_from)
+                             self.zip64_from, self.pool)
             return
         out = parallel_writer(sink, self.compression, self.modules, self.pool)
         write_tar_stream(self.manifest, out, self.warnings)
