@@ -2135,6 +2135,21 @@ class ParallelCompressionTests(ArchiveTestCase):
         self.assertEqual(unpacked_stream(data, "gz"), self.plain_tar(root))
         self.check_with_tools(data, "gz")
 
+    def test_a_stored_file_that_ends_early_leaves_a_valid_stream(self):
+        sink = io.BytesIO()
+        writer = woof.ParallelGzipWriter(sink, zlib, woof.CompressionPool(2))
+        writer.write(b"header " * 100)
+        writer.start_file("shrunk.jpg", 200000)  # the size listed; it gives less
+        content = os.urandom(80000)
+        for start in range(0, len(content), 30000):
+            writer.write(content[start:start + 30000])
+        writer.end_file()
+        writer.write(bytes(120000))  # the padding that stands for what is missing
+        writer.finish()
+        self.assertEqual(gzip.decompress(sink.getvalue()),
+                         b"header " * 100 + content + bytes(120000))
+        self.assertIn(content[65535:65535 + 1000], sink.getvalue())  # stored, not deflated
+
     def test_zip_members_deflated_on_the_cores_open_everywhere(self):
         root = self.make_block_tree()
         data = self.archive_bytes(root, "zip")

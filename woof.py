@@ -522,6 +522,7 @@ BZIP2_BLOCK_SIZE = 900000
 XZ_BLOCK_SIZE = 3 << 20
 DEFLATE_WINDOW = 32 << 10
 STORED_BLOCK_MAX = 0xFFFF  # a stored deflate block's LEN is 16 bits (RFC 1951 3.2.4)
+STORED_SEND_SIZE = 256 << 10  # what a file stored in a tar.gz is sent by
 
 # Blocks of one stream given to the cores and not yet sent: one more than
 # the cores, to keep them busy, but few enough that a client that reads
@@ -1220,6 +1221,10 @@ class ResponseSink:
 
     def write(self, data):
         """Send bytes, gathering small writes into larger ones."""
+        if len(data) >= SMALL_WRITE_LIMIT:
+            self.flush()
+            self.send_framed(data)  # large already: no copy into the gathering buffer
+            return
         self.pending += data
         if len(self.pending) >= SMALL_WRITE_LIMIT:
             self.flush()
@@ -1850,7 +1855,9 @@ class ParallelGzipWriter:
         self.pending = bytearray()
         self.runs = []  # [stop, stored] over pending
         self.storing = self.straight = False
-        self.file_size = 0
+        self.file_size = self.file_done = 0
+        self.stored = bytearray()  # stored blocks of a large file, not yet sent
+        self.block_left = self.block_head = 0  # of the stored block being filled
         self.trial_due = False
         self.crc = 0
         self.size = 0
@@ -1859,11 +1866,46 @@ class ParallelGzipWriter:
     def start_file(self, name, size):
         """The data written from now on, until end_file(), is that of file `name`."""
         self.storing = incompressible_name(name)
-        self.file_size = size
+        self.file_size, self.file_done = size, 0
         self.trial_due = not self.storing and size >= STORE_TRIAL_MIN
 
     def end_file(self):
+        if self.straight:
+            self.end_stored()
         self.storing = self.straight = self.trial_due = False
+
+    def store_straight(self, data):
+        """Append data to the stored blocks being gathered, sent by STORED_SEND_SIZE.
+
+        Each block's head is written when it starts, for what the file still
+        has to give; a file that ends early has the head of its last block
+        mended in end_stored().
+        """
+        self.window = (self.window + bytes(data[-DEFLATE_WINDOW:]))[-DEFLATE_WINDOW:]
+        view = memoryview(data)
+        while len(view):
+            if not self.block_left:
+                left = self.file_size - self.file_done
+                self.block_left = min(STORED_BLOCK_MAX, left) if left > 0 else STORED_BLOCK_MAX
+                self.block_head = len(self.stored)
+                self.stored += struct.pack("<BHH", 0, self.block_left, self.block_left ^ 0xFFFF)
+            piece = view[:self.block_left]
+            self.stored += piece
+            self.block_left -= len(piece)
+            self.file_done += len(piece)
+            view = view[len(piece):]
+            if not self.block_left and len(self.stored) >= STORED_SEND_SIZE:
+                self.sink.write(self.stored)
+                self.stored = bytearray()
+
+    def end_stored(self):
+        if self.block_left:
+            length = struct.unpack_from("<H", self.stored, self.block_head + 1)[0]
+            length -= self.block_left
+            struct.pack_into("<HH", self.stored, self.block_head + 1, length, length ^ 0xFFFF)
+            self.block_left = 0
+        self.sink.write(self.stored)
+        self.stored = bytearray()
 
     def write(self, data):
         if not len(data):
@@ -1879,8 +1921,7 @@ class ParallelGzipWriter:
         self.crc = self.zlib.crc32(data, self.crc)
         self.size += len(data)
         if self.straight:
-            self.sink.write(stored_blocks(data))
-            self.window = (self.window + bytes(data[-DEFLATE_WINDOW:]))[-DEFLATE_WINDOW:]
+            self.store_straight(data)
             return
         view = memoryview(data)
         while len(view):

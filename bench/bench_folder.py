@@ -9,7 +9,9 @@
    the same run (`tar cf - DIR | cat`, `| pigz -6`, `| pbzip2 -9`,
    `| xz -T0 -2`, `zip -qr -6 -`), medians of 3, with woof's time / the tool's.
    woof's time is the whole process: start, one download with curl, exit.
-3. A folder holding a 4.5 GiB sparse file, in every format (memory).
+3. 60 photos of 3 MiB (random bytes named .jpg) as the default tar.gz,
+   beside woof's own plain tar of them and `tar cf - | pigz -6`.
+   A folder holding a 4.5 GiB sparse file, in every format (memory).
 4. 250 clients that ask for the archive and read nothing (each format): woof's
    peak memory, and how many were answered 200 (streaming) or 503 (turn).
 5. The 20,000 files as plain tar, downloaded alone and while 8 clients loop
@@ -19,7 +21,7 @@
 
 Everything lives in a temporary folder under /tmp, deleted at the end;
 woof listens on 127.0.0.1 only and each run ends after one download.
---quick uses 2,000 small files and a 1.5 GiB sparse file.
+--quick uses 2,000 small files, 10 photos and a 1.5 GiB sparse file.
 """
 
 import argparse
@@ -130,6 +132,36 @@ def compare_with_tools(work, name, label, formats, rows):
         rows.append(("%s: %s" % (label, tool), "%.2f s" % tool_s, "", ""))
         rows.append(("%s: woof %s" % (label, fmt), "%.2f s" % woof_s,
                      "%.1f MiB" % max(peak for _, peak in runs), "%.2fx" % (woof_s / tool_s)))
+
+
+def make_photo_tree(root, count, size=3 << 20):
+    """count incompressible files named like photos (random bytes, .jpg)."""
+    os.makedirs(root)
+    for index in range(count):
+        make_random_file(os.path.join(root, "IMG_%04d.jpg" % index), size)
+
+
+def bench_photos(work, count, rows):
+    """The default tar.gz of photos beside woof's own plain tar and pigz."""
+    name = "photos"
+    make_photo_tree(os.path.join(work, name), count)
+    root = os.path.join(work, name)
+    label = "%d photos of 3 MiB" % count
+    shell_seconds("tar cf - %s | cat >/dev/null" % name, work)  # warm the page cache
+    plain = [serve_once(["-u", root]) for _ in range(REPEATS)]
+    packed = [serve_once(["-z", root]) for _ in range(REPEATS)]
+    plain_s = median([seconds for seconds, _ in plain])
+    packed_s = median([seconds for seconds, _ in packed])
+    rows.append(("%s: woof tar" % label, "%.2f s" % plain_s,
+                 "%.1f MiB" % max(peak for _, peak in plain), ""))
+    rows.append(("%s: woof tar.gz" % label, "%.2f s" % packed_s,
+                 "%.1f MiB" % max(peak for _, peak in packed),
+                 "%.2fx woof tar" % (packed_s / plain_s)))
+    if have("pigz"):
+        tool_s = timed_shell(C_TOOLS["tar.gz"].format(name), work)
+        rows.append(("%s: %s" % (label, C_TOOLS["tar.gz"].format(name)), "%.2f s" % tool_s,
+                     "", "woof tar.gz %.2fx" % (packed_s / tool_s)))
+    shutil.rmtree(root)
 
 
 def make_tiny_tree(root, count):
@@ -292,6 +324,7 @@ def main(argv):
         count = 2000 if quick else 20000
         bench_small_files(work, count, rows)
         bench_tiny_files(work, 20000 if quick else 200000, rows)
+        bench_photos(work, 10 if quick else 60, rows)
         bench_huge_sparse_file(work, (3 << 29) if quick else (9 << 29), rows)
         extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
         bench_idle_readers([os.path.join(work, "small"), extra], idle, rows)
