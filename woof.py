@@ -1881,7 +1881,9 @@ class ParallelGzipWriter:
         has to give; a file that ends early has the head of its last block
         mended in end_stored().
         """
-        self.window = (self.window + bytes(data[-DEFLATE_WINDOW:]))[-DEFLATE_WINDOW:]
+        if self.file_size - (self.file_done + len(data)) < DEFLATE_WINDOW:
+            # The file's last window: what the next deflate block is primed with.
+            self.window = (self.window + bytes(data))[-DEFLATE_WINDOW:]
         view = memoryview(data)
         while len(view):
             if not self.block_left:
@@ -1899,6 +1901,8 @@ class ParallelGzipWriter:
                 self.stored = bytearray()
 
     def end_stored(self):
+        if self.file_done < self.file_size:
+            self.window = b""  # its last window was not kept: prime with nothing
         if self.block_left:
             length = struct.unpack_from("<H", self.stored, self.block_head + 1)[0]
             length -= self.block_left
