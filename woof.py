@@ -1927,17 +1927,28 @@ class ParallelGzipWriter:
         if self.straight:
             self.store_straight(data)
             return
+        room = self.block_size - len(self.pending)
+        if len(data) < room:  # most writes: the block is not full yet
+            self.pending += data
+            self.note_run()
+            return
         view = memoryview(data)
-        while len(view):
-            room = self.block_size - len(self.pending)
+        while len(view) >= room:
             self.pending += view[:room]
-            view = view[room:]
-            if self.runs and self.runs[-1][1] == self.storing:
-                self.runs[-1][0] = len(self.pending)
-            else:
-                self.runs.append([len(self.pending), self.storing])
-            if len(self.pending) >= self.block_size:
-                self.hand_out(last=False)
+            self.note_run()
+            self.hand_out(last=False)
+            view, room = view[room:], self.block_size
+        if len(view):
+            self.pending += view
+            self.note_run()
+
+    def note_run(self):
+        """Extend the last run of `pending` to its end, or start one of the other kind."""
+        runs = self.runs
+        if runs and runs[-1][1] == self.storing:
+            runs[-1][0] = len(self.pending)
+        else:
+            runs.append([len(self.pending), self.storing])
 
     def hand_out(self, last):
         block = bytes(self.pending)
