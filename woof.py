@@ -1653,22 +1653,15 @@ def standard_input():
 # ---------------------------------------------------------------------------
 
 class CompressionTask:
-    """A function to run on a pool thread, and what it returned or raised.
-
-    Whoever waits for a result that no thread has started runs it at once:
-    the thread making a stream then compresses instead of sleeping.
-    """
+    """A function to run on a pool thread, and what it returned or raised."""
 
     def __init__(self, function, args):
         self.function = function
         self.args = args
-        self.claim = threading.Lock()  # held by whoever runs it
         self.done = threading.Event()
         self.value = self.error = None
 
     def run(self):
-        if not self.claim.acquire(blocking=False):
-            return
         try:
             self.value = self.function(*self.args)
         except BaseException as error:  # handed to whoever waits for the result
@@ -1677,7 +1670,6 @@ class CompressionTask:
         self.done.set()
 
     def result(self):
-        self.run()
         self.done.wait()
         if self.error is not None:
             raise self.error
@@ -1687,7 +1679,9 @@ class CompressionTask:
 class CompressionPool:
     """Threads, one per usable core, started when first needed; each ends after
     COMPRESSION_THREAD_IDLE seconds without work.  They are daemons: woof never
-    waits for them to exit."""
+    waits for them to exit.  However many streams there are, no more blocks
+    than threads are compressed at once, so compressors' memory (17 MiB
+    each for xz -2) stays bounded."""
 
     def __init__(self, threads=None):
         self.threads = threads
@@ -1993,7 +1987,7 @@ class ParallelStreamsWriter:
     def write(self, data):
         self.pending += data
         while len(self.pending) >= self.block_size:
-            self.hand_out(bytes(self.pending[:self.block_size]))
+            self.hand_out(self.pending[:self.block_size])
             del self.pending[:self.block_size]
 
     def hand_out(self, block):
@@ -2002,7 +1996,7 @@ class ParallelStreamsWriter:
 
     def finish(self):
         if self.pending or not self.handed_out:
-            self.hand_out(bytes(self.pending))
+            self.hand_out(self.pending)
         self.pending = bytearray()
         self.results.finish()
 
