@@ -1813,7 +1813,11 @@ def deflate_block(zlib, level, window, data, runs, last):
 
 
 def incompressible_name(name):
-    return os.path.splitext(name)[1].lower() in ZIP_STORED_EXTENSIONS
+    """True when a name's extension says its data is compressed already.
+
+    A dot in a folder's name gives an "extension" no file type has.
+    """
+    return name[name.rfind("."):].lower() in ZIP_STORED_EXTENSIONS
 
 
 def incompressible_start(zlib, data):
@@ -1863,10 +1867,21 @@ class ParallelGzipWriter:
         self.file_size, self.file_done = size, 0
         self.trial_due = not self.storing and size >= STORE_TRIAL_MIN
 
+    def write_small_file(self, name, header, data, zeros):
+        if data and incompressible_name(name):
+            self.write(header)
+            self.storing = True
+            self.write(data)
+            self.storing = False
+            self.write(zeros)
+        else:
+            self.write(b"".join((header, data, zeros)))
+
     def end_file(self):
         if self.straight:
             self.end_stored()
         self.storing = self.straight = self.trial_due = False
+        self.file_size = 0
 
     def store_straight(self, data):
         """Append data to the stored blocks being gathered, sent by STORED_SEND_SIZE.
@@ -1983,6 +1998,9 @@ class ParallelStreamsWriter:
 
     def end_file(self):
         pass
+
+    def write_small_file(self, name, header, data, zeros):
+        self.write(b"".join((header, data, zeros)))
 
     def write(self, data):
         self.pending += data
@@ -2367,6 +2385,21 @@ def copy_file_data(out, fileobj, count, on_data=None):
     return done
 
 
+def read_member(fileobj, count):
+    """Up to count bytes from fileobj's position: fewer where it ends or fails."""
+    pieces, done = [], 0
+    while done < count:
+        try:
+            piece = fileobj.read(count - done)
+        except OSError:
+            break
+        if not piece:
+            break
+        pieces.append(piece)
+        done += len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 TAR_TYPES = {FILE: b"0", LINK: b"2", FOLDER: b"5"}
 TAR_OCTAL_LIMIT = 8 ** 11  # what 11 octal digits hold: sizes and times below 8 GiB
 
@@ -2608,8 +2641,10 @@ def write_tar_stream(manifest, out, warnings):
     """Write a whole tar of the manifest to out, files as they are when reached.
 
     out is told where each file's data starts and ends (start_file(name,
-    size), end_file()), which it may store rather than compress.  A file
-    that shrinks while read is padded, as its header already holds its size.
+    size), end_file()), which it may store rather than compress; a small
+    file comes whole, with its header and the zeros after it
+    (write_small_file(name, header, data, zeros)).  A file that shrinks
+    while read is padded, as its header already holds its size.
     """
     for entry, fileobj, status in members_as_reached(manifest, warnings):
         if fileobj is None:
@@ -2617,6 +2652,13 @@ def write_tar_stream(manifest, out, warnings):
             continue
         size = status.st_size
         mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
+        if size <= ARCHIVE_READ_SIZE:  # most files: one read, one write
+            data = read_member(fileobj, size)
+            if len(data) < size:
+                warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
+            out.write_small_file(entry.name, tar_header(entry, size, mtime_ns), data,
+                                 bytes(size - len(data) + tar_padding(size)))
+            continue
         out.write(tar_header(entry, size, mtime_ns))
         out.start_file(entry.name, size)
         done = copy_file_data(out, fileobj, size)
@@ -2936,21 +2978,6 @@ class ZipMembersOnCores:
     def finish(self):
         self.hand_out_batch()
         self.results.finish()
-
-
-def read_member(fileobj, count):
-    """Up to count bytes from fileobj's position: fewer where it ends or fails."""
-    pieces, done = [], 0
-    while done < count:
-        try:
-            piece = fileobj.read(count - done)
-        except OSError:
-            break
-        if not piece:
-            break
-        pieces.append(piece)
-        done += len(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 class StreamedArchiveBody:
