@@ -21,7 +21,8 @@
 
 Everything lives in a temporary folder under /tmp, deleted at the end;
 woof listens on 127.0.0.1 only and each run ends after one download.
---quick uses 2,000 small files, 10 photos and a 1.5 GiB sparse file.
+--quick uses 2,000 small files, 10 photos and a 1.5 GiB sparse file; --only
+CASES, --formats LIST and --repeats N run part of it (see --help).
 """
 
 import argparse
@@ -45,6 +46,7 @@ import woof  # noqa: E402  (the copy beside this folder)
 
 FORMATS = (("-u", "tar"), ("-z", "tar.gz"), ("-j", "tar.bz2"), ("--xz", "tar.xz"),
            ("-Z", "zip"))
+CASES = ("big", "small", "tiny", "photos", "sparse", "idle", "heads", "walk")
 REPEATS = 3
 
 
@@ -175,9 +177,8 @@ def make_tiny_tree(root, count):
             handle.write(data)
 
 
-def bench_small_files(work, count, rows):
-    make_small_tree(os.path.join(work, "small"), count)
-    compare_with_tools(work, "small", "%d files" % count, FORMATS, rows)
+def bench_small_files(work, count, rows, formats=FORMATS):
+    compare_with_tools(work, "small", "%d files" % count, formats, rows)
 
 
 def bench_tiny_files(work, count, rows):
@@ -225,9 +226,9 @@ def peak_resident_mib(pid):
     return 0.0
 
 
-def bench_idle_readers(paths, count, rows):
+def bench_idle_readers(paths, count, rows, formats=FORMATS):
     """count clients that ask for the archive and then stop reading: woof's peak memory."""
-    for flag, label in FORMATS:
+    for flag, label in formats:
         child, url = start_woof(["-c", "0", flag] + paths)
         try:
             readers = open_idle_readers(url, count)
@@ -294,15 +295,20 @@ def bench_walk(root, count, rows):
     rows.append(("%d files: walk matching the last one" % count, "%.3f s" % rewalked, "", ""))
 
 
-def bench_huge_sparse_file(work, size, rows):
+def bench_huge_sparse_file(work, size, rows, formats=FORMATS):
     folder = os.path.join(work, "huge")
     os.makedirs(folder)
     make_sparse_file(os.path.join(folder, "sparse.bin"), size)
-    for flag, label in FORMATS:
+    for flag, label in formats:
         seconds, peak = serve_once([flag, folder])
         rows.append(("%s sparse file: woof %s" % (woof.format_size(size), label),
                      "%.2f s" % seconds, "%.1f MiB" % peak, ""))
     shutil.rmtree(folder)
+
+
+def set_repeats(count):
+    global REPEATS
+    REPEATS = count
 
 
 def main(argv):
@@ -314,22 +320,40 @@ def main(argv):
                         help="2,000 small files and a 1.5 GiB sparse file, no 1 GiB file")
     parser.add_argument("--idle", type=int, default=250, metavar="N",
                         help="clients that ask for an archive and read nothing (default 250)")
+    parser.add_argument("--only", default=",".join(CASES), metavar="CASES",
+                        help="the cases to run, among %s (default all)" % ",".join(CASES))
+    parser.add_argument("--formats", default=",".join(label for _, label in FORMATS),
+                        metavar="LIST", help="the formats of the small files, sparse "
+                        "file and idle readers cases (default all)")
+    parser.add_argument("--repeats", type=int, default=REPEATS, metavar="N",
+                        help="runs of each timing, of which the median (default 3)")
     options = parser.parse_args(argv)
-    quick, idle = options.quick, options.idle
+    quick, idle, only = options.quick, options.idle, options.only.split(",")
+    formats = tuple(item for item in FORMATS if item[1] in options.formats.split(","))
+    set_repeats(options.repeats)
     rows = []
     work = tempfile.mkdtemp(prefix="woof-bench-folder-", dir="/tmp")
     try:
-        if not quick:
+        if not quick and "big" in only:
             bench_big_file(work, rows)
         count = 2000 if quick else 20000
-        bench_small_files(work, count, rows)
-        bench_tiny_files(work, 20000 if quick else 200000, rows)
-        bench_photos(work, 10 if quick else 60, rows)
-        bench_huge_sparse_file(work, (3 << 29) if quick else (9 << 29), rows)
-        extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
-        bench_idle_readers([os.path.join(work, "small"), extra], idle, rows)
-        bench_head_loopers(os.path.join(work, "small"), count, rows)
-        bench_walk(os.path.join(work, "small"), count, rows)
+        if set(only) & {"small", "idle", "heads", "walk"}:
+            make_small_tree(os.path.join(work, "small"), count)
+        if "small" in only:
+            bench_small_files(work, count, rows, formats)
+        if "tiny" in only:
+            bench_tiny_files(work, 20000 if quick else 200000, rows)
+        if "photos" in only:
+            bench_photos(work, 10 if quick else 60, rows)
+        if "sparse" in only:
+            bench_huge_sparse_file(work, (3 << 29) if quick else (9 << 29), rows, formats)
+        if "idle" in only:
+            extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
+            bench_idle_readers([os.path.join(work, "small"), extra], idle, rows, formats)
+        if "heads" in only:
+            bench_head_loopers(os.path.join(work, "small"), count, rows)
+        if "walk" in only:
+            bench_walk(os.path.join(work, "small"), count, rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("python %s, %d CPUs" % (sys.version.split()[0], os.cpu_count() or 0))
