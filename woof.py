@@ -1748,18 +1748,24 @@ class OrderedResults:
 
     def add_then(self, then, function, *args):
         """Run function(*args) on the pool; then(its result) in turn."""
-        while self.pending and (len(self.pending) >= self.limit or self.pending[0][0].done.is_set()):
-            self.deliver_oldest()
+        self.make_room()
         self.pending.append((self.pool.submit(function, *args), then))
 
     def after(self, action):
         """action(), once every result given before it is delivered."""
+        self.make_room()
         if not self.pending:
             action()
             return
         task = CompressionTask(tuple, ())
         task.run()
         self.pending.append((task, lambda _: action()))
+
+    def make_room(self):
+        """Deliver what is ready, and wait for the oldest while `limit` are out."""
+        pending = self.pending
+        while pending and (len(pending) >= self.limit or pending[0][0].done.is_set()):
+            self.deliver_oldest()
 
     def deliver_oldest(self):
         task, then = self.pending.popleft()
@@ -2909,6 +2915,11 @@ class ZipMembersOnCores:
         if method == 8 and size < STORE_TRIAL_MIN:
             self.add_to_batch(entry, status, read_member(fileobj, size))
             return
+        if size < STORE_TRIAL_MIN:  # small, stored: read now, written in turn
+            data = read_member(fileobj, size)
+            self.hand_out_batch()
+            self.results.after(lambda: self.write_stored(entry, status, data))
+            return
         if method == 8:
             first = read_member(fileobj, STORE_TRIAL_SIZE)
             fileobj.seek(0)
@@ -2935,6 +2946,12 @@ class ZipMembersOnCores:
         self.results.add_then(lambda packed: self.write_batch(batch, packed), deflate_members,
                               self.zlib, [data for _, _, data in batch])
         self.batch, self.batch_bytes = [], 0
+
+    def write_stored(self, entry, status, data):
+        member = self.writer.begin_file(entry, status, 0)
+        self.writer.emit(data)
+        self.writer.end_member(member, self.zlib.crc32(data) & 0xFFFFFFFF, len(data), len(data))
+        self.check_size(entry, status.st_size, len(data))
 
     def write_batch(self, batch, packed):
         writer = self.writer
