@@ -20,6 +20,7 @@ Sections, in file order (each uses only what stands above it):
     Response bodies    how bytes reach the socket (sendfile, chunks)
     Request heads      a deadline for what a client must send
     Offers             a file, standard input
+    Compression        every core: one pool of threads; gzip, bzip2, xz in blocks
     Offers: archives   folders and several paths, streamed as tar or zip
     Receiving          request bodies, the multipart reader, safe saving
     Terminal           live progress, the QR code
@@ -1643,9 +1644,9 @@ def standard_input():
 
 
 # ---------------------------------------------------------------------------
-# Compression on every core
+# Compression
 #
-# zlib, bz2 and lzma let other threads run while they compress, so blocks
+# Archives are compressed on every core.  zlib, bz2 and lzma let other threads run while they compress, so blocks
 # handed to a few threads compress at once.  One pool serves every archive
 # of an offer; each stream keeps its blocks in order and only a few in
 # flight, so that a client that reads nothing holds little.  With one core
