@@ -1646,11 +1646,12 @@ def standard_input():
 # ---------------------------------------------------------------------------
 # Compression
 #
-# Archives are compressed on every core.  zlib, bz2 and lzma let other threads run while they compress, so blocks
-# handed to a few threads compress at once.  One pool serves every archive
-# of an offer; each stream keeps its blocks in order and only a few in
-# flight, so that a client that reads nothing holds little.  With one core
-# there are no threads: each block is compressed where it is given.
+# Archives are compressed on every core.  zlib, bz2 and lzma let other
+# threads run while they compress, so blocks handed to a few threads
+# compress at once.  One pool serves every archive of an offer; each stream
+# keeps its blocks in order and only a few in flight, so that a client that
+# reads nothing holds little.  With one core there are no threads: each
+# block is compressed where it is given.
 # ---------------------------------------------------------------------------
 
 class CompressionTask:
