@@ -542,8 +542,8 @@ STORE_TRIAL_MIN = 64 << 10
 STORE_TRIAL_SIZE = 64 << 10
 STORE_TRIAL_RATIO = 0.95
 
-# Already-compressed files are stored in zips as they are: deflating them
-# again costs time and gains nothing.
+# Already-compressed files are stored as they are, in zips and in tar.gz
+# (as stored deflate blocks): deflating them again costs time and gains nothing.
 ZIP_STORED_EXTENSIONS = frozenset((
     ".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".heif", ".avif", ".jxl",
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".3gp",
