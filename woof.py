@@ -1968,11 +1968,10 @@ class ParallelGzipWriter:
             runs.append([len(self.pending), self.storing])
 
     def hand_out(self, last):
-        block = bytes(self.pending)
+        block, self.pending = self.pending, bytearray()  # the block is the worker's now
         runs = [tuple(run) for run in self.runs]
         self.results.add(deflate_block, self.zlib, self.level, self.window, block, runs, last)
-        self.window = (self.window + block[-DEFLATE_WINDOW:])[-DEFLATE_WINDOW:]
-        self.pending = bytearray()
+        self.window = bytes((self.window + block[-DEFLATE_WINDOW:])[-DEFLATE_WINDOW:])
         self.runs = []
 
     def finish(self):
