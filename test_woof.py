@@ -2327,6 +2327,158 @@ class ArchiveMemoryTests(ArchiveTestCase):
         self.assertEqual(read_archive(data, "gz")["album/a.bin"], content)
 
 
+class ParallelCompressionTests(ArchiveTestCase):
+    """Archives compressed on every core hold exactly the plain tar's content,
+    in streams every tool opens; what cannot shrink is stored, not deflated."""
+
+    TOOLS = {"gz": [("gzip", "-t")], "bz2": [("bzip2", "-t")], "xz": [("xz", "-t")]}
+
+    def make_block_tree(self):
+        """Several MiB: text, random data with no telling extension, a .jpg,
+        and the tree with everything that can go wrong."""
+        root = self.make_tree()
+        lines = b"".join(b"line %d of a text that deflate shrinks\n" % number
+                         for number in range(60000))
+        self.make_file("text.txt", lines, root)
+        self.make_file("noise.dat", os.urandom(600000), root)
+        self.make_file("camera.jpg", os.urandom(300000), root)
+        # One random chunk over and over: only a block primed with the one
+        # before it finds the chunk in its window.
+        self.make_file("echo.txt", os.urandom(20000) * 50, root)
+        return root
+
+    def archive_bytes(self, root, compression, pool=None):
+        offer = self.offer([root], compression)
+        body = offer.open()
+        if pool is not None:
+            body.pool = pool
+        return self.body_bytes(body)
+
+    def plain_tar(self, root):
+        offer = self.offer([root], "tar")
+        return self.body_bytes(offer.open())
+
+    def check_with_tools(self, data, compression):
+        path = self.make_file("download" + woof.ARCHIVE_EXTENSIONS[compression], data)
+        for command in self.TOOLS[compression] + [("tar", "-tf"), ("bsdtar", "-tf"), ("7z", "t")]:
+            with self.subTest(compression=compression, tool=command[0]):
+                run_tool(self, require_tool(command[0]), *command[1:], path)
+        with tarfile.open(path) as archive:
+            archive.getmembers()
+
+    def test_each_format_holds_the_plain_tar_and_every_tool_opens_it(self):
+        root = self.make_block_tree()
+        plain = self.plain_tar(root)
+        for compression in ("gz", "bz2", "xz"):
+            with self.subTest(compression=compression):
+                run = self.start(self.offer([root], compression))
+                _, data = self.download(run)
+                self.assertEqual(unpacked_stream(data, compression), plain)
+                self.assertEqual(read_archive(data, compression),
+                                 self.expected_tree(root, compression))
+                self.check_with_tools(data, compression)
+
+    def test_the_serial_path_writes_the_same_bytes_as_the_cores(self):
+        root = self.make_block_tree()
+        for compression in ("gz", "xz"):
+            with self.subTest(compression=compression):
+                serial = self.archive_bytes(root, compression, woof.CompressionPool(1))
+                parallel = self.archive_bytes(root, compression, woof.CompressionPool(3))
+                self.assertEqual(parallel, serial)
+
+    def test_gzip_is_one_member_as_small_as_zlib_makes_it(self):
+        root = self.make_block_tree()
+        data = self.archive_bytes(root, "gz")
+        plain = self.plain_tar(root)
+        whole = zlib.compressobj(woof.GZIP_LEVEL, zlib.DEFLATED, 31)
+        reference = whole.compress(plain) + whole.flush()
+        self.assertLess(len(data), 1.01 * len(reference) + 4096)
+        unpacker = zlib.decompressobj(31)
+        self.assertEqual(unpacker.decompress(data), plain)
+        self.assertTrue(unpacker.eof)
+        self.assertEqual(unpacker.unused_data, b"")  # one member, nothing after it
+        # The echoed chunk is deflated once, not once a block.
+        echo = self.make_file("echo.txt", os.urandom(20000) * 50, os.path.join(self.tmp, "e"))
+        self.assertLess(len(self.archive_bytes(os.path.dirname(echo), "gz")), 60000)
+
+    def test_what_cannot_shrink_is_stored_by_name_or_by_trial(self):
+        root = os.path.join(self.tmp, "album")
+        photo = self.make_file("a-photo.jpg", os.urandom(300000), root)
+        # What follows a stored file is primed with its last 32 KiB: this
+        # copy of its tail costs next to nothing.
+        with open(photo, "rb") as handle:
+            self.make_file("b-tail.txt", handle.read()[-20000:], root)
+        noise = self.make_file("c-noise.dat", os.urandom(200000), root)
+        self.make_file("d-small.bin", os.urandom(5000) * 2, root)
+        data = self.archive_bytes(root, "gz")
+        self.assertLess(len(data), 300000 + 200000 + 5000 + 12000)
+        for path in (photo, noise):
+            with open(path, "rb") as handle:
+                content = handle.read()
+            with self.subTest(name=os.path.basename(path)):
+                # A stored block holds the bytes as they are, after a 5-byte
+                # head: 0 (not final, stored), LEN and its complement.
+                found = data.find(content[:1000])
+                self.assertGreater(found, 5, "the file's first bytes are not stored")
+                length, complement = struct.unpack("<HH", data[found - 4:found])
+                self.assertEqual((data[found - 5], length ^ 0xFFFF), (0, complement))
+        self.assertEqual(unpacked_stream(data, "gz"), self.plain_tar(root))
+        self.check_with_tools(data, "gz")
+
+    def test_a_stored_file_that_ends_early_leaves_a_valid_stream(self):
+        sink = io.BytesIO()
+        writer = woof.ParallelGzipWriter(sink, zlib, woof.CompressionPool(2))
+        writer.write(b"header " * 100)
+        writer.start_file("shrunk.jpg", 200000)  # the size listed; it gives less
+        content = os.urandom(80000)
+        for start in range(0, len(content), 30000):
+            writer.write(content[start:start + 30000])
+        writer.end_file()
+        writer.write(bytes(120000))  # the padding that stands for what is missing
+        writer.finish()
+        self.assertEqual(gzip.decompress(sink.getvalue()),
+                         b"header " * 100 + content + bytes(120000))
+        self.assertIn(content[65535:65535 + 1000], sink.getvalue())  # stored, not deflated
+
+    def test_zip_members_deflated_on_the_cores_open_everywhere(self):
+        root = self.make_block_tree()
+        data = self.archive_bytes(root, "zip")
+        self.assertEqual(read_archive(data, "zip"), self.expected_tree(root, "zip"))
+        self.assertEqual(self.archive_bytes(root, "zip", woof.CompressionPool(1)), data)
+        top = os.path.basename(root) + "/"
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for name, method in (("camera.jpg", zipfile.ZIP_STORED),
+                                 ("noise.dat", zipfile.ZIP_STORED),  # by trial
+                                 ("text.txt", zipfile.ZIP_DEFLATED),
+                                 ("a.txt", zipfile.ZIP_DEFLATED)):
+                with self.subTest(name=name):
+                    self.assertEqual(archive.getinfo(top + name).compress_type, method)
+            # Deflated in blocks, each primed with the one before it.
+            self.assertLess(archive.getinfo(top + "echo.txt").compress_size, 60000)
+        path = self.make_file("download.zip", data)
+        for command in (("unzip", "-t"), ("bsdtar", "-tf"), ("7z", "t")):
+            with self.subTest(tool=command[0]):
+                run_tool(self, require_tool(command[0]), *command[1:], path)
+
+    def test_an_empty_folder_and_a_one_block_folder_in_every_format(self):
+        empty = os.path.join(self.tmp, "empty")
+        os.makedirs(empty)
+        one = os.path.join(self.tmp, "one")
+        self.make_file("note.txt", b"a single short note\n", one)
+        for root in (empty, one):
+            plain = self.plain_tar(root)
+            for compression in ("gz", "bz2", "xz"):
+                with self.subTest(root=os.path.basename(root), compression=compression):
+                    data = self.archive_bytes(root, compression)
+                    self.assertEqual(unpacked_stream(data, compression), plain)
+                    self.check_with_tools(data, compression)
+            with self.subTest(root=os.path.basename(root), compression="zip"):
+                data = self.archive_bytes(root, "zip")
+                self.assertEqual(read_archive(data, "zip"), read_archive(plain, "tar"))
+                path = self.make_file("download.zip", data)
+                run_tool(self, require_tool("unzip"), "-t", path)
+
+
 class SharedWalkTests(ArchiveTestCase):
     """Requests share walks of the folder instead of each walking it again."""
 
@@ -6577,10 +6729,11 @@ PLATFORM_SWITCHES = {
     "no-tcp-queue": {"TCP_QUEUE_QUERY": False},                   # macOS, Windows
     "windows-names": {"WINDOWS_FILE_NAMES": True},                # Windows
     "no-ipv6": {"ipv6_dual_stack_available": lambda: False},      # IPv4-only machines
+    "one-core": {"USABLE_CORES": 1},                              # no compression threads
 }
 PLATFORM_TESTS = ["DownloadTests", "HostileRequestTests", "StreamTests", "ArchiveFormatTests",
-                  "ArchiveOfferTests", "SwappedPathTests", "ResumableTarTests",
-                  "UploadServerTest", "SavingTest", "HttpsTests"]
+                  "ArchiveOfferTests", "ParallelCompressionTests", "SwappedPathTests",
+                  "ResumableTarTests", "UploadServerTest", "SavingTest", "HttpsTests"]
 
 
 def switch_platform(argv):

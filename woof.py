@@ -20,6 +20,7 @@ Sections, in file order (each uses only what stands above it):
     Response bodies    how bytes reach the socket (sendfile, chunks)
     Request heads      a deadline for what a client must send
     Offers             a file, standard input
+    Compression        every core: one pool of threads; gzip, bzip2, xz in blocks
     Offers: archives   folders and several paths, streamed as tar or zip
     Receiving          request bodies, the multipart reader, safe saving
     Terminal           live progress, the QR code
@@ -52,6 +53,7 @@ import io
 import ipaddress
 import mimetypes
 import os
+import queue
 import re
 import secrets
 import selectors
@@ -186,6 +188,21 @@ def resolve_link(path):
     if os.path.normcase(resolved) == os.path.normcase(os.path.abspath(path)):
         return None
     return resolved
+
+
+# The cores this process may run on (its CPU affinity where the system
+# tells it), so that compression takes every one and no more.
+def usable_cores():
+    """How many threads can compress at once here; at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return len(os.sched_getaffinity(0)) or 1
+        except OSError:
+            pass
+    return os.cpu_count() or 1
+
+
+USABLE_CORES = usable_cores()
 
 
 def optional_module(name):
@@ -496,8 +513,37 @@ BZIP2_LEVEL = 9
 XZ_PRESET = 2
 ZIP_DEFLATE_LEVEL = 6
 
-# Already-compressed files are stored in zips as they are: deflating them
-# again costs time and gains nothing.
+# Compressed tars are cut into blocks that every core compresses at once:
+# deflate blocks as pigz cuts them, each primed with the 32 KiB of data
+# before it (deflate's window, RFC 1951 3.2.5) so that little ratio is
+# lost; bzip2 blocks of its -9 size, each its own stream; xz blocks of
+# three times preset 2's 1 MiB dictionary, as xz -T cuts them.
+GZIP_BLOCK_SIZE = 128 << 10
+BZIP2_BLOCK_SIZE = 900000
+XZ_BLOCK_SIZE = 3 << 20
+DEFLATE_WINDOW = 32 << 10
+STORED_BLOCK_MAX = 0xFFFF  # a stored deflate block's LEN is 16 bits (RFC 1951 3.2.4)
+STORED_SEND_SIZE = 256 << 10  # what a file stored in a tar.gz is sent by
+
+# Blocks of one stream given to the cores and not yet sent: one more than
+# the cores, to keep them busy, but few enough that a client that reads
+# nothing holds little (at most this many bytes of blocks, and never fewer
+# than two blocks).
+ARCHIVE_BYTES_IN_FLIGHT = 8 << 20
+
+# A compression thread with nothing to do for this long ends; the next
+# archive starts it again.
+COMPRESSION_THREAD_IDLE = 2.0
+
+# A file at least this large whose extension says nothing is tried first:
+# when level 1 cannot bring its first bytes below STORE_TRIAL_RATIO, it
+# goes into a tar.gz as it is (stored deflate blocks), not deflated.
+STORE_TRIAL_MIN = 64 << 10
+STORE_TRIAL_SIZE = 64 << 10
+STORE_TRIAL_RATIO = 0.95
+
+# Already-compressed files are stored as they are, in zips and in tar.gz
+# (as stored deflate blocks): deflating them again costs time and gains nothing.
 ZIP_STORED_EXTENSIONS = frozenset((
     ".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".heif", ".avif", ".jxl",
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".3gp",
@@ -1176,6 +1222,10 @@ class ResponseSink:
 
     def write(self, data):
         """Send bytes, gathering small writes into larger ones."""
+        if len(data) >= SMALL_WRITE_LIMIT:
+            self.flush()
+            self.send_framed(data)  # large already: no copy into the gathering buffer
+            return
         self.pending += data
         if len(self.pending) >= SMALL_WRITE_LIMIT:
             self.flush()
@@ -1594,6 +1644,398 @@ def standard_input():
 
 
 # ---------------------------------------------------------------------------
+# Compression
+#
+# Archives are compressed on every core.  zlib, bz2 and lzma let other
+# threads run while they compress, so blocks handed to a few threads
+# compress at once.  One pool serves every archive of an offer; each stream
+# keeps its blocks in order and only a few in flight, so that a client that
+# reads nothing holds little.  With one core there are no threads: each
+# block is compressed where it is given.
+# ---------------------------------------------------------------------------
+
+class CompressionTask:
+    """A function to run on a pool thread, and what it returned or raised."""
+
+    def __init__(self, function, args):
+        self.function = function
+        self.args = args
+        self.done = threading.Event()
+        self.value = self.error = None
+
+    def run(self):
+        try:
+            self.value = self.function(*self.args)
+        except BaseException as error:  # handed to whoever waits for the result
+            self.error = error
+        self.function = self.args = None
+        self.done.set()
+
+    def result(self):
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class CompressionPool:
+    """Threads, one per usable core, started when first needed; each ends after
+    COMPRESSION_THREAD_IDLE seconds without work.  They are daemons: woof never
+    waits for them to exit.  However many streams there are, no more blocks
+    than threads are compressed at once, so compressors' memory (17 MiB
+    each for xz -2) stays bounded."""
+
+    def __init__(self, threads=None):
+        self.threads = threads
+        self.tasks = queue.Queue()
+        self.running = 0
+        self.lock = threading.Lock()
+
+    def size(self):
+        """How many threads compress at once (1: each task runs where it is given)."""
+        if self.threads is None:
+            self.threads = max(USABLE_CORES, 1)
+        return self.threads
+
+    def submit(self, function, *args):
+        """Run function(*args), on a pool thread when there are several cores."""
+        task = CompressionTask(function, args)
+        if self.size() <= 1:
+            task.run()
+            return task
+        with self.lock:
+            self.tasks.put(task)
+            if self.running < self.threads:
+                self.running += 1
+                worker = threading.Thread(target=self.work, name="woof-compress")
+                worker.daemon = True
+                worker.start()
+        return task
+
+    def work(self):
+        while True:
+            try:
+                task = self.tasks.get(timeout=COMPRESSION_THREAD_IDLE)
+            except queue.Empty:
+                # A task is put under the lock: either it is seen here, or this
+                # thread is no longer counted and submit() starts another.
+                with self.lock:
+                    if self.tasks.empty():
+                        self.running -= 1
+                        return
+                continue
+            task.run()
+
+    def blocks_in_flight(self, block_size):
+        """How many blocks of one stream may be compressing or waiting to be sent."""
+        return max(2, min(self.size() + 1, ARCHIVE_BYTES_IN_FLIGHT // block_size))
+
+
+class OrderedResults:
+    """Tasks of one stream on a pool, their results delivered in the order given.
+
+    At most `limit` are out at once: the next waits for the oldest, so a
+    stream whose client reads nothing stops there.  Each result goes to the
+    function given with its task, `deliver` by default, on the stream's thread.
+    """
+
+    def __init__(self, pool, deliver, limit):
+        self.pool = pool
+        self.deliver = deliver
+        self.limit = limit
+        self.pending = collections.deque()  # (task, what takes its result)
+
+    def add(self, function, *args):
+        self.add_then(self.deliver, function, *args)
+
+    def add_then(self, then, function, *args):
+        """Run function(*args) on the pool; then(its result) in turn."""
+        self.make_room()
+        self.pending.append((self.pool.submit(function, *args), then))
+
+    def after(self, action):
+        """action(), once every result given before it is delivered."""
+        self.make_room()
+        if not self.pending:
+            action()
+            return
+        task = CompressionTask(tuple, ())
+        task.run()
+        self.pending.append((task, lambda _: action()))
+
+    def make_room(self):
+        """Deliver what is ready, and wait for the oldest while `limit` are out."""
+        pending = self.pending
+        while pending and (len(pending) >= self.limit or pending[0][0].done.is_set()):
+            self.deliver_oldest()
+
+    def deliver_oldest(self):
+        task, then = self.pending.popleft()
+        then(task.result())
+
+    def finish(self):
+        while self.pending:
+            self.deliver_oldest()
+
+
+def stored_blocks(data):
+    """data as stored deflate blocks, not final (RFC 1951 3.2.4).
+
+    Each block's three header bits are zero and, the stream being at a byte
+    boundary after a sync flush, fill one byte; LEN and NLEN follow.
+    """
+    pieces = []
+    for start in range(0, len(data), STORED_BLOCK_MAX):
+        piece = data[start:start + STORED_BLOCK_MAX]
+        pieces.append(struct.pack("<BHH", 0, len(piece), len(piece) ^ 0xFFFF))
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def deflate_block(zlib, level, window, data, runs, last):
+    """A block of a raw deflate stream, ending at a byte boundary.
+
+    runs are (stop, stored) in order, covering data: a stored run goes in as
+    stored blocks, the others are deflated, each by a compressor primed with
+    the 32 KiB of the stream before it (the decoder has them in its window),
+    and ended with a sync flush.  The last block ends with a final empty one.
+    """
+    pieces, start = [], 0
+    view = memoryview(data)
+    for stop, stored in runs:
+        if stored:
+            pieces.append(stored_blocks(view[start:stop]))
+        else:
+            before = max(0, start - DEFLATE_WINDOW)
+            dictionary = (window + data[before:start])[-DEFLATE_WINDOW:]
+            if dictionary:
+                compressor = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=dictionary)
+            else:
+                compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+            pieces.append(compressor.compress(view[start:stop]))
+            pieces.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+        start = stop
+    if last:
+        pieces.append(zlib.compressobj(level, zlib.DEFLATED, -15).flush(zlib.Z_FINISH))
+    return b"".join(pieces)
+
+
+def incompressible_name(name):
+    """True when a name's extension says its data is compressed already.
+
+    A dot in a folder's name gives an "extension" no file type has.
+    """
+    return name[name.rfind("."):].lower() in ZIP_STORED_EXTENSIONS
+
+
+def incompressible_start(zlib, data):
+    """True when level 1 cannot bring data below STORE_TRIAL_RATIO of its size."""
+    sample = data[:STORE_TRIAL_SIZE]
+    packed = zlib.compressobj(1, zlib.DEFLATED, -15)
+    return len(packed.compress(sample)) + len(packed.flush()) > STORE_TRIAL_RATIO * len(sample)
+
+
+# The gzip member header (RFC 1952 2.3): deflate, no flags, no time, no
+# extra flags, operating system unknown.
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+class ParallelGzipWriter:
+    """Writes one ordinary gzip member, its deflate blocks made on every core.
+
+    Data is cut into blocks of GZIP_BLOCK_SIZE, each deflated on its own as
+    deflate_block() tells; the CRC-32 and the size are counted here, in
+    order.  A file that cannot shrink (by its extension, or by a trial of
+    its first bytes) goes in as stored blocks, copied, never deflated: a
+    small one inside its block, a large one straight to the sink once the
+    blocks before it are sent, so that it costs no more than a plain tar.
+    """
+
+    def __init__(self, sink, zlib, pool, level=GZIP_LEVEL, block_size=GZIP_BLOCK_SIZE):
+        self.zlib = zlib
+        self.level = level
+        self.block_size = block_size
+        self.results = OrderedResults(pool, sink.write, pool.blocks_in_flight(block_size))
+        self.sink = sink
+        self.window = b""  # the last DEFLATE_WINDOW bytes before `pending`
+        self.pending = bytearray()
+        self.runs = []  # [stop, stored] over pending
+        self.storing = self.straight = False
+        self.file_size = self.file_done = 0
+        self.stored = bytearray()  # stored blocks of a large file, not yet sent
+        self.block_left = self.block_head = 0  # of the stored block being filled
+        self.trial_due = False
+        self.crc = 0
+        self.size = 0
+        sink.write(GZIP_HEADER)
+
+    def start_file(self, name, size):
+        """The data written from now on, until end_file(), is that of file `name`."""
+        self.storing = incompressible_name(name)
+        self.file_size, self.file_done = size, 0
+        self.trial_due = not self.storing and size >= STORE_TRIAL_MIN
+
+    def write_small_file(self, name, header, data, zeros):
+        if data and incompressible_name(name):
+            self.write(header)
+            self.storing = True
+            self.write(data)
+            self.storing = False
+            self.write(zeros)
+        else:
+            self.write(b"".join((header, data, zeros)))
+
+    def end_file(self):
+        if self.straight:
+            self.end_stored()
+        self.storing = self.straight = self.trial_due = False
+        self.file_size = 0
+
+    def store_straight(self, data):
+        """Append data to the stored blocks being gathered, sent by STORED_SEND_SIZE.
+
+        Each block's head is written when it starts, for what the file still
+        has to give; a file that ends early has the head of its last block
+        mended in end_stored().
+        """
+        if self.file_size - (self.file_done + len(data)) < DEFLATE_WINDOW:
+            # The file's last window: what the next deflate block is primed with.
+            self.window = (self.window + bytes(data))[-DEFLATE_WINDOW:]
+        view = memoryview(data)
+        while len(view):
+            if not self.block_left:
+                left = self.file_size - self.file_done
+                self.block_left = min(STORED_BLOCK_MAX, left) if left > 0 else STORED_BLOCK_MAX
+                self.block_head = len(self.stored)
+                self.stored += struct.pack("<BHH", 0, self.block_left, self.block_left ^ 0xFFFF)
+            piece = view[:self.block_left]
+            self.stored += piece
+            self.block_left -= len(piece)
+            self.file_done += len(piece)
+            view = view[len(piece):]
+            if not self.block_left and len(self.stored) >= STORED_SEND_SIZE:
+                self.sink.write(self.stored)
+                self.stored = bytearray()
+
+    def end_stored(self):
+        if self.file_done < self.file_size:
+            self.window = b""  # its last window was not kept: prime with nothing
+        if self.block_left:
+            length = struct.unpack_from("<H", self.stored, self.block_head + 1)[0]
+            length -= self.block_left
+            struct.pack_into("<HH", self.stored, self.block_head + 1, length, length ^ 0xFFFF)
+            self.block_left = 0
+        self.sink.write(self.stored)
+        self.stored = bytearray()
+
+    def write(self, data):
+        if not len(data):
+            return
+        if self.trial_due:
+            self.trial_due = False
+            self.storing = incompressible_start(self.zlib, data)
+        if self.storing and not self.straight and self.file_size >= STORE_TRIAL_MIN:
+            if self.pending:
+                self.hand_out(last=False)
+            self.results.finish()
+            self.straight = True
+        self.crc = self.zlib.crc32(data, self.crc)
+        self.size += len(data)
+        if self.straight:
+            self.store_straight(data)
+            return
+        room = self.block_size - len(self.pending)
+        if len(data) < room:  # most writes: the block is not full yet
+            self.pending += data
+            self.note_run()
+            return
+        view = memoryview(data)
+        while len(view) >= room:
+            self.pending += view[:room]
+            self.note_run()
+            self.hand_out(last=False)
+            view, room = view[room:], self.block_size
+        if len(view):
+            self.pending += view
+            self.note_run()
+
+    def note_run(self):
+        """Extend the last run of `pending` to its end, or start one of the other kind."""
+        runs = self.runs
+        if runs and runs[-1][1] == self.storing:
+            runs[-1][0] = len(self.pending)
+        else:
+            runs.append([len(self.pending), self.storing])
+
+    def hand_out(self, last):
+        block, self.pending = self.pending, bytearray()  # the block is the worker's now
+        runs = [tuple(run) for run in self.runs]
+        self.results.add(deflate_block, self.zlib, self.level, self.window, block, runs, last)
+        self.window = bytes((self.window + block[-DEFLATE_WINDOW:])[-DEFLATE_WINDOW:])
+        self.runs = []
+
+    def finish(self):
+        self.hand_out(last=True)
+        self.results.finish()
+        self.sink.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.size & 0xFFFFFFFF))
+
+
+def bzip2_stream(bz2, block):
+    return bz2.compress(block, BZIP2_LEVEL)
+
+
+def xz_stream(lzma, block):
+    return lzma.compress(block, format=lzma.FORMAT_XZ, preset=XZ_PRESET)
+
+
+class ParallelStreamsWriter:
+    """Writes whole compressed streams one after another, one per block, made
+    on every core: bzip2, xz (and the tar readers) take them as one."""
+
+    def __init__(self, sink, pool, compress, module, block_size):
+        self.compress = compress
+        self.module = module
+        self.block_size = block_size
+        self.results = OrderedResults(pool, sink.write, pool.blocks_in_flight(block_size))
+        self.pending = bytearray()
+        self.handed_out = False
+
+    def start_file(self, name, size):
+        pass
+
+    def end_file(self):
+        pass
+
+    def write_small_file(self, name, header, data, zeros):
+        self.write(b"".join((header, data, zeros)))
+
+    def write(self, data):
+        self.pending += data
+        while len(self.pending) >= self.block_size:
+            self.hand_out(self.pending[:self.block_size])
+            del self.pending[:self.block_size]
+
+    def hand_out(self, block):
+        self.results.add(self.compress, self.module, block)
+        self.handed_out = True
+
+    def finish(self):
+        if self.pending or not self.handed_out:
+            self.hand_out(self.pending)
+        self.pending = bytearray()
+        self.results.finish()
+
+
+def parallel_writer(sink, compression, modules, pool):
+    """The writer that compresses a tar stream of this format on every core."""
+    if compression == "gz":
+        return ParallelGzipWriter(sink, modules["zlib"], pool)
+    if compression == "bz2":
+        return ParallelStreamsWriter(sink, pool, bzip2_stream, modules["bz2"], BZIP2_BLOCK_SIZE)
+    return ParallelStreamsWriter(sink, pool, xz_stream, modules["lzma"], XZ_BLOCK_SIZE)
+
+
+# ---------------------------------------------------------------------------
 # Offers: archives
 #
 # A folder, or several paths, offered as one archive built while it is sent:
@@ -1951,6 +2393,21 @@ def copy_file_data(out, fileobj, count, on_data=None):
     return done
 
 
+def read_member(fileobj, count):
+    """Up to count bytes from fileobj's position: fewer where it ends or fails."""
+    pieces, done = [], 0
+    while done < count:
+        try:
+            piece = fileobj.read(count - done)
+        except OSError:
+            break
+        if not piece:
+            break
+        pieces.append(piece)
+        done += len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 TAR_TYPES = {FILE: b"0", LINK: b"2", FOLDER: b"5"}
 TAR_OCTAL_LIMIT = 8 ** 11  # what 11 octal digits hold: sizes and times below 8 GiB
 
@@ -2191,8 +2648,11 @@ def members_as_reached(manifest, warnings):
 def write_tar_stream(manifest, out, warnings):
     """Write a whole tar of the manifest to out, files as they are when reached.
 
-    A file that shrinks while read is padded, as its header already holds
-    its size.
+    out is told where each file's data starts and ends (start_file(name,
+    size), end_file()), which it may store rather than compress; a small
+    file comes whole, with its header and the zeros after it
+    (write_small_file(name, header, data, zeros)).  A file that shrinks
+    while read is padded, as its header already holds its size.
     """
     for entry, fileobj, status in members_as_reached(manifest, warnings):
         if fileobj is None:
@@ -2200,8 +2660,17 @@ def write_tar_stream(manifest, out, warnings):
             continue
         size = status.st_size
         mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
+        if size <= ARCHIVE_READ_SIZE:  # most files: one read, one write
+            data = read_member(fileobj, size)
+            if len(data) < size:
+                warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
+            out.write_small_file(entry.name, tar_header(entry, size, mtime_ns), data,
+                                 bytes(size - len(data) + tar_padding(size)))
+            continue
         out.write(tar_header(entry, size, mtime_ns))
+        out.start_file(entry.name, size)
         done = copy_file_data(out, fileobj, size)
+        out.end_file()
         if done < size:
             warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             write_zeros(out, size - done)
@@ -2256,6 +2725,12 @@ def zip_name(entry):
         return name, 0  # bytes that are no text: left for the reader to guess
 
 
+def zip_method(name, size):
+    """0 (stored) for an empty file or one whose extension says it is
+    compressed already, else 8 (deflated)."""
+    return 0 if size == 0 or incompressible_name(name) else 8
+
+
 class ZipWriter:
     """Writes a zip to a sink as it goes: data descriptors, zip64 where needed.
 
@@ -2279,18 +2754,37 @@ class ZipWriter:
         mode = (stat.S_IFDIR | entry.mode) << 16 | 0x10  # 0x10: the MS-DOS folder bit
         self.add_member(entry, name, flags, 0, entry.mtime_ns, mode, None, 0)
 
-    def add_file(self, entry, fileobj, status):
-        """Add a file's data as it is now; return how many bytes it had."""
+    def add_file(self, entry, fileobj, status, method=None):
+        """Add a file's data as it is now; return how many bytes it had.
+
+        method is 0 (stored) or 8 (deflated); by default, as zip_method() tells.
+        """
+        if method is None:
+            method = zip_method(entry.name, status.st_size)
+        member = self.begin_file(entry, status, method)
+        crc, packed, done = self.write_data(fileobj, status.st_size, method)
+        self.end_member(member, crc, packed, done)
+        return done
+
+    def begin_file(self, entry, status, method):
+        """Write the local header of a file whose data follows; return what
+        end_member() needs once the data is written."""
         name, flags = zip_name(entry)
-        stored = status.st_size == 0 or \
-            os.path.splitext(entry.name)[1].lower() in ZIP_STORED_EXTENSIONS
-        method = 0 if stored else 8
         mode = (stat.S_IFREG | entry.mode) << 16
         mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
-        return self.add_member(entry, name, flags | ZIP_FLAG_DESCRIPTOR, method, mtime_ns,
-                               mode, fileobj, status.st_size)
+        return self.begin_member(name, flags | ZIP_FLAG_DESCRIPTOR, method, mtime_ns, mode,
+                                 status.st_size)
 
     def add_member(self, entry, name, flags, method, mtime_ns, mode, fileobj, size):
+        member = self.begin_member(name, flags, method, mtime_ns, mode, size)
+        if fileobj is None:
+            self.end_member(member, 0, 0, 0, has_data=False)
+            return 0
+        crc, packed, done = self.write_data(fileobj, size, method)
+        self.end_member(member, crc, packed, done)
+        return done
+
+    def begin_member(self, name, flags, method, mtime_ns, mode, size):
         header_offset = self.offset
         zip64 = size + (size >> 10) + 1024 >= self.zip64_from
         clock, date = dos_date_time(mtime_ns / 1e9)
@@ -2299,16 +2793,18 @@ class ZipWriter:
         unknown = ZIP32_MAX if zip64 else 0
         self.emit(ZIP_LOCAL.pack(0x04034b50, version, flags, method, clock, date,
                                  0, unknown, unknown, len(name), len(extra)) + name + extra)
-        crc, packed, done = 0, 0, 0
-        if fileobj is not None:
-            crc, packed, done = self.write_data(fileobj, size, method)
+        return name, flags, method, clock, date, mode, header_offset, zip64
+
+    def end_member(self, member, crc, packed, done, has_data=True):
+        """The data descriptor (for a member with data) and the central record."""
+        name, flags, method, clock, date, mode, header_offset, zip64 = member
+        if has_data:
             if zip64:
                 self.emit(ZIP_DESCRIPTOR64.pack(0x08074b50, crc, packed, done))
             else:
                 self.emit(ZIP_DESCRIPTOR.pack(0x08074b50, crc, packed, done))
         self.central.append(self.central_record(name, flags, method, clock, date, mode,
                                                 crc, packed, done, header_offset, zip64))
-        return done
 
     def write_data(self, fileobj, size, method):
         """Send a file's data, deflated or stored; return (crc, bytes sent, bytes read)."""
@@ -2368,17 +2864,139 @@ class ZipWriter:
                                directory_offset, 0))
 
 
-def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX):
-    """Write a whole zip of the manifest to sink, files as they are when reached."""
+def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX, pool=None):
+    """Write a whole zip of the manifest to sink, files as they are when reached.
+
+    Files are deflated on the pool's threads (ZipMembersOnCores); a file
+    stored as it is, read while it is open, waits for those before it.
+    """
     writer = ZipWriter(sink, zlib, zip64_from)
+    members = ZipMembersOnCores(writer, pool or CompressionPool(), warnings)
     for entry, fileobj, status in members_as_reached(manifest, warnings):
         if fileobj is None:
-            writer.add_folder(entry)  # zip manifests hold no links
-            continue
-        done = writer.add_file(entry, fileobj, status)
-        if done < status.st_size:
-            warnings.short(entry, "ended early (it shrank or failed): the zip has what was read")
+            members.add_folder(entry)  # zip manifests hold no links
+        else:
+            members.add_file(entry, fileobj, status)
+    members.finish()
     writer.finish()
+
+
+def deflate_members(zlib, contents):
+    """(CRC-32, raw deflate stream) of each file's bytes."""
+    packed = []
+    for data in contents:
+        compressor = zlib.compressobj(ZIP_DEFLATE_LEVEL, zlib.DEFLATED, -15)
+        packed.append((zlib.crc32(data) & 0xFFFFFFFF,
+                       compressor.compress(data) + compressor.flush()))
+    return packed
+
+
+class ZipMembersOnCores:
+    """Gives a ZipWriter its members in order, deflated on the pool's threads.
+
+    Small files are read whole and deflated in batches of about a block, so
+    that a task is worth its overhead; a larger file is cut into blocks
+    deflated apart, as in a tar.gz, its CRC counted here.  A large file whose
+    name says nothing and whose first bytes do not shrink is stored.
+    """
+
+    def __init__(self, writer, pool, warnings):
+        self.writer = writer
+        self.zlib = writer.zlib
+        self.warnings = warnings
+        self.results = OrderedResults(pool, None, pool.blocks_in_flight(GZIP_BLOCK_SIZE))
+        self.batch = []  # (entry, status, data)
+        self.batch_bytes = 0
+
+    def add_folder(self, entry):
+        self.results.after(lambda: self.writer.add_folder(entry))
+
+    def add_file(self, entry, fileobj, status):
+        size = status.st_size
+        method = zip_method(entry.name, size)
+        if method == 8 and size < STORE_TRIAL_MIN:
+            self.add_to_batch(entry, status, read_member(fileobj, size))
+            return
+        if size < STORE_TRIAL_MIN:  # small, stored: read now, written in turn
+            data = read_member(fileobj, size)
+            self.hand_out_batch()
+            self.results.after(lambda: self.write_stored(entry, status, data))
+            return
+        if method == 8:
+            first = read_member(fileobj, STORE_TRIAL_SIZE)
+            fileobj.seek(0)
+            if incompressible_start(self.zlib, first):
+                method = 0
+        self.hand_out_batch()
+        if method == 0:
+            self.results.finish()  # the file is read now, while it is open
+            done = self.writer.add_file(entry, fileobj, status, method)
+            self.check_size(entry, size, done)
+        else:
+            self.add_in_blocks(entry, fileobj, status)
+
+    def add_to_batch(self, entry, status, data):
+        self.batch.append((entry, status, data))
+        self.batch_bytes += len(data)
+        if self.batch_bytes >= GZIP_BLOCK_SIZE:
+            self.hand_out_batch()
+
+    def hand_out_batch(self):
+        if not self.batch:
+            return
+        batch = self.batch
+        self.results.add_then(lambda packed: self.write_batch(batch, packed), deflate_members,
+                              self.zlib, [data for _, _, data in batch])
+        self.batch, self.batch_bytes = [], 0
+
+    def write_stored(self, entry, status, data):
+        member = self.writer.begin_file(entry, status, 0)
+        self.writer.emit(data)
+        self.writer.end_member(member, self.zlib.crc32(data) & 0xFFFFFFFF, len(data), len(data))
+        self.check_size(entry, status.st_size, len(data))
+
+    def write_batch(self, batch, packed):
+        writer = self.writer
+        for (entry, status, data), (crc, deflated) in zip(batch, packed):
+            member = writer.begin_file(entry, status, 8)
+            writer.emit(deflated)
+            writer.end_member(member, crc, len(deflated), len(data))
+            self.check_size(entry, status.st_size, len(data))
+
+    def add_in_blocks(self, entry, fileobj, status):
+        """A file's data as deflate blocks, each primed with the window before it."""
+        writer, size = self.writer, status.st_size
+        started = []  # (member, offset of its data) once its header is written
+
+        def begin():
+            started.append((writer.begin_file(entry, status, 8), writer.offset))
+
+        self.results.after(begin)
+        crc, done, window, last = 0, 0, b"", False
+        while not last:
+            block = read_member(fileobj, min(GZIP_BLOCK_SIZE, size - done))
+            crc = self.zlib.crc32(block, crc)
+            done += len(block)
+            last = done >= size or not block
+            self.results.add_then(writer.emit, deflate_block, self.zlib, ZIP_DEFLATE_LEVEL,
+                                  window, block, [(len(block), False)] if block else [], last)
+            window = (window + block[-DEFLATE_WINDOW:])[-DEFLATE_WINDOW:]
+
+        def end():
+            member, data_offset = started[0]
+            writer.end_member(member, crc & 0xFFFFFFFF, writer.offset - data_offset, done)
+            self.check_size(entry, size, done)
+
+        self.results.after(end)
+
+    def check_size(self, entry, size, done):
+        if done < size:
+            self.warnings.short(entry, "ended early (it shrank or failed): the zip has what "
+                                "was read")
+
+    def finish(self):
+        self.hand_out_batch()
+        self.results.finish()
 
 
 # A zip whose members are all stored, none deflated, has a size known from
@@ -2748,20 +3366,22 @@ class StreamedArchiveBody:
     etag = None
     mtime = None
 
-    def __init__(self, manifest, compression, warnings, modules, zip64_from, turn=None):
+    def __init__(self, manifest, compression, warnings, modules, zip64_from, turn=None,
+                 pool=None):
         self.manifest = manifest
         self.compression = compression
         self.warnings = warnings
         self.modules = modules
         self.zip64_from = zip64_from
         self.turn = turn  # a semaphore this body holds, given back on close
+        self.pool = pool or CompressionPool()
 
     def write(self, sink, start=0, stop=None):
         if self.compression == "zip":
             write_zip_stream(self.manifest, sink, self.warnings, self.modules["zlib"],
-                             self.zip64_from)
+                             self.zip64_from, self.pool)
             return
-        out = CompressingWriter(sink, new_compressor(self.compression, self.modules))
+        out = parallel_writer(sink, self.compression, self.modules, self.pool)
         write_tar_stream(self.manifest, out, self.warnings)
         out.finish()
 
@@ -2785,16 +3405,6 @@ def compression_modules(compression):
                             "%s archives; choose another format" % (name, compression))
         modules[name] = module
     return modules
-
-
-def new_compressor(compression, modules):
-    if compression == "gz":
-        zlib = modules["zlib"]
-        return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: with a gzip wrapper
-    if compression == "bz2":
-        return modules["bz2"].BZ2Compressor(BZIP2_LEVEL)
-    lzma = modules["lzma"]
-    return lzma.LZMACompressor(lzma.FORMAT_XZ, preset=XZ_PRESET)
 
 
 class ArchiveOffer:
@@ -2826,6 +3436,7 @@ class ArchiveOffer:
         self.turns = None
         if compression in ARCHIVE_STREAMS_AT_ONCE:
             self.turns = threading.BoundedSemaphore(ARCHIVE_STREAMS_AT_ONCE[compression])
+        self.pool = CompressionPool()  # shared by every stream of this offer
         self.lock = threading.Lock()
         marks = self.top_marks()
         manifest = walk_paths(self.offered, keep_links=compression != "zip")
@@ -2924,7 +3535,7 @@ class ArchiveOffer:
         if layout is None:
             turn = self.take_turn() if sending_body else None
             return StreamedArchiveBody(manifest, self.compression, warnings, self.modules,
-                                       self.zip64_from, turn)
+                                       self.zip64_from, turn, self.pool)
         conflict = ("the folder changed since you got the first part, so resuming would "
                     "corrupt the archive; download it again from the start")
         if self.store:

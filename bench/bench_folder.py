@@ -10,7 +10,9 @@
    the same run (`tar cf - DIR | cat`, `| pigz -6`, `| pbzip2 -9`,
    `| xz -T0 -2`, `zip -qr -6 -`), medians of 3, with woof's time / the tool's.
    woof's time is the whole process: start, one download with curl, exit.
-3. A folder holding a 4.5 GiB sparse file, in every format (memory).
+3. 60 photos of 3 MiB (random bytes named .jpg) as the default tar.gz,
+   beside woof's own plain tar of them and `tar cf - | pigz -6`.
+   A folder holding a 4.5 GiB sparse file, in every format (memory).
 4. 250 clients that ask for the archive and read nothing (each format): woof's
    peak memory, and how many were answered 200 (streaming) or 503 (turn).
 5. The 20,000 files as plain tar, downloaded alone and while 8 clients loop
@@ -25,7 +27,8 @@
 
 Everything lives in a temporary folder under /tmp, deleted at the end;
 woof listens on 127.0.0.1 only and each run ends after one download.
---quick uses 2,000 small files and a 1.5 GiB sparse file.
+--quick uses 2,000 small files, 10 photos and a 1.5 GiB sparse file; --only
+CASES, --formats LIST and --repeats N run part of it (see --help).
 """
 
 import argparse
@@ -49,6 +52,7 @@ import woof  # noqa: E402  (the copy beside this folder)
 
 FORMATS = (("-u", "tar"), ("-z", "tar.gz"), ("-j", "tar.bz2"), ("--xz", "tar.xz"),
            ("-Z", "zip"))
+CASES = ("big", "small", "tiny", "photos", "sparse", "idle", "stored-zip", "heads", "walk")
 REPEATS = 3
 
 
@@ -166,6 +170,36 @@ def bench_stored_zip(work, count, rows):
                  "%.2f s" % median(tails), "", ""))
 
 
+def make_photo_tree(root, count, size=3 << 20):
+    """count incompressible files named like photos (random bytes, .jpg)."""
+    os.makedirs(root)
+    for index in range(count):
+        make_random_file(os.path.join(root, "IMG_%04d.jpg" % index), size)
+
+
+def bench_photos(work, count, rows):
+    """The default tar.gz of photos beside woof's own plain tar and pigz."""
+    name = "photos"
+    make_photo_tree(os.path.join(work, name), count)
+    root = os.path.join(work, name)
+    label = "%d photos of 3 MiB" % count
+    shell_seconds("tar cf - %s | cat >/dev/null" % name, work)  # warm the page cache
+    plain = [serve_once(["-u", root]) for _ in range(REPEATS)]
+    packed = [serve_once(["-z", root]) for _ in range(REPEATS)]
+    plain_s = median([seconds for seconds, _ in plain])
+    packed_s = median([seconds for seconds, _ in packed])
+    rows.append(("%s: woof tar" % label, "%.2f s" % plain_s,
+                 "%.1f MiB" % max(peak for _, peak in plain), ""))
+    rows.append(("%s: woof tar.gz" % label, "%.2f s" % packed_s,
+                 "%.1f MiB" % max(peak for _, peak in packed),
+                 "%.2fx woof tar" % (packed_s / plain_s)))
+    if have("pigz"):
+        tool_s = timed_shell(C_TOOLS["tar.gz"].format(name), work)
+        rows.append(("%s: %s" % (label, C_TOOLS["tar.gz"].format(name)), "%.2f s" % tool_s,
+                     "", "woof tar.gz %.2fx" % (packed_s / tool_s)))
+    shutil.rmtree(root)
+
+
 def make_tiny_tree(root, count):
     """count files of 100 bytes, 1,000 per folder."""
     data = b"t" * 100
@@ -177,9 +211,8 @@ def make_tiny_tree(root, count):
             handle.write(data)
 
 
-def bench_small_files(work, count, rows):
-    make_small_tree(os.path.join(work, "small"), count)
-    compare_with_tools(work, "small", "%d files" % count, FORMATS, rows)
+def bench_small_files(work, count, rows, formats=FORMATS):
+    compare_with_tools(work, "small", "%d files" % count, formats, rows)
 
 
 def bench_tiny_files(work, count, rows):
@@ -227,9 +260,9 @@ def peak_resident_mib(pid):
     return 0.0
 
 
-def bench_idle_readers(paths, count, rows):
+def bench_idle_readers(paths, count, rows, formats=FORMATS):
     """count clients that ask for the archive and then stop reading: woof's peak memory."""
-    for flag, label in FORMATS:
+    for flag, label in formats:
         child, url = start_woof(["-c", "0", flag] + paths)
         try:
             readers = open_idle_readers(url, count)
@@ -301,15 +334,20 @@ def bench_walk(root, count, rows):
     rows.append(("%d files: walk matching the last one" % count, "%.3f s" % rewalked, "", ""))
 
 
-def bench_huge_sparse_file(work, size, rows):
+def bench_huge_sparse_file(work, size, rows, formats=FORMATS):
     folder = os.path.join(work, "huge")
     os.makedirs(folder)
     make_sparse_file(os.path.join(folder, "sparse.bin"), size)
-    for flag, label in FORMATS:
+    for flag, label in formats:
         seconds, peak = serve_once([flag, folder])
         rows.append(("%s sparse file: woof %s" % (woof.format_size(size), label),
                      "%.2f s" % seconds, "%.1f MiB" % peak, ""))
     shutil.rmtree(folder)
+
+
+def set_repeats(count):
+    global REPEATS
+    REPEATS = count
 
 
 def main(argv):
@@ -321,29 +359,42 @@ def main(argv):
                         help="2,000 small files and a 1.5 GiB sparse file, no 1 GiB file")
     parser.add_argument("--idle", type=int, default=250, metavar="N",
                         help="clients that ask for an archive and read nothing (default 250)")
-    parser.add_argument("--stored-zip", action="store_true",
-                        help="item 7 only: the small files as a stored zip")
+    parser.add_argument("--only", default=",".join(CASES), metavar="CASES",
+                        help="the cases to run, among %s (default all)" % ",".join(CASES))
+    parser.add_argument("--formats", default=",".join(label for _, label in FORMATS),
+                        metavar="LIST", help="the formats of the small files, sparse "
+                        "file and idle readers cases (default all)")
+    parser.add_argument("--repeats", type=int, default=REPEATS, metavar="N",
+                        help="runs of each timing, of which the median (default 3)")
     options = parser.parse_args(argv)
-    quick, idle = options.quick, options.idle
+    quick, idle, only = options.quick, options.idle, options.only.split(",")
+    formats = tuple(item for item in FORMATS if item[1] in options.formats.split(","))
+    set_repeats(options.repeats)
     rows = []
     work = tempfile.mkdtemp(prefix="woof-bench-folder-", dir="/tmp")
     try:
-        if options.stored_zip:
-            count = 2000 if quick else 20000
-            make_small_tree(os.path.join(work, "small"), count)
-            bench_stored_zip(work, count, rows)
-            return finish(rows)
-        if not quick:
+        if not quick and "big" in only:
             bench_big_file(work, rows)
         count = 2000 if quick else 20000
-        bench_small_files(work, count, rows)
-        bench_tiny_files(work, 20000 if quick else 200000, rows)
-        bench_huge_sparse_file(work, (3 << 29) if quick else (9 << 29), rows)
-        extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
-        bench_idle_readers([os.path.join(work, "small"), extra], idle, rows)
-        bench_head_loopers(os.path.join(work, "small"), count, rows)
-        bench_stored_zip(work, count, rows)
-        bench_walk(os.path.join(work, "small"), count, rows)
+        if set(only) & {"small", "idle", "stored-zip", "heads", "walk"}:
+            make_small_tree(os.path.join(work, "small"), count)
+        if "small" in only:
+            bench_small_files(work, count, rows, formats)
+        if "tiny" in only:
+            bench_tiny_files(work, 20000 if quick else 200000, rows)
+        if "photos" in only:
+            bench_photos(work, 10 if quick else 60, rows)
+        if "sparse" in only:
+            bench_huge_sparse_file(work, (3 << 29) if quick else (9 << 29), rows, formats)
+        if "idle" in only:
+            extra = make_random_file(os.path.join(work, "random.bin"), 16 << 20)
+            bench_idle_readers([os.path.join(work, "small"), extra], idle, rows, formats)
+        if "stored-zip" in only:
+            bench_stored_zip(work, count, rows)
+        if "heads" in only:
+            bench_head_loopers(os.path.join(work, "small"), count, rows)
+        if "walk" in only:
+            bench_walk(os.path.join(work, "small"), count, rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return finish(rows)
