@@ -529,8 +529,12 @@ ARCHIVE_TURN_WAIT = 10
 # this many seconds of its end (or WALK_REUSE_FACTOR times its length, when
 # longer), as long as the folders given keep their modification times:
 # clients that poll with HEAD cost one walk now and then, not one each, and
-# walks never take more than a small share of the time.  A GET walks again
-# (or joins a walk under way), so a file changed in place shows in its ETag.
+# walks never take more than a small share of the time.  A GET takes a walk
+# only within WALK_REUSE_SECONDS of its end (the download that follows
+# woof's start takes the walk made at start), else walks again or joins a
+# walk under way.  A file changed in place since shows in the next walk's
+# ETag, so a resumed download never joins two states: its If-Range fails,
+# and a part checks each file against the listing as it sends it.
 WALK_REUSE_SECONDS = 1.0
 WALK_REUSE_FACTOR = 5
 
@@ -1351,8 +1355,8 @@ class HeadReader(io.RawIOBase):
 # Offers: what woof hands out
 #
 # An offer has a `name` (the download name), a `content_type`, and
-# open(sending_body) returning a body for one request, or raising
-# Unavailable.  A body has `size` (None when unknown), `etag` and `mtime`
+# open(sending_body, resuming) returning a body for one request (resuming:
+# it asks for a Range), or raising Unavailable.  A body has `size` (None when unknown), `etag` and `mtime`
 # (None when it has none), write(sink, start, stop) and close().  Only
 # bodies of known size are asked for ranges.  A body of unknown size that
 # cannot be sent again has one_shot = True; a body may have resume_conflict,
@@ -1438,7 +1442,7 @@ class FileOffer:
         self.identity = (status.st_dev, status.st_ino)
         self.digest = None  # (ETag, SHA-256) once compute_digest() has read the file
 
-    def open(self, sending_body=True):
+    def open(self, sending_body=True, resuming=False):
         try:
             fileobj, _ = open_listed_file(self.path, self.identity)
         except FileChanged as error:
@@ -1566,7 +1570,7 @@ class StreamOffer:
         self.unreached = []  # what was read and sent in vain, for the next client
         self.lock = threading.Lock()
 
-    def open(self, sending_body=True):
+    def open(self, sending_body=True, resuming=False):
         with self.lock:
             if self.taken:
                 raise Unavailable(HTTPStatus.GONE, "the stream has already been sent")
@@ -1628,22 +1632,29 @@ class ManifestColumns:
     """Entries kept as columns of machine integers, not one object per entry.
 
     A folder's name is kept once, in `folders` (with a "/" after it; "" is
-    the top of the archive); each entry keeps the index of its folder's
+    the top of the archive); each entry keeps the number of its folder's
     name and its own last name, the last names joined into one string.
-    About 60 bytes an entry where a tuple of objects takes about 500: the
-    manifest of 200,000 files fits in a few MiB.
+    About 70 bytes an entry where a tuple of objects takes about 500.
+
+    Made with `known`, the manifest of the last walk, the columns only
+    count entries while they match it, and are made (what matched copied
+    from it) at the first that does not: a walk that finds nothing changed
+    keeps no second copy.
     """
 
     BLOCK = 8192  # last names gathered before they are joined
 
-    def __init__(self):
+    def __init__(self, known=None):
+        self.known = known
+        self.count = 0  # entries added
         self.kinds = bytearray()
         self.sizes = array.array("q")
         self.mtimes = array.array("q")
-        self.modes = array.array("l")
+        self.modes = array.array("H")
         self.devices = array.array("Q")
         self.inodes = array.array("Q")
-        self.parents = array.array("l")
+        self.ctimes = array.array("q")  # not part of an entry: see unchanged()
+        self.parents = array.array("L")
         self.leaf_ends = array.array("q")
         self.leaf_blocks = []
         self.leaf_pending = []
@@ -1653,19 +1664,27 @@ class ManifestColumns:
         self.targets = {}  # entry index: a link's target
         self.leaves, self.leaf_starts = "", None
 
-    def add(self, parent, leaf, kind, size, mtime_ns, mode, device, inode):
+    def add(self, parent, leaf, kind, size, mtime_ns, mode, device, inode, ctime_ns=0):
         """Add an entry in folder number parent; return its index."""
+        index = self.count
+        self.count += 1
+        known = self.known
+        if known is not None:
+            if (index < len(known.kinds) and known.inodes[index] == inode
+                    and known.mtimes[index] == mtime_ns and known.sizes[index] == size
+                    and known.kinds[index] == kind and known.modes[index] == mode
+                    and known.devices[index] == device and known.parents[index] == parent
+                    and known.ctimes[index] == ctime_ns and known.leaf(index) == leaf):
+                return index
+            self.copy_known(index)
         self.kinds.append(kind)
         self.sizes.append(size)
         self.mtimes.append(mtime_ns)
         self.modes.append(mode)
         self.devices.append(device)
         self.inodes.append(inode)
+        self.ctimes.append(ctime_ns)
         self.parents.append(parent)
-        self.add_leaf(leaf)
-        return len(self.kinds) - 1
-
-    def add_leaf(self, leaf):
         self.leaf_length += len(leaf)
         self.leaf_ends.append(self.leaf_length)
         pending = self.leaf_pending
@@ -1673,6 +1692,36 @@ class ManifestColumns:
         if len(pending) >= self.BLOCK:
             self.leaf_blocks.append("".join(pending))
             del pending[:]
+        return index
+
+    def unchanged(self, status):
+        """True when the entry about to be added is, by its lstat, the known one unchanged.
+
+        Its change time moves with anything that could change who may
+        read it (mode, owner, ACLs, a rename), so the walk need not ask
+        again.
+        """
+        known, index = self.known, self.count
+        return (known is not None and index < len(known.kinds)
+                and known.ctimes[index] == status.st_ctime_ns
+                and known.inodes[index] == status.st_ino
+                and known.devices[index] == status.st_dev)
+
+    def copy_known(self, count):
+        """Stop matching the known manifest: take its first count entries as added."""
+        known, self.known = self.known, None
+        self.kinds = known.kinds[:count]
+        for column in ("sizes", "mtimes", "modes", "devices", "inodes", "ctimes", "parents"):
+            setattr(self, column, getattr(known, column)[:count])
+        self.leaf_length = known.leaf_starts[count]
+        self.leaf_ends = known.leaf_starts[1:count + 1]
+        self.leaf_blocks = [known.leaves[:self.leaf_length]]
+
+    def matches_known(self):
+        """True when every entry added matched the known manifest, and nothing more is in it."""
+        known = self.known
+        return (known is not None and self.count == len(known.kinds)
+                and self.folders == known.folders and self.targets == known.targets)
 
     def add_folder(self, name):
         """The number of a folder's name (entries inside it give it as parent)."""
@@ -1694,6 +1743,8 @@ class ManifestColumns:
 
     def finish(self):
         """Join the last names into `leaves`; `leaf_starts` tells where each begins."""
+        if self.known is not None:
+            self.copy_known(self.count)
         if self.leaf_starts is None:
             self.leaf_blocks.append("".join(self.leaf_pending))
             self.leaf_pending = []
@@ -1703,12 +1754,6 @@ class ManifestColumns:
             self.leaf_starts.extend(self.leaf_ends)
             self.leaf_ends = array.array("q")
         return self
-
-    def columns(self):
-        """Everything that tells entries apart: equal columns, equal entries."""
-        self.finish()
-        return (self.kinds, self.sizes, self.mtimes, self.modes, self.devices, self.inodes,
-                self.parents, self.leaf_starts, self.leaves, self.folders, self.targets)
 
 
 class ManifestEntries:
@@ -1753,6 +1798,7 @@ class Manifest:
                 columns.add_entry(entry)
         self.kinds, self.sizes, self.mtimes = columns.kinds, columns.sizes, columns.mtimes
         self.modes, self.devices, self.inodes = columns.modes, columns.devices, columns.inodes
+        self.ctimes = columns.ctimes
         self.parents, self.folders, self.targets = columns.parents, columns.folders, \
             columns.targets
         columns.finish()
@@ -1764,20 +1810,17 @@ class Manifest:
         self.mtime = max(self.mtimes, default=0) / 1e9
 
     def fingerprint(self):
+        """A digest of every field of every entry (change times aside)."""
         digest = hashlib.sha256(repr(sorted(self.roots.items())).encode("utf-8",
                                                                         "backslashreplace"))
-        for column in self.columns()[:-3]:
+        for column in (self.kinds, self.sizes, self.mtimes, self.modes, self.devices,
+                       self.inodes, self.parents, self.leaf_starts):
             digest.update(column)
             digest.update(b"\0")
         for text in (self.leaves, "\0".join(self.folders), repr(sorted(self.targets.items()))):
             digest.update(text.encode("utf-8", "surrogatepass"))
             digest.update(b"\0")
         return digest.hexdigest()[:32]
-
-    def columns(self):
-        """As ManifestColumns.columns: what a new walk is compared with."""
-        return (self.kinds, self.sizes, self.mtimes, self.modes, self.devices, self.inodes,
-                self.parents, self.leaf_starts, self.leaves, self.folders, self.targets)
 
     def leaf(self, index):
         return self.leaves[self.leaf_starts[index]:self.leaf_starts[index + 1]]
@@ -1851,16 +1894,15 @@ def resolve_offered_paths(paths):
 def walk_paths(offered, keep_links, previous=None):
     """The Manifest of every OfferedPath, folders walked without following links.
 
-    Returns `previous` itself when the walk found every entry as it was
-    (the new columns, compared at C speed, are then dropped).  Raises
+    Returns `previous` itself when the walk found every entry as it was;
+    while the walk matches it, no second copy of the entries is kept.  Raises
     WoofError when a path given cannot be read at all; what cannot be read
     inside a folder is left out and listed in the manifest's problems.
     """
     problems, roots = [], {}
-    columns = ManifestColumns()
+    columns = ManifestColumns(previous)
     walk_entries(offered, keep_links, problems, roots, columns)
-    if (previous is not None and previous.roots == roots
-            and columns.columns() == previous.columns()):
+    if columns.matches_known() and previous.roots == roots:
         return previous
     return Manifest(columns, problems, roots)
 
@@ -1886,7 +1928,7 @@ def add_status(columns, parent, leaf, kind, status):
     """Add an entry as os.lstat found it; return its index."""
     return columns.add(parent, leaf, kind, status.st_size if kind == FILE_CODE else 0,
                        status.st_mtime_ns, stat.S_IMODE(status.st_mode), status.st_dev,
-                       status.st_ino)
+                       status.st_ino, status.st_ctime_ns)
 
 
 class OpenFolder:
@@ -1963,7 +2005,8 @@ def walk_children(level, root, keep_links, problems, columns):
     of the tree: it makes no object per entry.
     """
     folder, parent, folder_name, children = level
-    lstat, may_read_child, add = folder.lstat, folder.may_read, columns.add
+    lstat, may_read_child, add, unchanged = (folder.lstat, folder.may_read, columns.add,
+                                             columns.unchanged)
     for child in children:
         try:
             status = lstat(child)
@@ -1973,15 +2016,15 @@ def walk_children(level, root, keep_links, problems, columns):
             continue
         mode = status.st_mode
         if stat.S_ISREG(mode):
-            if not may_read_child(child):
+            if not unchanged(status) and not may_read_child(child):
                 problems.append("left out %s: permission denied"
                                 % printable_name(folder_name + "/" + child))
                 continue
             add(parent, child, FILE_CODE, status.st_size, status.st_mtime_ns, mode & 0o7777,
-                status.st_dev, status.st_ino)
+                status.st_dev, status.st_ino, status.st_ctime_ns)
         elif stat.S_ISDIR(mode):
             add(parent, child, FOLDER_CODE, 0, status.st_mtime_ns, mode & 0o7777,
-                status.st_dev, status.st_ino)
+                status.st_dev, status.st_ino, status.st_ctime_ns)
             name = folder_name + "/" + child
             try:
                 opened = OpenFolder(os.path.join(folder.path, child),
@@ -2785,7 +2828,7 @@ class ArchiveOffer:
         self.offered = resolve_offered_paths(self.paths)
         self.walk_ended = None  # a Condition while a walk runs, None otherwise
         self.walk_failure = None  # why the last walk failed, for those who waited on it
-        self.walked = (0, None)  # (monotonic time until which it serves, top_marks), last walk
+        self.walked = (0, 0, None)  # the last walk's walk_times()
         self.compression = compression
         self.log = log or Log()
         self.zip64_from = zip64_from
@@ -2794,9 +2837,9 @@ class ArchiveOffer:
         if compression in ARCHIVE_STREAMS_AT_ONCE:
             self.turns = threading.BoundedSemaphore(ARCHIVE_STREAMS_AT_ONCE[compression])
         self.lock = threading.Lock()
-        marks = self.top_marks()
+        started, marks = time.monotonic(), self.top_marks()
         manifest = walk_paths(self.offered, keep_links=compression != "zip")
-        self.walked = (time.monotonic() + WALK_REUSE_SECONDS, marks)
+        self.walked = self.walk_times(started, time.monotonic(), marks)
         self.current = self.adopt(manifest)
         self.name = name or archive_name(self.paths, compression)
         self.content_type = guess_content_type(self.name)
@@ -2825,12 +2868,14 @@ class ArchiveOffer:
                           getattr(status, "st_ctime_ns", status.st_ctime)))
         return marks
 
-    def refresh(self, reuse_recent=False):
+    def refresh(self, reuse_recent=False, reuse_fresh=True):
         """The manifest (and layout) of the tree as it is now.
 
         One walk at a time: a request made while one runs waits for it and
-        takes its result.  With reuse_recent, a walk that ended lately (see
-        WALK_REUSE_SECONDS), the paths given unchanged since, is taken too.
+        takes its result.  With reuse_fresh, a walk that ended within
+        WALK_REUSE_SECONDS, the paths given unchanged since, is taken too;
+        with reuse_recent (a HEAD), one that ended within its longer reuse
+        time.
         """
         with self.lock:
             if self.walk_ended is not None:
@@ -2840,21 +2885,20 @@ class ArchiveOffer:
                 if self.walk_failure:
                     raise Unavailable(HTTPStatus.GONE, self.walk_failure)
                 return self.current
-            valid_until, marks = self.walked
-            if (reuse_recent and time.monotonic() < valid_until
-                    and self.top_marks() == marks):
+            fresh_until, valid_until, marks = self.walked
+            now = time.monotonic()
+            until = valid_until if reuse_recent else fresh_until if reuse_fresh else 0
+            if now < until and self.top_marks() == marks:
                 return self.current
             self.walk_ended = threading.Condition(self.lock)
             known = self.current
-        failure, current, walked = None, known, (0, None)
+        failure, current, walked = None, known, (0, 0, None)
         try:
             started, marks = time.monotonic(), self.top_marks()
             manifest = walk_paths(self.offered, self.compression != "zip", known[0])
             if manifest is not known[0]:
                 current = self.adopt(manifest)
-            finished = time.monotonic()
-            reuse = max(WALK_REUSE_SECONDS, WALK_REUSE_FACTOR * (finished - started))
-            walked = (finished + reuse, marks)
+            walked = self.walk_times(started, time.monotonic(), marks)
         except WoofError as error:
             failure = str(error)
         finally:
@@ -2865,6 +2909,12 @@ class ArchiveOffer:
         if failure:
             raise Unavailable(HTTPStatus.GONE, failure)
         return current
+
+    @staticmethod
+    def walk_times(started, finished, marks):
+        """self.walked for a walk: until when a GET, and a HEAD, may take it; the marks."""
+        reuse = max(WALK_REUSE_SECONDS, WALK_REUSE_FACTOR * (finished - started))
+        return finished + WALK_REUSE_SECONDS, finished + reuse, marks
 
     def take_turn(self):
         """The semaphore of streams being compressed, once this one may join them.
@@ -2877,8 +2927,10 @@ class ArchiveOffer:
                               RETRY_AFTER_SECONDS)
         return self.turns
 
-    def open(self, sending_body=True):
-        manifest, layout = self.refresh(reuse_recent=not sending_body)
+    def open(self, sending_body=True, resuming=False):
+        # A resumed download is checked against a walk of its own (or one
+        # under way): the part it gets must join what it had, as it is now.
+        manifest, layout = self.refresh(reuse_recent=not sending_body, reuse_fresh=not resuming)
         warnings = ArchiveWarnings(self.log)
         if layout is None:
             turn = self.take_turn() if sending_body else None
@@ -5051,7 +5103,7 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.redirect(server.offer_path)
             return
         try:
-            body = server.offer.open(sending_body)
+            body = server.offer.open(sending_body, self.headers.get("Range") is not None)
         except Unavailable as error:
             if error.retry_after is not None:
                 self.note = str(error)
