@@ -2249,6 +2249,23 @@ class CompactManifestTests(ArchiveTestCase):
         self.assertEqual(response.status, 206)
         self.assertNotEqual(response.getheader("ETag"), before)
 
+    def test_heads_wait_for_downloads_only_while_one_is_being_sent(self):
+        root = self.make_folder(os.path.join(self.tmp, "many"))
+        offer = self.offer([root], "tar")
+        head = offer.open(sending_body=False)
+        head.close()
+        self.assertEqual(offer.sending, 0)
+        bodies = [offer.open(), offer.open(resuming=True)]
+        self.assertEqual(offer.sending, 2)
+        for body in bodies:
+            self.body_bytes(body)
+            body.close()
+            body.close()  # a second close counts nothing
+        self.assertEqual(offer.sending, 0)
+        run = self.start(offer, count=0)
+        self.download(run)
+        wait_until(lambda: offer.sending == 0, message="the download's body to be closed")
+
 
 # ---------------------------------------------------------------------------
 # Receiving files (-U)
