@@ -2124,7 +2124,7 @@ class CompactManifestTests(ArchiveTestCase):
             status = os.lstat(path)
             if stat.S_ISLNK(status.st_mode):
                 target = os.path.relpath(os.path.realpath(path), os.path.dirname(path))
-                if os.path.realpath(path).startswith(root + os.sep):
+                if os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
                     entries.append(woof.ArchiveEntry(name, "link", 0, status.st_mtime_ns,
                                                      stat.S_IMODE(status.st_mode),
                                                      status.st_dev, status.st_ino, target))
@@ -2178,8 +2178,18 @@ class CompactManifestTests(ArchiveTestCase):
         self.assertEqual(list(made.entries), entries)
         self.assertEqual(made.mtime, walked.mtime)
 
-    def test_every_member_of_the_odd_tree_reads_back_from_the_plain_tar(self):
-        root = self.odd_tree()
+    def ascii_tree(self):
+        """Plain names only, so that every header is a plain ustar one, a link's too."""
+        root = self.make_folder(os.path.join(self.tmp, "plain"))
+        if hasattr(os, "symlink"):
+            os.symlink(os.path.join(root, "d01", "f.txt"), os.path.join(root, "d00", "link"))
+        return root
+
+    def test_every_member_reads_back_from_the_plain_tar(self):
+        for root in (self.odd_tree(), self.ascii_tree()):
+            self.check_plain_tar(root)
+
+    def check_plain_tar(self, root):
         offer = self.offer([root], "tar")
         body = offer.open()
         data = self.body_bytes(body)
@@ -2189,8 +2199,9 @@ class CompactManifestTests(ArchiveTestCase):
             for entry in self.walked_by_hand(root):
                 with self.subTest(name=entry.name[:40]):
                     member = members[entry.name]
-                    self.assertEqual((member.size, member.mode, member.mtime),
-                                     (entry.size, entry.mode, entry.mtime_ns // 10 ** 9))
+                    self.assertEqual((member.size, member.mode, member.mtime, member.linkname),
+                                     (entry.size, entry.mode, entry.mtime_ns // 10 ** 9,
+                                      entry.target))
                     if entry.kind == "file":
                         path = os.path.join(os.path.dirname(root), *entry.name.split("/"))
                         with open(path, "rb") as handle:

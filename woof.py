@@ -1364,9 +1364,9 @@ class HeadReader(io.RawIOBase):
 #
 # An offer has a `name` (the download name), a `content_type`, and
 # open(sending_body, resuming) returning a body for one request (resuming:
-# it asks for a Range), or raising Unavailable.  A body has `size` (None when unknown), `etag` and `mtime`
-# (None when it has none), write(sink, start, stop) and close().  Only
-# bodies of known size are asked for ranges.  A body of unknown size that
+# it asks for a Range), or raising Unavailable.  A body has `size` (None
+# when unknown), `etag` and `mtime` (None when it has none), write(sink,
+# start, stop) and close().  Only bodies of known size are asked for ranges.  A body of unknown size that
 # cannot be sent again has one_shot = True; a body may have resume_conflict,
 # a reason to refuse a Range without If-Range from a client whose earlier
 # bytes came from another state (ETag) of the offer.
@@ -2394,7 +2394,7 @@ class TarBody:
                 break
             size, kind = sizes[index], kinds[index]
             padding = -size % TAR_BLOCK
-            if member_end - starts[index] - size - padding == TAR_BLOCK:
+            if kind != LINK_CODE and member_end - starts[index] - size - padding == TAR_BLOCK:
                 folder, folder_sum = fields[parents[index]]
                 leaf = leaves[leaf_starts[index]:leaf_starts[index + 1]].encode("ascii")
                 type_field = USTAR_TYPES[kind]
