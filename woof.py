@@ -1366,10 +1366,11 @@ class HeadReader(io.RawIOBase):
 # open(sending_body, resuming) returning a body for one request (resuming:
 # it asks for a Range), or raising Unavailable.  A body has `size` (None
 # when unknown), `etag` and `mtime` (None when it has none), write(sink,
-# start, stop) and close().  Only bodies of known size are asked for ranges.  A body of unknown size that
-# cannot be sent again has one_shot = True; a body may have resume_conflict,
-# a reason to refuse a Range without If-Range from a client whose earlier
-# bytes came from another state (ETag) of the offer.
+# start, stop) and close().  Only bodies of known size are asked for ranges.
+# A body of unknown size that cannot be sent again has one_shot = True; a
+# body may have resume_conflict, a reason to refuse a Range without If-Range
+# from a client whose earlier bytes came from another state (ETag) of the
+# offer.
 # ---------------------------------------------------------------------------
 
 def open_listed_file(path, identity, extra_flags=0, dir_fd=None):
