@@ -2549,6 +2549,172 @@ class SharedWalkTests(ArchiveTestCase):
         self.assertEqual(read_archive(whole, "tar")["many/d00/f0002.txt"], b"xx")
 
 
+class CompactManifestTests(ArchiveTestCase):
+    """The manifest kept as columns gives back, entry by entry, what the walk found."""
+
+    def walked_by_hand(self, root):
+        """The entries a walk of root should find, from os.lstat, in archive order."""
+        top = os.path.basename(root)
+        entries = []
+
+        def add(path, name):
+            status = os.lstat(path)
+            if stat.S_ISLNK(status.st_mode):
+                target = os.path.relpath(os.path.realpath(path), os.path.dirname(path))
+                if os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
+                    entries.append(woof.ArchiveEntry(name, "link", 0, status.st_mtime_ns,
+                                                     stat.S_IMODE(status.st_mode),
+                                                     status.st_dev, status.st_ino, target))
+                return
+            kind = "folder" if stat.S_ISDIR(status.st_mode) else "file"
+            if kind == "file" and not stat.S_ISREG(status.st_mode):
+                return
+            entries.append(woof.ArchiveEntry(name, kind, status.st_size if kind == "file" else 0,
+                                             status.st_mtime_ns, stat.S_IMODE(status.st_mode),
+                                             status.st_dev, status.st_ino))
+            if kind == "folder":
+                for child in sorted(os.listdir(path)):
+                    add(os.path.join(path, child), name + "/" + child)
+
+        add(root, top)
+        return entries
+
+    def odd_tree(self):
+        """make_tree, and long, non-ASCII and (on Linux) undecodable names."""
+        root = self.make_tree()
+        long_name = "l" * 150
+        self.make_file(os.path.join("sub", long_name, "x" * 120 + ".txt"), b"long\n", root)
+        self.make_file(os.path.join("日本", "été.txt"), b"unicode\n", root)
+        os.makedirs(os.path.join(root, "empty", "inner"))
+        if sys.platform.startswith("linux"):
+            with open(os.path.join(os.fsencode(root), b"caf\xe9.txt"), "wb") as handle:
+                handle.write(b"bytes")
+        return root
+
+    def test_the_entries_are_those_the_walk_found(self):
+        root = self.odd_tree()
+        manifest = woof.walk_paths(woof.resolve_offered_paths([root]), keep_links=True)
+        expected = self.walked_by_hand(root)
+        self.assertEqual(list(manifest.entries), expected)
+        self.assertEqual(len(manifest.entries), len(expected))
+        self.assertEqual(manifest.entries[-1], expected[-1])
+        self.assertEqual(manifest.entries[3:6], expected[3:6])
+        with self.assertRaises(IndexError):
+            manifest.entries[len(expected)]
+        names = [entry.name for entry in manifest.entries]
+        self.assertIn(os.path.basename(root) + "/sub/" + "l" * 150 + "/" + "x" * 120 + ".txt",
+                      names)
+        if sys.platform.startswith("linux"):
+            self.assertIn(os.path.basename(root) + "/caf\udce9.txt", names)
+
+    def test_a_manifest_made_from_entries_gives_them_back(self):
+        root = self.odd_tree()
+        walked = woof.walk_paths(woof.resolve_offered_paths([root]), keep_links=True)
+        entries = list(walked.entries)
+        made = woof.Manifest(entries, [], dict(walked.roots))
+        self.assertEqual(list(made.entries), entries)
+        self.assertEqual(made.mtime, walked.mtime)
+
+    def ascii_tree(self):
+        """Plain names only, so that every header is a plain ustar one, a link's too."""
+        root = self.make_folder(os.path.join(self.tmp, "plain"))
+        if hasattr(os, "symlink"):
+            os.symlink(os.path.join(root, "d01", "f.txt"), os.path.join(root, "d00", "link"))
+        return root
+
+    def test_every_member_reads_back_from_the_plain_tar(self):
+        for root in (self.odd_tree(), self.ascii_tree()):
+            self.check_plain_tar(root)
+
+    def check_plain_tar(self, root):
+        offer = self.offer([root], "tar")
+        body = offer.open()
+        data = self.body_bytes(body)
+        self.assertEqual(len(data), body.size)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            members = {member.name: member for member in archive.getmembers()}
+            for entry in self.walked_by_hand(root):
+                with self.subTest(name=entry.name[:40]):
+                    member = members[entry.name]
+                    self.assertEqual((member.size, member.mode, member.mtime, member.linkname),
+                                     (entry.size, entry.mode, entry.mtime_ns // 10 ** 9,
+                                      entry.target))
+                    if entry.kind == "file":
+                        path = os.path.join(os.path.dirname(root), *entry.name.split("/"))
+                        with open(path, "rb") as handle:
+                            self.assertEqual(archive.extractfile(member).read(), handle.read())
+
+    def test_a_walk_finding_nothing_changed_returns_the_last_manifest(self):
+        root = self.odd_tree()
+        offered = woof.resolve_offered_paths([root])
+        manifest = woof.walk_paths(offered, keep_links=True)
+        self.assertIs(woof.walk_paths(offered, True, manifest), manifest)
+
+    def changes(self, root):
+        """(what, how) pairs: each changes one entry of a tree made by make_folder."""
+        path = os.path.join(root, "d00", "f0002.txt")
+
+        def grow():
+            with open(path, "ab") as handle:
+                handle.write(b"more")
+
+        return (("size", grow),
+                ("mtime", lambda: os.utime(path, (OLD_MTIME, OLD_MTIME))),
+                ("mode", lambda: os.chmod(path, 0o600)),
+                ("added", lambda: self.make_file("d00/f0003.txt", b"new", root)),
+                ("added at the end", lambda: self.make_file("d00/zz.txt", b"new", root)),
+                ("removed", lambda: os.remove(path)),
+                ("renamed", lambda: os.rename(path, os.path.join(root, "d00", "g.txt"))),
+                ("folder added", lambda: os.makedirs(os.path.join(root, "d00", "new"))))
+
+    def make_folder(self, root):
+        for index in range(3):
+            self.make_file("d00/f%04d.txt" % index, b"x" * index, root)
+        self.make_file("d01/f.txt", b"other", root)
+        return root
+
+    def test_a_change_found_by_the_matching_walk_changes_the_etag(self):
+        for what, change in self.changes(os.path.join(self.tmp, "unused")):
+            with self.subTest(change=what):
+                root = self.make_folder(os.path.join(self.tmp, what.replace(" ", "-"), "many"))
+                offered = woof.resolve_offered_paths([root])
+                before = woof.walk_paths(offered, keep_links=True)
+                dict(self.changes(root))[what]()
+                after = woof.walk_paths(offered, True, before)
+                self.assertIsNot(after, before)
+                self.assertNotEqual(after.digest, before.digest)
+                self.assertEqual(list(after.entries), self.walked_by_hand(root))
+                self.assertEqual(after.digest, woof.walk_paths(offered, True).digest)
+
+    def test_a_ranged_request_sees_a_file_changed_in_place_at_once(self):
+        root = self.make_folder(os.path.join(self.tmp, "many"))
+        run = self.start(self.offer([root], "tar"), count=0)
+        response, _ = self.request(run, "HEAD")
+        before = response.getheader("ETag")
+        with open(os.path.join(root, "d00", "f0001.txt"), "ab") as handle:
+            handle.write(b"more")  # the folders' own times stay as they were
+        response, _ = self.request(run, headers={"Range": "bytes=0-0"})
+        self.assertEqual(response.status, 206)
+        self.assertNotEqual(response.getheader("ETag"), before)
+
+    def test_heads_wait_for_downloads_only_while_one_is_being_sent(self):
+        root = self.make_folder(os.path.join(self.tmp, "many"))
+        offer = self.offer([root], "tar")
+        head = offer.open(sending_body=False)
+        head.close()
+        self.assertEqual(offer.sending, 0)
+        bodies = [offer.open(), offer.open(resuming=True)]
+        self.assertEqual(offer.sending, 2)
+        for body in bodies:
+            self.body_bytes(body)
+            body.close()
+            body.close()  # a second close counts nothing
+        self.assertEqual(offer.sending, 0)
+        run = self.start(offer, count=0)
+        self.download(run)
+        wait_until(lambda: offer.sending == 0, message="the download's body to be closed")
+
+
 # ---------------------------------------------------------------------------
 # Receiving files (-U)
 # ---------------------------------------------------------------------------
