@@ -585,10 +585,9 @@ WALK_REUSE_SECONDS = 1.0
 WALK_REUSE_FACTOR = 5
 
 # A HEAD of a plain tar or stored zip waits this long while one is being
-# downloaded:
-# each file costs the download's thread a few system calls, after each of
-# which it must take back the interpreter's lock, and clients looping HEAD
-# would keep that lock busy (8 of them made a download of 20,000 small
+# downloaded: each file costs the download's thread a few system calls,
+# after each of which it must take back the interpreter's lock, and clients
+# looping HEAD would keep that lock busy (8 of them made a download of 20,000 small
 # files take 5 times as long, 2 times with no walk at all; waiting 20 ms,
 # 1.6 to 1.9 times; 50 ms, 1.1 to 1.2 times).
 HEAD_YIELD_SECONDS = 0.05
@@ -2635,6 +2634,22 @@ def read_member(fileobj, count):
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
+def send_file_span(sink, descriptor, offset, count):
+    """Send count bytes of an open file from offset; return how many were sent."""
+    if count < SENDFILE_MIN:
+        data = read_at(descriptor, offset, count)
+        sink.write(data)
+        return len(data)
+    sink.flush()
+    before = sink.sent
+    try:
+        with os.fdopen(descriptor, "rb", closefd=False) as fileobj:
+            sink.sendfile(fileobj, offset, count)
+    except ShortFile:
+        return sink.sent - before
+    return count
+
+
 TAR_TYPES = {FILE: b"0", LINK: b"2", FOLDER: b"5"}
 TAR_OCTAL_LIMIT = 8 ** 11  # what 11 octal digits hold: sizes and times below 8 GiB
 
@@ -2787,20 +2802,34 @@ def overlap(first, last, start, stop):
     return (lo, hi) if lo < hi else None
 
 
-class TarBody:
-    """A plain tar of a manifest, of exact size: any span of it can be sent."""
+class SizedArchiveBody:
+    """What the archives of exact size share (plain tar, stored zip): an
+    ETag of the manifest's state, a conflict to tell a resume that would
+    splice two states, and on_close, called once when the body is closed."""
 
-    GATHER = 256 << 10  # members' bytes gathered before they go to the sink
+    kind = "archive"
 
     def __init__(self, manifest, layout, warnings, resume_conflict=None, on_close=None):
-        self.on_close = on_close  # called once, when the body is closed
+        self.on_close = on_close
         self.layout = layout
         self.warnings = warnings
         self.size = layout.size
         self.mtime = manifest.mtime
-        self.etag = '"tar-%s"' % manifest.digest
+        self.etag = '"%s-%s"' % (self.kind, manifest.digest)
         self.resume_conflict = resume_conflict
         self.partial = False
+
+    def close(self):
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
+
+
+class TarBody(SizedArchiveBody):
+    """A plain tar of a manifest, of exact size: any span of it can be sent."""
+
+    kind = "tar"
+    GATHER = 256 << 10  # members' bytes gathered before they go to the sink
 
     def write(self, sink, start, stop):
         # A part is joined to others of the same ETag: each must hold the
@@ -2965,31 +2994,13 @@ class TarBody:
             return
         try:
             self.check_unchanged(entry, status)
-            done = self.send_file_data(sink, descriptor, offset, count)
+            done = send_file_span(sink, descriptor, offset, count)
         finally:
             os.close(descriptor)
         if done < count:
             self.warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             write_zeros(sink, count - done)
 
-    def close(self):
-        on_close, self.on_close = self.on_close, None
-        if on_close is not None:
-            on_close()
-
-    def send_file_data(self, sink, descriptor, offset, count):
-        if count < SENDFILE_MIN:
-            data = read_at(descriptor, offset, count)
-            sink.write(data)
-            return len(data)
-        sink.flush()
-        before = sink.sent
-        try:
-            with os.fdopen(descriptor, "rb", closefd=False) as fileobj:
-                sink.sendfile(fileobj, offset, count)
-        except ShortFile:
-            return sink.sent - before
-        return count
 
 
 class CompressingWriter:
@@ -3517,22 +3528,6 @@ class StoredZipLayout:
             self.known[index >> 3] |= 1 << (index & 7)
 
 
-def send_file_span(sink, descriptor, offset, count):
-    """Send count bytes of an open file from offset; return how many were sent."""
-    if count < SENDFILE_MIN:
-        data = read_at(descriptor, offset, count)
-        sink.write(data)
-        return len(data)
-    sink.flush()
-    before = sink.sent
-    try:
-        with os.fdopen(descriptor, "rb", closefd=False) as fileobj:
-            sink.sendfile(fileobj, offset, count)
-    except ShortFile:
-        return sink.sent - before
-    return count
-
-
 def file_crc(descriptor, count, zlib, out=None):
     """(CRC-32, bytes read) of an open file's first count bytes, written to out too if given."""
     crc = done = 0
@@ -3592,7 +3587,7 @@ def zeros_crc(count, zlib, crc=0):
     return crc & 0xFFFFFFFF
 
 
-class StoredZipBody:
+class StoredZipBody(SizedArchiveBody):
     """A zip of a manifest, every member stored, of exact size: any span can be sent.
 
     As with TarBody, a whole archive takes files as they are (changed sizes
@@ -3600,16 +3595,11 @@ class StoredZipBody:
     cut short: its CRCs must agree with the other parts'.
     """
 
+    kind = "zip"
+
     def __init__(self, manifest, layout, warnings, zlib, resume_conflict=None, on_close=None):
-        self.on_close = on_close  # called once, when the body is closed
-        self.layout = layout
-        self.warnings = warnings
+        super().__init__(manifest, layout, warnings, resume_conflict, on_close)
         self.zlib = zlib
-        self.size = layout.size
-        self.mtime = manifest.mtime
-        self.etag = '"zip-%s"' % manifest.digest
-        self.resume_conflict = resume_conflict
-        self.partial = False
         self.sent_crcs = {}  # {index: CRC} of files a whole archive sent other than as listed
 
     def write(self, sink, start, stop):
@@ -3743,10 +3733,6 @@ class StoredZipBody:
         if part:
             sink.write(layout.end[part[0] - end_start:part[1] - end_start])
 
-    def close(self):
-        on_close, self.on_close = self.on_close, None
-        if on_close is not None:
-            on_close()
 
 
 class StreamedArchiveBody:
