@@ -553,6 +553,16 @@ class ConfigTests(WoofTestCase):
 
 class DownloadTests(WoofTestCase):
 
+    def test_the_last_download_wakes_the_wait_for_connections(self):
+        offer = woof.FileOffer(self.make_file("f.txt", b"data"))
+        server = woof.WoofServer(self.settings(), offer, woof.Log(stream=self.log_stream))
+        server.timeout = 3600  # no waking by the clock: only the download may end the wait
+        run = ServerRun(server)
+        self.addCleanup(run.stop)
+        response, data = self.request(run)
+        self.assert_response(response, data, 200, body=b"data")
+        run.wait()
+
     def test_a_get_sends_the_exact_bytes_with_their_headers_and_ends_woof(self):
         data = os.urandom(300000)
         run = self.start(self.make_file("report 2024 #1 \u00e9t\u00e9.pdf", data))

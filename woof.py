@@ -6947,10 +6947,19 @@ class WoofServer(HTTPServer):
         self.soon = []    # what other threads asked the serving thread to do
         family, address = resolve_bind_address(settings.ip, settings.port)
         self.address_family = family
+        # A byte on this pair wakes the serving thread from its wait for a
+        # connection, so that woof ends as soon as it is done.
+        self.wake_reader, self.wake_writer = socket.socketpair()
+        self.wake_reader.setblocking(False)
+        self.wake_writer.setblocking(False)
+        self.waiting = selectors.DefaultSelector()
+        self.waiting.register(self.wake_reader, selectors.EVENT_READ)
         try:
             HTTPServer.__init__(self, address, handler)
         except OSError as error:
+            self.close_waiting()
             raise WoofError(describe_bind_error(error, settings))
+        self.waiting.register(self.socket, selectors.EVENT_READ)
         if settings.https or settings.certificate:
             try:
                 self.tls = tls_setup(settings, self.certificate_hosts())
@@ -7274,7 +7283,7 @@ class WoofServer(HTTPServer):
         self.takers.append((host, size, files))
         self.last_taken = time.monotonic()
         if self.completed == count:
-            self.finished.set()
+            self.end_serving()
         return (self.completed, count)
 
     def expire_now(self):
@@ -7283,7 +7292,7 @@ class WoofServer(HTTPServer):
             if self.finished.is_set():
                 return
             self.expired = True
-            self.finished.set()
+            self.end_serving()
 
     def expired_early(self):
         """True when --expire ended woof before all that was asked for was taken."""
@@ -7293,11 +7302,40 @@ class WoofServer(HTTPServer):
     def fail_stream(self, sent):
         self.failure = ("standard input was cut off after %s and cannot be sent again"
                         % format_size(sent))
-        self.finished.set()
+        self.end_serving()
 
     def stop(self):
         """Make serve_until_done() return (from any thread)."""
+        self.end_serving()
+
+    def end_serving(self):
+        """Take no more requests, and wake the serving thread to see it."""
         self.finished.set()
+        try:
+            self.wake_writer.send(b"\0")
+        except OSError:
+            pass  # its buffer is full: a wake-up is already waiting
+
+    def handle_request(self):
+        """Accept and answer a connection if one comes within self.timeout;
+        return early when end_serving() is called."""
+        for key, _ in self.waiting.select(self.timeout):
+            if key.fileobj is self.wake_reader:
+                try:
+                    self.wake_reader.recv(64)
+                except OSError:
+                    pass
+            else:
+                self._handle_request_noblock()
+
+    def server_close(self):
+        super().server_close()
+        self.close_waiting()
+
+    def close_waiting(self):
+        self.waiting.close()
+        self.wake_reader.close()
+        self.wake_writer.close()
 
     def serve_until_done(self):
         """Serve until the count is reached, then let transfers in flight finish.
