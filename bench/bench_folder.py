@@ -67,6 +67,13 @@ def serve_once(args, whole=False):
     With whole=True, the seconds are woof's whole process instead: its
     start (the walk of a folder), the download, its exit.
     """
+    seconds, lifetime, peak = serve_and_time(args)
+    return (lifetime if whole else seconds), peak
+
+
+def serve_and_time(args):
+    """Offer args once, download it; return (client seconds, woof's whole
+    process seconds, woof peak MiB)."""
     child, url = start_woof(args)
     try:
         seconds = fetch(url)
@@ -75,7 +82,16 @@ def serve_once(args, whole=False):
         child.stop()
     if code != 0:
         raise RuntimeError("woof exited with %s for %s" % (code, args))
-    return (lifetime if whole else seconds), peak
+    return seconds, lifetime, peak
+
+
+def timed_rows(label, runs, tool_s=None, tool_name=""):
+    """A row of download and whole-process medians (and the whole's ratio to a tool's)."""
+    download = median([run[0] for run in runs])
+    whole = median([run[1] for run in runs])
+    ratio = "whole %.2fx %s" % (whole / tool_s, tool_name) if tool_s else ""
+    return (label, "%.2f s, whole %.2f s" % (download, whole),
+            "%.1f MiB" % max(run[2] for run in runs), ratio)
 
 
 def make_small_tree(root, count):
@@ -158,11 +174,8 @@ def bench_stored_zip(work, count, rows):
         tool_s = timed_shell("zip -qr -0 - small", work)
         rows.append(("%s: zip -qr -0 - small" % label, "%.2f s" % tool_s, "", ""))
     for name, args in (("woof -u", ["-u", root]), ("woof -Z --store", ["-Z", "--store", root])):
-        runs = [serve_once(args) for _ in range(REPEATS)]
-        woof_s = median([seconds for seconds, _ in runs])
-        rows.append(("%s: %s" % (label, name), "%.2f s" % woof_s,
-                     "%.1f MiB" % max(peak for _, peak in runs),
-                     "%.2fx zip -0" % (woof_s / tool_s) if tool_s else ""))
+        runs = [serve_and_time(args) for _ in range(REPEATS)]
+        rows.append(timed_rows("%s: %s" % (label, name), runs, tool_s, "zip -0"))
     tails = []
     for _ in range(REPEATS):
         child, url = start_woof(["-c", "0", "-Z", "--store", root])
@@ -188,19 +201,18 @@ def bench_photos(work, count, rows):
     root = os.path.join(work, name)
     label = "%d photos of 3 MiB" % count
     shell_seconds("tar cf - %s | cat >/dev/null" % name, work)  # warm the page cache
-    plain = [serve_once(["-u", root]) for _ in range(REPEATS)]
-    packed = [serve_once(["-z", root]) for _ in range(REPEATS)]
-    plain_s = median([seconds for seconds, _ in plain])
-    packed_s = median([seconds for seconds, _ in packed])
-    rows.append(("%s: woof tar" % label, "%.2f s" % plain_s,
-                 "%.1f MiB" % max(peak for _, peak in plain), ""))
-    rows.append(("%s: woof tar.gz" % label, "%.2f s" % packed_s,
-                 "%.1f MiB" % max(peak for _, peak in packed),
-                 "%.2fx woof tar" % (packed_s / plain_s)))
+    plain = [serve_and_time(["-u", root]) for _ in range(REPEATS)]
+    packed = [serve_and_time(["-z", root]) for _ in range(REPEATS)]
+    tool_s = None
     if have("pigz"):
         tool_s = timed_shell(C_TOOLS["tar.gz"].format(name), work)
         rows.append(("%s: %s" % (label, C_TOOLS["tar.gz"].format(name)), "%.2f s" % tool_s,
-                     "", "woof tar.gz %.2fx" % (packed_s / tool_s)))
+                     "", ""))
+    rows.append(timed_rows("%s: woof tar" % label, plain))
+    rows.append(timed_rows("%s: woof tar.gz" % label, packed, tool_s, "pigz"))
+    for index, what in ((0, "download"), (1, "whole")):
+        ratio = median([run[index] for run in packed]) / median([run[index] for run in plain])
+        rows.append(("%s: woof tar.gz / woof tar, %s" % (label, what), "", "", "%.2fx" % ratio))
     shutil.rmtree(root)
 
 
