@@ -1331,8 +1331,9 @@ class ArchiveTestCase(WoofTestCase):
         self.assertEqual(response.status, 200, data[:200])
         return response, data
 
-    def body_bytes(self, body, start=0, stop=None, use_sendfile=woof.HAS_OS_SENDFILE):
-        """Write a body through a real ResponseSink and socket; return the bytes."""
+    def body_bytes(self, body, start=0, stop=None, use_sendfile=woof.HAS_OS_SENDFILE,
+                   sink_class=woof.ResponseSink):
+        """Write a body through a real ResponseSink (or sink_class) and socket; return the bytes."""
         sending, receiving = socket.socketpair()
         received = []
 
@@ -1347,7 +1348,7 @@ class ArchiveTestCase(WoofTestCase):
         reader = threading.Thread(target=receive)
         reader.start()
         with sending:
-            sink = woof.ResponseSink(sending, use_sendfile=use_sendfile)
+            sink = sink_class(sending, use_sendfile=use_sendfile)
             body.write(sink, start, body.size if stop is None else stop)
             sink.finish()
         reader.join(DEADLINE)
@@ -1622,6 +1623,25 @@ class ArchiveOfferTests(ArchiveTestCase):
         self.assertEqual(members["tree/c.txt"], b"last")
         self.assertNotIn(b"SECRET-OUTSIDE", data)
         self.assertIn("a.bin ended early", self.log_text())
+
+    def test_a_part_of_a_plain_tar_never_stands_zeros_in_for_a_file_gone(self):
+        for size, label in ((1000, "small"), (300000, "large")):
+            for what in ("vanished", "shrank"):
+                with self.subTest(size=label, change=what):
+                    root = os.path.join(self.tmp, label + what, "tree")
+                    path = self.make_file("a.bin", b"x" * size, root)
+                    self.make_file("b.txt", b"last", root)
+                    body = self.offer([root], "tar").open()
+                    if what == "vanished":
+                        os.remove(path)
+                    else:
+                        status = os.stat(path)
+                        os.truncate(path, size // 2)
+                        os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+                    with self.assertRaises(woof.FileChanged):
+                        self.body_bytes(body, 0, body.size - 1)
+                    whole = read_archive(self.body_bytes(body), "tar")  # padded, as promised
+                    self.assertEqual(len(whole["tree/a.bin"]), size)
 
     def test_aborted_archive_download_is_not_counted_and_woof_serves_on(self):
         root = os.path.join(self.tmp, "tree")
@@ -1966,6 +1986,42 @@ class ResumableTarTests(ArchiveTestCase):
 
 class StoredZipTests(ArchiveTestCase):
     """-Z --store: a zip of known size, resumable like the plain tar."""
+
+    def test_a_file_that_shrinks_while_sent_gets_the_crc_of_what_went_out(self):
+        root = os.path.join(self.tmp, "tree")
+        original = os.urandom(200000)
+        path = self.make_file("a.bin", original, root)
+        self.make_file("b.txt", b"last", root)
+        body = self.stored(root).open()
+
+        class ShrinkingSink(woof.ResponseSink):
+            """Cuts a.bin to half once its header is written and before its data."""
+            cut = False
+
+            def flush(self):
+                if not self.cut and b"a.bin" in self.pending:
+                    ShrinkingSink.cut = True
+                    os.truncate(path, 100000)
+                super().flush()
+
+        manifest = body.layout.manifest
+        for cache in ("no CRC found yet", "its CRC found by a download before"):
+            with self.subTest(cache=cache):
+                ShrinkingSink.cut = False
+                with open(path, "wb") as handle:
+                    handle.write(original)
+                os.utime(path, ns=(manifest.mtimes[1],) * 2)  # as listed
+                body = self.cold_copy(body)
+                if cache != "no CRC found yet":
+                    self.body_bytes(body)
+                    body = woof.StoredZipBody(manifest, body.layout, body.warnings, body.zlib)
+                data = self.body_bytes(body, sink_class=ShrinkingSink)
+                self.assertTrue(ShrinkingSink.cut)
+                self.assertEqual(len(data), body.size)
+                with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                    self.assertIsNone(archive.testzip())
+                    self.assertEqual(archive.read("tree/a.bin"),
+                                     original[:100000] + bytes(100000))
 
     def stored(self, root, **options):
         return self.offer([root], "zip", store=True, **options)
@@ -2625,6 +2681,15 @@ class CompactManifestTests(ArchiveTestCase):
         self.assertEqual(list(made.entries), entries)
         self.assertEqual(made.mtime, walked.mtime)
 
+    def test_devices_and_file_ids_of_any_size_are_kept(self):
+        # macOS can give a negative device number, Windows (ReFS) a 128-bit file ID.
+        entries = [woof.ArchiveEntry("top", "folder", 0, 10 ** 18, 0o755, -5, 2 ** 70),
+                   woof.ArchiveEntry("top/a", "file", 3, -10 ** 9, 0o644, 2 ** 64 + 1, 7),
+                   woof.ArchiveEntry("top/b", "file", 0, 0, 0o600, 1, 2 ** 64 - 1)]
+        made = woof.Manifest(entries, [], {"top": self.tmp})
+        self.assertEqual(list(made.entries), entries)
+        self.assertNotEqual(made.digest, woof.Manifest(entries[:2], [], {"top": self.tmp}).digest)
+
     def ascii_tree(self):
         """Plain names only, so that every header is a plain ustar one, a link's too."""
         root = self.make_folder(os.path.join(self.tmp, "plain"))
@@ -2654,6 +2719,25 @@ class CompactManifestTests(ArchiveTestCase):
                         with open(path, "rb") as handle:
                             self.assertEqual(archive.extractfile(member).read(), handle.read())
 
+    def test_a_walk_that_loses_only_its_last_entry_keeps_every_other(self):
+        if not hasattr(os, "symlink"):
+            self.skipTest("no symbolic links here")
+        base = os.path.join(self.tmp, "lose")
+        root = self.make_folder(os.path.join(base, "many"))
+        self.make_file("f.txt", b"outside", os.path.join(base, "elsewhere"))
+        hop = os.path.join(base, "hop")  # outside the offer: changing it changes no entry
+        os.symlink(os.path.join(root, "d01"), hop)
+        os.symlink(os.path.join(hop, "f.txt"), os.path.join(root, "d01", "zz"))
+        offered = woof.resolve_offered_paths([root])
+        before = woof.walk_paths(offered, keep_links=True)
+        self.assertEqual([entry.name for entry in before.entries][-1], "many/d01/zz")
+        os.remove(hop)
+        os.symlink(os.path.join(base, "elsewhere"), hop)  # the last link now leads out
+        after = woof.walk_paths(offered, True, before)
+        self.assertEqual(list(after.entries), self.walked_by_hand(root))
+        self.assertEqual(len(after.entries), len(before.entries) - 1)
+        self.assertNotEqual(after.digest, before.digest)
+
     def test_a_walk_finding_nothing_changed_returns_the_last_manifest(self):
         root = self.odd_tree()
         offered = woof.resolve_offered_paths([root])
@@ -2668,7 +2752,20 @@ class CompactManifestTests(ArchiveTestCase):
             with open(path, "ab") as handle:
                 handle.write(b"more")
 
+        def rewrite_keeping_the_time():
+            """New bytes, same size, the modification time put back (cp -p, rsync -t)."""
+            before = os.stat(path)
+
+            def rewritten():
+                with open(path, "r+b") as handle:
+                    handle.write(os.urandom(before.st_size))
+                os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+                return os.stat(path).st_ctime_ns != before.st_ctime_ns  # a coarse clock moved
+
+            wait_until(rewritten, message="the change time to move")
+
         return (("size", grow),
+                ("rewritten, its time put back", rewrite_keeping_the_time),
                 ("mtime", lambda: os.utime(path, (OLD_MTIME, OLD_MTIME))),
                 ("mode", lambda: os.chmod(path, 0o600)),
                 ("added", lambda: self.make_file("d00/f0003.txt", b"new", root)),

@@ -2133,8 +2133,8 @@ class ManifestColumns:
         self.sizes.append(size)
         self.mtimes.append(mtime_ns)
         self.modes.append(mode)
-        self.devices.append(device)
-        self.inodes.append(inode)
+        self.append_wide("devices", device)
+        self.append_wide("inodes", inode)
         self.ctimes.append(ctime_ns)
         self.parents.append(parent)
         self.leaf_length += len(leaf)
@@ -2158,6 +2158,18 @@ class ManifestColumns:
                 and known.ctimes[index] == status.st_ctime_ns
                 and known.inodes[index] == status.st_ino
                 and known.devices[index] == status.st_dev)
+
+    def append_wide(self, column_name, value):
+        """Append to a column of numbers that becomes a list (of any integers)
+        when it meets one no machine integer holds: a negative device
+        number (macOS), a 128-bit file ID (ReFS, Windows)."""
+        column = getattr(self, column_name)
+        try:
+            column.append(value)
+        except OverflowError:
+            column = list(column)
+            column.append(value)
+            setattr(self, column_name, column)
 
     def copy_known(self, count):
         """Stop matching the known manifest: take its first count entries as added."""
@@ -2246,12 +2258,13 @@ class Manifest:
             columns = ManifestColumns()
             for entry in entries:
                 columns.add_entry(entry)
+        # First: finishing may put the columns copied from a known manifest in place.
+        columns.finish()
         self.kinds, self.sizes, self.mtimes = columns.kinds, columns.sizes, columns.mtimes
         self.modes, self.devices, self.inodes = columns.modes, columns.devices, columns.inodes
         self.ctimes = columns.ctimes
         self.parents, self.folders, self.targets = columns.parents, columns.folders, \
             columns.targets
-        columns.finish()
         self.leaves, self.leaf_starts = columns.leaves, columns.leaf_starts
         self.problems = problems
         self.roots = roots
@@ -2260,12 +2273,15 @@ class Manifest:
         self.mtime = max(self.mtimes, default=0) / 1e9
 
     def fingerprint(self):
-        """A digest of every field of every entry (change times aside)."""
+        """A digest of every field of every entry, and of its change time: a
+        file rewritten with its modification time put back (cp -p, rsync -t)
+        is another state of the folder, which no resume may join to the last."""
         digest = hashlib.sha256(repr(sorted(self.roots.items())).encode("utf-8",
                                                                         "backslashreplace"))
         for column in (self.kinds, self.sizes, self.mtimes, self.modes, self.devices,
-                       self.inodes, self.parents, self.leaf_starts):
-            digest.update(column)
+                       self.inodes, self.ctimes, self.parents, self.leaf_starts):
+            digest.update(repr(column).encode("ascii") if isinstance(column, list)
+                          else column)
             digest.update(b"\0")
         for text in (self.leaves, "\0".join(self.folders), repr(sorted(self.targets.items()))):
             digest.update(text.encode("utf-8", "surrogatepass"))
@@ -2942,6 +2958,7 @@ class TarBody(SizedArchiveBody):
         try:
             descriptor, status = opener.open_member(index)
         except FileChanged as error:
+            self.check_not_partial(manifest.entry(index), error)
             self.warnings.short(manifest.entry(index),
                                 "could not be read (%s): sent as zeros" % error)
             return bytes(size)
@@ -2952,10 +2969,18 @@ class TarBody(SizedArchiveBody):
         finally:
             os.close(descriptor)
         if len(data) < size:
+            self.check_not_partial(manifest.entry(index), "it shrank while it was read")
             self.warnings.short(manifest.entry(index),
                                 "ended early (it shrank or failed): padded with zeros")
             data += bytes(size - len(data))
         return data
+
+    def check_not_partial(self, entry, reason):
+        """In a part, refuse to stand zeros in for what is gone: the other
+        parts may hold the file's bytes (the part is cut short instead)."""
+        if self.partial:
+            raise FileChanged("%s: %s; this part would not match the others"
+                              % (printable_name(entry.name), reason))
 
     def check_unchanged(self, entry, status):
         """Warn of, or refuse in a part, a file that is not as listed any more."""
@@ -2989,6 +3014,7 @@ class TarBody(SizedArchiveBody):
         try:
             descriptor, status = opener.open_descriptor(entry)
         except FileChanged as error:
+            self.check_not_partial(entry, error)
             self.warnings.short(entry, "could not be read (%s): sent as zeros" % error)
             write_zeros(sink, count)
             return
@@ -2998,9 +3024,9 @@ class TarBody(SizedArchiveBody):
         finally:
             os.close(descriptor)
         if done < count:
+            self.check_not_partial(entry, "it shrank while it was read")
             self.warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             write_zeros(sink, count - done)
-
 
 
 class CompressingWriter:
@@ -3668,11 +3694,14 @@ class StoredZipBody(SizedArchiveBody):
             if status.st_size != entry.size:
                 self.warnings.short(entry, "changed size while offered: sent as listed")
             crc = self.layout.known_crc(index) if as_listed else None
-            computed = crc is None and whole
-            if computed:
+            if crc is None and whole:
                 crc, done = send_file_with_crc(sink, descriptor, count, self.zlib)
             else:
                 done = send_file_span(sink, descriptor, offset, count)
+            if done < count and not self.partial:
+                # Neither a CRC found before nor one of bytes read but not
+                # sent fits what went out: the file's first `done` bytes.
+                crc = file_crc(descriptor, done, self.zlib)[0]
         finally:
             os.close(descriptor)
         if done < count:
@@ -3681,8 +3710,7 @@ class StoredZipBody(SizedArchiveBody):
                                   "the others" % printable_name(entry.name))
             self.warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             write_zeros(sink, count - done)
-            if computed:
-                crc = zeros_crc(count - done, self.zlib, crc)
+            crc = zeros_crc(count - done, self.zlib, crc)
             as_listed = False
         if not whole:
             return None
