@@ -3510,9 +3510,8 @@ class StoredZipLayout:
             extra += struct.pack("<Q", header_offset)
         return struct.pack("<HH", 1, len(extra)) + extra if extra else b""
 
-    def central_record(self, index, crc):
-        """Entry index's record in the central directory (4.3.12)."""
-        entry = self.entries[index]
+    def central_record(self, index, crc, entry):
+        """The record of entry number index in the central directory (4.3.12)."""
         name, flags = zip_name(entry)
         clock, date = dos_date_time(entry.mtime_ns / 1e9)
         header_offset = self.starts[index]
@@ -3663,18 +3662,18 @@ class StoredZipBody(SizedArchiveBody):
         crc = None
         part = overlap(data_start, descriptor_start, start, stop)
         if part:
-            crc = self.write_data(sink, opener, index, part[0] - data_start, part[1] - part[0])
+            crc = self.write_data(sink, opener, index, entry, part[0] - data_start,
+                                  part[1] - part[0])
         part = overlap(descriptor_start, descriptor_start + layout.descriptor_size(entry),
                        start, stop)
         if part:
             if crc is None:
-                crc = self.crc_of(opener, index)
+                crc = self.crc_of(opener, index, entry)
             descriptor = layout.descriptor(entry, crc)
             sink.write(descriptor[part[0] - descriptor_start:part[1] - descriptor_start])
 
-    def write_data(self, sink, opener, index, offset, count):
+    def write_data(self, sink, opener, index, entry, offset, count):
         """Send count bytes of a file's data; return its CRC when all of it went, else None."""
-        entry = self.layout.entries[index]
         whole = count == entry.size
         try:
             descriptor, status = opener.open_descriptor(entry)
@@ -3720,12 +3719,11 @@ class StoredZipBody(SizedArchiveBody):
             self.sent_crcs[index] = crc
         return crc
 
-    def crc_of(self, opener, index):
+    def crc_of(self, opener, index, entry):
         """A file's CRC-32: as sent, as found before, or read now from the file as listed."""
         crc = self.sent_crcs.get(index)
         if crc is None:
             crc = self.layout.known_crc(index)
-        entry = self.layout.entries[index]
         if crc is not None or entry.size == 0:
             return crc or 0
         descriptor, status = opener.open_descriptor(entry)
@@ -3751,8 +3749,9 @@ class StoredZipBody(SizedArchiveBody):
             record_start = base + layout.records[index]
             if record_start >= stop:
                 return
-            crc = self.crc_of(opener, index) if layout.entries[index].kind == FILE else 0
-            record = layout.central_record(index, crc)
+            entry = layout.entries[index]
+            crc = self.crc_of(opener, index, entry) if entry.kind == FILE else 0
+            record = layout.central_record(index, crc, entry)
             part = overlap(record_start, record_start + len(record), start, stop)
             if part:
                 sink.write(record[part[0] - record_start:part[1] - record_start])
