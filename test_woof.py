@@ -63,13 +63,18 @@ def wait_until(condition, timeout=DEADLINE, message="condition"):
         time.sleep(0.01)
 
 
+def skip_or_fail(reason):
+    """Skip a test that lacks what it needs, or fail it when strict."""
+    if STRICT:
+        raise AssertionError(reason + " (WOOF_TEST_STRICT=1)")
+    raise unittest.SkipTest(reason)
+
+
 def require_tool(name):
     """The path of a command-line client; skip (or fail when strict) without it."""
     path = shutil.which(name)
     if path is None:
-        if STRICT:
-            raise AssertionError("%s is required (WOOF_TEST_STRICT=1) but not installed" % name)
-        raise unittest.SkipTest("%s is not installed" % name)
+        skip_or_fail("%s is not installed" % name)
     return path
 
 
@@ -3848,9 +3853,7 @@ class QrCodeReferenceTests(WoofTestCase):
                             stderr=subprocess.DEVNULL, timeout=DEADLINE).returncode != 0:
             missing = "%s has no segno" % python
         if missing:
-            if STRICT:
-                raise AssertionError(missing + " (WOOF_TEST_STRICT=1)")
-            raise unittest.SkipTest(missing)
+            skip_or_fail(missing)
         return python
 
     def test_symbols_are_the_reference_encoders_module_for_module(self):
@@ -4735,12 +4738,6 @@ import woof
 found = woof.host_name_addresses((socket.AF_INET, socket.AF_INET6), "localhost")
 print(json.dumps(woof.ranked_hosts(found)))
 """ % HERE
-
-
-def skip_or_fail(reason):
-    if STRICT:
-        raise AssertionError(reason + " (WOOF_TEST_STRICT=1)")
-    raise unittest.SkipTest(reason)
 
 
 def printed_lines(lead, port, path, hosts):
@@ -6012,9 +6009,7 @@ class BrowserTest(UploadTestCase):
         elif not os.path.exists(chromium):
             missing = "%s is not installed" % chromium
         if missing:
-            if STRICT:
-                raise AssertionError(missing + " (WOOF_TEST_STRICT=1)")
-            raise unittest.SkipTest(missing)
+            skip_or_fail(missing)
         return python
 
     def test_chromium_uploads_until_the_page_says_woof_has_finished_and_downloads(self):
