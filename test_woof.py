@@ -1359,6 +1359,31 @@ class ArchiveTestCase(WoofTestCase):
         reader.join(DEADLINE)
         return b"".join(received)
 
+    def make_partial(self, run, path, count):
+        response, data = self.request(run, headers={"Range": "bytes=0-%d" % (count - 1)})
+        self.assertEqual(response.status, 206)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return response
+
+    def check_resume_after_a_change_is_refused(self, root, offer, archive_format):
+        """curl -C - after a.txt changed gets 409 and keeps its part; a new download has it."""
+        curl = require_tool("curl")
+        run = self.start(offer, count=2)
+        path = os.path.join(self.tmp, "partial." + archive_format)
+        self.make_partial(run, path, 3000)
+        with open(os.path.join(root, "a.txt"), "ab") as handle:
+            handle.write(b"changed\n")
+        result = subprocess.run([curl, "-sS", "-C", "-", "-o", path, self.url(run)],
+                                stderr=subprocess.PIPE)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertEqual(os.path.getsize(path), 3000)
+        wait_until(lambda: '" 409 ' in self.log_text(), message="the refusal to be logged")
+        response, data = self.download(run)
+        self.assertNotEqual(response.getheader("ETag"), None)
+        self.assertEqual(read_archive(data, archive_format)["Projet été/a.txt"],
+                         b"first file\nchanged\n")
+
 
 class ArchiveFormatTests(ArchiveTestCase):
 
@@ -1865,13 +1890,6 @@ class UnreadableArchiveTests(ArchiveTestCase):
 
 class ResumableTarTests(ArchiveTestCase):
 
-    def make_partial(self, run, path, count):
-        response, data = self.request(run, headers={"Range": "bytes=0-%d" % (count - 1)})
-        self.assertEqual(response.status, 206)
-        with open(path, "wb") as handle:
-            handle.write(data)
-        return response
-
     def test_plain_tar_has_an_exact_size_and_serves_any_span(self):
         root = self.make_tree()
         run = self.start(self.offer([root], "tar"), count=3)
@@ -1903,20 +1921,8 @@ class ResumableTarTests(ArchiveTestCase):
         wait_until(run.done, message="woof to count the resumed download")
 
     def test_resuming_after_the_folder_changed_fails_cleanly(self):
-        curl = require_tool("curl")
         root = self.make_tree()
-        run = self.start(self.offer([root], "tar"), count=2)
-        path = os.path.join(self.tmp, "partial.tar")
-        self.make_partial(run, path, 3000)
-        with open(os.path.join(root, "a.txt"), "ab") as handle:
-            handle.write(b"changed\n")
-        result = subprocess.run([curl, "-sS", "-C", "-", "-o", path, self.url(run)],
-                                stderr=subprocess.PIPE)
-        self.assertNotEqual(result.returncode, 0)
-        self.assertEqual(os.path.getsize(path), 3000)
-        wait_until(lambda: '" 409 ' in self.log_text(), message="the refusal to be logged")
-        _, data = self.download(run)
-        self.assertEqual(read_archive(data, "tar")["Projet été/a.txt"], b"first file\nchanged\n")
+        self.check_resume_after_a_change_is_refused(root, self.offer([root], "tar"), "tar")
 
     def change(self, root):
         """Add a file and touch another: the folder is in a new state."""
@@ -2212,24 +2218,8 @@ class StoredZipTests(ArchiveTestCase):
         self.assertEqual(self.log_text().count("download 1 of 1 complete"), 1)
 
     def test_resuming_after_the_folder_changed_is_refused_not_spliced(self):
-        curl = require_tool("curl")
         root = self.make_tree()
-        run = self.start(self.stored(root), count=2)
-        path = os.path.join(self.tmp, "partial.zip")
-        response, data = self.request(run, headers={"Range": "bytes=0-2999"})
-        self.assert_response(response, data, 206)
-        with open(path, "wb") as handle:
-            handle.write(data)
-        with open(os.path.join(root, "a.txt"), "ab") as handle:
-            handle.write(b"changed\n")
-        result = subprocess.run([curl, "-sS", "-C", "-", "-o", path, self.url(run)],
-                                stderr=subprocess.PIPE)
-        self.assertNotEqual(result.returncode, 0)
-        self.assertEqual(os.path.getsize(path), 3000)
-        wait_until(lambda: '" 409 ' in self.log_text(), message="the refusal to be logged")
-        response, data = self.download(run)
-        self.assertNotEqual(response.getheader("ETag"), None)
-        self.assertEqual(read_archive(data, "zip")["Projet été/a.txt"], b"first file\nchanged\n")
+        self.check_resume_after_a_change_is_refused(root, self.stored(root), "zip")
 
     def test_a_part_that_meets_a_file_changed_since_listed_is_cut_short(self):
         root = self.make_tree()
