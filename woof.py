@@ -21,7 +21,12 @@ Sections, in file order (each uses only what stands above it):
     Request heads      a deadline for what a client must send
     Offers             a file, standard input
     Compression        every core: one pool of threads; gzip, bzip2, xz in blocks
-    Offers: archives   folders and several paths, streamed as tar or zip
+    Archive manifest   the walk of the offered paths, entries in compact columns
+    Archive members    listed files opened again, only if unchanged
+    Tar                plain tar of known size, any span; streamed tars
+    Zip streamed       deflated on every core; data descriptors, zip64
+    Zip of known size  every member stored: Content-Length, ETag, Range
+    Archive offer      walks shared, a body for each request, so many at once
     Receiving          request bodies, the multipart reader, safe saving
     Terminal           live progress, the QR code
     Security           the throwaway certificate; secret link, password, Host
@@ -2050,7 +2055,7 @@ def parallel_writer(sink, compression, modules, pool):
 
 
 # ---------------------------------------------------------------------------
-# Offers: archives
+# Archive manifest: the walk of the offered paths
 #
 # A folder, or several paths, offered as one archive built while it is sent:
 # nothing is written to disk and memory does not grow with the data.  A
@@ -2060,6 +2065,10 @@ def parallel_writer(sink, compression, modules, pool):
 # listed.  Plain tar and stored zips have a size known in advance and serve
 # any span; compressed tars and deflated zips are streamed, only so many at
 # once.
+#
+# The walk keeps what it finds as columns of machine integers, not an
+# object per entry, so that a tree of millions of files stays small; a
+# walk that finds the tree unchanged returns the manifest it already had.
 # ---------------------------------------------------------------------------
 
 FILE, FOLDER, LINK = "file", "folder", "link"
@@ -2532,6 +2541,15 @@ def link_target(path, name, root, keep_links, problems):
     return os.path.relpath(resolved, os.path.dirname(path)).replace(os.sep, "/")
 
 
+# ---------------------------------------------------------------------------
+# Archive members: listed files, opened again when their turn comes
+#
+# The walk only lists.  An archive opens each file when it reaches it, and
+# only if it is still the file listed (same device and inode, never through
+# a link); what changed or went is left out, or stood in for by zeros where
+# a header already promised its size, and the user is told.
+# ---------------------------------------------------------------------------
+
 class MemberOpener:
     """Opens a manifest's files, each through its folder's descriptor where possible.
 
@@ -2666,6 +2684,52 @@ def send_file_span(sink, descriptor, offset, count):
     return count
 
 
+class ArchiveWarnings:
+    """Tells the user what an archive being sent could not hold as listed."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def left_out(self, entry, reason):
+        self.log.warn("left out %s: %s" % (printable_name(entry.name), reason))
+
+    def short(self, entry, reason):
+        self.log.warn("%s %s; the archive stays valid" % (printable_name(entry.name), reason))
+
+
+def members_as_reached(manifest, warnings):
+    """Yield (entry, open file, status) for the manifest, files opened as their turn comes.
+
+    Folders and links come with None for file and status.  A file that
+    cannot be opened any more is left out, with a warning; each file is
+    closed when the next entry is asked for.
+    """
+    opener = MemberOpener(manifest)
+    try:
+        for entry in manifest.entries:
+            if entry.kind != FILE:
+                yield entry, None, None
+                continue
+            try:
+                fileobj, status = opener.open(entry)
+            except FileChanged as error:
+                warnings.left_out(entry, error)
+                continue
+            with fileobj:
+                yield entry, fileobj, status
+    finally:
+        opener.close()
+
+
+# ---------------------------------------------------------------------------
+# Tar: of known size, and streamed
+#
+# A plain tar's size follows from the manifest alone (headers, data padded
+# to 512-byte blocks, two zero blocks at the end), so TarBody can send any
+# span of it.  A compressed tar is written whole, in order, by
+# write_tar_stream into the block compressor of the Compression section.
+# ---------------------------------------------------------------------------
+
 TAR_TYPES = {FILE: b"0", LINK: b"2", FOLDER: b"5"}
 TAR_OCTAL_LIMIT = 8 ** 11  # what 11 octal digits hold: sizes and times below 8 GiB
 
@@ -2735,19 +2799,6 @@ def pax_header(entry, size, mtime):
 def tar_padding(size):
     """How many zero bytes fill a member's data up to a whole block."""
     return -size % TAR_BLOCK
-
-
-class ArchiveWarnings:
-    """Tells the user what an archive being sent could not hold as listed."""
-
-    def __init__(self, log):
-        self.log = log
-
-    def left_out(self, entry, reason):
-        self.log.warn("left out %s: %s" % (printable_name(entry.name), reason))
-
-    def short(self, entry, reason):
-        self.log.warn("%s %s; the archive stays valid" % (printable_name(entry.name), reason))
 
 
 class TarLayout:
@@ -3029,46 +3080,6 @@ class TarBody(SizedArchiveBody):
             write_zeros(sink, count - done)
 
 
-class CompressingWriter:
-    """Compresses what is written to it into a sink."""
-
-    def __init__(self, sink, compressor):
-        self.sink = sink
-        self.compressor = compressor
-
-    def write(self, data):
-        packed = self.compressor.compress(data)
-        if packed:
-            self.sink.write(packed)
-
-    def finish(self):
-        self.sink.write(self.compressor.flush())
-
-
-def members_as_reached(manifest, warnings):
-    """Yield (entry, open file, status) for the manifest, files opened as their turn comes.
-
-    Folders and links come with None for file and status.  A file that
-    cannot be opened any more is left out, with a warning; each file is
-    closed when the next entry is asked for.
-    """
-    opener = MemberOpener(manifest)
-    try:
-        for entry in manifest.entries:
-            if entry.kind != FILE:
-                yield entry, None, None
-                continue
-            try:
-                fileobj, status = opener.open(entry)
-            except FileChanged as error:
-                warnings.left_out(entry, error)
-                continue
-            with fileobj:
-                yield entry, fileobj, status
-    finally:
-        opener.close()
-
-
 def write_tar_stream(manifest, out, warnings):
     """Write a whole tar of the manifest to out, files as they are when reached.
 
@@ -3100,6 +3111,32 @@ def write_tar_stream(manifest, out, warnings):
             write_zeros(out, size - done)
         write_zeros(out, tar_padding(size))
     out.write(bytes(TAR_END))
+
+
+# ---------------------------------------------------------------------------
+# Zip streamed: deflated on every core
+#
+# A zip with deflated members has no size known in advance: each member's
+# CRC and sizes follow its data in a data descriptor (APPNOTE 4.3.9), so
+# the zip is sent as it is made, its members deflated on the pool's threads
+# and written in order.  Zip64 fields are used only where a size or an
+# offset needs them, so that a small zip opens in every tool.
+# ---------------------------------------------------------------------------
+
+class CompressingWriter:
+    """Compresses what is written to it into a sink."""
+
+    def __init__(self, sink, compressor):
+        self.sink = sink
+        self.compressor = compressor
+
+    def write(self, data):
+        packed = self.compressor.compress(data)
+        if packed:
+            self.sink.write(packed)
+
+    def finish(self):
+        self.sink.write(self.compressor.flush())
 
 
 # Zip records (APPNOTE 4.3): all little-endian.
@@ -3423,6 +3460,9 @@ class ZipMembersOnCores:
         self.results.finish()
 
 
+# ---------------------------------------------------------------------------
+# Zip of known size: every member stored
+#
 # A zip whose members are all stored, none deflated, has a size known from
 # the manifest, like the plain tar, and so gets Content-Length, an ETag and
 # Range.  Only the CRC-32s wait for the data: each file says so (flag bit
@@ -3431,6 +3471,7 @@ class ZipMembersOnCores:
 # of a file it does not send reads that file; CRCs found by any request are
 # kept with the layout of the manifest's state, so that the parts of one
 # download (aria2c -x4, curl -C -) read the folder about once.
+# ---------------------------------------------------------------------------
 
 ZIP_LOCAL_EXTRA64 = struct.pack("<HHQQ", 1, 16, 0, 0)  # sizes in the descriptor (4.5.3)
 # A file's data is read for its CRC this much at a time, then sent with
@@ -3761,6 +3802,14 @@ class StoredZipBody(SizedArchiveBody):
             sink.write(layout.end[part[0] - end_start:part[1] - end_start])
 
 
+# ---------------------------------------------------------------------------
+# Archive offer: folders and several paths as one download
+#
+# ArchiveOffer walks the offered paths for each request, sharing one walk
+# among the requests that come while it runs, and hands each the body its
+# format needs: one of known size (plain tar, stored zip) that a resume
+# may continue, or one streamed, only so many at once.
+# ---------------------------------------------------------------------------
 
 class StreamedArchiveBody:
     """A compressed tar or a zip of a manifest, made while it is sent (size unknown)."""
