@@ -1418,15 +1418,37 @@ class HeadReader(io.RawIOBase):
 # Offers: what woof hands out
 #
 # An offer has a `name` (the download name), a `content_type`, and
-# open(sending_body, resuming) returning a body for one request (resuming:
-# it asks for a Range), or raising Unavailable.  A body has `size` (None
-# when unknown), `etag` and `mtime` (None when it has none), write(sink,
-# start, stop) and close().  Only bodies of known size are asked for ranges.
-# A body of unknown size that cannot be sent again has one_shot = True; a
-# body may have resume_conflict, a reason to refuse a Range without If-Range
-# from a client whose earlier bytes came from another state (ETag) of the
-# offer.
+# open(sending_body, resuming) returning a ResponseBody for one request
+# (resuming: it asks for a Range), or raising Unavailable.  Only bodies of
+# known size are asked for ranges.
 # ---------------------------------------------------------------------------
+
+class ResponseBody:
+    """What every body has, with its defaults; the bodies of offers derive from it.
+
+    `size` is None when unknown; `etag` and `mtime` are None when the body
+    has none; `digest` is the SHA-256 of all its bytes (for Repr-Digest)
+    when woof knows it, else None.  A body of unknown size that cannot be
+    sent again has one_shot = True and give_back_unreached().
+    `resume_conflict`, when set, is a reason to refuse a Range without
+    If-Range from a client whose earlier bytes came from another state
+    (ETag) of the offer.  write(sink, start, stop) sends bytes [start,
+    stop) of it; close() lets go of what it holds.
+    """
+
+    size = None
+    etag = None
+    mtime = None
+    digest = None
+    one_shot = False
+    resume_conflict = None
+
+    def write(self, sink, start, stop):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
 
 def open_listed_file(path, identity, extra_flags=0, dir_fd=None):
     """Open path only if it is still the regular file listed as identity; return (file, status).
@@ -1467,14 +1489,12 @@ def file_etag(status):
     return '"%x-%x-%x"' % (status.st_ino, status.st_size, mtime_ns)
 
 
-class FileBody:
+class FileBody(ResponseBody):
     """One open, regular file, as it is at the time of the request.
 
     `digest` is its SHA-256 when woof has computed it for this very file
     (same ETag), or None.
     """
-
-    digest = None
 
     def __init__(self, fileobj):
         self.file = fileobj
@@ -1560,7 +1580,7 @@ def check_readable_file(path):
         raise WoofError("cannot read %s: %s" % (printable_name(path), error.strerror or error))
 
 
-class StreamBody:
+class StreamBody(ResponseBody):
     """The rest of a stream that can be read only once, such as a pipe.
 
     The stream is this client's only once a byte of it has reached the
@@ -1572,9 +1592,6 @@ class StreamBody:
     kernel takes unacknowledged.
     """
 
-    size = None
-    etag = None
-    mtime = None
     one_shot = True
 
     def __init__(self, read, held, give_back):
@@ -2869,7 +2886,7 @@ def overlap(first, last, start, stop):
     return (lo, hi) if lo < hi else None
 
 
-class SizedArchiveBody:
+class SizedArchiveBody(ResponseBody):
     """What the archives of exact size share (plain tar, stored zip): an
     ETag of the manifest's state, a conflict to tell a resume that would
     splice two states, and on_close, called once when the body is closed."""
@@ -3811,12 +3828,8 @@ class StoredZipBody(SizedArchiveBody):
 # may continue, or one streamed, only so many at once.
 # ---------------------------------------------------------------------------
 
-class StreamedArchiveBody:
+class StreamedArchiveBody(ResponseBody):
     """A compressed tar or a zip of a manifest, made while it is sent (size unknown)."""
-
-    size = None
-    etag = None
-    mtime = None
 
     def __init__(self, manifest, compression, warnings, modules, zip64_from, turn=None,
                  pool=None):
