@@ -360,10 +360,7 @@ DEFAULT_COUNT = 1
 DEFAULT_TIMEOUT = 60.0
 MAX_TIMEOUT = 86400
 COPY_BUFFER_SIZE = 1 << 20
-DIGEST_BUFFER_SIZE = 256 << 10   # the offered file's SHA-256 is read this much at a time
-SENDFILE_SLICE = 64 << 20
 SMALL_WRITE_LIMIT = 64 << 10
-MAX_RANGES = 16
 MAX_SPANS_PER_CLIENT = 256
 MAX_CLIENTS_REMEMBERED = 256  # with their spans: 8 MiB at the very most
 MAX_RANGE_DIGITS = 19
@@ -374,13 +371,7 @@ CONFIG_PATHS = ("/etc/woofrc", "~/.woofrc")
 CONFIG_COMMENT_PREFIXES = (";", "#")  # whole-line and, after a space, inline
 STDIN_NAME = "stdin"
 
-# The terminal: live progress, and colour (ECMA-48 SGR parameters)
-PROGRESS_INTERVAL = 0.1          # seconds between redraws of the live lines
-SPEED_WINDOW = 5.0               # seconds of samples the speed is measured over
-MAX_LIVE_LINES = 8               # transfers shown live; the others are counted
-NO_CONTACT_HINT_SECONDS = 30     # nobody connected by then: say what to check
-MAX_NAMED_HOSTS = 4              # clients named in the line woof ends with
-SGR_WARNING = "33"               # yellow
+# Colours of finished and failed transfers (ECMA-48 SGR parameters)
 SGR_COMPLETE = "32"              # green
 SGR_ABORTED = "31"               # red
 
@@ -424,78 +415,6 @@ MAX_HEAD_SECONDS = 30            # a request head (and TLS handshake) must arriv
 RETRY_AFTER_SECONDS = 10         # what a refused connection is told to wait
 REFUSAL_LOG_SECONDS = 60         # one line a minute at most about one address's refusals
 
-# Addresses reserved for documentation (RFC 5737, RFC 3849): connecting a UDP
-# socket to one sends nothing but tells which local address would be used.
-TEST_NET_V4 = "192.0.2.1"
-TEST_NET_V6 = "2001:db8::1"
-
-# Interfaces only this machine's containers and virtual machines reach:
-# Docker (docker0, br-*, veth*), Podman, CNI, libvirt, LXC, LXD, Incus,
-# VirtualBox and VMware host-only networks.  A plain "br0" is left in: it
-# is usually the bridge that carries the machine onto its LAN.
-LOCAL_BRIDGE_PREFIXES = ("docker", "br-", "veth", "podman", "cni", "virbr", "lxcbr",
-                         "lxdbr", "incusbr", "vboxnet", "vmnet")
-
-# Interfaces of VPNs and overlay networks: tun and tap (OpenVPN and others;
-# a virtual machine's tap is a bridge port and carries no address), WireGuard,
-# macOS utun, PPP, IPsec, Tailscale, ZeroTier, Nebula.  Point-to-point
-# interfaces count as tunnels too, whatever their name.
-TUNNEL_PREFIXES = ("tun", "tap", "wg", "utun", "ppp", "ipsec", "tailscale", "zt", "nebula")
-VPN_NOTE = "VPN"
-
-# RFC 6598 shared address space: carrier-grade NAT and overlays (Tailscale).
-SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
-
-# Site-private ranges: RFC 1918, and IPv6 unique local addresses (RFC 4193).
-PRIVATE_NETWORKS = tuple(ipaddress.ip_network(network) for network in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
-
-# Linux interface ioctls (linux/sockios.h) and the struct ifreq they take:
-# a 16-byte name, then a union whose largest member is struct ifmap.
-SIOCGIFCONF = 0x8912
-SIOCGIFFLAGS = 0x8913
-IFNAMSIZ = 16
-IFREQ_SIZE = IFNAMSIZ + max(16, struct.calcsize("LLHBBB0L"))
-MAX_IFCONF_RECORDS = 1 << 16
-IFF_UP = 0x1
-IFF_POINTOPOINT = 0x10
-IFF_RUNNING = 0x40
-
-# IPv6 address flags in /proc/net/if_inet6 (linux/if_addr.h).  Temporary
-# addresses (RFC 4941) are left out: the kernel makes them only beside a
-# stable address of the same prefix, which reaches this machine as well and
-# does not change while woof runs.  Addresses still being checked for
-# duplicates, found duplicate, or deprecated are not to be handed out.
-IFA_F_TEMPORARY = 0x01
-IFA_F_DADFAILED = 0x08
-IFA_F_DEPRECATED = 0x20
-IFA_F_TENTATIVE = 0x40
-UNADVERTISED_IPV6_FLAGS = IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
-
-# Route flags in /proc/net/route and /proc/net/ipv6_route (linux/route.h).
-RTF_UP = 0x0001
-RTF_REJECT = 0x0200
-
-# Requests browsers and crawlers make on their own; they must never get the
-# offer, nor count, nor be redirected to it.
-SIDE_REQUEST_PATHS = (
-    "/favicon.ico",
-    "/robots.txt",
-    "/apple-touch-icon.png",
-    "/apple-touch-icon-precomposed.png",
-    "/browserconfig.xml",
-    "/manifest.json",
-)
-SIDE_REQUEST_PREFIXES = ("/.well-known/",)
-
-COMPRESSED_MIME_TYPES = {
-    "gzip": "application/gzip",
-    "bzip2": "application/x-bzip2",
-    "xz": "application/x-xz",
-    "compress": "application/x-compress",
-    "br": "application/x-brotli",
-}
-
 # Values of `compressed` in woofrc, as the original woof and users spell them.
 COMPRESSION_WORDS = {
     "gz": "gz", "gzip": "gz", "true": "gz", "yes": "gz", "on": "gz", "1": "gz",
@@ -512,52 +431,17 @@ ARCHIVE_EXTENSIONS = {"gz": ".tar.gz", "bz2": ".tar.bz2", "xz": ".tar.xz",
 ARCHIVE_NAME_ENDINGS = {"gz": (".tar.gz", ".tgz"), "bz2": (".tar.bz2", ".tbz2", ".tbz"),
                         "xz": (".tar.xz", ".txz"), "zip": (".zip",), "tar": (".tar",)}
 
-# Levels chosen for speed with the usual ratio: gzip's and bzip2's defaults;
-# xz preset 2 needs 17 MiB to compress, where its default (6) needs 94 MiB.
-GZIP_LEVEL = 6
-BZIP2_LEVEL = 9
-XZ_PRESET = 2
-ZIP_DEFLATE_LEVEL = 6
-
-# Compressed tars are cut into blocks that every core compresses at once:
-# deflate blocks as pigz cuts them, each primed with the 32 KiB of data
-# before it (deflate's window, RFC 1951 3.2.5) so that little ratio is
-# lost; bzip2 blocks of its -9 size, each its own stream; xz blocks of
-# three times preset 2's 1 MiB dictionary, as xz -T cuts them.
+# Deflate blocks as pigz cuts them (tar.gz and zip alike), each primed with
+# the 32 KiB of data before it (deflate's window, RFC 1951 3.2.5) so that
+# little ratio is lost.
 GZIP_BLOCK_SIZE = 128 << 10
-BZIP2_BLOCK_SIZE = 900000
-XZ_BLOCK_SIZE = 3 << 20
 DEFLATE_WINDOW = 32 << 10
-STORED_BLOCK_MAX = 0xFFFF  # a stored deflate block's LEN is 16 bits (RFC 1951 3.2.4)
-STORED_SEND_SIZE = 256 << 10  # what a file stored in a tar.gz is sent by
-
-# Blocks of one stream given to the cores and not yet sent: one more than
-# the cores, to keep them busy, but few enough that a client that reads
-# nothing holds little (at most this many bytes of blocks, and never fewer
-# than two blocks).
-ARCHIVE_BYTES_IN_FLIGHT = 8 << 20
-
-# A compression thread with nothing to do for this long ends; the next
-# archive starts it again.
-COMPRESSION_THREAD_IDLE = 2.0
 
 # A file at least this large whose extension says nothing is tried first:
 # when level 1 cannot bring its first bytes below STORE_TRIAL_RATIO, it
 # goes into a tar.gz as it is (stored deflate blocks), not deflated.
 STORE_TRIAL_MIN = 64 << 10
 STORE_TRIAL_SIZE = 64 << 10
-STORE_TRIAL_RATIO = 0.95
-
-# Already-compressed files are stored as they are, in zips and in tar.gz
-# (as stored deflate blocks): deflating them again costs time and gains nothing.
-ZIP_STORED_EXTENSIONS = frozenset((
-    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".heif", ".avif", ".jxl",
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".3gp",
-    ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".flac", ".wma",
-    ".zip", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".zst", ".lz", ".lz4",
-    ".7z", ".rar", ".jar", ".apk", ".deb", ".rpm", ".dmg", ".cab",
-    ".docx", ".xlsx", ".pptx", ".odt", ".ods", ".odp", ".epub", ".woff", ".woff2",
-))
 
 # Below this size a member's data is read into the send buffer; above it,
 # sendfile() hands it to the kernel (fewer system calls for small files).
@@ -567,39 +451,6 @@ SENDFILE_MIN = 64 << 10
 # one such buffer, what it compressed from it and the sink's gathered bytes
 # while its client is slow: small, so that many streams fit in little memory.
 ARCHIVE_READ_SIZE = 64 << 10
-
-# Compressed archives being made at once, by format; more wait their turn
-# (and are answered 503 after ARCHIVE_TURN_WAIT seconds).  A compressor's
-# state is about 0.3 MiB for deflate, 7.6 MiB for bzip2 -9 and 17 MiB for
-# xz -2, so that clients that never read keep woof's memory bounded (the
-# cores are busy with far fewer streams anyway).
-ARCHIVE_STREAMS_AT_ONCE = {"gz": 32, "zip": 32, "bz2": 8, "xz": 4}
-ARCHIVE_TURN_WAIT = 10
-
-# A walk of the offered folders answers the HEAD requests that come within
-# this many seconds of its end (or WALK_REUSE_FACTOR times its length, when
-# longer), as long as the folders given keep their modification times:
-# clients that poll with HEAD cost one walk now and then, not one each, and
-# walks never take more than a small share of the time.  A GET takes a walk
-# only within WALK_REUSE_SECONDS of its end (the download that follows
-# woof's start takes the walk made at start), else walks again or joins a
-# walk under way.  A file changed in place since shows in the next walk's
-# ETag, so a resumed download never joins two states: its If-Range fails,
-# and a part checks each file against the listing as it sends it.
-WALK_REUSE_SECONDS = 1.0
-WALK_REUSE_FACTOR = 5
-
-# A HEAD of a plain tar or stored zip waits this long while one is being
-# downloaded: each file costs the download's thread a few system calls,
-# after each of which it must take back the interpreter's lock, and clients
-# looping HEAD would keep that lock busy (8 of them made a download of 20,000 small
-# files take 5 times as long, 2 times with no walk at all; waiting 20 ms,
-# 1.6 to 1.9 times; 50 ms, 1.1 to 1.2 times).
-HEAD_YIELD_SECONDS = 0.05
-
-TAR_BLOCK = 512
-TAR_END = 2 * TAR_BLOCK
-TAR_ZEROS = bytes(TAR_BLOCK)
 
 # Zip fields are 32 bits; at 0xFFFFFFFF they defer to zip64 extra fields
 # (APPNOTE 6.3.10, 4.5.3).  A member whose deflated size could pass the
@@ -657,6 +508,29 @@ class StopRequested(BaseException):
 # ---------------------------------------------------------------------------
 # Pure helpers: names, URLs, headers, ranges, sizes
 # ---------------------------------------------------------------------------
+
+MAX_RANGES = 16
+
+# Requests browsers and crawlers make on their own; they must never get the
+# offer, nor count, nor be redirected to it.
+SIDE_REQUEST_PATHS = (
+    "/favicon.ico",
+    "/robots.txt",
+    "/apple-touch-icon.png",
+    "/apple-touch-icon-precomposed.png",
+    "/browserconfig.xml",
+    "/manifest.json",
+)
+SIDE_REQUEST_PREFIXES = ("/.well-known/",)
+
+COMPRESSED_MIME_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "compress": "application/x-compress",
+    "br": "application/x-brotli",
+}
+
 
 def name_bytes(name):
     """The bytes of a name, keeping undecodable file-system bytes as they were."""
@@ -856,6 +730,9 @@ def url_host(host):
 # Output: one logger for everything that goes to stderr
 # ---------------------------------------------------------------------------
 
+SGR_WARNING = "33"  # yellow (an ECMA-48 SGR parameter)
+
+
 class Log:
     """Writes log lines to stderr (or another stream), one whole line at a time.
 
@@ -951,6 +828,59 @@ def wants_colour(stream, environ=None):
 # ---------------------------------------------------------------------------
 # Network discovery
 # ---------------------------------------------------------------------------
+
+# Addresses reserved for documentation (RFC 5737, RFC 3849): connecting a UDP
+# socket to one sends nothing but tells which local address would be used.
+TEST_NET_V4 = "192.0.2.1"
+TEST_NET_V6 = "2001:db8::1"
+
+# Interfaces only this machine's containers and virtual machines reach:
+# Docker (docker0, br-*, veth*), Podman, CNI, libvirt, LXC, LXD, Incus,
+# VirtualBox and VMware host-only networks.  A plain "br0" is left in: it
+# is usually the bridge that carries the machine onto its LAN.
+LOCAL_BRIDGE_PREFIXES = ("docker", "br-", "veth", "podman", "cni", "virbr", "lxcbr",
+                         "lxdbr", "incusbr", "vboxnet", "vmnet")
+
+# Interfaces of VPNs and overlay networks: tun and tap (OpenVPN and others;
+# a virtual machine's tap is a bridge port and carries no address), WireGuard,
+# macOS utun, PPP, IPsec, Tailscale, ZeroTier, Nebula.  Point-to-point
+# interfaces count as tunnels too, whatever their name.
+TUNNEL_PREFIXES = ("tun", "tap", "wg", "utun", "ppp", "ipsec", "tailscale", "zt", "nebula")
+VPN_NOTE = "VPN"
+
+# RFC 6598 shared address space: carrier-grade NAT and overlays (Tailscale).
+SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
+
+# Site-private ranges: RFC 1918, and IPv6 unique local addresses (RFC 4193).
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(network) for network in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+# Linux interface ioctls (linux/sockios.h) and the struct ifreq they take:
+# a 16-byte name, then a union whose largest member is struct ifmap.
+SIOCGIFCONF = 0x8912
+SIOCGIFFLAGS = 0x8913
+IFNAMSIZ = 16
+IFREQ_SIZE = IFNAMSIZ + max(16, struct.calcsize("LLHBBB0L"))
+MAX_IFCONF_RECORDS = 1 << 16
+IFF_UP = 0x1
+IFF_POINTOPOINT = 0x10
+IFF_RUNNING = 0x40
+
+# IPv6 address flags in /proc/net/if_inet6 (linux/if_addr.h).  Temporary
+# addresses (RFC 4941) are left out: the kernel makes them only beside a
+# stable address of the same prefix, which reaches this machine as well and
+# does not change while woof runs.  Addresses still being checked for
+# duplicates, found duplicate, or deprecated are not to be handed out.
+IFA_F_TEMPORARY = 0x01
+IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20
+IFA_F_TENTATIVE = 0x40
+UNADVERTISED_IPV6_FLAGS = IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
+
+# Route flags in /proc/net/route and /proc/net/ipv6_route (linux/route.h).
+RTF_UP = 0x0001
+RTF_REJECT = 0x0200
+
 
 def resolve_bind_address(ip, port):
     """(family, address) to listen on: all addresses, or the one asked for."""
@@ -1221,6 +1151,9 @@ def describe_bind_error(error, settings):
 # Response bodies: how bytes reach the socket
 # ---------------------------------------------------------------------------
 
+SENDFILE_SLICE = 64 << 20
+
+
 class ResponseSink:
     """Writes one response body to a socket, counting the body bytes sent.
 
@@ -1422,6 +1355,9 @@ class HeadReader(io.RawIOBase):
 # (resuming: it asks for a Range), or raising Unavailable.  Only bodies of
 # known size are asked for ranges.
 # ---------------------------------------------------------------------------
+
+DIGEST_BUFFER_SIZE = 256 << 10   # the offered file's SHA-256 is read this much at a time
+
 
 class ResponseBody:
     """What every body has, with its defaults; the bodies of offers derive from it.
@@ -1689,6 +1625,47 @@ def standard_input():
 # reads nothing holds little.  With one core there are no threads: each
 # block is compressed where it is given.
 # ---------------------------------------------------------------------------
+
+# Levels chosen for speed with the usual ratio: gzip's and bzip2's defaults;
+# xz preset 2 needs 17 MiB to compress, where its default (6) needs 94 MiB.
+GZIP_LEVEL = 6
+BZIP2_LEVEL = 9
+XZ_PRESET = 2
+
+# Compressed tars are cut into blocks that every core compresses at once:
+# deflate blocks of GZIP_BLOCK_SIZE; bzip2 blocks of its -9 size, each its
+# own stream; xz blocks of three times preset 2's 1 MiB dictionary, as
+# xz -T cuts them.
+BZIP2_BLOCK_SIZE = 900000
+XZ_BLOCK_SIZE = 3 << 20
+STORED_BLOCK_MAX = 0xFFFF  # a stored deflate block's LEN is 16 bits (RFC 1951 3.2.4)
+STORED_SEND_SIZE = 256 << 10  # what a file stored in a tar.gz is sent by
+
+# Blocks of one stream given to the cores and not yet sent: one more than
+# the cores, to keep them busy, but few enough that a client that reads
+# nothing holds little (at most this many bytes of blocks, and never fewer
+# than two blocks).
+ARCHIVE_BYTES_IN_FLIGHT = 8 << 20
+
+# A compression thread with nothing to do for this long ends; the next
+# archive starts it again.
+COMPRESSION_THREAD_IDLE = 2.0
+
+# A file tried first (see STORE_TRIAL_MIN) is stored when level 1 cannot
+# bring its first bytes below this share of their size.
+STORE_TRIAL_RATIO = 0.95
+
+# Already-compressed files are stored as they are, in zips and in tar.gz
+# (as stored deflate blocks): deflating them again costs time and gains nothing.
+ZIP_STORED_EXTENSIONS = frozenset((
+    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".heif", ".avif", ".jxl",
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".3gp",
+    ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".flac", ".wma",
+    ".zip", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".zst", ".lz", ".lz4",
+    ".7z", ".rar", ".jar", ".apk", ".deb", ".rpm", ".dmg", ".cab",
+    ".docx", ".xlsx", ".pptx", ".odt", ".ods", ".odp", ".epub", ".woff", ".woff2",
+))
+
 
 class CompressionTask:
     """A function to run on a pool thread, and what it returned or raised."""
@@ -2747,6 +2724,10 @@ def members_as_reached(manifest, warnings):
 # write_tar_stream into the block compressor of the Compression section.
 # ---------------------------------------------------------------------------
 
+TAR_BLOCK = 512
+TAR_END = 2 * TAR_BLOCK
+TAR_ZEROS = bytes(TAR_BLOCK)
+
 TAR_TYPES = {FILE: b"0", LINK: b"2", FOLDER: b"5"}
 TAR_OCTAL_LIMIT = 8 ** 11  # what 11 octal digits hold: sizes and times below 8 GiB
 
@@ -3140,22 +3121,6 @@ def write_tar_stream(manifest, out, warnings):
 # offset needs them, so that a small zip opens in every tool.
 # ---------------------------------------------------------------------------
 
-class CompressingWriter:
-    """Compresses what is written to it into a sink."""
-
-    def __init__(self, sink, compressor):
-        self.sink = sink
-        self.compressor = compressor
-
-    def write(self, data):
-        packed = self.compressor.compress(data)
-        if packed:
-            self.sink.write(packed)
-
-    def finish(self):
-        self.sink.write(self.compressor.flush())
-
-
 # Zip records (APPNOTE 4.3): all little-endian.
 ZIP_LOCAL = struct.Struct("<IHHHHHIIIHH")
 ZIP_DESCRIPTOR = struct.Struct("<IIII")
@@ -3167,6 +3132,7 @@ ZIP_END = struct.Struct("<IHHHHIIH")
 ZIP_FLAG_DESCRIPTOR = 0x08   # sizes and CRC follow the data (4.4.4, bit 3)
 ZIP_FLAG_UTF8 = 0x800        # the name is UTF-8 (4.4.4, bit 11; appendix D)
 ZIP_MADE_BY_UNIX = 3 << 8    # external attributes hold Unix modes (4.4.2)
+ZIP_DEFLATE_LEVEL = 6        # zlib's default, as GZIP_LEVEL
 
 
 def dos_date_time(seconds):
@@ -3207,6 +3173,22 @@ def zip_method(name, size):
     """0 (stored) for an empty file or one whose extension says it is
     compressed already, else 8 (deflated)."""
     return 0 if size == 0 or incompressible_name(name) else 8
+
+
+class CompressingWriter:
+    """Compresses what is written to it into a sink."""
+
+    def __init__(self, sink, compressor):
+        self.sink = sink
+        self.compressor = compressor
+
+    def write(self, data):
+        packed = self.compressor.compress(data)
+        if packed:
+            self.sink.write(packed)
+
+    def finish(self):
+        self.sink.write(self.compressor.flush())
 
 
 class ZipWriter:
@@ -3827,6 +3809,36 @@ class StoredZipBody(SizedArchiveBody):
 # format needs: one of known size (plain tar, stored zip) that a resume
 # may continue, or one streamed, only so many at once.
 # ---------------------------------------------------------------------------
+
+# Compressed archives being made at once, by format; more wait their turn
+# (and are answered 503 after ARCHIVE_TURN_WAIT seconds).  A compressor's
+# state is about 0.3 MiB for deflate, 7.6 MiB for bzip2 -9 and 17 MiB for
+# xz -2, so that clients that never read keep woof's memory bounded (the
+# cores are busy with far fewer streams anyway).
+ARCHIVE_STREAMS_AT_ONCE = {"gz": 32, "zip": 32, "bz2": 8, "xz": 4}
+ARCHIVE_TURN_WAIT = 10
+
+# A walk of the offered folders answers the HEAD requests that come within
+# this many seconds of its end (or WALK_REUSE_FACTOR times its length, when
+# longer), as long as the folders given keep their modification times:
+# clients that poll with HEAD cost one walk now and then, not one each, and
+# walks never take more than a small share of the time.  A GET takes a walk
+# only within WALK_REUSE_SECONDS of its end (the download that follows
+# woof's start takes the walk made at start), else walks again or joins a
+# walk under way.  A file changed in place since shows in the next walk's
+# ETag, so a resumed download never joins two states: its If-Range fails,
+# and a part checks each file against the listing as it sends it.
+WALK_REUSE_SECONDS = 1.0
+WALK_REUSE_FACTOR = 5
+
+# A HEAD of a plain tar or stored zip waits this long while one is being
+# downloaded: each file costs the download's thread a few system calls,
+# after each of which it must take back the interpreter's lock, and clients
+# looping HEAD would keep that lock busy (8 of them made a download of 20,000 small
+# files take 5 times as long, 2 times with no walk at all; waiting 20 ms,
+# 1.6 to 1.9 times; 50 ms, 1.1 to 1.2 times).
+HEAD_YIELD_SECONDS = 0.05
+
 
 class StreamedArchiveBody(ResponseBody):
     """A compressed tar or a zip of a manifest, made while it is sent (size unknown)."""
@@ -4726,6 +4738,13 @@ class UploadBatch:
 # one ticker thread reads those counts and draws, so that showing progress
 # costs the transfers nothing.
 # ---------------------------------------------------------------------------
+
+PROGRESS_INTERVAL = 0.1          # seconds between redraws of the live lines
+SPEED_WINDOW = 5.0               # seconds of samples the speed is measured over
+MAX_LIVE_LINES = 8               # transfers shown live; the others are counted
+NO_CONTACT_HINT_SECONDS = 30     # nobody connected by then: say what to check
+MAX_NAMED_HOSTS = 4              # clients named in the line woof ends with
+
 
 def people(hosts, most=MAX_NAMED_HOSTS):
     """Client addresses in a sentence: "A", "A and B", "A, B and 3 others"."""
