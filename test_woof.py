@@ -10,6 +10,7 @@ another client the tests use is missing.
 import base64
 import bz2
 import codecs
+import collections
 import contextlib
 import errno
 import gzip
@@ -3880,6 +3881,11 @@ class QrCodeReferenceTests(WoofTestCase):
                                  penalties)
 
 
+# zbarimg's image library looks for a desktop session bus and complains on
+# stderr when there is none; it needs none to read a PNG.
+ZBARIMG_ENVIRONMENT = dict(os.environ, DBUS_SESSION_BUS_ADDRESS="disabled:")
+
+
 class QrCodeScanTests(WoofTestCase):
 
     def test_zbarimg_reads_the_printed_text_in_colour_or_not(self):
@@ -3897,7 +3903,7 @@ class QrCodeScanTests(WoofTestCase):
                     write_png(path, modules_of_lines(woof.qr_lines(matrix, colour)))
                     output = subprocess.run([zbarimg, "--raw", "-q", path],
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            timeout=DEADLINE)
+                                            env=ZBARIMG_ENVIRONMENT, timeout=DEADLINE)
                     self.assertEqual(output.returncode, 0, output.stderr)
                     self.assertEqual(output.stdout.decode("utf-8").rstrip("\n"), url)
 
@@ -4340,6 +4346,19 @@ class ThrowawayCertificateTlsTests(ThrowawayCertificateTestCase):
 # The command line
 # ---------------------------------------------------------------------------
 
+def default_signals():
+    """Run in a child before it starts (POSIX): SIGINT and SIGHUP as a shell
+    gives them to a foreground command.  A suite started in the background
+    or under nohup ignores them, and a child inherits what is ignored; woof
+    rightly keeps an ignored signal ignored, so its signal tests would wait."""
+    import signal
+    for name in ("SIGINT", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+CHILD_SIGNALS = {} if os.name == "nt" else {"preexec_fn": default_signals}
+
+
 class WoofProcess:
     """woof.py run as users run it, in a subprocess; url is what it printed.
 
@@ -4349,6 +4368,7 @@ class WoofProcess:
     def __init__(self, test, args, stdin=None, script=WOOF_PATH, stderr=subprocess.PIPE,
                  env=None, **options):
         argv = [sys.executable] + ([script] if script else []) + list(args)
+        options = dict(CHILD_SIGNALS, **options)
         self.process = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
                                         stderr=stderr, env=env, **options)
         test.addCleanup(self.close)
@@ -5435,6 +5455,7 @@ class ReachCommandLineTests(WoofTestCase):
         image = os.path.join(self.tmp, "qr.png")
         write_png(image, modules_of_lines(lines))
         decoded = subprocess.run([zbarimg, "--raw", "-q", image], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=ZBARIMG_ENVIRONMENT,
                                  timeout=DEADLINE).stdout.decode().strip()
         self.assertEqual(decoded, woof_run.url)
         with urllib.request.urlopen(woof_run.url, timeout=DEADLINE) as response:
@@ -6957,6 +6978,48 @@ class ClientCommandLineTests(ClientTestCase):
 
 
 # ---------------------------------------------------------------------------
+# The suite itself, run as CI and people run it
+# ---------------------------------------------------------------------------
+
+def ignore_stop_signals():
+    """Run in a child before it starts: SIGINT and SIGHUP ignored, as for a
+    job started in the background by a script, or under nohup."""
+    import signal
+    for name in ("SIGINT", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+class SuiteRunTests(unittest.TestCase):
+
+    def run_suite_child(self, names, **options):
+        """This file run on names in a subprocess; return its stdout's lines."""
+        result = subprocess.run([sys.executable, "-W", "error", os.path.abspath(__file__)]
+                                + names, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                timeout=DEADLINE * 4, **options)
+        return result.stdout.decode("utf-8").splitlines(), result.stderr.decode("utf-8")
+
+    @unittest.skipIf(os.name == "nt", "no SIGHUP on Windows")
+    def test_signal_tests_pass_with_the_stop_signals_ignored_as_under_nohup(self):
+        lines, stderr = self.run_suite_child(
+            ["CommandLineTests.test_ctrl_c_exits_130_with_one_line",
+             "UploadCommandLineTest.test_sigterm_and_sighup_remove_uploads_in_progress_"
+             "and_exit_128_plus_the_signal"], preexec_fn=ignore_stop_signals)
+        self.assertEqual(lines[-1:], ["2 passed, 0 failed"], stderr)
+
+    def test_the_reasons_for_skips_come_before_the_closing_line(self):
+        environment = dict(os.environ, PATH=os.path.join(HERE, "no such folder"))
+        environment.pop("WOOF_TEST_STRICT", None)
+        lines, stderr = self.run_suite_child(
+            ["ChecksumTests.test_a_name_with_a_backslash_is_escaped_as_sha256sum_reads_it",
+             "ChecksumTests.test_the_offered_file_gets_a_line_for_sha256sum_c_after_the_url",
+             "UploadCommandLineTest.test_woof_receives_with_curl_and_exits"],
+            env=environment)
+        self.assertEqual(lines, ["2 skipped: sha256sum is not installed",
+                                 "1 skipped: curl is not installed",
+                                 "0 passed, 0 failed, 3 skipped"], stderr)
+
+
+# ---------------------------------------------------------------------------
 # Running the suite: the last line is "N passed, N failed".
 # ---------------------------------------------------------------------------
 
@@ -7029,6 +7092,9 @@ def run_suite(argv):
     failed = len(result.failed_tests())
     skipped = len(result.skipped)
     sys.stderr.flush()
+    reasons = collections.Counter(reason for _, reason in result.skipped)
+    for reason, times in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+        print("%d skipped: %s" % (times, reason))
     line = "%d passed, %d failed" % (result.passed, failed)
     print(line + (", %d skipped" % skipped if skipped else ""), flush=True)
     return 0 if failed == 0 and result.passed > 0 else 1
