@@ -27,6 +27,7 @@ import queue
 import re
 import select
 import selectors
+import shlex
 import shutil
 import socket
 import socketserver
@@ -5146,6 +5147,39 @@ class PasswordTests(UploadTestCase):
 
 class PasswordCommandLineTests(WoofTestCase):
 
+    def test_the_printed_curl_command_saves_nothing_for_a_wrong_password(self):
+        curl = require_tool("curl")
+        path = self.make_file("a.txt", b"for the right person\n")
+        woof_run = WoofProcess(self, ["--https", "--password", "-i", "127.0.0.1", "-p", "0",
+                                      path], env=dict(os.environ, WOOF_PASSWORD="open sesame"),
+                               stdin=subprocess.DEVNULL)
+        woof_run.lines.get(timeout=DEADLINE)
+        command = woof_run.lines.get(timeout=DEADLINE).split(": ", 1)[1]
+        argv = [curl if arg == "curl" else arg for arg in shlex.split(command)]
+        user = argv.index("woof")
+        folder = os.path.join(self.tmp, "other side")
+        os.mkdir(folder)
+        for given in (None, "open sesam"):
+            tried = argv[:user - 1] + argv[user + 1:] if given is None \
+                else argv[:user] + ["woof:" + given] + argv[user + 1:]
+            with self.subTest(password=given):
+                result = subprocess.run(tried[:1] + ["-sS"] + tried[1:], cwd=folder,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        timeout=DEADLINE)
+                self.assertEqual(result.returncode, 22, result.stderr)
+                self.assertIn(b"401", result.stderr)
+                self.assertEqual(os.listdir(folder), [])
+        argv[user] = "woof:open sesame"
+        subprocess.run(argv[:1] + ["-sS"] + argv[1:], cwd=folder, check=True, timeout=DEADLINE)
+        self.assertEqual(os.listdir(folder), ["a.txt"])
+        with open(os.path.join(folder, "a.txt"), "rb") as handle:
+            self.assertEqual(handle.read(), b"for the right person\n")
+        status, stderr = woof_run.finish()
+        self.assertEqual(status, 0, stderr)
+        self.assertRegex(stderr, r'"GET /a.txt HTTP/1.1" 401 no password given\n')
+        self.assertRegex(stderr, r'"GET /a.txt HTTP/1.1" 401 wrong password\n')
+        self.assertIn("download 1 of 1 complete", stderr)
+
     def test_the_password_comes_from_the_environment_and_a_warning_asks_for_https(self):
         path = self.make_file("f.txt", b"for the right person\n")
         woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--password", path],
@@ -5308,7 +5342,7 @@ class HttpsTests(UploadTestCase):
         self.assertRegex(fingerprint, r"^Certificate SHA-256 fingerprint: ([0-9A-F]{2}:){31}[0-9A-F]{2}$")
         self.assertEqual(os.listdir(private_tmp), [], "the throwaway key stays on disk")
         self.assertRegex(command, r"^The other side can check it with: curl --pinnedpubkey "
-                                  r"'sha256//[A-Za-z0-9+/]{43}=' -k -OJ '%s'$" % re.escape(woof_run.url))
+                                  r"'sha256//[A-Za-z0-9+/]{43}=' -k -fOJ '%s'$" % re.escape(woof_run.url))
         pin = re.search(r"'(sha256//[^']+)'", command).group(1)
         served = subprocess.run([openssl, "s_client", "-connect", "127.0.0.1:%d" % woof_run.port],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

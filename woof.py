@@ -6055,8 +6055,8 @@ class WoofHandler(BaseHTTPRequestHandler):
 
     def check_password(self):
         """Basic authentication (RFC 7617), slowed down after repeated failures."""
-        right, wait = self.server.password_guard.attempt(
-            client_host(self.client_address), basic_password(self.headers.get("Authorization")))
+        given = basic_password(self.headers.get("Authorization"))
+        right, wait = self.server.password_guard.attempt(client_host(self.client_address), given)
         if right:
             return True
         if wait:
@@ -6064,7 +6064,8 @@ class WoofHandler(BaseHTTPRequestHandler):
                                       "too many wrong passwords; try again later",
                                       ("Retry-After", str(int(wait) + 1)))
         challenge = 'Basic realm="%s", charset="UTF-8"' % AUTH_REALM
-        return self.refuse_access(HTTPStatus.UNAUTHORIZED, "a password is needed",
+        return self.refuse_access(HTTPStatus.UNAUTHORIZED,
+                                  "no password given" if given is None else "wrong password",
                                   ("WWW-Authenticate", challenge))
 
     def refuse_access(self, status, text=None, *headers):
@@ -9068,7 +9069,7 @@ examples (on Windows, type py woof.py where python3 woof.py stands):
                                        receive three uploads of 2 GiB at most
 
 on the other side: open the URL in a browser, or
-  curl -OJ URL    wget --content-disposition URL    aria2c URL
+  curl -fOJ URL    wget --content-disposition URL    aria2c URL
   with -U:  curl -F file=@photo.jpg URL    curl -T photo.jpg URL
 
 defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
@@ -9446,7 +9447,8 @@ def certificate_lines(tls, url, settings, receiving):
     command = "curl --pinnedpubkey '%s' -k" % tls.pin
     if settings.password_digest:
         command += " -u woof"
-    command += " -T FILE '%s'" % url if receiving else " -OJ '%s'" % url
+    # --fail: an answer such as 401 is not saved under the file's name.
+    command += " -T FILE '%s'" % url if receiving else " -fOJ '%s'" % url
     return ["Certificate SHA-256 fingerprint: %s" % tls.fingerprint,
             "The other side can check it with: %s" % command]
 
