@@ -5921,6 +5921,56 @@ class ChecksumTests(WoofTestCase):
         self.assertEqual(status, 0, stderr)
         self.assertIn("SHA-256 of r\u00e9sum\u00e9 2024.pdf, for sha256sum -c", stderr)
 
+    def test_the_line_comes_before_the_exit_when_the_download_began_at_once(self):
+        sha256sum = require_tool("sha256sum")
+        curl = require_tool("curl")
+        name = "report 2024 #1 \u00e9t\u00e9 100%.pdf"
+        saved_by_curl = "report 2024 #1 ete 100_.pdf"
+        data = os.urandom(1 << 20) * 64
+        path = self.make_file(name, data)
+        folder = os.path.join(self.tmp, "other side")
+        os.mkdir(folder)
+        child = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", path])
+        subprocess.run([curl, "-sS", "-fOJ", child.url], cwd=folder, check=True,
+                       timeout=DEADLINE)
+        status, stderr = child.finish()
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(os.listdir(folder), [saved_by_curl])
+        lines = list(iter(lambda: child.lines.get(timeout=DEADLINE), None))
+        digest = hashlib.sha256(data).hexdigest()
+        self.assertEqual(lines, ["%s  %s\n" % (digest, name), "%s  %s\n" % (digest, saved_by_curl)])
+        self.assertLess(stderr.index("SHA-256 of"), stderr.index("done: sent"))
+        check = subprocess.run([sha256sum, "-c"], cwd=folder, input=lines[1].encode("utf-8"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertEqual(check.stdout.decode("utf-8"), saved_by_curl + ": OK\n")
+
+    def test_a_checksum_stopped_by_the_end_is_finished_and_said(self):
+        data = os.urandom(300000)
+        run = self.start(self.make_file("quick.bin", data))
+        response, body = self.request(run)
+        self.assert_response(response, body, 200, body=data)
+        run.wait()
+        out = io.StringIO()
+        thread = woof.checksum_in_background(run.server, run.server.log, out)
+        woof.finish_checksum(run.server, thread, run.server.log, out)
+        self.assertEqual(out.getvalue(), "%s  quick.bin\n" % hashlib.sha256(data).hexdigest())
+        self.assertIn("SHA-256 of quick.bin, for sha256sum -c", self.log_text())
+
+    def test_a_file_changed_after_it_was_sent_gets_no_line_at_the_end(self):
+        path = self.make_file("moved.txt", b"as sent")
+        run = self.start(path)
+        response, body = self.request(run)
+        self.assert_response(response, body, 200, body=b"as sent")
+        run.wait()
+        with open(path, "r+b") as handle:
+            handle.write(b"CHANGED")
+        os.utime(path, (1, 1))
+        out = io.StringIO()
+        thread = woof.checksum_in_background(run.server, run.server.log, out)
+        woof.finish_checksum(run.server, thread, run.server.log, out)
+        self.assertEqual(out.getvalue(), "")
+
     def test_a_name_with_a_backslash_is_escaped_as_sha256sum_reads_it(self):
         sha256sum = require_tool("sha256sum")
         name = "back\\slash.txt"

@@ -9421,16 +9421,41 @@ def checksum_in_background(server, log, out=None):
     def compute():
         hexdigest = offer.compute_digest(server.wait_until_idle)
         if hexdigest is not None:
-            server.call_soon(lambda: tell(hexdigest))
-
-    def tell(hexdigest):
-        log.info("SHA-256 of %s, for sha256sum -c on the other side:" % printable_name(offer.name))
-        log.write(checksum_line(hexdigest, offer.name), out=out or sys.stdout)
+            server.call_soon(lambda: tell_checksum(offer.name, hexdigest, log, out))
 
     thread = threading.Thread(target=compute, name="woof checksum")
     thread.daemon = True
     thread.start()
     return thread
+
+
+def finish_checksum(server, thread, log, out=None):
+    """Once serving has ended, say the offered file's SHA-256 if the thread
+    of checksum_in_background() did not: a download that starts at once
+    pauses it, and the end stops it.  The file is then read once more (from
+    the system's cache, just sent), but only when it is still what was sent."""
+    if thread is None:
+        return
+    thread.join()
+    server.run_soon()  # a line computed but not yet said
+    offer = server.offer
+    if offer.digest is None:
+        hexdigest = offer.compute_digest()
+        if hexdigest is not None and server.states_sent <= {offer.digest[0]}:
+            tell_checksum(offer.name, hexdigest, log, out)
+
+
+def tell_checksum(name, hexdigest, log, out=None):
+    """Print the lines for `sha256sum -c`: for the offered name and, when it
+    differs, for the ASCII name that curl -OJ saves (Content-Disposition's
+    filename=)."""
+    out = out or sys.stdout
+    log.info("SHA-256 of %s, for sha256sum -c on the other side:" % printable_name(name))
+    log.write(checksum_line(hexdigest, name), out=out)
+    fallback = ascii_fallback(name)
+    if fallback != name:
+        log.info("or where curl -OJ saved it as %s:" % fallback)
+        log.write(checksum_line(hexdigest, fallback), out=out)
 
 
 def checksum_line(hexdigest, name):
@@ -9554,8 +9579,9 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
             log.warn("--password without HTTPS: anyone on the network can read the password "
                      "as it is sent; add --https")
         announce(server, offer, settings, log)
-        checksum_in_background(server, log)
+        checksum = checksum_in_background(server, log)
         server.serve_until_done()
+        finish_checksum(server, checksum, log)
         return finish_status(server, log)
     except WoofError as error:
         print("woof: error: %s" % error, file=sys.stderr)
