@@ -4614,6 +4614,35 @@ class CommandLineTests(WoofTestCase):
         self.assertNotIn("Traceback", stderr)
 
 
+    @unittest.skipIf(os.name == "nt", "no SIGINT or SIGTERM to a child on Windows")
+    def test_a_stop_logs_the_transfers_in_flight_as_aborted_and_what_was_sent(self):
+        import signal
+        curl = require_tool("curl")
+        data = os.urandom(1 << 20) * 16
+        path = self.make_file("big.bin", data)
+        for name, last in (("SIGTERM", "woof: stopped by SIGTERM"),
+                           ("SIGINT", "woof: interrupted")):
+            with self.subTest(signal=name):
+                child = WoofProcess(self, ["-c", "0", "-i", "127.0.0.1", "-p", "0", path])
+                with urllib.request.urlopen(child.url, timeout=DEADLINE) as response:
+                    self.assertEqual(response.read(), data)
+                partial = os.path.join(self.tmp, "partial-%s" % name)
+                slow = subprocess.Popen([curl, "-sS", "--limit-rate", "200K", "-o", partial,
+                                         child.url], stderr=subprocess.DEVNULL)
+                self.addCleanup(slow.wait)
+                self.addCleanup(slow.kill)
+                wait_until(lambda: os.path.exists(partial) and os.path.getsize(partial) > 0,
+                           message="the slow download to begin")
+                child.process.send_signal(getattr(signal, name))
+                status, stderr = child.finish()
+                lines = stderr.splitlines()
+                self.assertEqual(lines[-1], last, stderr)
+                self.assertRegex(lines[-3], r"^\[[0-9:]+\] 127\.0\.0\.1 big\.bin [0-9.]+ [KM]iB "
+                                            r"in .* aborted: woof was stopped$")
+                self.assertRegex(lines[-2], r"^\[[0-9:]+\] done: sent big\.bin \(16\.0 MiB\) "
+                                            r"to 127\.0\.0\.1 in ")
+
+
 class UploadCommandLineTest(UploadTestCase):
     def test_upload_options_make_settings(self):
         table = [(["-U"], os.path.abspath("."), None), (["-U", "in"], os.path.abspath("in"), None),

@@ -4832,6 +4832,11 @@ class Progress:
         with self.lock:
             return len(self.transfers)
 
+    def in_flight(self):
+        """The transfers in flight, oldest first."""
+        with self.lock:
+            return list(self.transfers)
+
     def start(self, hint=None):
         """Start drawing, on a terminal only; `hint` is said once if nobody
         has connected `hint_after` seconds after the start."""
@@ -7416,6 +7421,16 @@ class WoofServer(HTTPServer):
                 told = running or told
                 self.lock.wait(POLL_INTERVAL)
 
+    def log_stopped(self):
+        """Log, as woof is stopped (Ctrl-C, a stop signal), each transfer in
+        flight as aborted, then what was done: the lines of a normal end."""
+        for transfer in self.progress.in_flight():
+            self.log.info("%s %s %s %s" % (
+                transfer.who, printable_name(transfer.name), transfer.summary(),
+                self.log.paint("aborted: woof was stopped", SGR_ABORTED)))
+        with self.lock:
+            self.log.info("done: %s" % self.summary())
+
     def taken_text(self):
         """How much was taken: "1 of 1 downloads complete", "3 uploads received"."""
         count = self.settings.count
@@ -9587,9 +9602,14 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
         print("woof: error: %s" % error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        stop_signals.hold()
+        if server is not None:
+            server.log_stopped()
         print("woof: interrupted", file=sys.stderr)
         return 130
     except StopRequested as stop:
+        if server is not None:
+            server.log_stopped()
         print("woof: stopped by %s" % stop, file=sys.stderr)
         return 128 + stop.number
     finally:
