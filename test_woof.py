@@ -542,6 +542,48 @@ class ConfigTests(WoofTestCase):
         self.assertRegex(stderr.getvalue(), r"^woof: warning: .*woofrc: ignoring key compresed")
         self.assertIn("examples", stdout.getvalue())
 
+    def test_no_flags_turn_a_woofrc_yes_off_for_one_run(self):
+        on = woof.read_config([self.write_config("on", "[main]\nqr = yes\nsecret = yes\n"
+                                                       "store = yes\ncompressed = zip\n")])
+        off = woof.read_config([self.write_config("off", "[main]\nqr = no\n")])
+        table = [(on, [], (True, True, True)),
+                 (on, ["--no-qr", "--no-secret", "--no-store"], (False, False, False)),
+                 (on, ["--no-qr"], (False, True, True)),
+                 ({}, [], (False, False, False)),
+                 ({}, ["--qr", "--secret"], (True, True, False)),
+                 (off, ["--qr"], (True, False, False))]
+        for config, argv, expected in table:
+            with self.subTest(config=config, argv=argv):
+                args = woof.parse_command_line(woof.build_parser(config), argv + ["x"])
+                settings = woof.settings_from(args)
+                self.assertEqual((settings.qr, settings.secret is not None,
+                                  args.store or args.configured_store), expected)
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            self.assertEqual(woof.main(["--help"], config_paths=()), 0)
+        for flag in ("--no-qr", "--no-secret", "--no-store"):
+            self.assertIn(flag, stdout.getvalue())
+
+    def test_woofrc_mistakes_say_the_file_and_line_and_what_to_do(self):
+        table = [("[main]\nport = 9000\nqr\n", "line 3 is not a setting; write key = value"),
+                 ("port = 9000\n", "line 1: 'port = 9000' comes before any [main]; "
+                                   "put [main] above the settings")]
+        for text, message in table:
+            with self.subTest(text=text):
+                path = self.write_config("woofrc", text)
+                stderr = io.StringIO()
+                with contextlib.redirect_stderr(stderr):
+                    self.assertEqual(woof.main(["x"], config_paths=[path]), 1)
+                self.assertEqual(stderr.getvalue(),
+                                 "woof: error: cannot read %s: %s\n" % (path, message))
+
+    def test_a_misspelt_section_gets_one_warning(self):
+        path = self.write_config("woofrc", "[mian]\nport = 9000\nqr = yes\n[extra]\nx = 1\n")
+        warnings = []
+        self.assertEqual(woof.read_config([path], warnings.append), {})
+        self.assertEqual(warnings, ["%s: ignoring [mian], [extra] (woof reads only [main])"
+                                    % path])
+
     def test_a_bad_woofrc_value_names_the_file_and_the_key(self):
         table = ["[main]\nport = eighty\n", "[main]\ncount = -1\n", "[main]\ncompressed = rar\n",
                  "port = 1\n", "[main\n"]

@@ -9090,7 +9090,8 @@ on the other side: open the URL in a browser, or
 defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
   port = 8080, count = 1, ip = ADDRESS, compressed = gz|bz2|xz|zip|off,
   qr = yes|no, secret = yes|no, store = yes|no (zips: as --store)
-  (comments start with ; or #)
+  (comments start with ; or #); --no-qr, --no-secret, --no-store turn a
+  woofrc yes off for one run
 
 exit status: 0 done, 1 error, 2 wrong usage, 3 --expire ran out before the
 count was reached, 130 stopped with Ctrl-C"""
@@ -9256,6 +9257,9 @@ def add_folder_options(group, configured_store=False):
                        help="with -Z: members stored, not deflated, so the zip has a size "
                             "known in advance: browsers show the time left, and it resumes%s"
                        % (" (on in woofrc for zips)" if configured_store else ""))
+    group.add_argument("--no-store", dest="configured_store", action="store_false",
+                       default=configured_store,
+                       help="deflate a zip's members although woofrc says store = yes")
 
 
 def add_receiving_options(group):
@@ -9277,9 +9281,13 @@ def add_reaching_options(group, config):
     group.add_argument("--qr", action="store_true",
                        help="print a QR code of the first URL, for a phone's camera%s"
                             % (" (on in woofrc)" if config.get("qr") else ""))
+    group.add_argument("--no-qr", dest="qr", action="store_false",
+                       help="no QR code, although woofrc says qr = yes")
     group.add_argument("--secret", action="store_true",
                        help="put a random 128-bit token in the URL; any other path gets "
                             "404%s" % (" (on in woofrc)" if config.get("secret") else ""))
+    group.add_argument("--no-secret", dest="secret", action="store_false",
+                       help="no token in the URL, although woofrc says secret = yes")
     group.add_argument("--password", action="store_true",
                        help="ask for a password (or take WOOF_PASSWORD) that the other "
                             "side must give (HTTP Basic, any user name)")
@@ -9315,9 +9323,19 @@ def read_config(paths, warn=None):
                 parser.read_file(config_file, path)
         except FileNotFoundError:
             continue
+        except configparser.MissingSectionHeaderError as error:
+            raise WoofError("cannot read %s: line %d: %r comes before any [main]; put [main] "
+                            "above the settings" % (path, error.lineno, error.line.strip()))
+        except configparser.ParsingError as error:
+            raise WoofError("cannot read %s: line %d is not a setting; write key = value"
+                            % (path, error.errors[0][0]))
         except (OSError, UnicodeError, configparser.Error) as error:
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             raise WoofError("cannot read %s: %s" % (path, reason))
+        others = [name for name in parser.sections() if name != "main"]
+        if others and warn is not None:
+            warn("%s: ignoring %s (woof reads only [main])"
+                 % (path, ", ".join("[%s]" % name for name in others)))
         if parser.has_section("main"):
             defaults.update(config_values(path, parser["main"], warn))
     return defaults
