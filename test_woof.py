@@ -735,6 +735,20 @@ class DownloadTests(WoofTestCase):
         self.assert_response(response, body, 200, body=b"cached")
         run.wait()
 
+    def test_if_modified_since_is_read_in_all_three_date_forms(self):
+        path = self.make_file("old.txt", b"old")
+        os.utime(path, (784111777, 784111777))  # Sun, 06 Nov 1994 08:49:37 GMT
+        run = self.start(path, count=0)
+        connection = self.connect(run)
+        table = [("Sun, 06 Nov 1994 08:49:37 GMT", 304), ("Sunday, 06-Nov-94 08:49:37 GMT", 304),
+                 ("Sun Nov  6 08:49:37 1994", 304), ("Sat, 05 Nov 1994 08:49:37 GMT", 200),
+                 ("Saturday, 05-Nov-94 08:49:37 GMT", 200), ("Sat Nov  5 08:49:37 1994", 200)]
+        for date, status in table:
+            with self.subTest(date=date):
+                response, body = self.request(run, headers={"If-Modified-Since": date},
+                                              connection=connection)
+                self.assert_response(response, body, status, body=b"" if status == 304 else b"old")
+
     def test_an_aborted_download_is_not_counted(self):
         data = os.urandom(32 << 20)
         run = self.start(self.make_file("big.bin", data))

@@ -40,6 +40,7 @@ import base64
 import bisect
 import collections
 import configparser
+import datetime
 import email.utils
 import errno
 import fractions
@@ -722,13 +723,17 @@ def http_date(timestamp):
 
 
 def parse_http_date(value):
-    """The timestamp of an HTTP date, or None when it is not one."""
+    """The timestamp of an HTTP date in any of its three forms (RFC 9110,
+    5.6.7), or None when it is not one.  asctime's form names no zone: like
+    the others, it is in UTC."""
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if parsed is None or parsed.tzinfo is None:
+    if parsed is None:
         return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return parsed.timestamp()
 
 
