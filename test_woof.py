@@ -4659,6 +4659,16 @@ class CommandLineTests(WoofTestCase):
                 self.assertEqual(response.read(), source.read())
         self.assertEqual(woof_run.finish()[0], 0)
 
+    def test_a_file_named_like_an_option_gets_a_hint(self):
+        self.make_file("-notes.txt")
+        result = subprocess.run([sys.executable, WOOF_PATH, "-p", "0", "-notes.txt"],
+                                cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr.decode(),
+                         "woof: error: unrecognized arguments: -notes.txt; for the file, write "
+                         "-- -notes.txt or ./-notes.txt (see --help)\n")
+
     @unittest.skipIf(os.name == "nt", "no SIGINT to a child on Windows")
     def test_ctrl_c_exits_130_with_one_line(self):
         import signal
@@ -4713,7 +4723,11 @@ class UploadCommandLineTest(UploadTestCase):
 
     def test_mistakes_are_one_line_errors(self):
         missing = os.path.join(self.tmp, "missing")
+        photo = self.make_file("photo.jpg")
         table = [(["-U", missing], 1, "is not a folder"),
+                 (["-U", photo], 1, "photo.jpg is not a folder: -U receives files into a "
+                                    "folder; to send a file to another woof, run woof.py URL "
+                                    "FILE"),
                  (["-U", self.inbox, "x.txt"], 2, "give no FILE"),
                  (["-U", self.inbox, "--upload-dir", self.tmp], 2, "name two folders"),
                  (["--max-upload", "2G", "x.txt"], 2, "only applies when receiving"),

@@ -4433,6 +4433,9 @@ def create_temporary(folder):
 
 def check_writable_folder(folder):
     """Raise WoofError unless uploads can be saved in folder."""
+    if os.path.isfile(folder):
+        raise WoofError("%s is not a folder: -U receives files into a folder; to send a "
+                        "file to another woof, run woof.py URL FILE" % printable_name(folder))
     if not os.path.isdir(folder):
         raise WoofError("%s is not a folder" % printable_name(folder))
     try:
@@ -9199,7 +9202,9 @@ def parse_command_line(parser, argv):
     after_dashes = rest.index("--") if "--" in rest else len(rest)
     unknown = [arg for arg in rest[:after_dashes] if arg.startswith("-") and arg != "-"]
     if unknown:
-        parser.error("unrecognized arguments: %s" % " ".join(unknown))
+        files = [arg for arg in unknown if os.path.lexists(arg)]
+        hint = "; for the file, write -- %s or ./%s" % (files[0], files[0]) if files else ""
+        parser.error("unrecognized arguments: %s%s" % (" ".join(unknown), hint))
     args.paths = list(args.paths) + rest[:after_dashes] + rest[after_dashes + 1:]
     return args
 
