@@ -5411,9 +5411,16 @@ class HttpsTests(UploadTestCase):
         certificate, key = make_certificate(self, self.tmp)
         _, other_key = make_certificate(self, self.tmp, name="other")
         path = self.make_file("f.txt")
+        with open(certificate) as handle:
+            der = ssl.PEM_cert_to_DER_cert(handle.read())
+        der_path = self.make_file("certificate.der", der)
         table = [(["--cert", certificate, "--key", other_key], "cannot use"),
                  (["--cert", os.path.join(self.tmp, "absent.pem")], "cannot use"),
-                 (["--cert", path], "cannot use")]
+                 (["--cert", path], "%s is not a PEM certificate" % path),
+                 (["--cert", der_path, "--key", key], "%s is not a PEM certificate" % der_path),
+                 (["--cert", certificate], "%s holds no PEM private key; give the key's "
+                                           "file with --key FILE" % certificate),
+                 (["--cert", certificate, "--key", path], "%s is not a PEM private key" % path)]
         for args, fragment in table:
             with self.subTest(args=args):
                 stderr = io.StringIO()
@@ -5424,6 +5431,7 @@ class HttpsTests(UploadTestCase):
                 lines = stderr.getvalue().strip().splitlines()
                 self.assertEqual(len(lines), 1, lines)
                 self.assertIn(fragment, lines[0])
+                self.assertNotIn("PEM lib", lines[0])
                 self.assertTrue(lines[0].startswith("woof: error: "), lines[0])
 
     def test_a_throwaway_certificate_is_pinned_by_the_printed_curl_command(self):

@@ -5852,10 +5852,36 @@ def tls_context(ssl, certificate, key, describe):
         context.load_cert_chain(certificate, key)
         with open(certificate, encoding="ascii", errors="replace") as handle:
             der = ssl.PEM_cert_to_DER_cert(first_pem_certificate(handle.read()))
-    except (OSError, ValueError, ssl.SSLError) as error:
-        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+    except ssl.SSLError as error:  # OpenSSL says only "PEM lib" for a file it cannot read
+        raise WoofError(pem_problem(certificate, key) or "cannot use %s: %s"
+                        % (printable_name(describe), error.reason or error))
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
         raise WoofError("cannot use %s: %s" % (printable_name(describe), reason))
     return TlsSetup(context, public_key_pin(der), certificate_fingerprint(der))
+
+
+def pem_problem(certificate, key):
+    """What is wrong, in words, with files OpenSSL refused, or None."""
+    try:
+        with open(certificate, encoding="ascii", errors="replace") as handle:
+            certificate_text = handle.read()
+        key_text = certificate_text
+        if key:
+            with open(key, encoding="ascii", errors="replace") as handle:
+                key_text = handle.read()
+    except OSError:
+        return None
+    if "-----BEGIN CERTIFICATE-----" not in certificate_text:
+        return ("%s is not a PEM certificate (text from -----BEGIN CERTIFICATE-----); "
+                "from a DER file, openssl x509 -inform der -in FILE -out cert.pem makes one"
+                % printable_name(certificate))
+    if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", key_text):
+        if not key:
+            return ("%s holds no PEM private key; give the key's file with --key FILE"
+                    % printable_name(certificate))
+        return "%s is not a PEM private key" % printable_name(key)
+    return None
 
 
 _PLAIN_HOST = re.compile(r"^[A-Za-z0-9.:\[\]-]+\Z")
