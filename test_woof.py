@@ -4582,6 +4582,7 @@ class CommandLineTests(WoofTestCase):
             self.assertIn(" python3 woof.py ", line)
         self.assertIn("type py woof.py", lines[first])
         self.assertRegex(result.stdout, r"exit status: 0 done, 1 error, 2 wrong usage, 3 ")
+        self.assertRegex(result.stdout, r"130 stopped with Ctrl-C, 143 by SIGTERM, 129 by SIGHUP")
         self.assertIn("-Z                      .zip: for Windows recipients", result.stdout)
 
     def test_help_shows_the_defaults_the_woofrc_files_set(self):

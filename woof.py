@@ -9128,7 +9128,8 @@ defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
   woofrc yes off for one run
 
 exit status: 0 done, 1 error, 2 wrong usage, 3 --expire ran out before the
-count was reached, 130 stopped with Ctrl-C"""
+count was reached, 130 stopped with Ctrl-C, 143 by SIGTERM, 129 by SIGHUP
+(128 + the signal's number)"""
 
 
 def converted(convert, text, expected):
