@@ -1422,7 +1422,8 @@ class HeadReader(io.RawIOBase):
 # it asks for a Range), or raising Unavailable.  A body has `size` (None
 # when unknown), `etag` and `mtime` (None when it has none), write(sink,
 # start, stop) and close().  Only bodies of known size are asked for ranges.
-# A body of unknown size that cannot be sent again has one_shot = True; a
+# A body of unknown size that cannot be sent again has one_shot = True,
+# give_back_unreached() and read_failed (its source, not the client, failed); a
 # body may have resume_conflict, a reason to refuse a Range without If-Range
 # from a client whose earlier bytes came from another state (ETag) of the
 # offer.
@@ -1576,6 +1577,7 @@ class StreamBody:
     etag = None
     mtime = None
     one_shot = True
+    read_failed = False  # True once reading the stream failed, not sending it
 
     def __init__(self, read, held, give_back):
         self.read = read
@@ -1593,6 +1595,7 @@ class StreamBody:
                 data = self.read(COPY_BUFFER_SIZE)
             except OSError as error:
                 self.held = None  # a stream that fails is lost for everyone
+                self.read_failed = True
                 raise WoofError("cannot read the stream: %s" % (error.strerror or error))
             if not data:
                 return
@@ -7296,7 +7299,7 @@ class WoofServer(HTTPServer):
             if body.size is None:
                 if not complete:
                     if getattr(body, "one_shot", False) and not body.give_back_unreached():
-                        self.fail_stream(received)
+                        self.fail_stream(received, body.read_failed)
                     return None
                 return self.count_completion(client_host(client_address), received)
             host = client_host(client_address)
@@ -7366,9 +7369,14 @@ class WoofServer(HTTPServer):
         wanted = self.settings.count or 1  # with no limit, at least one
         return self.expired and self.completed < wanted
 
-    def fail_stream(self, sent):
-        self.failure = ("standard input was cut off after %s and cannot be sent again"
-                        % format_size(sent))
+    def fail_stream(self, sent, read_failed=False):
+        """End woof once a one-shot stream is lost, saying which side ended it."""
+        if read_failed:
+            self.failure = ("standard input could not be read after %s had been sent; "
+                            "it cannot be sent again" % format_size(sent))
+        else:
+            self.failure = ("the download of standard input broke off after %s reached the "
+                            "client; standard input cannot be sent again" % format_size(sent))
         self.end_serving()
 
     def stop(self):
