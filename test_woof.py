@@ -7201,6 +7201,12 @@ class SuiteRunTests(unittest.TestCase):
              "and_exit_128_plus_the_signal"], preexec_fn=ignore_stop_signals)
         self.assertEqual(lines[-1:], ["2 passed, 0 failed"], stderr)
 
+    def test_the_readme_names_every_platform_switch(self):
+        with open(os.path.join(HERE, "README.md"), encoding="utf-8") as readme:
+            text = readme.read()
+        for name in PLATFORM_SWITCHES:
+            self.assertTrue("`%s`" % name in text, "README.md does not name %s" % name)
+
     def test_the_reasons_for_skips_come_before_the_closing_line(self):
         environment = dict(os.environ, PATH=os.path.join(HERE, "no such folder"))
         environment.pop("WOOF_TEST_STRICT", None)
