@@ -10,6 +10,7 @@ another client the tests use is missing.
 import base64
 import bz2
 import codecs
+import collections
 import contextlib
 import errno
 import gzip
@@ -26,6 +27,7 @@ import queue
 import re
 import select
 import selectors
+import shlex
 import shutil
 import socket
 import socketserver
@@ -540,6 +542,48 @@ class ConfigTests(WoofTestCase):
         self.assertRegex(stderr.getvalue(), r"^woof: warning: .*woofrc: ignoring key compresed")
         self.assertIn("examples", stdout.getvalue())
 
+    def test_no_flags_turn_a_woofrc_yes_off_for_one_run(self):
+        on = woof.read_config([self.write_config("on", "[main]\nqr = yes\nsecret = yes\n"
+                                                       "store = yes\ncompressed = zip\n")])
+        off = woof.read_config([self.write_config("off", "[main]\nqr = no\n")])
+        table = [(on, [], (True, True, True)),
+                 (on, ["--no-qr", "--no-secret", "--no-store"], (False, False, False)),
+                 (on, ["--no-qr"], (False, True, True)),
+                 ({}, [], (False, False, False)),
+                 ({}, ["--qr", "--secret"], (True, True, False)),
+                 (off, ["--qr"], (True, False, False))]
+        for config, argv, expected in table:
+            with self.subTest(config=config, argv=argv):
+                args = woof.parse_command_line(woof.build_parser(config), argv + ["x"])
+                settings = woof.settings_from(args)
+                self.assertEqual((settings.qr, settings.secret is not None,
+                                  args.store or args.configured_store), expected)
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            self.assertEqual(woof.main(["--help"], config_paths=()), 0)
+        for flag in ("--no-qr", "--no-secret", "--no-store"):
+            self.assertIn(flag, stdout.getvalue())
+
+    def test_woofrc_mistakes_say_the_file_and_line_and_what_to_do(self):
+        table = [("[main]\nport = 9000\nqr\n", "line 3 is not a setting; write key = value"),
+                 ("port = 9000\n", "line 1: 'port = 9000' comes before any [main]; "
+                                   "put [main] above the settings")]
+        for text, message in table:
+            with self.subTest(text=text):
+                path = self.write_config("woofrc", text)
+                stderr = io.StringIO()
+                with contextlib.redirect_stderr(stderr):
+                    self.assertEqual(woof.main(["x"], config_paths=[path]), 1)
+                self.assertEqual(stderr.getvalue(),
+                                 "woof: error: cannot read %s: %s\n" % (path, message))
+
+    def test_a_misspelt_section_gets_one_warning(self):
+        path = self.write_config("woofrc", "[mian]\nport = 9000\nqr = yes\n[extra]\nx = 1\n")
+        warnings = []
+        self.assertEqual(woof.read_config([path], warnings.append), {})
+        self.assertEqual(warnings, ["%s: ignoring [mian], [extra] (woof reads only [main])"
+                                    % path])
+
     def test_a_bad_woofrc_value_names_the_file_and_the_key(self):
         table = ["[main]\nport = eighty\n", "[main]\ncount = -1\n", "[main]\ncompressed = rar\n",
                  "port = 1\n", "[main\n"]
@@ -690,6 +734,20 @@ class DownloadTests(WoofTestCase):
         response, body = self.request(run, headers={"If-None-Match": '"stale"'}, connection=connection)
         self.assert_response(response, body, 200, body=b"cached")
         run.wait()
+
+    def test_if_modified_since_is_read_in_all_three_date_forms(self):
+        path = self.make_file("old.txt", b"old")
+        os.utime(path, (784111777, 784111777))  # Sun, 06 Nov 1994 08:49:37 GMT
+        run = self.start(path, count=0)
+        connection = self.connect(run)
+        table = [("Sun, 06 Nov 1994 08:49:37 GMT", 304), ("Sunday, 06-Nov-94 08:49:37 GMT", 304),
+                 ("Sun Nov  6 08:49:37 1994", 304), ("Sat, 05 Nov 1994 08:49:37 GMT", 200),
+                 ("Saturday, 05-Nov-94 08:49:37 GMT", 200), ("Sat Nov  5 08:49:37 1994", 200)]
+        for date, status in table:
+            with self.subTest(date=date):
+                response, body = self.request(run, headers={"If-Modified-Since": date},
+                                              connection=connection)
+                self.assert_response(response, body, status, body=b"" if status == 304 else b"old")
 
     def test_an_aborted_download_is_not_counted(self):
         data = os.urandom(32 << 20)
@@ -1224,7 +1282,8 @@ class StreamTests(WoofTestCase):
         with self.assertRaises(http.client.IncompleteRead):
             self.request(run)
         run.wait()
-        self.assertIn("cannot be sent again", str(run.error))
+        self.assertIn("standard input could not be read after 11 B had been sent; it cannot be "
+                      "sent again", str(run.error))
         self.assertIn("aborted: cannot read the stream: Input/output error", self.log_text())
 
     def test_an_http_1_0_client_gets_the_stream_until_the_connection_closes(self):
@@ -1247,7 +1306,9 @@ class StreamTests(WoofTestCase):
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         run.wait()
         self.assertIsInstance(run.error, woof.WoofError)
-        self.assertIn("cannot be sent again", str(run.error))
+        self.assertRegex(str(run.error), r"^the download of standard input broke off after "
+                                         r"[0-9.]+ MiB reached the client; standard input "
+                                         r"cannot be sent again$")
 
 
 # ---------------------------------------------------------------------------
@@ -3880,6 +3941,11 @@ class QrCodeReferenceTests(WoofTestCase):
                                  penalties)
 
 
+# zbarimg's image library looks for a desktop session bus and complains on
+# stderr when there is none; it needs none to read a PNG.
+ZBARIMG_ENVIRONMENT = dict(os.environ, DBUS_SESSION_BUS_ADDRESS="disabled:")
+
+
 class QrCodeScanTests(WoofTestCase):
 
     def test_zbarimg_reads_the_printed_text_in_colour_or_not(self):
@@ -3897,7 +3963,7 @@ class QrCodeScanTests(WoofTestCase):
                     write_png(path, modules_of_lines(woof.qr_lines(matrix, colour)))
                     output = subprocess.run([zbarimg, "--raw", "-q", path],
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            timeout=DEADLINE)
+                                            env=ZBARIMG_ENVIRONMENT, timeout=DEADLINE)
                     self.assertEqual(output.returncode, 0, output.stderr)
                     self.assertEqual(output.stdout.decode("utf-8").rstrip("\n"), url)
 
@@ -4340,6 +4406,19 @@ class ThrowawayCertificateTlsTests(ThrowawayCertificateTestCase):
 # The command line
 # ---------------------------------------------------------------------------
 
+def default_signals():
+    """Run in a child before it starts (POSIX): SIGINT and SIGHUP as a shell
+    gives them to a foreground command.  A suite started in the background
+    or under nohup ignores them, and a child inherits what is ignored; woof
+    rightly keeps an ignored signal ignored, so its signal tests would wait."""
+    import signal
+    for name in ("SIGINT", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+CHILD_SIGNALS = {} if os.name == "nt" else {"preexec_fn": default_signals}
+
+
 class WoofProcess:
     """woof.py run as users run it, in a subprocess; url is what it printed.
 
@@ -4349,6 +4428,7 @@ class WoofProcess:
     def __init__(self, test, args, stdin=None, script=WOOF_PATH, stderr=subprocess.PIPE,
                  env=None, **options):
         argv = [sys.executable] + ([script] if script else []) + list(args)
+        options = dict(CHILD_SIGNALS, **options)
         self.process = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
                                         stderr=stderr, env=env, **options)
         test.addCleanup(self.close)
@@ -4505,6 +4585,7 @@ class CommandLineTests(WoofTestCase):
             self.assertIn(" python3 woof.py ", line)
         self.assertIn("type py woof.py", lines[first])
         self.assertRegex(result.stdout, r"exit status: 0 done, 1 error, 2 wrong usage, 3 ")
+        self.assertRegex(result.stdout, r"130 stopped with Ctrl-C, 143 by SIGTERM, 129 by SIGHUP")
         self.assertIn("-Z                      .zip: for Windows recipients", result.stdout)
 
     def test_help_shows_the_defaults_the_woofrc_files_set(self):
@@ -4582,6 +4663,16 @@ class CommandLineTests(WoofTestCase):
                 self.assertEqual(response.read(), source.read())
         self.assertEqual(woof_run.finish()[0], 0)
 
+    def test_a_file_named_like_an_option_gets_a_hint(self):
+        self.make_file("-notes.txt")
+        result = subprocess.run([sys.executable, WOOF_PATH, "-p", "0", "-notes.txt"],
+                                cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr.decode(),
+                         "woof: error: unrecognized arguments: -notes.txt; for the file, write "
+                         "-- -notes.txt or ./-notes.txt (see --help)\n")
+
     @unittest.skipIf(os.name == "nt", "no SIGINT to a child on Windows")
     def test_ctrl_c_exits_130_with_one_line(self):
         import signal
@@ -4591,6 +4682,35 @@ class CommandLineTests(WoofTestCase):
         self.assertEqual(status, 130)
         self.assertEqual(stderr.strip().splitlines()[-1], "woof: interrupted")
         self.assertNotIn("Traceback", stderr)
+
+
+    @unittest.skipIf(os.name == "nt", "no SIGINT or SIGTERM to a child on Windows")
+    def test_a_stop_logs_the_transfers_in_flight_as_aborted_and_what_was_sent(self):
+        import signal
+        curl = require_tool("curl")
+        data = os.urandom(1 << 20) * 16
+        path = self.make_file("big.bin", data)
+        for name, last in (("SIGTERM", "woof: stopped by SIGTERM"),
+                           ("SIGINT", "woof: interrupted")):
+            with self.subTest(signal=name):
+                child = WoofProcess(self, ["-c", "0", "-i", "127.0.0.1", "-p", "0", path])
+                with urllib.request.urlopen(child.url, timeout=DEADLINE) as response:
+                    self.assertEqual(response.read(), data)
+                partial = os.path.join(self.tmp, "partial-%s" % name)
+                slow = subprocess.Popen([curl, "-sS", "--limit-rate", "200K", "-o", partial,
+                                         child.url], stderr=subprocess.DEVNULL)
+                self.addCleanup(slow.wait)
+                self.addCleanup(slow.kill)
+                wait_until(lambda: os.path.exists(partial) and os.path.getsize(partial) > 0,
+                           message="the slow download to begin")
+                child.process.send_signal(getattr(signal, name))
+                status, stderr = child.finish()
+                lines = stderr.splitlines()
+                self.assertEqual(lines[-1], last, stderr)
+                self.assertRegex(lines[-3], r"^\[[0-9:]+\] 127\.0\.0\.1 big\.bin [0-9.]+ [KM]iB "
+                                            r"in .* aborted: woof was stopped$")
+                self.assertRegex(lines[-2], r"^\[[0-9:]+\] done: sent big\.bin \(16\.0 MiB\) "
+                                            r"to 127\.0\.0\.1 in ")
 
 
 class UploadCommandLineTest(UploadTestCase):
@@ -4607,7 +4727,11 @@ class UploadCommandLineTest(UploadTestCase):
 
     def test_mistakes_are_one_line_errors(self):
         missing = os.path.join(self.tmp, "missing")
+        photo = self.make_file("photo.jpg")
         table = [(["-U", missing], 1, "is not a folder"),
+                 (["-U", photo], 1, "photo.jpg is not a folder: -U receives files into a "
+                                    "folder; to send a file to another woof, run woof.py URL "
+                                    "FILE"),
                  (["-U", self.inbox, "x.txt"], 2, "give no FILE"),
                  (["-U", self.inbox, "--upload-dir", self.tmp], 2, "name two folders"),
                  (["--max-upload", "2G", "x.txt"], 2, "only applies when receiving"),
@@ -5126,6 +5250,39 @@ class PasswordTests(UploadTestCase):
 
 class PasswordCommandLineTests(WoofTestCase):
 
+    def test_the_printed_curl_command_saves_nothing_for_a_wrong_password(self):
+        curl = require_tool("curl")
+        path = self.make_file("a.txt", b"for the right person\n")
+        woof_run = WoofProcess(self, ["--https", "--password", "-i", "127.0.0.1", "-p", "0",
+                                      path], env=dict(os.environ, WOOF_PASSWORD="open sesame"),
+                               stdin=subprocess.DEVNULL)
+        woof_run.lines.get(timeout=DEADLINE)
+        command = woof_run.lines.get(timeout=DEADLINE).split(": ", 1)[1]
+        argv = [curl if arg == "curl" else arg for arg in shlex.split(command)]
+        user = argv.index("woof")
+        folder = os.path.join(self.tmp, "other side")
+        os.mkdir(folder)
+        for given in (None, "open sesam"):
+            tried = argv[:user - 1] + argv[user + 1:] if given is None \
+                else argv[:user] + ["woof:" + given] + argv[user + 1:]
+            with self.subTest(password=given):
+                result = subprocess.run(tried[:1] + ["-sS"] + tried[1:], cwd=folder,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        timeout=DEADLINE)
+                self.assertEqual(result.returncode, 22, result.stderr)
+                self.assertIn(b"401", result.stderr)
+                self.assertEqual(os.listdir(folder), [])
+        argv[user] = "woof:open sesame"
+        subprocess.run(argv[:1] + ["-sS"] + argv[1:], cwd=folder, check=True, timeout=DEADLINE)
+        self.assertEqual(os.listdir(folder), ["a.txt"])
+        with open(os.path.join(folder, "a.txt"), "rb") as handle:
+            self.assertEqual(handle.read(), b"for the right person\n")
+        status, stderr = woof_run.finish()
+        self.assertEqual(status, 0, stderr)
+        self.assertRegex(stderr, r'"GET /a.txt HTTP/1.1" 401 no password given\n')
+        self.assertRegex(stderr, r'"GET /a.txt HTTP/1.1" 401 wrong password\n')
+        self.assertIn("download 1 of 1 complete", stderr)
+
     def test_the_password_comes_from_the_environment_and_a_warning_asks_for_https(self):
         path = self.make_file("f.txt", b"for the right person\n")
         woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--password", path],
@@ -5258,9 +5415,16 @@ class HttpsTests(UploadTestCase):
         certificate, key = make_certificate(self, self.tmp)
         _, other_key = make_certificate(self, self.tmp, name="other")
         path = self.make_file("f.txt")
+        with open(certificate) as handle:
+            der = ssl.PEM_cert_to_DER_cert(handle.read())
+        der_path = self.make_file("certificate.der", der)
         table = [(["--cert", certificate, "--key", other_key], "cannot use"),
                  (["--cert", os.path.join(self.tmp, "absent.pem")], "cannot use"),
-                 (["--cert", path], "cannot use")]
+                 (["--cert", path], "%s is not a PEM certificate" % path),
+                 (["--cert", der_path, "--key", key], "%s is not a PEM certificate" % der_path),
+                 (["--cert", certificate], "%s holds no PEM private key; give the key's "
+                                           "file with --key FILE" % certificate),
+                 (["--cert", certificate, "--key", path], "%s is not a PEM private key" % path)]
         for args, fragment in table:
             with self.subTest(args=args):
                 stderr = io.StringIO()
@@ -5271,6 +5435,7 @@ class HttpsTests(UploadTestCase):
                 lines = stderr.getvalue().strip().splitlines()
                 self.assertEqual(len(lines), 1, lines)
                 self.assertIn(fragment, lines[0])
+                self.assertNotIn("PEM lib", lines[0])
                 self.assertTrue(lines[0].startswith("woof: error: "), lines[0])
 
     def test_a_throwaway_certificate_is_pinned_by_the_printed_curl_command(self):
@@ -5288,7 +5453,7 @@ class HttpsTests(UploadTestCase):
         self.assertRegex(fingerprint, r"^Certificate SHA-256 fingerprint: ([0-9A-F]{2}:){31}[0-9A-F]{2}$")
         self.assertEqual(os.listdir(private_tmp), [], "the throwaway key stays on disk")
         self.assertRegex(command, r"^The other side can check it with: curl --pinnedpubkey "
-                                  r"'sha256//[A-Za-z0-9+/]{43}=' -k -OJ '%s'$" % re.escape(woof_run.url))
+                                  r"'sha256//[A-Za-z0-9+/]{43}=' -k -fOJ '%s'$" % re.escape(woof_run.url))
         pin = re.search(r"'(sha256//[^']+)'", command).group(1)
         served = subprocess.run([openssl, "s_client", "-connect", "127.0.0.1:%d" % woof_run.port],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -5435,6 +5600,7 @@ class ReachCommandLineTests(WoofTestCase):
         image = os.path.join(self.tmp, "qr.png")
         write_png(image, modules_of_lines(lines))
         decoded = subprocess.run([zbarimg, "--raw", "-q", image], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=ZBARIMG_ENVIRONMENT,
                                  timeout=DEADLINE).stdout.decode().strip()
         self.assertEqual(decoded, woof_run.url)
         with urllib.request.urlopen(woof_run.url, timeout=DEADLINE) as response:
@@ -5865,6 +6031,56 @@ class ChecksumTests(WoofTestCase):
         status, stderr = child.finish()
         self.assertEqual(status, 0, stderr)
         self.assertIn("SHA-256 of r\u00e9sum\u00e9 2024.pdf, for sha256sum -c", stderr)
+
+    def test_the_line_comes_before_the_exit_when_the_download_began_at_once(self):
+        sha256sum = require_tool("sha256sum")
+        curl = require_tool("curl")
+        name = "report 2024 #1 \u00e9t\u00e9 100%.pdf"
+        saved_by_curl = "report 2024 #1 ete 100_.pdf"
+        data = os.urandom(1 << 20) * 64
+        path = self.make_file(name, data)
+        folder = os.path.join(self.tmp, "other side")
+        os.mkdir(folder)
+        child = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", path])
+        subprocess.run([curl, "-sS", "-fOJ", child.url], cwd=folder, check=True,
+                       timeout=DEADLINE)
+        status, stderr = child.finish()
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(os.listdir(folder), [saved_by_curl])
+        lines = list(iter(lambda: child.lines.get(timeout=DEADLINE), None))
+        digest = hashlib.sha256(data).hexdigest()
+        self.assertEqual(lines, ["%s  %s\n" % (digest, name), "%s  %s\n" % (digest, saved_by_curl)])
+        self.assertLess(stderr.index("SHA-256 of"), stderr.index("done: sent"))
+        check = subprocess.run([sha256sum, "-c"], cwd=folder, input=lines[1].encode("utf-8"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertEqual(check.stdout.decode("utf-8"), saved_by_curl + ": OK\n")
+
+    def test_a_checksum_stopped_by_the_end_is_finished_and_said(self):
+        data = os.urandom(300000)
+        run = self.start(self.make_file("quick.bin", data))
+        response, body = self.request(run)
+        self.assert_response(response, body, 200, body=data)
+        run.wait()
+        out = io.StringIO()
+        thread = woof.checksum_in_background(run.server, run.server.log, out)
+        woof.finish_checksum(run.server, thread, run.server.log, out)
+        self.assertEqual(out.getvalue(), "%s  quick.bin\n" % hashlib.sha256(data).hexdigest())
+        self.assertIn("SHA-256 of quick.bin, for sha256sum -c", self.log_text())
+
+    def test_a_file_changed_after_it_was_sent_gets_no_line_at_the_end(self):
+        path = self.make_file("moved.txt", b"as sent")
+        run = self.start(path)
+        response, body = self.request(run)
+        self.assert_response(response, body, 200, body=b"as sent")
+        run.wait()
+        with open(path, "r+b") as handle:
+            handle.write(b"CHANGED")
+        os.utime(path, (1, 1))
+        out = io.StringIO()
+        thread = woof.checksum_in_background(run.server, run.server.log, out)
+        woof.finish_checksum(run.server, thread, run.server.log, out)
+        self.assertEqual(out.getvalue(), "")
 
     def test_a_name_with_a_backslash_is_escaped_as_sha256sum_reads_it(self):
         sha256sum = require_tool("sha256sum")
@@ -6957,6 +7173,54 @@ class ClientCommandLineTests(ClientTestCase):
 
 
 # ---------------------------------------------------------------------------
+# The suite itself, run as CI and people run it
+# ---------------------------------------------------------------------------
+
+def ignore_stop_signals():
+    """Run in a child before it starts: SIGINT and SIGHUP ignored, as for a
+    job started in the background by a script, or under nohup."""
+    import signal
+    for name in ("SIGINT", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+class SuiteRunTests(unittest.TestCase):
+
+    def run_suite_child(self, names, **options):
+        """This file run on names in a subprocess; return its stdout's lines."""
+        result = subprocess.run([sys.executable, "-W", "error", os.path.abspath(__file__)]
+                                + names, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                timeout=DEADLINE * 4, **options)
+        return result.stdout.decode("utf-8").splitlines(), result.stderr.decode("utf-8")
+
+    @unittest.skipIf(os.name == "nt", "no SIGHUP on Windows")
+    def test_signal_tests_pass_with_the_stop_signals_ignored_as_under_nohup(self):
+        lines, stderr = self.run_suite_child(
+            ["CommandLineTests.test_ctrl_c_exits_130_with_one_line",
+             "UploadCommandLineTest.test_sigterm_and_sighup_remove_uploads_in_progress_"
+             "and_exit_128_plus_the_signal"], preexec_fn=ignore_stop_signals)
+        self.assertEqual(lines[-1:], ["2 passed, 0 failed"], stderr)
+
+    def test_the_readme_names_every_platform_switch(self):
+        with open(os.path.join(HERE, "README.md"), encoding="utf-8") as readme:
+            text = readme.read()
+        for name in PLATFORM_SWITCHES:
+            self.assertTrue("`%s`" % name in text, "README.md does not name %s" % name)
+
+    def test_the_reasons_for_skips_come_before_the_closing_line(self):
+        environment = dict(os.environ, PATH=os.path.join(HERE, "no such folder"))
+        environment.pop("WOOF_TEST_STRICT", None)
+        lines, stderr = self.run_suite_child(
+            ["ChecksumTests.test_a_name_with_a_backslash_is_escaped_as_sha256sum_reads_it",
+             "ChecksumTests.test_the_offered_file_gets_a_line_for_sha256sum_c_after_the_url",
+             "UploadCommandLineTest.test_woof_receives_with_curl_and_exits"],
+            env=environment)
+        self.assertEqual(lines, ["2 skipped: sha256sum is not installed",
+                                 "1 skipped: curl is not installed",
+                                 "0 passed, 0 failed, 3 skipped"], stderr)
+
+
+# ---------------------------------------------------------------------------
 # Running the suite: the last line is "N passed, N failed".
 # ---------------------------------------------------------------------------
 
@@ -7029,6 +7293,9 @@ def run_suite(argv):
     failed = len(result.failed_tests())
     skipped = len(result.skipped)
     sys.stderr.flush()
+    reasons = collections.Counter(reason for _, reason in result.skipped)
+    for reason, times in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+        print("%d skipped: %s" % (times, reason))
     line = "%d passed, %d failed" % (result.passed, failed)
     print(line + (", %d skipped" % skipped if skipped else ""), flush=True)
     return 0 if failed == 0 and result.passed > 0 else 1

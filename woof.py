@@ -45,6 +45,7 @@ import base64
 import bisect
 import collections
 import configparser
+import datetime
 import email.utils
 import errno
 import fractions
@@ -601,13 +602,17 @@ def http_date(timestamp):
 
 
 def parse_http_date(value):
-    """The timestamp of an HTTP date, or None when it is not one."""
+    """The timestamp of an HTTP date in any of its three forms (RFC 9110,
+    5.6.7), or None when it is not one.  asctime's form names no zone: like
+    the others, it is in UTC."""
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if parsed is None or parsed.tzinfo is None:
+    if parsed is None:
         return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return parsed.timestamp()
 
 
@@ -1365,8 +1370,8 @@ class ResponseBody:
     `size` is None when unknown; `etag` and `mtime` are None when the body
     has none; `digest` is the SHA-256 of all its bytes (for Repr-Digest)
     when woof knows it, else None.  A body of unknown size that cannot be
-    sent again has one_shot = True and give_back_unreached().
-    `resume_conflict`, when set, is a reason to refuse a Range without
+    sent again has one_shot = True, give_back_unreached() and read_failed
+    (its source, not the client, failed).  `resume_conflict`, when set, is a reason to refuse a Range without
     If-Range from a client whose earlier bytes came from another state
     (ETag) of the offer.  write(sink, start, stop) sends bytes [start,
     stop) of it; close() lets go of what it holds.
@@ -1377,6 +1382,7 @@ class ResponseBody:
     mtime = None
     digest = None
     one_shot = False
+    read_failed = False
     resume_conflict = None
 
     def write(self, sink, start, stop):
@@ -1529,6 +1535,7 @@ class StreamBody(ResponseBody):
     """
 
     one_shot = True
+    read_failed = False  # True once reading the stream failed, not sending it
 
     def __init__(self, read, held, give_back):
         self.read = read
@@ -1546,6 +1553,7 @@ class StreamBody(ResponseBody):
                 data = self.read(COPY_BUFFER_SIZE)
             except OSError as error:
                 self.held = None  # a stream that fails is lost for everyone
+                self.read_failed = True
                 raise WoofError("cannot read the stream: %s" % (error.strerror or error))
             if not data:
                 return
@@ -4502,6 +4510,9 @@ def create_temporary(folder):
 
 def check_writable_folder(folder):
     """Raise WoofError unless uploads can be saved in folder."""
+    if os.path.isfile(folder):
+        raise WoofError("%s is not a folder: -U receives files into a folder; to send a "
+                        "file to another woof, run woof.py URL FILE" % printable_name(folder))
     if not os.path.isdir(folder):
         raise WoofError("%s is not a folder" % printable_name(folder))
     try:
@@ -4912,6 +4923,11 @@ class Progress:
         """How many transfers are in flight."""
         with self.lock:
             return len(self.transfers)
+
+    def in_flight(self):
+        """The transfers in flight, oldest first."""
+        with self.lock:
+            return list(self.transfers)
 
     def start(self, hint=None):
         """Start drawing, on a terminal only; `hint` is said once if nobody
@@ -5920,10 +5936,36 @@ def tls_context(ssl, certificate, key, describe):
         context.load_cert_chain(certificate, key)
         with open(certificate, encoding="ascii", errors="replace") as handle:
             der = ssl.PEM_cert_to_DER_cert(first_pem_certificate(handle.read()))
-    except (OSError, ValueError, ssl.SSLError) as error:
-        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+    except ssl.SSLError as error:  # OpenSSL says only "PEM lib" for a file it cannot read
+        raise WoofError(pem_problem(certificate, key) or "cannot use %s: %s"
+                        % (printable_name(describe), error.reason or error))
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
         raise WoofError("cannot use %s: %s" % (printable_name(describe), reason))
     return TlsSetup(context, public_key_pin(der), certificate_fingerprint(der))
+
+
+def pem_problem(certificate, key):
+    """What is wrong, in words, with files OpenSSL refused, or None."""
+    try:
+        with open(certificate, encoding="ascii", errors="replace") as handle:
+            certificate_text = handle.read()
+        key_text = certificate_text
+        if key:
+            with open(key, encoding="ascii", errors="replace") as handle:
+                key_text = handle.read()
+    except OSError:
+        return None
+    if "-----BEGIN CERTIFICATE-----" not in certificate_text:
+        return ("%s is not a PEM certificate (text from -----BEGIN CERTIFICATE-----); "
+                "from a DER file, openssl x509 -inform der -in FILE -out cert.pem makes one"
+                % printable_name(certificate))
+    if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", key_text):
+        if not key:
+            return ("%s holds no PEM private key; give the key's file with --key FILE"
+                    % printable_name(certificate))
+        return "%s is not a PEM private key" % printable_name(key)
+    return None
 
 
 _PLAIN_HOST = re.compile(r"^[A-Za-z0-9.:\[\]-]+\Z")
@@ -6136,8 +6178,8 @@ class WoofHandler(BaseHTTPRequestHandler):
 
     def check_password(self):
         """Basic authentication (RFC 7617), slowed down after repeated failures."""
-        right, wait = self.server.password_guard.attempt(
-            client_host(self.client_address), basic_password(self.headers.get("Authorization")))
+        given = basic_password(self.headers.get("Authorization"))
+        right, wait = self.server.password_guard.attempt(client_host(self.client_address), given)
         if right:
             return True
         if wait:
@@ -6145,7 +6187,8 @@ class WoofHandler(BaseHTTPRequestHandler):
                                       "too many wrong passwords; try again later",
                                       ("Retry-After", str(int(wait) + 1)))
         challenge = 'Basic realm="%s", charset="UTF-8"' % AUTH_REALM
-        return self.refuse_access(HTTPStatus.UNAUTHORIZED, "a password is needed",
+        return self.refuse_access(HTTPStatus.UNAUTHORIZED,
+                                  "no password given" if given is None else "wrong password",
                                   ("WWW-Authenticate", challenge))
 
     def refuse_access(self, status, text=None, *headers):
@@ -7337,7 +7380,7 @@ class WoofServer(HTTPServer):
             if body.size is None:
                 if not complete:
                     if getattr(body, "one_shot", False) and not body.give_back_unreached():
-                        self.fail_stream(received)
+                        self.fail_stream(received, body.read_failed)
                     return None
                 return self.count_completion(client_host(client_address), received)
             host = client_host(client_address)
@@ -7407,9 +7450,14 @@ class WoofServer(HTTPServer):
         wanted = self.settings.count or 1  # with no limit, at least one
         return self.expired and self.completed < wanted
 
-    def fail_stream(self, sent):
-        self.failure = ("standard input was cut off after %s and cannot be sent again"
-                        % format_size(sent))
+    def fail_stream(self, sent, read_failed=False):
+        """End woof once a one-shot stream is lost, saying which side ended it."""
+        if read_failed:
+            self.failure = ("standard input could not be read after %s had been sent; "
+                            "it cannot be sent again" % format_size(sent))
+        else:
+            self.failure = ("the download of standard input broke off after %s reached the "
+                            "client; standard input cannot be sent again" % format_size(sent))
         self.end_serving()
 
     def stop(self):
@@ -7495,6 +7543,16 @@ class WoofServer(HTTPServer):
                                      "it" if running == 1 else "them"))
                 told = running or told
                 self.lock.wait(POLL_INTERVAL)
+
+    def log_stopped(self):
+        """Log, as woof is stopped (Ctrl-C, a stop signal), each transfer in
+        flight as aborted, then what was done: the lines of a normal end."""
+        for transfer in self.progress.in_flight():
+            self.log.info("%s %s %s %s" % (
+                transfer.who, printable_name(transfer.name), transfer.summary(),
+                self.log.paint("aborted: woof was stopped", SGR_ABORTED)))
+        with self.lock:
+            self.log.info("done: %s" % self.summary())
 
     def taken_text(self):
         """How much was taken: "1 of 1 downloads complete", "3 uploads received"."""
@@ -9149,16 +9207,18 @@ examples (on Windows, type py woof.py where python3 woof.py stands):
                                        receive three uploads of 2 GiB at most
 
 on the other side: open the URL in a browser, or
-  curl -OJ URL    wget --content-disposition URL    aria2c URL
+  curl -fOJ URL    wget --content-disposition URL    aria2c URL
   with -U:  curl -F file=@photo.jpg URL    curl -T photo.jpg URL
 
 defaults come from /etc/woofrc, then ~/.woofrc, section [main]:
   port = 8080, count = 1, ip = ADDRESS, compressed = gz|bz2|xz|zip|off,
   qr = yes|no, secret = yes|no, store = yes|no (zips: as --store)
-  (comments start with ; or #)
+  (comments start with ; or #); --no-qr, --no-secret, --no-store turn a
+  woofrc yes off for one run
 
 exit status: 0 done, 1 error, 2 wrong usage, 3 --expire ran out before the
-count was reached, 130 stopped with Ctrl-C"""
+count was reached, 130 stopped with Ctrl-C, 143 by SIGTERM, 129 by SIGHUP
+(128 + the signal's number)"""
 
 
 def converted(convert, text, expected):
@@ -9258,7 +9318,9 @@ def parse_command_line(parser, argv):
     after_dashes = rest.index("--") if "--" in rest else len(rest)
     unknown = [arg for arg in rest[:after_dashes] if arg.startswith("-") and arg != "-"]
     if unknown:
-        parser.error("unrecognized arguments: %s" % " ".join(unknown))
+        files = [arg for arg in unknown if os.path.lexists(arg)]
+        hint = "; for the file, write -- %s or ./%s" % (files[0], files[0]) if files else ""
+        parser.error("unrecognized arguments: %s%s" % (" ".join(unknown), hint))
     args.paths = list(args.paths) + rest[:after_dashes] + rest[after_dashes + 1:]
     return args
 
@@ -9321,6 +9383,9 @@ def add_folder_options(group, configured_store=False):
                        help="with -Z: members stored, not deflated, so the zip has a size "
                             "known in advance: browsers show the time left, and it resumes%s"
                        % (" (on in woofrc for zips)" if configured_store else ""))
+    group.add_argument("--no-store", dest="configured_store", action="store_false",
+                       default=configured_store,
+                       help="deflate a zip's members although woofrc says store = yes")
 
 
 def add_receiving_options(group):
@@ -9342,9 +9407,13 @@ def add_reaching_options(group, config):
     group.add_argument("--qr", action="store_true",
                        help="print a QR code of the first URL, for a phone's camera%s"
                             % (" (on in woofrc)" if config.get("qr") else ""))
+    group.add_argument("--no-qr", dest="qr", action="store_false",
+                       help="no QR code, although woofrc says qr = yes")
     group.add_argument("--secret", action="store_true",
                        help="put a random 128-bit token in the URL; any other path gets "
                             "404%s" % (" (on in woofrc)" if config.get("secret") else ""))
+    group.add_argument("--no-secret", dest="secret", action="store_false",
+                       help="no token in the URL, although woofrc says secret = yes")
     group.add_argument("--password", action="store_true",
                        help="ask for a password (or take WOOF_PASSWORD) that the other "
                             "side must give (HTTP Basic, any user name)")
@@ -9380,9 +9449,19 @@ def read_config(paths, warn=None):
                 parser.read_file(config_file, path)
         except FileNotFoundError:
             continue
+        except configparser.MissingSectionHeaderError as error:
+            raise WoofError("cannot read %s: line %d: %r comes before any [main]; put [main] "
+                            "above the settings" % (path, error.lineno, error.line.strip()))
+        except configparser.ParsingError as error:
+            raise WoofError("cannot read %s: line %d is not a setting; write key = value"
+                            % (path, error.errors[0][0]))
         except (OSError, UnicodeError, configparser.Error) as error:
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             raise WoofError("cannot read %s: %s" % (path, reason))
+        others = [name for name in parser.sections() if name != "main"]
+        if others and warn is not None:
+            warn("%s: ignoring %s (woof reads only [main])"
+                 % (path, ", ".join("[%s]" % name for name in others)))
         if parser.has_section("main"):
             defaults.update(config_values(path, parser["main"], warn))
     return defaults
@@ -9501,16 +9580,41 @@ def checksum_in_background(server, log, out=None):
     def compute():
         hexdigest = offer.compute_digest(server.wait_until_idle)
         if hexdigest is not None:
-            server.call_soon(lambda: tell(hexdigest))
-
-    def tell(hexdigest):
-        log.info("SHA-256 of %s, for sha256sum -c on the other side:" % printable_name(offer.name))
-        log.write(checksum_line(hexdigest, offer.name), out=out or sys.stdout)
+            server.call_soon(lambda: tell_checksum(offer.name, hexdigest, log, out))
 
     thread = threading.Thread(target=compute, name="woof checksum")
     thread.daemon = True
     thread.start()
     return thread
+
+
+def finish_checksum(server, thread, log, out=None):
+    """Once serving has ended, say the offered file's SHA-256 if the thread
+    of checksum_in_background() did not: a download that starts at once
+    pauses it, and the end stops it.  The file is then read once more (from
+    the system's cache, just sent), but only when it is still what was sent."""
+    if thread is None:
+        return
+    thread.join()
+    server.run_soon()  # a line computed but not yet said
+    offer = server.offer
+    if offer.digest is None:
+        hexdigest = offer.compute_digest()
+        if hexdigest is not None and server.states_sent <= {offer.digest[0]}:
+            tell_checksum(offer.name, hexdigest, log, out)
+
+
+def tell_checksum(name, hexdigest, log, out=None):
+    """Print the lines for `sha256sum -c`: for the offered name and, when it
+    differs, for the ASCII name that curl -OJ saves (Content-Disposition's
+    filename=)."""
+    out = out or sys.stdout
+    log.info("SHA-256 of %s, for sha256sum -c on the other side:" % printable_name(name))
+    log.write(checksum_line(hexdigest, name), out=out)
+    fallback = ascii_fallback(name)
+    if fallback != name:
+        log.info("or where curl -OJ saved it as %s:" % fallback)
+        log.write(checksum_line(hexdigest, fallback), out=out)
 
 
 def checksum_line(hexdigest, name):
@@ -9527,7 +9631,8 @@ def certificate_lines(tls, url, settings, receiving):
     command = "curl --pinnedpubkey '%s' -k" % tls.pin
     if settings.password_digest:
         command += " -u woof"
-    command += " -T FILE '%s'" % url if receiving else " -OJ '%s'" % url
+    # --fail: an answer such as 401 is not saved under the file's name.
+    command += " -T FILE '%s'" % url if receiving else " -fOJ '%s'" % url
     return ["Certificate SHA-256 fingerprint: %s" % tls.fingerprint,
             "The other side can check it with: %s" % command]
 
@@ -9633,16 +9738,22 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
             log.warn("--password without HTTPS: anyone on the network can read the password "
                      "as it is sent; add --https")
         announce(server, offer, settings, log)
-        checksum_in_background(server, log)
+        checksum = checksum_in_background(server, log)
         server.serve_until_done()
+        finish_checksum(server, checksum, log)
         return finish_status(server, log)
     except WoofError as error:
         print("woof: error: %s" % error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        stop_signals.hold()
+        if server is not None:
+            server.log_stopped()
         print("woof: interrupted", file=sys.stderr)
         return 130
     except StopRequested as stop:
+        if server is not None:
+            server.log_stopped()
         print("woof: stopped by %s" % stop, file=sys.stderr)
         return 128 + stop.number
     finally:
