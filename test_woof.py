@@ -624,7 +624,7 @@ class DownloadTests(WoofTestCase):
                    "/%252e%252e%252fsecret.txt", "//etc/passwd", "/offered.txt/../../secret.txt",
                    "/..\\..\\secret.txt", "/%c0%ae%c0%ae/secret.txt", "/etc/passwd",
                    "/offered.txt%00.jpg", "/offered.txt/", "/OFFERED.TXT", "/%2Fetc%2Fpasswd",
-                   "http://127.0.0.1/../secret.txt", secret]
+                   "http://127.0.0.1:%d/../secret.txt" % run.server.port, secret]
         connection = self.connect(run)
         for path in hostile:
             with self.subTest(path=path):

@@ -5846,7 +5846,7 @@ def host_field_problem(values, target):
         return "the Host header is not a host name or address and a port"
     scheme, separator, rest = target.partition("://")
     if separator and not target.startswith("/"):
-        authority = re.split(r"[/?#]", rest, 1)[0].rpartition("@")[2]
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
         if host is None or authority.lower() != host.lower():
             return "the request target names another host than the Host header"
     return None
