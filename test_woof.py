@@ -16,6 +16,7 @@ import errno
 import gzip
 import html
 import hashlib
+import heapq
 import http.client
 import http.server
 import io
@@ -667,7 +668,7 @@ class DownloadTests(WoofTestCase):
                    "/%252e%252e%252fsecret.txt", "//etc/passwd", "/offered.txt/../../secret.txt",
                    "/..\\..\\secret.txt", "/%c0%ae%c0%ae/secret.txt", "/etc/passwd",
                    "/offered.txt%00.jpg", "/offered.txt/", "/OFFERED.TXT", "/%2Fetc%2Fpasswd",
-                   "http://127.0.0.1/../secret.txt", secret]
+                   "http://127.0.0.1:%d/../secret.txt" % run.server.port, secret]
         connection = self.connect(run)
         for path in hostile:
             with self.subTest(path=path):
@@ -1119,6 +1120,61 @@ class ConnectionLimitTests(WoofTestCase):
         for connection in receivers:
             response = connection.getresponse()
             self.assert_response(response, response.read(), 200, body=data)
+
+    def hold(self, run, hosts):
+        """One connection from each of hosts (repeat a host to open several),
+        each stopped after one byte of its head; returned once woof has taken
+        or refused every one."""
+        sockets = []
+        for host in hosts:
+            sock = connect_from(host, run.server.port)
+            self.addCleanup(sock.close)
+            sock.sendall(b"G")
+            sockets.append(sock)
+        wait_until(lambda: run.server.connections + len(closed_or_answered(sockets))
+                   >= len(sockets), message="woof to take or refuse every connection")
+        return sockets
+
+    def assert_a_newcomer_is_served(self, run, data, host="127.0.0.250"):
+        connection = http.client.HTTPConnection("127.0.0.1", run.server.port, timeout=DEADLINE,
+                                                source_address=(host, 0))
+        self.addCleanup(connection.close)
+        response, body = self.request(run, connection=connection)
+        self.assert_response(response, body, 200, body=data)
+
+    def test_three_addresses_filling_every_place_leave_one_for_a_newcomer(self):
+        data = os.urandom(1 << 16)
+        run = self.start(self.make_file("real.bin", data), timeout=60.0)
+        sockets = self.hold(run, ["127.0.0.2"] * 200 + ["127.0.0.3"] * 40 + ["127.0.0.4"] * 40)
+        self.assertEqual(run.server.connections, woof.MAX_CONNECTIONS)
+        self.assert_a_newcomer_is_served(run, data)
+        answers = [read_to_end(sock) for sock in closed_or_answered(sockets[:200])]
+        self.assertEqual(answers.count(b""), 1, "one idle connection of the most held gave way")
+        run.wait()
+
+    def test_many_addresses_holding_two_each_leave_a_place_for_a_newcomer(self):
+        data = os.urandom(1 << 16)
+        run = self.start(self.make_file("real.bin", data), timeout=60.0)
+        hosts = ["127.0.1.%d" % number for number in range(1, 141)]
+        self.hold(run, hosts + hosts)
+        self.assertEqual(run.server.connections, woof.MAX_CONNECTIONS)
+        self.assert_a_newcomer_is_served(run, data)
+        run.wait()
+
+    def test_an_address_holding_few_takes_no_place_from_one_holding_as_few(self):
+        run = self.start(self.make_file("real.bin"), timeout=60.0)
+        server = run.server
+        with server.lock:
+            for number in range(woof.MAX_CONNECTIONS):
+                server.count_connection("192.0.2.%d" % number, 1)
+            self.assertIsNone(server.idle_place_for("198.51.100.1"))
+
+    def test_address_groups_are_an_ipv6_64_or_one_address(self):
+        table = [("192.0.2.7", "192.0.2.7"), ("2001:db8:1:2:a:b:c:d", "2001:db8:1:2::/64"),
+                 ("fe80::1%eth0", "fe80::/64"), ("::1", "::/64"), ("localhost", "localhost")]
+        for host, group in table:
+            with self.subTest(host=host):
+                self.assertEqual(woof.address_group(host), group)
 
     def trickle(self, sock, head, pause=0.5, budget=20.0):
         """Send head a byte at a time, pause seconds apart, until woof closes
@@ -5226,10 +5282,60 @@ class PasswordTests(UploadTestCase):
         self.assertEqual(guard.attempt("fd00:1:2:3::a", "right"), (True, 0.0))
         for number in range(woof.FREE_PASSWORD_TRIES * woof.PREFIX_PASSWORD_TRIES_FACTOR):
             guard.attempt("fd00:1:2:3::%x" % (number + 0x100), "wrong")
-        right, wait = guard.attempt("fd00:1:2:3::a", "right")
+        right, wait = guard.attempt("fd00:1:2:3::c", "right")
         self.assertEqual((right, wait > 0), (False, True),
                          "a machine rotating through its /64 is slowed down as a whole")
         self.assertEqual(guard.attempt("fd00:1:2:4::a", "right"), (True, 0.0))
+
+    def neighbours_guessing(self, guard, clock, neighbours, hours, after_each=None):
+        """Each neighbour guesses wrong as often as it is let, for hours;
+        return how many wrong guesses were looked at (not refused unread).
+        after_each() is called after every guess."""
+        looked_at = 0
+        end = clock.now + hours * 3600
+        turns = [(clock.now, host) for host in neighbours]
+        while True:
+            when, host = heapq.heappop(turns)
+            clock.now = max(clock.now, when)
+            if clock.now > end:
+                return looked_at
+            before = guard.records.get(host, [0])[0]
+            right, wait = guard.attempt(host, "guess %d" % looked_at)
+            self.assertFalse(right)
+            looked_at += guard.records.get(host, [0])[0] > before
+            if after_each is not None:
+                after_each()
+            heapq.heappush(turns, (clock.now + max(wait, 0.001), host))
+
+    def test_a_neighbours_failures_never_refuse_another_address_of_its_64(self):
+        clock = FakeClock()
+        guard = woof.PasswordGuard(woof.password_digest("right"), clock=clock)
+        neighbours = ["fd00:1:2:3::%x" % number for number in range(0xb, 0xe)]
+
+        def recipient_not_held_back():  # no password given: nothing is noted
+            self.assertEqual(guard.attempt("fd00:1:2:3::a", None), (False, 0.0))
+        self.neighbours_guessing(guard, clock, neighbours, 24, recipient_not_held_back)
+        self.assertEqual(guard.attempt("fd00:1:2:3::a", "right"), (True, 0.0))
+
+    def test_an_address_that_gave_the_password_is_not_held_back_by_its_64(self):
+        clock = FakeClock()
+        guard = woof.PasswordGuard(woof.password_digest("right"), clock=clock)
+        self.assertEqual(guard.attempt("fd00:1:2:3::a", "right"), (True, 0.0))
+        rotating = ["fd00:1:2:3::%x" % (number + 0x100) for number in range(40)]
+        self.neighbours_guessing(guard, clock, rotating, hours=1)
+        clock.now = guard.records["fd00:1:2:3::/64"][1] - 0.5  # while the /64 waits
+        self.assertGreater(guard.wait_left("fd00:1:2:3::/64", clock.now), 0)
+        self.assertEqual(guard.attempt("fd00:1:2:3::a", "right"), (True, 0.0))
+        self.assertFalse(guard.attempt("fd00:1:2:3::c", "right")[0],
+                         "a newcomer of the /64 waits with it: it could be the rotating machine")
+
+    def test_guesses_from_a_machine_rotating_through_its_64_stay_few(self):
+        clock = FakeClock()
+        guard = woof.PasswordGuard(woof.password_digest("right"), clock=clock)
+        rotating = ["fd00:1:2:3::%x" % (number + 0x100) for number in range(1000)]
+        looked_at = self.neighbours_guessing(guard, clock, rotating, hours=24)
+        # One address alone gets about 40 a day (5 free, then waits doubling to an hour).
+        self.assertLess(looked_at, 40 * 2 * woof.PREFIX_PASSWORD_TRIES_FACTOR)
 
     def test_uploads_need_the_password_before_the_body_is_sent(self):
         run = self.receive(password_digest=woof.password_digest("s3cret"))
@@ -5246,6 +5352,16 @@ class PasswordTests(UploadTestCase):
         self.assertIn(b"saved photo.jpg", done.stdout)
         with open(source, "rb") as handle:
             self.assertEqual(self.inbox_files(), {"photo.jpg": handle.read()})
+
+
+class FakeClock:
+    """A monotonic clock a test moves by hand: hours of password waits in no time."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
 
 
 class PasswordCommandLineTests(WoofTestCase):
@@ -5556,6 +5672,49 @@ class HostAndOriginTests(UploadTestCase):
         raw = self.raw_exchange(run, b"GET /f.txt HTTP/1.0\r\n\r\n")
         self.assertIn(b" 200 ", raw.split(b"\r\n")[0])
 
+    def test_two_hosts_a_malformed_host_or_a_target_naming_another_get_400(self):
+        run = self.start(self.make_file("f.txt"), count=0)
+        port = run.server.port
+        heads = [
+            "GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nHost: evil.example\r\n" % port,
+            "GET /f.txt HTTP/1.1\r\nHost: localhost:%d.evil.example\r\n" % port,
+            "GET /f.txt HTTP/1.1\r\nHost: [::1]evil.example\r\n",
+            "GET /f.txt HTTP/1.1\r\nHost: 127.0.0.1:%d/x\r\n" % port,
+            "GET http://evil.example/f.txt HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port,
+            "GET http://127.0.0.1:%d/f.txt HTTP/1.1\r\nHost: evil.example\r\n" % port,
+            "GET http://localhost:%d/f.txt HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % (port, port),
+        ]
+        for head in heads:
+            with self.subTest(head=head):
+                answer = self.raw_exchange(run, (head + "\r\n").encode("ascii"))
+                self.assertEqual(answer.split(b"\r\n", 1)[0], b"HTTP/1.1 400 Bad Request")
+                self.assertNotIn(b"hello woof", answer)
+        for head in ("GET http://127.0.0.1:%d/f.txt HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                     % (port, port), "GET /f.txt HTTP/1.1\r\nHost: [::1]:%d\r\n" % port):
+            with self.subTest(head=head):
+                answer = self.raw_exchange(run, (head + "Connection: close\r\n\r\n")
+                                           .encode("ascii"))
+                self.assertEqual(answer.split(b"\r\n", 1)[0], b"HTTP/1.1 200 OK")
+
+    def test_the_machines_name_under_its_resolver_domains_is_its_own(self):
+        text = ("# from the router\nnameserver 192.168.178.1\ndomain fritz.box\n"
+                "search lan home.arpa. Fritz.Box\noptions ndots:1\nsearch\n")
+        self.assertEqual(woof.resolver_domains(text), ["fritz.box", "lan", "home.arpa"])
+        self.assertEqual(woof.resolver_domains("nameserver 10.0.0.1\n"), [])
+        self.assertEqual(woof.own_domains(os.path.join(self.tmp, "none")), [])
+        short = socket.gethostname().lower().split(".")[0]
+        names = woof.local_host_names((), woof.resolver_domains(text))
+        for name in ("lan", "fritz.box", "home.arpa"):
+            self.assertIn("%s.%s" % (short, name), names)
+        run = self.start(self.make_file("f.txt"), count=0)
+        run.server.host_names = names
+        for host, status in (("%s.lan" % short, 200), ("%s.fritz.box." % short.upper(), 200),
+                             ("%s.home.arpa:%d" % (short, run.server.port), 200),
+                             ("%s.evil.example" % short, 421), ("other.lan", 421)):
+            with self.subTest(host=host):
+                response, body = self.request(run, headers={"Host": host})
+                self.assertEqual(response.status, status, body)
+
     def test_uploads_from_another_site_are_refused(self):
         run = self.receive(count=2)
         port = run.server.port
@@ -5577,6 +5736,130 @@ class HostAndOriginTests(UploadTestCase):
                                                  "Host": "localhost:%d" % port})
         self.assertEqual(response.status, 200, body)
         self.assertEqual(self.inbox_files(), {"x.txt": b"mine", "y.txt": b"mine too"})
+
+
+# Run by WOOF_BROWSER_PYTHON (a Python with Playwright): a page of another
+# site (and one of the same site) shows woof's URL as an image and fetches
+# it; then a link on it is followed, which downloads.
+FOREIGN_PAGE_SCRIPT = r"""
+import json, sys
+from playwright.sync_api import sync_playwright
+pages = sys.argv[1:3]
+flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+loaded = "() => new Promise(done => { const image = document.getElementById('image');" \
+         " if (image.complete) done(image.naturalWidth);" \
+         " else image.onload = image.onerror = () => done(image.naturalWidth); })"
+result = {"images": [], "fetched": []}
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
+    try:
+        page = browser.new_context(accept_downloads=True).new_page()
+        for url in pages:
+            page.goto(url)
+            result["images"].append(page.evaluate(loaded))
+            result["fetched"].append(page.evaluate("() => fetch(document.getElementById('get')"
+                                                   ".href, {mode: 'no-cors'}).then(r => r.type,"
+                                                   " e => String(e))"))
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+        sys.stdin.readline()  # the test has looked at woof
+        with page.expect_download() as waiting:
+            page.click("#get")
+        with open(waiting.value.path(), "rb") as handle:
+            result["download"] = handle.read().hex()
+    finally:
+        browser.close()
+print(json.dumps(result))
+"""
+
+
+class ForeignPageTests(WoofTestCase):
+    """Without --secret, woof's address is easy to guess: a page any person on
+    the network visits must not take the download by fetching it in passing."""
+
+    SUBRESOURCES = [("cross-site", "no-cors", "image"), ("cross-site", "no-cors", "script"),
+                    ("cross-site", "no-cors", "style"), ("cross-site", "cors", "empty"),
+                    ("cross-site", "navigate", "iframe"), ("cross-site", "no-cors", "video"),
+                    ("same-site", "no-cors", "image"), ("same-site", "navigate", "iframe")]
+
+    def fetch_metadata(self, site, mode, destination):
+        return {"Sec-Fetch-Site": site, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": destination}
+
+    def test_another_sites_subresource_requests_get_403_and_never_count(self):
+        data = os.urandom(5000)
+        run = self.start(self.make_file("f.bin", data))
+        for site, mode, destination in self.SUBRESOURCES:
+            for path in (run.server.offer_path, "/"):
+                with self.subTest(site=site, destination=destination, path=path):
+                    response, body = self.request(run, path=path, headers=self.fetch_metadata(
+                        site, mode, destination))
+                    self.assertEqual(response.status, 403, body)
+                    self.assertNotIn(data[:100], body)
+        self.assertFalse(run.done(), "a refused request never counts")
+        response, body = self.request(run, headers=self.fetch_metadata(
+            "same-origin", "cors", "empty"))
+        self.assert_response(response, body, 200, body=data)
+        run.wait()
+
+    def test_a_link_followed_from_another_site_downloads(self):
+        data = os.urandom(5000)
+        run = self.start(self.make_file("f.bin", data))
+        headers = self.fetch_metadata("cross-site", "navigate", "document")
+        headers["Sec-Fetch-User"] = "?1"
+        response, body = self.request(run, headers=headers)
+        self.assert_response(response, body, 200, body=data)
+        run.wait()
+
+    def test_curl_is_served_and_curl_claiming_to_be_an_image_is_refused(self):
+        curl = require_tool("curl")
+        data = os.urandom(5000)
+        run = self.start(self.make_file("f.bin", data))
+        refused = subprocess.run([curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                  "-H", "Sec-Fetch-Site: cross-site", "-H", "Sec-Fetch-Mode: no-cors",
+                                  "-H", "Sec-Fetch-Dest: image", self.url(run)],
+                                 stdout=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(refused.stdout, b"403")
+        self.assertFalse(run.done())
+        fetched = subprocess.run([curl, "-sS", "-f", self.url(run)], stdout=subprocess.PIPE,
+                                 timeout=DEADLINE)
+        self.assertEqual(fetched.returncode, 0)
+        self.assertTrue(fetched.stdout == data, "the bytes differ")
+        run.wait()
+
+    def end_browser(self, browser):
+        if browser.poll() is None:
+            browser.kill()
+        browser.wait()
+        for stream in (browser.stdin, browser.stdout, browser.stderr):
+            stream.close()
+
+    def test_chromium_on_another_sites_page_leaves_the_download_to_a_followed_link(self):
+        python = BrowserTest.browser_python(self)
+        data = os.urandom(5000)
+        run = self.start(self.make_file("f.bin", data), timeout=30.0)
+        woof_url = self.url(run)
+        page = ('<!DOCTYPE html><img id="image" src="%s"><a id="get" href="%s">get</a>'
+                % (woof_url, woof_url)).encode("ascii")
+        pages = TestHttpServer(self, lambda handler: send_body(
+            handler, 200, page, ("Content-Type", "text/html")))
+        port = pages.httpd.server_address[1]
+        browser = subprocess.Popen(
+            [python, "-c", FOREIGN_PAGE_SCRIPT, "http://localhost:%d/" % port,
+             "http://127.0.0.1:%d/" % port], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, universal_newlines=True)
+        self.addCleanup(self.end_browser, browser)
+        first = json.loads(browser.stdout.readline() or "null")
+        self.assertIsNotNone(first, browser.stderr.read()[-3000:] if browser.poll() else "")
+        self.assertEqual(first["images"], [0, 0], "no image was shown")
+        wait_until(lambda: self.log_text().count('" 403 ') == 4, message="4 refusals logged")
+        self.assertFalse(run.done(), "a page's image or fetch took the download")
+        browser.stdin.write("\n")
+        browser.stdin.flush()
+        result = json.loads(browser.stdout.readline())
+        self.assertTrue(bytes.fromhex(result["download"]) == data, "the bytes differ")
+        run.wait()
+        self.assertEqual(browser.wait(DEADLINE), 0)
 
 
 class ReachCommandLineTests(WoofTestCase):

@@ -16,7 +16,7 @@ Sections, in file order (each uses only what stands above it):
     Errors             WoofError and its kinds
     Pure helpers       names, URLs, headers, ranges, sizes
     Output             the one logger for stderr, colour
-    Network discovery  the addresses to print, best first
+    Network discovery  the addresses to print, best first; the resolver's domains
     Response bodies    how bytes reach the socket (sendfile, chunks)
     Request heads      a deadline for what a client must send
     Offers             a file, standard input
@@ -412,6 +412,7 @@ THROWAWAY_CERTIFICATE_LIFETIME = 86400
 MAX_CONNECTIONS = 256            # connections served at once; one thread each
 MAX_CONNECTIONS_PER_CLIENT = 32  # what one address may hold once places run short
 RESERVED_CONNECTIONS = 64        # the last places, kept for addresses holding fewer
+FEW_CONNECTIONS = 8              # holding fewer, a newcomer may take an idle place when full
 MAX_HEAD_SECONDS = 30            # a request head (and TLS handshake) must arrive by then
 RETRY_AFTER_SECONDS = 10         # what a refused connection is told to wait
 REFUSAL_LOG_SECONDS = 60         # one line a minute at most about one address's refusals
@@ -1137,6 +1138,35 @@ def advertised_hosts(bound_host):
     if addresses is None:
         addresses = host_name_addresses(families)
     return ranked_hosts(addresses) or [(loopback, "")]
+
+
+# Where the resolver keeps the domains it appends to short names (resolv.conf(5)).
+RESOLVER_CONFIGURATION = "/etc/resolv.conf"
+
+
+def resolver_domains(text):
+    """The domains a resolv.conf text names on its "domain" and "search"
+    lines, lowercased, without a final dot, in order and once each."""
+    domains = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0] not in ("domain", "search"):
+            continue
+        for word in words[1:]:
+            domain = word.lower().strip(".")
+            if domain and domain not in domains:
+                domains.append(domain)
+    return domains
+
+
+def own_domains(path=RESOLVER_CONFIGURATION):
+    """resolver_domains of this system's resolver configuration; none
+    where there is none (Windows) or it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return resolver_domains(handle.read())
+    except OSError:
+        return []
 
 
 def describe_bind_error(error, settings):
@@ -5744,33 +5774,52 @@ def basic_password(header):
 class PasswordGuard:
     """Checks passwords and slows down guessing: after a few wrong passwords,
     each further try must wait, twice as long after each failure (429,
-    Retry-After).
+    Retry-After).  A try that must wait is refused before its password is
+    looked at, so a 429 says nothing about the password; the right one
+    waits like any other.
 
     Failures count against the client's address and, for IPv6, against its
     /64 too with a larger allowance: one machine may pick its addresses from
-    a whole /64, while on a LAN many machines share one.  A right password
-    clears its own address only.  The wait, the comparison and the record
+    a whole /64.  Only an address's free tries count against its /64, so one
+    neighbour failing on and on (it waits for itself) never makes the others
+    wait; a machine rotating through its /64 spends the /64's allowance and
+    then waits with every address in it that has not yet given the right
+    password.  An address that has is held back by its own failures only,
+    never by its neighbours'.  The wait, the comparison and the record
     happen under one lock, so requests racing in together get one try.  At
     most MAX_TRACKED_CLIENTS sources are remembered; the oldest go first.
     """
 
-    def __init__(self, expected_digest):
+    def __init__(self, expected_digest, clock=time.monotonic):
         self.expected = expected_digest
+        self.clock = clock
         self.lock = threading.Lock()
-        self.records = {}  # source -> [failures, monotonic time it may try again]
+        self.records = {}  # source -> [failures, clock time it may try again]
+        self.trusted = collections.OrderedDict()  # addresses that gave the password
 
     def attempt(self, host, given):
         """Check the password host gave (None: none); return (right, seconds to wait)."""
         sources = guessing_sources(host)
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
+            if host in self.trusted:
+                sources = sources[:1]
             wait = max(self.wait_left(source, now) for source, _ in sources)
             if wait or given is None:
                 return False, wait
             if hmac.compare_digest(password_digest(given), self.expected):
                 self.records.pop(host, None)
+                self.trust(host)
                 return True, 0.0
+            if self.records.get(host, [0])[0] >= FREE_PASSWORD_TRIES:
+                sources = sources[:1]  # past its free tries, its failures are its own
             return False, max(self.failed(source, free, now) for source, free in sources)
+
+    def trust(self, host):
+        self.trusted.pop(host, None)
+        self.trusted[host] = True
+        while len(self.trusted) > MAX_TRACKED_CLIENTS:
+            self.trusted.popitem(last=False)
 
     def wait_left(self, source, now):
         record = self.records.get(source)
@@ -5800,15 +5849,24 @@ def hide_secret(text, token):
     return _PATH_PIECE.sub(hidden, text)
 
 
+def address_group(host):
+    """The one client host stands for as far as woof can tell: its IPv6 /64
+    (one machine may pick any address in it, RFC 4291, 2.5.1; IPv6 privacy
+    addresses do), or the address itself."""
+    if ":" in host:
+        try:
+            return str(ipaddress.ip_network(host.split("%")[0] + "/64", strict=False))
+        except ValueError:
+            pass
+    return host
+
+
 def guessing_sources(host):
     """(source, free tries) that wrong passwords from host count against."""
     sources = [(host, FREE_PASSWORD_TRIES)]
-    if ":" in host:
-        try:
-            prefix = ipaddress.ip_network(host.split("%")[0] + "/64", strict=False)
-            sources.append((str(prefix), FREE_PASSWORD_TRIES * PREFIX_PASSWORD_TRIES_FACTOR))
-        except ValueError:
-            pass
+    group = address_group(host)
+    if group != host:
+        sources.append((group, FREE_PASSWORD_TRIES * PREFIX_PASSWORD_TRIES_FACTOR))
     return sources
 
 
@@ -5830,14 +5888,22 @@ def is_ip_literal(name):
         return False
 
 
-def local_host_names(extra=()):
+def local_host_names(extra=(), domains=None):
     """Names a browser may use for this machine: localhost, its host name,
-    that name with .local (mDNS), and those the user allowed."""
+    that name with .local (mDNS) and under each domain its resolver appends
+    to short names (vm.lan, vm.fritz.box: the router's DNS answers them),
+    its fully qualified name, and those the user allowed.  domains: the
+    resolver's (own_domains()) unless given."""
     names = {"localhost"}
     own = socket.gethostname().lower().rstrip(".")
     if own:
         short = own.split(".")[0]
         names.update((own, short, short + ".local"))
+        for domain in own_domains() if domains is None else domains:
+            names.add(short + "." + domain)
+    fully_qualified = socket.getfqdn().lower().rstrip(".")
+    if "." in fully_qualified:
+        names.add(fully_qualified)
     names.update(name.lower().rstrip(".") for name in extra)
     return frozenset(names)
 
@@ -5854,6 +5920,50 @@ def host_allowed(host_header, names):
         return True
     name = host_name(host_header)
     return is_ip_literal(name) or name in names
+
+
+# RFC 9112, 3.2 and RFC 3986, 3.2.2-3.2.3: an IP literal in brackets (an
+# IPv6 zone as %25 and a name, RFC 6874) or a registered name, then an
+# optional colon and digits.
+_HOST_FIELD = re.compile(r"(?:\[[0-9a-f:.]+(?:%25[0-9a-z._~-]+)?\]"
+                         r"|[0-9a-z._~!$&'()*+,;=%-]*)(?::[0-9]*)?\Z", re.I)
+
+
+def host_field_problem(values, target):
+    """Why a request's Host lines and target do not name one host, or None.
+
+    RFC 9112, 3.2 wants a 400 for more than one Host line or one that is
+    not a host and port; a target in absolute form (3.2.2) must name the
+    same authority as Host, or the two checks could look at different hosts.
+    """
+    if len(values) > 1:
+        return "the request has more than one Host header"
+    host = values[0].strip() if values else None
+    if host is not None and not _HOST_FIELD.match(host):
+        return "the Host header is not a host name or address and a port"
+    scheme, separator, rest = target.partition("://")
+    if separator and not target.startswith("/"):
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+        if host is None or authority.lower() != host.lower():
+            return "the request target names another host than the Host header"
+    return None
+
+
+def foreign_subresource(headers):
+    """True for a request another site's page makes in passing: an image, a
+    script, a frame, a fetch (Fetch Metadata, sent by browsers since 2020).
+
+    A link followed from another site (a top-level navigation) is not one,
+    nor is anything from a client that sends no Sec-Fetch-Site (curl, wget,
+    older browsers).  Same-site counts as foreign: another port of the same
+    address, or another name under the same domain, is another page.
+    """
+    site = (headers.get("Sec-Fetch-Site") or "").strip().lower()
+    if site not in ("cross-site", "same-site"):
+        return False
+    mode = (headers.get("Sec-Fetch-Mode") or "").strip().lower()
+    destination = (headers.get("Sec-Fetch-Dest") or "").strip().lower()
+    return not (mode == "navigate" and destination in ("document", ""))
 
 
 def same_origin(origin, scheme, host_header):
@@ -6028,8 +6138,9 @@ class WoofHandler(BaseHTTPRequestHandler):
     responses[int(MISDIRECTED_REQUEST)] = ("Misdirected Request",
                                            "This server does not answer for that host name")
 
-    def __init__(self, request, client_address, server, head_deadline=None):
+    def __init__(self, request, client_address, server, head_deadline=None, place=None):
         self.head_deadline = head_deadline  # of the first request, set when accepted
+        self.place = place  # in the server's connection gate
         super().__init__(request, client_address, server)
 
     def setup(self):
@@ -6081,6 +6192,7 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.inner_path = "/"
         deadline = self.head_deadline or time.monotonic() + self.server.head_seconds
         self.head_deadline = None
+        self.server.place_waits(self.place, True)
         self.reader.start_head(deadline)
         try:
             super().handle_one_request()
@@ -6095,6 +6207,7 @@ class WoofHandler(BaseHTTPRequestHandler):
     # "100 Continue" and before the method runs.
 
     def parse_request(self):
+        self.server.place_waits(self.place, False)
         admitted = super().parse_request() and self.admit()
         self.reader.end_head()
         return admitted
@@ -6146,11 +6259,15 @@ class WoofHandler(BaseHTTPRequestHandler):
         return True
 
     def check_access(self):
-        """Host first (DNS rebinding), then the secret (a 404 like any unknown
-        path, so a wrong link learns nothing), the password, and the Origin
-        of uploads (no other web site may push files here)."""
+        """Host first (one, well formed, then DNS rebinding), then the secret
+        (a 404 like any unknown path, so a wrong link learns nothing), a page
+        of another site fetching in passing, the password, and the Origin of
+        uploads (no other web site may push files here)."""
         server = self.server
         settings = server.settings
+        problem = host_field_problem(self.headers.get_all("Host") or [], self.path)
+        if problem:
+            return self.refuse_access(HTTPStatus.BAD_REQUEST, problem)
         host = self.headers.get("Host")
         if not host_allowed(host, server.host_names):
             return self.refuse_access(MISDIRECTED_REQUEST,
@@ -6167,6 +6284,12 @@ class WoofHandler(BaseHTTPRequestHandler):
             if path is None:
                 return self.refuse_access(HTTPStatus.NOT_FOUND)
         self.inner_path = path
+        if foreign_subresource(self.headers):
+            # Else any page a person on this network visits could take the
+            # download with an <img> (a guessable address without --secret).
+            return self.refuse_access(HTTPStatus.FORBIDDEN,
+                                      "another web site's page asked for this; "
+                                      "open the link itself")
         if settings.password_digest and not self.check_password():
             return False
         origin = self.headers.get("Origin")
@@ -7052,6 +7175,27 @@ class ClientParts(NamedTuple):
     spans: list  # (start, stop) of the bytes it received, merged
 
 
+class Place:
+    """One connection's place among the MAX_CONNECTIONS: whose it is (its
+    address group), since when it waits for a request head (None while a
+    request is answered), and a duplicate of its socket, by which the gate
+    ends it when a newcomer takes the place (the handler's own socket may be
+    a TLS socket not made yet)."""
+
+    def __init__(self, host, sock):
+        self.host = host
+        self.group = address_group(host)
+        self.waiting_since = time.monotonic()
+        self.handle = sock.dup()
+
+    def end(self):
+        """Close the connection under whoever serves it: its reads see the end."""
+        try:
+            self.handle.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # it has ended already
+
+
 class WoofServer(HTTPServer):
     """An HTTP server, one thread per connection, that stops once its offer has
     been taken `count` times, or, with UploadHandler and no offer, once it has
@@ -7086,7 +7230,8 @@ class WoofServer(HTTPServer):
         self.states_sent = set()  # ETags bytes went out of; two tell "more than one"
         self.in_flight = 0
         self.connections = 0
-        self.connections_by_client = {}
+        self.connections_by_client = {}  # address group -> connections it holds
+        self.places = set()
         self.refusals_logged = {}  # host -> (monotonic time of its last line, left out since)
         self.head_seconds = min(settings.timeout, MAX_HEAD_SECONDS)
         self.batches = set()
@@ -7175,48 +7320,100 @@ class WoofServer(HTTPServer):
         """
         head_deadline = time.monotonic() + self.head_seconds
         host = client_host(client_address)
+        place = taken = None
         with self.lock:
-            refusal = self.connection_refusal(host)
+            refusal = self.connection_refusal(address_group(host))
+            if refusal is not None:
+                taken = self.idle_place_for(address_group(host))
+                if taken is not None:
+                    self.give_back(taken)
+                    refusal = None
             if refusal is None:
-                self.count_connection(host, 1)
+                try:
+                    place = Place(host, request)
+                    self.places.add(place)
+                    self.count_connection(place.group, 1)
+                except OSError:  # no descriptor left for the duplicate
+                    refusal = "woof cannot hold another connection"
+        if taken is not None:
+            taken.end()
+            self.log_refusal(taken.host, "connection closed while idle: its place went "
+                                         "to an address holding fewer")
         if refusal is not None:
             self.refuse_connection(request, host, refusal)
             return
         thread = threading.Thread(target=self.process_request_thread,
-                                  args=(request, client_address, head_deadline))
+                                  args=(request, client_address, head_deadline, place))
         thread.daemon = True
         try:
             thread.start()
         except RuntimeError:  # the system has no thread left to give
             with self.lock:
-                self.count_connection(host, -1)
+                self.give_back(place)
+            place.handle.close()
             self.refuse_connection(request, host, "woof cannot start another thread")
 
-    def connection_refusal(self, host):
-        """Why a new connection from host cannot be served (lock held), or None.
+    def connection_refusal(self, group):
+        """Why a new connection from an address group cannot be served (lock
+        held), or None.
 
-        While more than RESERVED_CONNECTIONS places are free, an address may
+        While more than RESERVED_CONNECTIONS places are free, a group may
         take as many as it likes: a class behind one NAT address, a download
-        manager's parallel connections.  The last places go only to addresses
+        manager's parallel connections.  The last places go only to groups
         holding fewer than MAX_CONNECTIONS_PER_CLIENT, so that one address,
         however many connections it opens, leaves room for everyone else.
         """
         if self.connections >= MAX_CONNECTIONS:
             return "woof holds %d connections, its most" % self.connections
-        held = self.connections_by_client.get(host, 0)
+        held = self.connections_by_client.get(group, 0)
         if held >= MAX_CONNECTIONS_PER_CLIENT \
                 and self.connections >= MAX_CONNECTIONS - RESERVED_CONNECTIONS:
             return ("this address holds %d connections and the last places are kept "
                     "for others" % held)
         return None
 
-    def count_connection(self, host, change):
+    def idle_place_for(self, group):
+        """The place a refused newcomer from group may take (lock held), or None.
+
+        Several addresses together can fill every place, and one machine
+        holds a whole IPv6 /64: so a group holding fewer than FEW_CONNECTIONS
+        takes the place of the connection waiting longest for a request head
+        among those of the group holding the most, if that group holds more.
+        A request being answered is never cut off.
+        """
+        held = self.connections_by_client.get(group, 0)
+        if held >= FEW_CONNECTIONS:
+            return None
+        chosen, rank = None, None
+        for place in self.places:
+            most = self.connections_by_client[place.group]
+            if place.waiting_since is None or most <= held:
+                continue
+            if rank is None or (-most, place.waiting_since) < rank:
+                chosen, rank = place, (-most, place.waiting_since)
+        return chosen
+
+    def give_back(self, place):
+        """Free a place (lock held); False if it was free already."""
+        if place not in self.places:
+            return False
+        self.places.discard(place)
+        self.count_connection(place.group, -1)
+        return True
+
+    def place_waits(self, place, waiting):
+        """Note that a connection waits for a request head, or has one."""
+        if place is not None:
+            with self.lock:
+                place.waiting_since = time.monotonic() if waiting else None
+
+    def count_connection(self, group, change):
         """Count a connection taken (1) or given back (-1); lock held."""
-        held = self.connections_by_client.get(host, 0) + change
+        held = self.connections_by_client.get(group, 0) + change
         if held:
-            self.connections_by_client[host] = held
+            self.connections_by_client[group] = held
         else:
-            self.connections_by_client.pop(host, None)
+            self.connections_by_client.pop(group, None)
         self.connections += change
 
     def refuse_connection(self, sock, host, reason):
@@ -7262,29 +7459,31 @@ class WoofServer(HTTPServer):
             text += " (and %d more like it not logged)" % left_out
         self.log.info("%s %s" % (host, text))
 
-    def process_request_thread(self, request, client_address, head_deadline):
+    def process_request_thread(self, request, client_address, head_deadline, place=None):
         try:
-            self.finish_request(request, client_address, head_deadline)
+            self.finish_request(request, client_address, head_deadline, place)
         except Exception:
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
-            with self.lock:
-                self.count_connection(client_host(client_address), -1)
+            if place is not None:
+                with self.lock:
+                    self.give_back(place)
+                place.handle.close()
 
-    def finish_request(self, request, client_address, head_deadline=None):
+    def finish_request(self, request, client_address, head_deadline=None, place=None):
         """Answer one connection, in its own thread; with TLS, the handshake
         happens here too, so a client that connects and says nothing holds up
         no one but itself, and only until the head's deadline."""
         head_deadline = head_deadline or time.monotonic() + self.head_seconds
         if self.tls is None:
-            self.RequestHandlerClass(request, client_address, self, head_deadline)
+            self.RequestHandlerClass(request, client_address, self, head_deadline, place)
             return
         secured = self.start_tls(request, client_address, head_deadline)
         if secured is None:
             return
         try:
-            self.RequestHandlerClass(secured, client_address, self, head_deadline)
+            self.RequestHandlerClass(secured, client_address, self, head_deadline, place)
         finally:
             self.shutdown_request(secured)
 
