@@ -6956,6 +6956,164 @@ class ClientCommandLineTests(ClientTestCase):
                     self.assertRegex(text, r'\rFetched "p\.bin" \(3\.0 MiB in [0-9.]+ s, ')
 
 
+class RawServer:
+    """A TCP server on 127.0.0.1, any free port, for servers that break HTTP:
+    each connection's request head is read, then answer(connection, head)
+    writes whatever the test wants.  `stopping` is set at cleanup, so an
+    answer that trickles can end."""
+
+    def __init__(self, test, answer):
+        outer = self
+        self.stopping = threading.Event()
+        self.heads = []
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                self.request.settimeout(DEADLINE)
+                head = b""
+                try:
+                    while b"\r\n\r\n" not in head:
+                        chunk = self.request.recv(65536)
+                        if not chunk:
+                            return
+                        head += chunk
+                    outer.heads.append(head)
+                    answer(self.request, head)
+                except OSError:
+                    pass  # the client went away
+
+        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=self.server.serve_forever, args=(0.05,))
+        thread.daemon = True
+        thread.start()
+        test.addCleanup(self.stop)
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.server.server_address[1], path)
+
+    def trickle(self, connection, data, interval=0.05):
+        """Send data a byte at a time, one every interval seconds, until stopped."""
+        for byte in data:
+            if self.stopping.wait(interval):
+                return
+            connection.sendall(bytes([byte]))
+
+    def stop(self):
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ClientHostileServerTests(ClientTestCase):
+    """Client mode against servers that lie, stall or try to reach the terminal."""
+
+    def test_what_the_status_line_says_cannot_reach_the_terminal(self):
+        hostile = "\x1b]0;PWNED\x07\x1b[2J"
+        table = [
+            ("reason", b"HTTP/1.1 500 " + hostile.encode() + b"\r\nContent-Length: 0\r\n\r\n",
+             ()),
+            ("status line", b"\x1b[2J" + hostile.encode() + b"\r\n\r\n", ()),
+            ("reason of a PUT", b"HTTP/1.1 201 " + hostile.encode()
+             + b"\r\nContent-Length: 0\r\n\r\n", ("file",)),
+        ]
+        sent = self.make_file("sent.txt", b"sent")
+        for label, answer, extra in table:
+            with self.subTest(label):
+                server = RawServer(self, lambda connection, head: connection.sendall(answer))
+                paths = (sent,) if extra else ()
+                status, _, stderr = self.client(server.url("/x"), *paths)
+                self.assertNotIn("\x1b", stderr)
+                self.assertNotIn("\x07", stderr)
+                self.assertIn("\\x1b]0;PWNED\\x07", stderr)
+                if not extra:
+                    self.assert_one_line_error(status, stderr)
+                self.assertEqual(self.visible_files(), {})
+
+    def resume_after_a_change(self, validator_header, first, second):
+        """A server that drops the first GET after 100000 bytes, then ignores
+        If-Range: it answers the Range with a 206 of a new version."""
+        old, new = os.urandom(300000), os.urandom(300000)
+
+        def answer(handler):
+            asked = handler.headers.get("Range")
+            if asked is None and len(server.requests) == 1:
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(len(old)))
+                handler.send_header(validator_header, first)
+                handler.send_header("Accept-Ranges", "bytes")
+                handler.end_headers()
+                handler.wfile.write(old[:100000])
+                handler.close_connection = True
+                return
+            if asked is None:
+                send_body(handler, 200, new, (validator_header, second))
+                return
+            start = int(asked.split("=")[1].rstrip("-"))
+            send_body(handler, 206, new[start:], (validator_header, second),
+                      ("Content-Range", "bytes %d-%d/%d" % (start, len(new) - 1, len(new))))
+        server = TestHttpServer(self, answer)
+        self.assertEqual(self.client(server.url("/v.bin"))[0], 1)
+        status, _, stderr = self.client(server.url("/v.bin"))
+        self.assertEqual(status, 0, stderr)
+        self.assertNotIn("resumed", stderr)
+        self.assertEqual(tree_of(self.dest), {"v.bin": new})
+        self.assertEqual(server.requests[1][2]["If-Range"], first)
+
+    def test_a_206_of_another_etag_starts_over(self):
+        self.resume_after_a_change("ETag", '"v1"', '"v2"')
+
+    def test_a_206_of_another_date_starts_over(self):
+        self.resume_after_a_change("Last-Modified", LAST_MODIFIED,
+                                   "Tue, 02 Jan 2024 00:00:00 GMT")
+
+    def test_a_head_cut_before_its_end_saves_nothing(self):
+        server = RawServer(self, lambda connection, head: connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"))
+        for argv in ((), ("-o", "-"), ("-x",)):
+            with self.subTest(argv=argv):
+                status, stdout, stderr = self.client(*(argv + (server.url("/cut.txt"),)))
+                self.assert_one_line_error(status, stderr, "head")
+                self.assertEqual(stdout, b"")
+                self.assertEqual(tree_of(self.dest), {})
+
+    def trickled(self, answer_head):
+        """Run woof.py --timeout 1 against a server that trickles; return its stderr."""
+        def answer(connection, head):
+            connection.sendall(answer_head)
+            server.trickle(connection, b"x" * 100000)
+        server = RawServer(self, answer)
+        started = time.monotonic()
+        result = self.client_process(["--timeout", "1", server.url("/slow.bin")])
+        stderr = result.stderr.decode()
+        self.assert_one_line_error(result.returncode, stderr, "too slowly")
+        self.assertLess(time.monotonic() - started, DEADLINE)
+        self.assertEqual(tree_of(self.dest), {})
+        return stderr
+
+    def test_a_trickling_body_ends_with_the_timeout(self):
+        self.trickled(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+
+    def test_a_trickling_head_ends_with_the_timeout(self):
+        self.trickled(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+
+    def test_a_slow_but_steady_download_is_not_cut(self):
+        data = os.urandom(40000)
+
+        def answer(connection, head):
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data))
+            for start in range(0, len(data), 8000):  # 8000 bytes every 0.3 s
+                if server.stopping.wait(0.3):
+                    return
+                connection.sendall(data[start:start + 8000])
+        server = RawServer(self, answer)
+        status, _, stderr = self.client("--timeout", "1", server.url("/steady.bin"))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"steady.bin": data})
+
+
 # ---------------------------------------------------------------------------
 # Running the suite: the last line is "N passed, N failed".
 # ---------------------------------------------------------------------------

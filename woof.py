@@ -7472,6 +7472,11 @@ FETCH_PROGRESS_INTERVAL = 0.25   # seconds between two redraws of the fetch prog
 MAX_ANSWER_TEXT = 64 << 10       # bytes of a refusal's text read to show its first line
 MAX_RESPONSE_HEAD = 64 << 10     # bytes of response head read by hand (after Expect)
 EXPECT_WAIT = 2.0                # seconds another server gets to say "100 Continue"
+# A server that sends less than this in --timeout seconds of waiting is
+# stalled, not slow: a trickle of a byte a second would otherwise hold the
+# client for ever, since each read gets something in time.  The slowest
+# mobile link moves this in well under a second.
+MIN_PROGRESS = 4 << 10
 SEND_SLICE = 8 << 20             # bytes handed to sendfile() between progress redraws
 MAX_UNPACKED_FILES = 1000000
 MAX_LINK_TARGET = 4096           # bytes of a zip member that holds a link's target
@@ -7488,6 +7493,14 @@ _ERROR_EXPLANATION = re.compile(r"Error code explanation:\s*[\w.]+\s*-\s*(.*?)\.
 
 class BodyCut(WoofError):
     """A response body that stopped before all of it arrived."""
+
+
+class HeadCut(http.client.HTTPException):
+    """A response head that the connection's end cut before its blank line."""
+
+
+class Stalled(socket.timeout):
+    """A server that sent less than MIN_PROGRESS bytes in --timeout seconds."""
 
 
 class ClientOptions(NamedTuple):
@@ -7621,10 +7634,117 @@ def client_tls_context(options):
         raise WoofError("cannot use --cacert %s: %s" % (printable_name(options.cacert), reason))
 
 
+class PacedSocket:
+    """A socket for http.client to read a response from, through a
+    PacedStream; `head` holds bytes of it already read (after Expect)."""
+
+    def __init__(self, sock, head=b""):
+        self.sock = sock
+        self.head = head
+
+    def makefile(self, mode):
+        return io.BufferedReader(PacedStream(self.sock, self.sock.gettimeout(), self.head))
+
+
+class PacedStream(io.RawIOBase):
+    """A socket read as a raw stream that raises Stalled once `seconds` of
+    waiting brought less than MIN_PROGRESS bytes: the timeout then bounds
+    the whole response, head and body, not each read alone.  Only time spent
+    waiting for the server counts, not the client's own (writing to disk)."""
+
+    def __init__(self, sock, seconds, head=b""):
+        super().__init__()
+        self.sock = sock
+        # Read through the socket's own file, which keeps it open until this
+        # stream closes (http.client closes the connection as it hands over
+        # the response of an HTTP/1.0 server).
+        self.raw = sock.makefile("rb", buffering=0)
+        self.seconds = seconds
+        self.head = head
+        self.waited = 0.0  # since the last MIN_PROGRESS bytes
+        self.got = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.head:
+            count = min(len(buffer), len(self.head))
+            buffer[:count] = self.head[:count]
+            self.head = self.head[count:]
+            return count
+        if self.seconds is None:
+            return self.raw.readinto(buffer)
+        left = self.seconds - self.waited
+        if left <= 0:
+            raise Stalled("less than %s in %g s" % (format_size(MIN_PROGRESS), self.seconds))
+        previous = self.sock.gettimeout()
+        started = time.monotonic()
+        self.sock.settimeout(left)
+        try:
+            got = self.raw.readinto(buffer)
+        except socket.timeout:
+            if self.got:
+                raise Stalled("less than %s in %g s" % (format_size(MIN_PROGRESS),
+                                                        self.seconds))
+            raise
+        finally:
+            self.waited += time.monotonic() - started
+            self.sock.settimeout(previous)
+        self.got += got or 0
+        if self.got >= MIN_PROGRESS:
+            self.got, self.waited = 0, 0.0
+        return got
+
+    def close(self):
+        self.raw.close()
+        super().close()
+
+
+class HeadLines:
+    """A response's reader whose readline notes the last line, so that a head
+    cut by the connection's end (a last line without its newline) is seen:
+    http.client takes the end of the connection for the end of the head."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.last = b"\n"
+
+    def readline(self, limit=-1):
+        self.last = self.reader.readline(limit)
+        return self.last
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+
+class CheckedResponse(http.client.HTTPResponse):
+    """An HTTPResponse read through a PacedStream, whose head must end with
+    its blank line (RFC 9112, 2.1): HeadCut otherwise."""
+
+    def __init__(self, sock, *args, **kwargs):
+        if not isinstance(sock, PacedSocket):
+            sock = PacedSocket(sock)
+        super().__init__(sock, *args, **kwargs)
+
+    def begin(self):
+        reader = self.fp
+        self.fp = lines = HeadLines(reader)
+        try:
+            super().begin()
+        finally:
+            if self.fp is lines:
+                self.fp = reader
+        if not lines.last.endswith(b"\n"):
+            raise HeadCut("the head ended without its blank line")
+
+
 class ClientConnection(http.client.HTTPConnection):
     """An HTTP connection, over TLS when given a context.  With pins, the
     server's key is checked right after the handshake, before a single byte
     of the request (not even its first line) is sent."""
+
+    response_class = CheckedResponse
 
     def __init__(self, target, timeout, tls=None, pins=()):
         super().__init__(target.host, target.port, timeout=timeout)
@@ -7659,7 +7779,12 @@ class ClientConnection(http.client.HTTPConnection):
 
 
 def describe_connection_error(error, target):
-    """One line telling why a request to target got no answer."""
+    """One line telling why a request to target got no answer; printable,
+    whatever the server sent."""
+    return printable_name(connection_error_text(error, target))
+
+
+def connection_error_text(error, target):
     where = "%s:%d" % (url_host(target.host), target.port)
     text = str(error)
     if "CERTIFICATE_VERIFY_FAILED" in text or type(error).__name__ in (
@@ -7670,6 +7795,10 @@ def describe_connection_error(error, target):
                 "certificate with --cacert FILE" % (where, reason))
     if isinstance(error, socket.gaierror):
         return "cannot find the host %s: %s" % (target.host, error.strerror or error)
+    if isinstance(error, Stalled):
+        return "%s answers too slowly: %s" % (where, error)
+    if isinstance(error, HeadCut):
+        return "%s closed the connection before the end of its answer's head" % where
     if isinstance(error, ConnectionRefusedError):
         return "cannot reach %s: nothing listens there (is woof still running?)" % where
     if isinstance(error, socket.timeout):
@@ -7683,7 +7812,13 @@ def describe_connection_error(error, target):
 
 
 def describe_read_error(error):
-    """Why a response body stopped, in a few words."""
+    """Why a response body stopped, in a few words, printable."""
+    return printable_name(read_error_text(error))
+
+
+def read_error_text(error):
+    if isinstance(error, Stalled):
+        return "it arrived too slowly: %s" % error
     if isinstance(error, socket.timeout):
         return "nothing arrived for too long"
     if isinstance(error, http.client.IncompleteRead):
@@ -7722,38 +7857,9 @@ def status_error(response, url, password_given):
     if status == HTTPStatus.NOT_FOUND:
         return WoofError("nothing at %s (404 Not Found)" % printable_name(url))
     text = answer_text(response)
-    return WoofError("%s answered %d %s%s" % (printable_name(url), status, response.reason,
+    return WoofError("%s answered %d %s%s" % (printable_name(url), status,
+                                              printable_name(response.reason),
                                               ": " + text if text else ""))
-
-
-class ReplayedSocket:
-    """A socket whose first bytes were already read, for http.client to parse
-    a response from: makefile() gives those bytes again, then the socket's."""
-
-    def __init__(self, head, sock):
-        self.head = head
-        self.sock = sock
-
-    def makefile(self, mode):
-        return io.BufferedReader(ReplayedStream(self.head, self.sock))
-
-
-class ReplayedStream(io.RawIOBase):
-    def __init__(self, head, sock):
-        super().__init__()
-        self.head = head
-        self.sock = sock
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        if self.head:
-            count = min(len(buffer), len(self.head))
-            buffer[:count] = self.head[:count]
-            self.head = self.head[count:]
-            return count
-        return self.sock.recv_into(buffer)
 
 
 class Requester:
@@ -7883,7 +7989,7 @@ class Requester:
             sock.settimeout(timeout)
         if head[9:12] == b"100":
             return None
-        response = http.client.HTTPResponse(ReplayedSocket(bytes(head), sock), method=method)
+        response = CheckedResponse(PacedSocket(sock, bytes(head)), method=method)
         connection.last_response = response
         response.begin()
         return response
@@ -8015,6 +8121,7 @@ class PartialDownload:
         self.handle = None
         self.offset = 0
         self.validator = None
+        self.total = None
 
     def exists(self):
         return os.path.exists(self.path)
@@ -8035,7 +8142,7 @@ class PartialDownload:
         size = os.fstat(descriptor).st_size
         validator, total = self.read_state()
         if size and validator and (total is None or size < total):
-            self.offset, self.validator = size, validator
+            self.offset, self.validator, self.total = size, validator, total
         else:
             self.start_over()
         return self
@@ -8075,10 +8182,20 @@ class PartialDownload:
             return {}
         return {"Range": "bytes=%d-" % self.offset, "If-Range": self.validator}
 
+    def same_version(self, response, total):
+        """True when a 206 carries the validator the partial file was fetched
+        under, and the same size: a server may ignore If-Range (RFC 9110,
+        13.1.5) and send the tail of a newer version, never to be glued on."""
+        kind = "ETag" if self.validator.startswith(('"', "W/")) else "Last-Modified"
+        if (response.getheader(kind) or "").strip() != self.validator:
+            return False
+        return self.total is None or total == self.total
+
     def start_over(self):
         self.cut(0)
         self.offset = 0
         self.validator = None
+        self.total = None
         remove_quietly(self.state_path)
 
     def cut(self, size):
@@ -8242,6 +8359,8 @@ class Download:
         self.connection, self.response, self.final_url = self.requester.open(
             self.url, "GET", partial.resume_headers() if asked else None)
         span = response_span(self.response, asked)
+        if span and span[0] and not partial.same_version(self.response, span[1]):
+            span = None
         if span is None and asked:
             self.close()
             partial.start_over()
@@ -8856,8 +8975,8 @@ def send_files(requester, options, out, report):
         out.flush()
     what = items[0].name if len(items) == 1 else "%d files" % len(items)
     report.line('Sent "%s" (%s)%s' % (printable_name(what), progress.summary(),
-                                      "" if receiving else ": %d %s" % (response.status,
-                                                                        response.reason)))
+                                      "" if receiving else ": %d %s" % (
+                                          response.status, printable_name(response.reason))))
 
 
 def post_form(requester, url, items, report):
@@ -8908,7 +9027,8 @@ under that name is offered instead):
   woof.py URL FILE...      send files and folders to a woof receiving with -U
                            (any other server gets one file by PUT)
 --password sends woof's password (WOOF_PASSWORD, or asked on a terminal);
--q shows no progress; --timeout applies to the connection."""
+-q shows no progress; --timeout S ends a transfer when the server sends less
+than 4 KiB in S seconds."""
 
 
 def add_client_options(parser):
