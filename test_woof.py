@@ -7114,6 +7114,128 @@ class ClientHostileServerTests(ClientTestCase):
         self.assertEqual(tree_of(self.dest), {"steady.bin": data})
 
 
+def tar_gz_bytes(members):
+    """A tar.gz, in memory, of (TarInfo, data or None) pairs."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.GNU_FORMAT) as archive:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def gzipped_tar_of_zeros(name, size):
+    """A tar.gz of one file of `size` zeros, made without holding them."""
+    info = tar_info(name)
+    info.size = size
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+    pieces = [packer.compress(info.tobuf(tarfile.GNU_FORMAT))]
+    for start in range(0, size, 1 << 20):
+        pieces.append(packer.compress(bytes(min(1 << 20, size - start))))
+    pieces.append(packer.compress(b"\0" * (-size % 512 + 1024)))
+    pieces.append(packer.flush())
+    return b"".join(pieces)
+
+
+def gnu_sparse_tar(name, data, real_size):
+    """An old-GNU tar of one sparse member: data at offset 0, then a hole up
+    to real_size (the format tarfile reads but cannot write)."""
+    info = tar_info(name)
+    info.size = len(data)
+    header = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    header[156:157] = tarfile.GNUTYPE_SPARSE
+    header[386:398] = b"%011o\0" % 0                  # the one region's offset
+    header[398:410] = b"%011o\0" % len(data)          # and its length
+    header[483:495] = b"%011o\0" % real_size          # the file's real size
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    padding = b"\0" * (-len(data) % 512)
+    return bytes(header) + data + padding + b"\0" * 1024
+
+
+class ClientUnpackBoundTests(ClientTestCase):
+    """-x writes no more than the archive can honestly hold."""
+
+    def test_a_compression_bomb_is_stopped_with_one_line(self):
+        size = 100 << 20
+        bomb_tar, bomb_zip = gzipped_tar_of_zeros("zeros.bin", size), io.BytesIO()
+        with zipfile.ZipFile(bomb_zip, "w", zipfile.ZIP_DEFLATED) as archive:
+            with archive.open("zeros.bin", "w") as member:
+                for _ in range(size >> 20):
+                    member.write(bytes(1 << 20))
+        for label, payload in (("tar.gz", bomb_tar), ("zip", bomb_zip.getvalue())):
+            with self.subTest(label):
+                self.assertLess(len(payload), 300000)
+                server = ResourceServer(self, payload)
+                status, _, stderr = self.client("-x", server.url("/bomb." + label))
+                self.assert_one_line_error(status, stderr, "100 times",
+                                           "--no-unpack-limit", "nothing was unpacked")
+                self.assertEqual(tree_of(self.dest), {})
+        server = ResourceServer(self, bomb_tar)
+        status, _, stderr = self.client("-x", "--no-unpack-limit", server.url("/bomb.tar.gz"))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(os.path.getsize(os.path.join(self.dest, "zeros.bin")), size)
+
+    def test_hard_links_are_unpacked_as_links(self):
+        data = os.urandom(1 << 20)
+        members = [(tar_info("one.bin"), data)] + [
+            (tar_info("link%03d.bin" % number, tarfile.LNKTYPE, "one.bin"), None)
+            for number in range(150)]
+        server = ResourceServer(self, tar_gz_bytes(members))
+        status, _, stderr = self.client("-x", server.url("/links.tar.gz"))
+        self.assertEqual(status, 0, stderr)
+        found = tree_of(self.dest)
+        self.assertEqual(len(found), 151)
+        first = os.stat(os.path.join(self.dest, "one.bin"))
+        self.assertEqual(first.st_nlink, 151)
+        for name in found:
+            self.assertEqual(os.stat(os.path.join(self.dest, name)).st_ino, first.st_ino)
+
+    def test_hard_links_copied_where_links_fail_count_against_the_bound(self):
+        members = [(tar_info("one.bin"), b"\0" * (1 << 20))] + [
+            (tar_info("link%03d.bin" % number, tarfile.LNKTYPE, "one.bin"), None)
+            for number in range(150)]
+        payload = tar_gz_bytes(members)
+        self.assertLess(len(payload), 4096)
+        server = ResourceServer(self, payload)
+        real_link = os.link
+
+        def no_links(source, target, *args, **kwargs):
+            if os.path.basename(str(target)).startswith(".woof-"):
+                raise OSError(errno.EPERM, "Operation not permitted")
+            return real_link(source, target, *args, **kwargs)
+        with mock.patch.object(os, "link", no_links):
+            status, _, stderr = self.client("-x", server.url("/links.tar.gz"))
+        self.assert_one_line_error(status, stderr, "100 times", "nothing was unpacked")
+        self.assertEqual(tree_of(self.dest), {})
+
+    def test_a_gnu_sparse_member_is_written_sparsely(self):
+        real_size = 1 << 30
+        payload = gzip.compress(gnu_sparse_tar("sparse.img", b"start" * 100, real_size), 9)
+        self.assertLess(len(payload), 200)
+        server = ResourceServer(self, payload)
+        status, _, stderr = self.client("-x", server.url("/sparse.tar.gz"))
+        self.assertEqual(status, 0, stderr)
+        path = os.path.join(self.dest, "sparse.img")
+        self.assertEqual(os.path.getsize(path), real_size)
+        with open(path, "rb") as handle:
+            self.assertEqual(handle.read(501), b"start" * 100 + b"\0")
+            handle.seek(real_size - 10)
+            self.assertEqual(handle.read(), b"\0" * 10)
+        if hasattr(os.stat_result, "st_blocks"):
+            self.assertLess(os.stat(path).st_blocks * 512, 16 << 20)
+
+    def test_sizes_beyond_the_free_space_are_refused_before_writing(self):
+        info = tar_info("huge.bin")
+        info.size = 1 << 50
+        payload = info.tobuf(tarfile.PAX_FORMAT) + b"x" * 100000
+        server = ResourceServer(self, payload)
+        status, _, stderr = self.client("-x", server.url("/huge.tar"))
+        self.assert_one_line_error(status, stderr, "1024.0 TiB", "free", "nothing was unpacked")
+        self.assertEqual(tree_of(self.dest), {})
+
+
 # ---------------------------------------------------------------------------
 # Running the suite: the last line is "N passed, N failed".
 # ---------------------------------------------------------------------------

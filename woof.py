@@ -7483,6 +7483,18 @@ MAX_LINK_TARGET = 4096           # bytes of a zip member that holds a link's tar
 ARCHIVE_PEEK = 512               # bytes read to tell a zip from a tar (one tar block)
 # A zip begins with its first member, or is empty (APPNOTE 4.3.7, 4.3.16).
 ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+# How a compressed tar begins (RFC 1952, 2.3.1; bzip2's "BZh"; the xz
+# format, 2.1.1.1), the module that reads it, and that module's file class.
+TAR_COMPRESSIONS = ((b"\x1f\x8b", "gzip", "GzipFile"), (b"BZh", "bz2", "BZ2File"),
+                    (b"\xfd7zXZ\x00", "lzma", "LZMAFile"))
+# What -x may write: any archive this much, and beyond it at most UNPACK_RATIO
+# times the bytes downloaded so far.  gzip, bzip2 and xz make ordinary files
+# 2 to 10 times smaller, text and logs up to 20 or 50 times; only long runs
+# of one byte (a compression bomb of zeros: gzip 1,000 times, bzip2 and xz
+# far more) go past 100.  --no-unpack-limit lifts the ratio, not the check
+# of the free space.
+UNPACK_RATIO = 100
+UNPACK_ALLOWANCE = 16 << 20
 PIN_PREFIX = "sha256//"
 PIN_DIGEST_BYTES = 32
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
@@ -7511,6 +7523,7 @@ class ClientOptions(NamedTuple):
     output: Optional[str] = None     # -o PATH; "-" for standard output
     force: bool = False
     extract: bool = False
+    unpack_limit: bool = True        # False: --no-unpack-limit
     pins: tuple = ()                 # "sha256//..." keys, any of which may match
     cacert: Optional[str] = None
     insecure: bool = False
@@ -8552,6 +8565,71 @@ def unpack_refusal(name, reason):
                      % (printable_name(name), reason))
 
 
+class UnpackBudget:
+    """What an unpack may write: no more than the folder's free space for
+    the sizes the archive declares, checked before each file is written;
+    and no more than UNPACK_ALLOWANCE plus `ratio` times what downloaded()
+    says has arrived (ratio None: no such limit).  `complete` says the
+    download is whole, so declared sizes are held to the ratio up front."""
+
+    def __init__(self, folder, downloaded, ratio=UNPACK_RATIO, complete=False):
+        self.folder = folder
+        self.downloaded = downloaded
+        self.ratio = ratio
+        self.complete = complete
+        try:
+            self.free = shutil.disk_usage(folder).free
+        except OSError:
+            self.free = None  # unknown: writing will tell
+        self.declared = 0
+        self.written = 0
+
+    def declare(self, size):
+        """Refuse the archive before writing `size` more bytes that cannot fit."""
+        self.declared += size
+        if self.free is not None and self.declared > self.free:
+            raise WoofError("refusing the archive: its files need %s but only %s is free in "
+                            "%s; nothing was unpacked" % (format_size(self.declared),
+                                                          format_size(self.free),
+                                                          printable_name(self.folder)))
+        if self.complete:
+            self.check(self.declared)
+
+    def charge(self, count):
+        """Note `count` bytes written; refuse the archive once they are too many."""
+        self.written += count
+        self.check(self.written)
+
+    def check(self, size):
+        if self.ratio is None:
+            return
+        downloaded = self.downloaded()
+        if size > UNPACK_ALLOWANCE + self.ratio * downloaded:
+            raise WoofError("refusing the archive: it unpacks to more than %d times the %s "
+                            "downloaded (a compression bomb?); add --no-unpack-limit if you "
+                            "trust it; nothing was unpacked"
+                            % (self.ratio, format_size(downloaded)))
+
+
+def linked_temporary(folder, source):
+    """A new hidden hard link to source in folder; None where the file
+    system has no hard links."""
+    for _ in range(MAX_NAME_TRIES):
+        path = os.path.join(folder, TEMPORARY_PREFIX + os.urandom(8).hex() + TEMPORARY_SUFFIX)
+        try:
+            os.link(source, path)
+        except FileExistsError:
+            continue
+        except (AttributeError, NotImplementedError):
+            return None
+        except OSError as error:
+            if error.errno in NO_HARD_LINK_ERRNOS:
+                return None
+            raise
+        return path
+    raise WoofError("cannot create a temporary file in %s" % printable_name(folder))
+
+
 def is_inside(path, folder):
     """True when the real path lies in (or is) the real folder."""
     try:
@@ -8563,12 +8641,13 @@ def is_inside(path, folder):
 class Unpacking(UploadBatch):
     """An archive's members, saved as an upload is; publish() names them all."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, budget):
         super().__init__(folder, MAX_UNPACKED_FILES)
+        self.budget = budget
         self.real_folder = os.path.realpath(folder)
         self.folders = []      # member paths of folders
         self.links = []        # (member path, target)
-        self.by_name = {}      # member path -> its temporary, for hard links
+        self.by_name = {}      # member path -> its entry in received, for hard links
         self.skipped = []      # what this system could not make
         self.top_names = set()
 
@@ -8590,27 +8669,72 @@ class Unpacking(UploadBatch):
         self.check_inside(name, inside or ".")
         return inside
 
-    def add_file(self, name, read, mode=0o644, mtime=None):
-        self.receive(name, read)
-        temporary = self.received[-1][0]
-        self.by_name[name] = temporary
+    def add_file(self, name, read, mode=0o644, mtime=None, size=0, regions=None):
+        """A file of `size` bytes, read() piece by piece.  With regions, a
+        sparse file: read(offset, length) gives the data at each region
+        (offset, length), and the rest is left as holes, which take no space."""
+        budget = self.budget
+        budget.declare(size if regions is None else sum(length for _, length in regions))
+
+        def counted():
+            data = read()
+            budget.charge(len(data))
+            return data
+        self.receive(name, counted if regions is None else lambda: b"")
+        entry = self.received[-1]
+        if regions is not None:
+            self.fill_sparse(entry[0], read, regions, size)
+            entry = self.received[-1] = (entry[0], name, size) + tuple(entry[3:])
+        self.by_name[name] = entry
         try:
             # The data filter's modes: no set-id or sticky bits, no write for
             # group or others, and the owner may always read and write.
-            os.chmod(temporary, mode & 0o755 | 0o600)
+            os.chmod(entry[0], mode & 0o755 | 0o600)
             if mtime is not None:
-                os.utime(temporary, (mtime, mtime))
+                os.utime(entry[0], (mtime, mtime))
         except (OSError, OverflowError, ValueError):
             pass  # a file system without modes or such times keeps the defaults
 
-    def add_copy(self, name, target, mode, mtime):
-        """A hard link: a copy of an earlier file of the archive."""
-        source = self.by_name.get(target)
-        if source is None:
+    def fill_sparse(self, path, read, regions, size):
+        try:
+            with open(path, "r+b") as handle:
+                for offset, length in regions:
+                    handle.seek(offset)
+                    while length > 0:
+                        data = read(offset, min(length, COPY_BUFFER_SIZE))
+                        if not data:
+                            raise tarfile.ReadError("unexpected end of data")
+                        self.budget.charge(len(data))
+                        write_fully(handle, data)
+                        offset += len(data)
+                        length -= len(data)
+                handle.truncate(size)
+        except OSError as error:
+            raise storage_error(error)
+
+    def add_link(self, name, target, mode, mtime):
+        """A hard link to an earlier file of the archive: a link here too,
+        or a copy (written, and counted) where the file system has none."""
+        entry = self.by_name.get(target)
+        if entry is None:
             raise unpack_refusal(name, "is a hard link to %s, which is no earlier file of "
                                        "the archive" % printable_name(target))
-        with open(source, "rb") as handle:
-            self.add_file(name, lambda: handle.read(COPY_BUFFER_SIZE), mode, mtime)
+        if len(self.received) >= self.max_files:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "an archive may hold at most %d files" % self.max_files)
+        try:
+            path = linked_temporary(self.folder, entry[0])
+        except OSError as error:
+            raise storage_error(error)
+        if path is None:
+            with open(entry[0], "rb") as handle:
+                self.add_file(name, lambda: handle.read(COPY_BUFFER_SIZE), mode, mtime,
+                              entry[2])
+            return
+        with self.lock:
+            self.temporaries.add(path)
+        self.received.append((path, name) + tuple(entry[2:]))
+        self.by_name[name] = self.received[-1]
 
     def name_all(self, created, folders=None):
         folders = {} if folders is None else folders
@@ -8672,16 +8796,48 @@ def add_tar_member(archive, member, unpacking):
     elif member.issym():
         unpacking.links.append((relative, member.linkname))
     elif member.islnk():
-        unpacking.add_copy(relative, target, member.mode, member.mtime)
+        unpacking.add_link(relative, target, member.mode, member.mtime)
+    elif member.issparse():
+        # The member's own file knows where its data lies (tarfile's map of
+        # data and holes); it is read there only, in order, never the holes.
+        data = archive.extractfile(member).raw
+
+        def read_region(offset, length):
+            data.seek(offset)
+            return data.read(length)
+        unpacking.add_file(relative, read_region, member.mode, member.mtime, member.size,
+                           regions=member.sparse)
     else:
         data = archive.extractfile(member)
         unpacking.add_file(relative, lambda: data.read(COPY_BUFFER_SIZE), member.mode,
-                           member.mtime)
+                           member.mtime, member.size)
+
+
+def decompressed(stream):
+    """A file of what stream holds, decompressed as its first bytes say
+    (gzip, bzip2, xz), else stream itself.
+
+    The modules' own file classes decompress a bounded piece at a time, so
+    a bomb cannot fill the memory, and their reads are cheap: tarfile's own
+    decompression, given a large buffer, copied all of it for every member's
+    header (40,000 members took 30 seconds).
+    """
+    start = stream.peek(ARCHIVE_PEEK)[:ARCHIVE_PEEK]
+    for magic, module_name, class_name in TAR_COMPRESSIONS:
+        if start.startswith(magic):
+            module = optional_module(module_name)
+            if module is None:
+                raise WoofError("this Python was built without the %s module, so woof cannot "
+                                "unpack this archive" % module_name)
+            if module_name == "gzip":
+                return module.GzipFile(fileobj=stream, mode="rb")
+            return getattr(module, class_name)(stream, "rb")
+    return stream
 
 
 def unpack_tar(stream, unpacking):
-    """Unpack a tar stream (any compression tarfile knows) as it is read."""
-    with tarfile.open(fileobj=stream, mode="r|*", bufsize=COPY_BUFFER_SIZE) as archive:
+    """Unpack a tar stream (plain, gzip, bzip2 or xz) as it is read."""
+    with tarfile.open(fileobj=decompressed(stream), mode="r|") as archive:
         for member in archive:
             add_tar_member(archive, member, unpacking)
 
@@ -8709,6 +8865,7 @@ def add_zip_member(archive, info, unpacking):
     else:
         mtime = time.mktime(info.date_time + (0, 0, -1))
         with archive.open(info) as data:
+            # Its size was declared with all the others by unpack_zip.
             unpacking.add_file(relative, lambda: data.read(COPY_BUFFER_SIZE),
                                mode or 0o644, mtime)
 
@@ -8720,6 +8877,8 @@ def unpack_zip(path, unpacking):
     except zipfile.BadZipFile as error:
         raise WoofError("not a zip archive: %s" % error)
     with archive:
+        # A zip tells every size in its index: all are checked before any is written.
+        unpacking.budget.declare(sum(info.file_size for info in archive.infolist()))
         for info in archive.infolist():
             add_zip_member(archive, info, unpacking)
 
@@ -8736,10 +8895,10 @@ def archive_errors():
     return tuple(errors)
 
 
-def unpack_into(folder, report, unpack, *arguments):
+def unpack_into(folder, report, budget, unpack, *arguments):
     """Run unpack(*arguments, unpacking) and publish what it took; return the
     Unpacking.  Nothing is left in folder when anything fails."""
-    unpacking = Unpacking(folder)
+    unpacking = Unpacking(folder, budget)
     try:
         try:
             unpack(*(arguments + (unpacking,)))
@@ -8766,6 +8925,7 @@ def unpack_into(folder, report, unpack, *arguments):
 
 def fetch_and_unpack(requester, options, folder, report):
     """-x: unpack what the URL offers into folder."""
+    ratio = UNPACK_RATIO if options.unpack_limit else None
     partial = PartialDownload(folder, options.url).open()
     download = Download(requester, options.url, partial, report)
     kept = False
@@ -8777,8 +8937,9 @@ def fetch_and_unpack(requester, options, folder, report):
         if download.start == 0 and not stream.peek(ARCHIVE_PEEK).startswith(ZIP_SIGNATURES):
             partial.discard()
             download.resumable = False
+            budget = UnpackBudget(folder, lambda: stream.done, ratio)
             try:
-                unpacking = unpack_into(folder, report, unpack_tar, stream)
+                unpacking = unpack_into(folder, report, budget, unpack_tar, stream)
             except BodyCut as cut:
                 raise WoofError("the download broke off after %s (%s); nothing was unpacked; "
                                 "running the same command again starts over"
@@ -8788,7 +8949,9 @@ def fetch_and_unpack(requester, options, folder, report):
             download.close()
             download.resumable = False  # complete: what fails now fails again
             partial.close()
-            unpacking = unpack_into(folder, report, unpack_archive_file, partial.path)
+            size = os.path.getsize(partial.path)
+            budget = UnpackBudget(folder, lambda: size, ratio, complete=True)
+            unpacking = unpack_into(folder, report, budget, unpack_archive_file, partial.path)
         kept = True
         partial.discard()
         tops = ", ".join('"%s"' % printable_name(top) for top in sorted(unpacking.top_names))
@@ -9041,6 +9204,10 @@ def add_client_options(parser):
     group.add_argument("-x", "--extract", action="store_true",
                        help="unpack a tar (any compression) or a zip into this folder, "
                             "as safely as uploads are saved")
+    group.add_argument("--no-unpack-limit", dest="unpack_limit", action="store_false",
+                       help="let -x write more than %d times what it downloaded (beyond "
+                            "the first %s), for an archive you trust; the free space is "
+                            "still checked" % (UNPACK_RATIO, format_size(UNPACK_ALLOWANCE)))
     group.add_argument("--pin", action="append", metavar="sha256//KEY",
                        help="accept only the HTTPS key a woof started with --https printed")
     group.add_argument("--cacert", metavar="FILE",
@@ -9057,15 +9224,15 @@ def is_client_call(args):
     if is_url(first) and not os.path.lexists(first):
         return True
     return (args.output is not None or args.force or args.extract or bool(args.pin)
-            or args.cacert is not None or args.insecure)
+            or args.cacert is not None or args.insecure or not args.unpack_limit)
 
 
 def client_options(parser, args):
     """The ClientOptions of parsed arguments; argparse's usage error (exit 2) for a mistake."""
     url = args.paths[0] if args.paths else ""
     if not is_url(url) or os.path.lexists(url):
-        parser.error("-o, --force, -x, --pin, --cacert and --insecure go with an http:// or "
-                     "https:// URL to fetch from")
+        parser.error("-o, --force, -x, --no-unpack-limit, --pin, --cacert and --insecure go "
+                     "with an http:// or https:// URL to fetch from")
     given = [flag for flag, value in (
         ("-s", args.offer_self), ("-U", args.upload is not None),
         ("--upload-dir", args.upload_dir is not None), ("--max-upload", args.max_upload),
@@ -9081,6 +9248,8 @@ def client_options(parser, args):
         parser.error("-x unpacks into this folder; it takes no -o")
     if args.force and args.output in (None, "-"):
         parser.error("--force goes with -o PATH")
+    if not args.unpack_limit and not args.extract:
+        parser.error("--no-unpack-limit goes with -x")
     checks = [flag for flag, value in (("--pin", args.pin), ("--cacert", args.cacert),
                                        ("--insecure", args.insecure)) if value]
     if len(checks) > 1:
@@ -9094,7 +9263,8 @@ def client_options(parser, args):
         except ValueError as error:
             parser.error("--pin %s: %s" % (text, error))
     return ClientOptions(url=url, paths=tuple(args.paths[1:]), output=args.output,
-                         force=args.force, extract=args.extract, pins=tuple(pins),
+                         force=args.force, extract=args.extract,
+                         unpack_limit=args.unpack_limit, pins=tuple(pins),
                          cacert=args.cacert, insecure=args.insecure, quiet=args.quiet,
                          timeout=args.timeout)
 
