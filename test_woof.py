@@ -6860,6 +6860,23 @@ class ClientSendTests(ClientTestCase):
         status, _, stderr = self.client(self.url(run), self.make_file("x.txt"))
         self.assert_one_line_error(status, stderr, "405", "only GET and HEAD")
 
+    def test_empty_folders_are_left_out_in_one_warning(self):
+        run = self.receive(count=0)
+        outgoing = os.path.join(self.tmp, "outgoing")
+        self.make_file("a.txt", b"a", folder=outgoing)
+        os.makedirs(os.path.join(outgoing, "vide", "deeper"))
+        os.makedirs(os.path.join(outgoing, "leer"))
+        status, _, stderr = self.client(self.url(run, "/"), outgoing)
+        self.assertEqual(status, 0, stderr)
+        warnings = [line for line in stderr.splitlines() if line.startswith("woof: warning")]
+        self.assertEqual(len(warnings), 1, stderr)
+        self.assertIn('2 empty folders, "outgoing/leer", "outgoing/vide/deeper"', warnings[0])
+        self.assertEqual(self.inbox_files(), {"outgoing/a.txt": b"a"})
+        nothing = os.path.join(self.tmp, "nothing")
+        os.makedirs(os.path.join(nothing, "empty"))
+        status, _, stderr = self.client(self.url(run, "/"), nothing)
+        self.assert_one_line_error(status, stderr, "no file to send", "no empty folders")
+
     def test_missing_files_are_refused_before_anything_is_sent(self):
         run = self.receive()
         status, _, stderr = self.client(self.url(run, "/"), os.path.join(self.tmp, "absent"))
@@ -6900,7 +6917,8 @@ class ClientCommandLineTests(ClientTestCase):
                  ["--pin", "sha256//short", "https://h/"], ["--pin", pin, "http://h/"],
                  ["--force", "http://h/"], ["-s", "http://h/"], ["--https", "http://h/"],
                  ["-o", "x", "http://h/", "file"], ["--pin", pin, "--insecure", "https://h/"],
-                 ["--cacert", "c.pem", "http://h/"], ["-x", "http://h/", "file"]]
+                 ["--cacert", "c.pem", "http://h/"], ["-x", "http://h/", "file"],
+                 ["--no-unpack-limit", "http://h/"], ["--no-unpack-limit", "file.txt"]]
         for argv in table:
             with self.subTest(argv=argv):
                 stderr = io.StringIO()
@@ -6910,13 +6928,29 @@ class ClientCommandLineTests(ClientTestCase):
                 self.assertRegex(stderr.getvalue().strip().splitlines()[-1],
                                  r"^woof(\.py)?: error: ")
 
+    def test_a_url_without_http_gets_a_hint(self):
+        for first in ("127.0.0.1:8080/x", "[::1]:8080", "my-box.lan:8080/a b.txt"):
+            with self.subTest(first=first):
+                stderr = io.StringIO()
+                with contextlib.redirect_stderr(stderr):
+                    status = woof.main([first], config_paths=())
+                lines = stderr.getvalue().strip().splitlines()
+                self.assertEqual((status, len(lines)), (2, 1), stderr.getvalue())
+                self.assertIn("give the URL with http://, as in http://" + first, lines[0])
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            self.assertEqual(woof.main([os.path.join(self.tmp, "absent.txt")],
+                                       config_paths=()), 1)
+        self.assertNotIn("http://", stderr.getvalue())
+
     def test_help_tells_that_a_file_of_that_name_wins(self):
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
             self.assertEqual(woof.main(["-h"], config_paths=()), 0)
         text = " ".join(stdout.getvalue().split())
         for fragment in ("client mode", "a file that exists under that name is offered instead",
-                         "--pin sha256//KEY", "-x, --extract", "woof.py URL FILE..."):
+                         "--pin sha256//KEY", "-x, --extract", "woof.py URL FILE...",
+                         "--no-unpack-limit"):
             with self.subTest(fragment=fragment):
                 self.assertIn(fragment, text)
 

@@ -7478,6 +7478,7 @@ EXPECT_WAIT = 2.0                # seconds another server gets to say "100 Conti
 # mobile link moves this in well under a second.
 MIN_PROGRESS = 4 << 10
 SEND_SLICE = 8 << 20             # bytes handed to sendfile() between progress redraws
+MAX_NAMED_FOLDERS = 3            # empty folders named in the warning that they are left out
 MAX_UNPACKED_FILES = 1000000
 MAX_LINK_TARGET = 4096           # bytes of a zip member that holds a link's target
 ARCHIVE_PEEK = 512               # bytes read to tell a zip from a tar (one tar block)
@@ -9005,8 +9006,14 @@ class Outgoing(NamedTuple):
 
 
 def files_to_send(paths, report):
-    """The Outgoing of each file given and of each file in the folders given."""
+    """The Outgoing of each file given and of each file in the folders given.
+
+    A receiving woof makes the folders its files go in, and no other: a
+    part named "photos/empty/" would be saved as a file.  Empty folders are
+    left out, in one warning.
+    """
     items = []
+    empty = []
     for path in paths:
         try:
             status = os.stat(path)
@@ -9014,19 +9021,29 @@ def files_to_send(paths, report):
             raise WoofError("cannot read %s: %s" % (printable_name(path), error.strerror or error))
         top = top_level_name(path)
         if stat.S_ISDIR(status.st_mode):
-            items.extend(folder_files(path, top, report))
+            items.extend(folder_files(path, top, report, empty))
         elif stat.S_ISREG(status.st_mode):
             check_readable_file(path)
             items.append(Outgoing(top, path, status.st_size))
         else:
             raise WoofError("%s is neither a file nor a folder" % printable_name(path))
     if not items:
-        raise WoofError("there is no file to send in %s" % ", ".join(map(printable_name, paths)))
+        raise WoofError("there is no file to send in %s%s" % (
+            ", ".join(map(printable_name, paths)),
+            " (a woof receiving files makes no empty folders)" if empty else ""))
+    if empty:
+        shown = ", ".join('"%s"' % printable_name(name) for name in empty[:MAX_NAMED_FOLDERS])
+        if len(empty) > MAX_NAMED_FOLDERS:
+            shown += " and %d more" % (len(empty) - MAX_NAMED_FOLDERS)
+        report.warn("left out %s: a woof receiving files makes only the folders its files "
+                    "go in" % (("the empty folder " if len(empty) == 1 else
+                                "%d empty folders, " % len(empty)) + shown))
     return items
 
 
-def folder_files(folder, top, report):
-    """The files of a folder tree, in name order; links are not followed."""
+def folder_files(folder, top, report, empty):
+    """The files of a folder tree, in name order; links are not followed.
+    The relative names of folders with nothing in them go to `empty`."""
     def fail(error):
         raise WoofError("cannot read the folder %s: %s"
                         % (printable_name(error.filename or folder), error.strerror or error))
@@ -9035,6 +9052,8 @@ def folder_files(folder, top, report):
         folders.sort()
         relative = os.path.relpath(parent, folder)
         prefix = top if relative == os.curdir else "/".join([top] + relative.split(os.sep))
+        if not folders and not names:
+            empty.append(prefix)
         for name in sorted(names):
             path = os.path.join(parent, name)
             try:
@@ -9225,6 +9244,21 @@ def is_client_call(args):
         return True
     return (args.output is not None or args.force or args.extract or bool(args.pin)
             or args.cacert is not None or args.insecure or not args.unpack_limit)
+
+
+# What looks like a URL whose http:// was left out: host:port, or [IPv6]:port,
+# then "/" or nothing.  A host of one letter would be a Windows drive.
+_URL_WITHOUT_SCHEME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][\w.-]+):\d{1,5}(/|$)")
+
+
+def refuse_url_without_scheme(parser, args):
+    """A usage error (exit 2) for a first path that names no file but reads
+    as a URL without its http://, as `woof.py 127.0.0.1:8080/x`."""
+    first = args.paths[0] if args.paths else ""
+    if _URL_WITHOUT_SCHEME.match(first) and not os.path.lexists(first):
+        parser.error("there is no file %s; to fetch from (or send to) a web server, give the "
+                     "URL with http://, as in http://%s" % (printable_name(first),
+                                                            printable_name(first)))
 
 
 def client_options(parser, args):
@@ -9818,6 +9852,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
         args = parse_command_line(parser, argv)
         if is_client_call(args):
             return run_client(parser, args, environ, stdin=stdin)
+        refuse_url_without_scheme(parser, args)
         check_arguments(parser, args)
     except SystemExit as exit_request:
         return exit_request.code
