@@ -7134,16 +7134,16 @@ class ClientHostileServerTests(ClientTestCase):
         self.trickled(b"HTTP/1.1 200 OK\r\nX-Slow: ")
 
     def test_a_slow_but_steady_download_is_not_cut(self):
-        data = os.urandom(40000)
+        data = os.urandom(80000)
 
         def answer(connection, head):
             connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data))
-            for start in range(0, len(data), 8000):  # 8000 bytes every 0.3 s
+            for start in range(0, len(data), 8000):  # 8000 bytes every 0.3 s: 3 s in all
                 if server.stopping.wait(0.3):
                     return
                 connection.sendall(data[start:start + 8000])
         server = RawServer(self, answer)
-        status, _, stderr = self.client("--timeout", "1", server.url("/steady.bin"))
+        status, _, stderr = self.client("--timeout", "2", server.url("/steady.bin"))
         self.assertEqual(status, 0, stderr)
         self.assertEqual(tree_of(self.dest), {"steady.bin": data})
 
