@@ -7359,6 +7359,23 @@ class ClientSendTests(ClientTestCase):
         status, _, stderr = self.client(self.url(run), self.make_file("x.txt"))
         self.assert_one_line_error(status, stderr, "405", "only GET and HEAD")
 
+    def test_empty_folders_are_left_out_in_one_warning(self):
+        run = self.receive(count=0)
+        outgoing = os.path.join(self.tmp, "outgoing")
+        self.make_file("a.txt", b"a", folder=outgoing)
+        os.makedirs(os.path.join(outgoing, "vide", "deeper"))
+        os.makedirs(os.path.join(outgoing, "leer"))
+        status, _, stderr = self.client(self.url(run, "/"), outgoing)
+        self.assertEqual(status, 0, stderr)
+        warnings = [line for line in stderr.splitlines() if line.startswith("woof: warning")]
+        self.assertEqual(len(warnings), 1, stderr)
+        self.assertIn('2 empty folders, "outgoing/leer", "outgoing/vide/deeper"', warnings[0])
+        self.assertEqual(self.inbox_files(), {"outgoing/a.txt": b"a"})
+        nothing = os.path.join(self.tmp, "nothing")
+        os.makedirs(os.path.join(nothing, "empty"))
+        status, _, stderr = self.client(self.url(run, "/"), nothing)
+        self.assert_one_line_error(status, stderr, "no file to send", "no empty folders")
+
     def test_missing_files_are_refused_before_anything_is_sent(self):
         run = self.receive()
         status, _, stderr = self.client(self.url(run, "/"), os.path.join(self.tmp, "absent"))
@@ -7399,7 +7416,8 @@ class ClientCommandLineTests(ClientTestCase):
                  ["--pin", "sha256//short", "https://h/"], ["--pin", pin, "http://h/"],
                  ["--force", "http://h/"], ["-s", "http://h/"], ["--https", "http://h/"],
                  ["-o", "x", "http://h/", "file"], ["--pin", pin, "--insecure", "https://h/"],
-                 ["--cacert", "c.pem", "http://h/"], ["-x", "http://h/", "file"]]
+                 ["--cacert", "c.pem", "http://h/"], ["-x", "http://h/", "file"],
+                 ["--no-unpack-limit", "http://h/"], ["--no-unpack-limit", "file.txt"]]
         for argv in table:
             with self.subTest(argv=argv):
                 stderr = io.StringIO()
@@ -7409,13 +7427,29 @@ class ClientCommandLineTests(ClientTestCase):
                 self.assertRegex(stderr.getvalue().strip().splitlines()[-1],
                                  r"^woof(\.py)?: error: ")
 
+    def test_a_url_without_http_gets_a_hint(self):
+        for first in ("127.0.0.1:8080/x", "[::1]:8080", "my-box.lan:8080/a b.txt"):
+            with self.subTest(first=first):
+                stderr = io.StringIO()
+                with contextlib.redirect_stderr(stderr):
+                    status = woof.main([first], config_paths=())
+                lines = stderr.getvalue().strip().splitlines()
+                self.assertEqual((status, len(lines)), (2, 1), stderr.getvalue())
+                self.assertIn("give the URL with http://, as in http://" + first, lines[0])
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            self.assertEqual(woof.main([os.path.join(self.tmp, "absent.txt")],
+                                       config_paths=()), 1)
+        self.assertNotIn("http://", stderr.getvalue())
+
     def test_help_tells_that_a_file_of_that_name_wins(self):
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
             self.assertEqual(woof.main(["-h"], config_paths=()), 0)
         text = " ".join(stdout.getvalue().split())
         for fragment in ("client mode", "a file that exists under that name is offered instead",
-                         "--pin sha256//KEY", "-x, --extract", "woof.py URL FILE..."):
+                         "--pin sha256//KEY", "-x, --extract", "woof.py URL FILE...",
+                         "--no-unpack-limit"):
             with self.subTest(fragment=fragment):
                 self.assertIn(fragment, text)
 
@@ -7453,6 +7487,286 @@ class ClientCommandLineTests(ClientTestCase):
                 else:
                     self.assertRegex(text, r'^\rFetching "p\.bin" \u2026 0 B of 3\.0 MiB  0%')
                     self.assertRegex(text, r'\rFetched "p\.bin" \(3\.0 MiB in [0-9.]+ s, ')
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1, any free port, for servers that break HTTP:
+    each connection's request head is read, then answer(connection, head)
+    writes whatever the test wants.  `stopping` is set at cleanup, so an
+    answer that trickles can end."""
+
+    def __init__(self, test, answer):
+        outer = self
+        self.stopping = threading.Event()
+        self.heads = []
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                self.request.settimeout(DEADLINE)
+                head = b""
+                try:
+                    while b"\r\n\r\n" not in head:
+                        chunk = self.request.recv(65536)
+                        if not chunk:
+                            return
+                        head += chunk
+                    outer.heads.append(head)
+                    answer(self.request, head)
+                except OSError:
+                    pass  # the client went away
+
+        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=self.server.serve_forever, args=(0.05,))
+        thread.daemon = True
+        thread.start()
+        test.addCleanup(self.stop)
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.server.server_address[1], path)
+
+    def trickle(self, connection, data, interval=0.05):
+        """Send data a byte at a time, one every interval seconds, until stopped."""
+        for byte in data:
+            if self.stopping.wait(interval):
+                return
+            connection.sendall(bytes([byte]))
+
+    def stop(self):
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ClientHostileServerTests(ClientTestCase):
+    """Client mode against servers that lie, stall or try to reach the terminal."""
+
+    def test_what_the_status_line_says_cannot_reach_the_terminal(self):
+        hostile = "\x1b]0;PWNED\x07\x1b[2J"
+        table = [
+            ("reason", b"HTTP/1.1 500 " + hostile.encode() + b"\r\nContent-Length: 0\r\n\r\n",
+             ()),
+            ("status line", b"\x1b[2J" + hostile.encode() + b"\r\n\r\n", ()),
+            ("reason of a PUT", b"HTTP/1.1 201 " + hostile.encode()
+             + b"\r\nContent-Length: 0\r\n\r\n", ("file",)),
+        ]
+        sent = self.make_file("sent.txt", b"sent")
+        for label, answer, extra in table:
+            with self.subTest(label):
+                server = RawServer(self, lambda connection, head: connection.sendall(answer))
+                paths = (sent,) if extra else ()
+                status, _, stderr = self.client(server.url("/x"), *paths)
+                self.assertNotIn("\x1b", stderr)
+                self.assertNotIn("\x07", stderr)
+                self.assertIn("\\x1b]0;PWNED\\x07", stderr)
+                if not extra:
+                    self.assert_one_line_error(status, stderr)
+                self.assertEqual(self.visible_files(), {})
+
+    def resume_after_a_change(self, validator_header, first, second):
+        """A server that drops the first GET after 100000 bytes, then ignores
+        If-Range: it answers the Range with a 206 of a new version."""
+        old, new = os.urandom(300000), os.urandom(300000)
+
+        def answer(handler):
+            asked = handler.headers.get("Range")
+            if asked is None and len(server.requests) == 1:
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(len(old)))
+                handler.send_header(validator_header, first)
+                handler.send_header("Accept-Ranges", "bytes")
+                handler.end_headers()
+                handler.wfile.write(old[:100000])
+                handler.close_connection = True
+                return
+            if asked is None:
+                send_body(handler, 200, new, (validator_header, second))
+                return
+            start = int(asked.split("=")[1].rstrip("-"))
+            send_body(handler, 206, new[start:], (validator_header, second),
+                      ("Content-Range", "bytes %d-%d/%d" % (start, len(new) - 1, len(new))))
+        server = TestHttpServer(self, answer)
+        self.assertEqual(self.client(server.url("/v.bin"))[0], 1)
+        status, _, stderr = self.client(server.url("/v.bin"))
+        self.assertEqual(status, 0, stderr)
+        self.assertNotIn("resumed", stderr)
+        self.assertEqual(tree_of(self.dest), {"v.bin": new})
+        self.assertEqual(server.requests[1][2]["If-Range"], first)
+
+    def test_a_206_of_another_etag_starts_over(self):
+        self.resume_after_a_change("ETag", '"v1"', '"v2"')
+
+    def test_a_206_of_another_date_starts_over(self):
+        self.resume_after_a_change("Last-Modified", LAST_MODIFIED,
+                                   "Tue, 02 Jan 2024 00:00:00 GMT")
+
+    def test_a_head_cut_before_its_end_saves_nothing(self):
+        server = RawServer(self, lambda connection, head: connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"))
+        for argv in ((), ("-o", "-"), ("-x",)):
+            with self.subTest(argv=argv):
+                status, stdout, stderr = self.client(*(argv + (server.url("/cut.txt"),)))
+                self.assert_one_line_error(status, stderr, "head")
+                self.assertEqual(stdout, b"")
+                self.assertEqual(tree_of(self.dest), {})
+
+    def trickled(self, answer_head):
+        """Run woof.py --timeout 1 against a server that trickles; return its stderr."""
+        def answer(connection, head):
+            connection.sendall(answer_head)
+            server.trickle(connection, b"x" * 100000)
+        server = RawServer(self, answer)
+        started = time.monotonic()
+        result = self.client_process(["--timeout", "1", server.url("/slow.bin")])
+        stderr = result.stderr.decode()
+        self.assert_one_line_error(result.returncode, stderr, "too slowly")
+        self.assertLess(time.monotonic() - started, DEADLINE)
+        self.assertEqual(tree_of(self.dest), {})
+        return stderr
+
+    def test_a_trickling_body_ends_with_the_timeout(self):
+        self.trickled(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+
+    def test_a_trickling_head_ends_with_the_timeout(self):
+        self.trickled(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+
+    def test_a_slow_but_steady_download_is_not_cut(self):
+        data = os.urandom(80000)
+
+        def answer(connection, head):
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data))
+            for start in range(0, len(data), 8000):  # 8000 bytes every 0.3 s: 3 s in all
+                if server.stopping.wait(0.3):
+                    return
+                connection.sendall(data[start:start + 8000])
+        server = RawServer(self, answer)
+        status, _, stderr = self.client("--timeout", "2", server.url("/steady.bin"))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(tree_of(self.dest), {"steady.bin": data})
+
+
+def tar_gz_bytes(members):
+    """A tar.gz, in memory, of (TarInfo, data or None) pairs."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.GNU_FORMAT) as archive:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def gzipped_tar_of_zeros(name, size):
+    """A tar.gz of one file of `size` zeros, made without holding them."""
+    info = tar_info(name)
+    info.size = size
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+    pieces = [packer.compress(info.tobuf(tarfile.GNU_FORMAT))]
+    for start in range(0, size, 1 << 20):
+        pieces.append(packer.compress(bytes(min(1 << 20, size - start))))
+    pieces.append(packer.compress(b"\0" * (-size % 512 + 1024)))
+    pieces.append(packer.flush())
+    return b"".join(pieces)
+
+
+def gnu_sparse_tar(name, data, real_size):
+    """An old-GNU tar of one sparse member: data at offset 0, then a hole up
+    to real_size (the format tarfile reads but cannot write)."""
+    info = tar_info(name)
+    info.size = len(data)
+    header = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    header[156:157] = tarfile.GNUTYPE_SPARSE
+    header[386:398] = b"%011o\0" % 0                  # the one region's offset
+    header[398:410] = b"%011o\0" % len(data)          # and its length
+    header[483:495] = b"%011o\0" % real_size          # the file's real size
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    padding = b"\0" * (-len(data) % 512)
+    return bytes(header) + data + padding + b"\0" * 1024
+
+
+class ClientUnpackBoundTests(ClientTestCase):
+    """-x writes no more than the archive can honestly hold."""
+
+    def test_a_compression_bomb_is_stopped_with_one_line(self):
+        size = 100 << 20
+        bomb_tar, bomb_zip = gzipped_tar_of_zeros("zeros.bin", size), io.BytesIO()
+        with zipfile.ZipFile(bomb_zip, "w", zipfile.ZIP_DEFLATED) as archive:
+            with archive.open("zeros.bin", "w") as member:
+                for _ in range(size >> 20):
+                    member.write(bytes(1 << 20))
+        for label, payload in (("tar.gz", bomb_tar), ("zip", bomb_zip.getvalue())):
+            with self.subTest(label):
+                self.assertLess(len(payload), 300000)
+                server = ResourceServer(self, payload)
+                status, _, stderr = self.client("-x", server.url("/bomb." + label))
+                self.assert_one_line_error(status, stderr, "100 times",
+                                           "--no-unpack-limit", "nothing was unpacked")
+                self.assertEqual(tree_of(self.dest), {})
+        server = ResourceServer(self, bomb_tar)
+        status, _, stderr = self.client("-x", "--no-unpack-limit", server.url("/bomb.tar.gz"))
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(os.path.getsize(os.path.join(self.dest, "zeros.bin")), size)
+
+    def test_hard_links_are_unpacked_as_links(self):
+        data = os.urandom(1 << 20)
+        members = [(tar_info("one.bin"), data)] + [
+            (tar_info("link%03d.bin" % number, tarfile.LNKTYPE, "one.bin"), None)
+            for number in range(150)]
+        server = ResourceServer(self, tar_gz_bytes(members))
+        status, _, stderr = self.client("-x", server.url("/links.tar.gz"))
+        self.assertEqual(status, 0, stderr)
+        found = tree_of(self.dest)
+        self.assertEqual(len(found), 151)
+        first = os.stat(os.path.join(self.dest, "one.bin"))
+        self.assertEqual(first.st_nlink, 151)
+        for name in found:
+            self.assertEqual(os.stat(os.path.join(self.dest, name)).st_ino, first.st_ino)
+
+    def test_hard_links_copied_where_links_fail_count_against_the_bound(self):
+        members = [(tar_info("one.bin"), b"\0" * (1 << 20))] + [
+            (tar_info("link%03d.bin" % number, tarfile.LNKTYPE, "one.bin"), None)
+            for number in range(150)]
+        payload = tar_gz_bytes(members)
+        self.assertLess(len(payload), 4096)
+        server = ResourceServer(self, payload)
+        real_link = os.link
+
+        def no_links(source, target, *args, **kwargs):
+            if os.path.basename(str(target)).startswith(".woof-"):
+                raise OSError(errno.EPERM, "Operation not permitted")
+            return real_link(source, target, *args, **kwargs)
+        with mock.patch.object(os, "link", no_links):
+            status, _, stderr = self.client("-x", server.url("/links.tar.gz"))
+        self.assert_one_line_error(status, stderr, "100 times", "nothing was unpacked")
+        self.assertEqual(tree_of(self.dest), {})
+
+    def test_a_gnu_sparse_member_is_written_sparsely(self):
+        real_size = 1 << 30
+        payload = gzip.compress(gnu_sparse_tar("sparse.img", b"start" * 100, real_size), 9)
+        self.assertLess(len(payload), 200)
+        server = ResourceServer(self, payload)
+        status, _, stderr = self.client("-x", server.url("/sparse.tar.gz"))
+        self.assertEqual(status, 0, stderr)
+        path = os.path.join(self.dest, "sparse.img")
+        self.assertEqual(os.path.getsize(path), real_size)
+        with open(path, "rb") as handle:
+            self.assertEqual(handle.read(501), b"start" * 100 + b"\0")
+            handle.seek(real_size - 10)
+            self.assertEqual(handle.read(), b"\0" * 10)
+        if hasattr(os.stat_result, "st_blocks"):
+            self.assertLess(os.stat(path).st_blocks * 512, 16 << 20)
+
+    def test_sizes_beyond_the_free_space_are_refused_before_writing(self):
+        info = tar_info("huge.bin")
+        info.size = 1 << 50
+        payload = info.tobuf(tarfile.PAX_FORMAT) + b"x" * 100000
+        server = ResourceServer(self, payload)
+        status, _, stderr = self.client("-x", server.url("/huge.tar"))
+        self.assert_one_line_error(status, stderr, "1024.0 TiB", "free", "nothing was unpacked")
+        self.assertEqual(tree_of(self.dest), {})
 
 
 # ---------------------------------------------------------------------------

@@ -7810,12 +7810,30 @@ FETCH_PROGRESS_INTERVAL = 0.25   # seconds between two redraws of the fetch prog
 MAX_ANSWER_TEXT = 64 << 10       # bytes of a refusal's text read to show its first line
 MAX_RESPONSE_HEAD = 64 << 10     # bytes of response head read by hand (after Expect)
 EXPECT_WAIT = 2.0                # seconds another server gets to say "100 Continue"
+# A server that sends less than this in --timeout seconds of waiting is
+# stalled, not slow: a trickle of a byte a second would otherwise hold the
+# client for ever, since each read gets something in time.  The slowest
+# mobile link moves this in well under a second.
+MIN_PROGRESS = 4 << 10
 SEND_SLICE = 8 << 20             # bytes handed to sendfile() between progress redraws
+MAX_NAMED_FOLDERS = 3            # empty folders named in the warning that they are left out
 MAX_UNPACKED_FILES = 1000000
 MAX_LINK_TARGET = 4096           # bytes of a zip member that holds a link's target
 ARCHIVE_PEEK = 512               # bytes read to tell a zip from a tar (one tar block)
 # A zip begins with its first member, or is empty (APPNOTE 4.3.7, 4.3.16).
 ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+# How a compressed tar begins (RFC 1952, 2.3.1; bzip2's "BZh"; the xz
+# format, 2.1.1.1), the module that reads it, and that module's file class.
+TAR_COMPRESSIONS = ((b"\x1f\x8b", "gzip", "GzipFile"), (b"BZh", "bz2", "BZ2File"),
+                    (b"\xfd7zXZ\x00", "lzma", "LZMAFile"))
+# What -x may write: any archive this much, and beyond it at most UNPACK_RATIO
+# times the bytes downloaded so far.  gzip, bzip2 and xz make ordinary files
+# 2 to 10 times smaller, text and logs up to 20 or 50 times; only long runs
+# of one byte (a compression bomb of zeros: gzip 1,000 times, bzip2 and xz
+# far more) go past 100.  --no-unpack-limit lifts the ratio, not the check
+# of the free space.
+UNPACK_RATIO = 100
+UNPACK_ALLOWANCE = 16 << 20
 PIN_PREFIX = "sha256//"
 PIN_DIGEST_BYTES = 32
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
@@ -7828,6 +7846,14 @@ class BodyCut(WoofError):
     """A response body that stopped before all of it arrived."""
 
 
+class HeadCut(http.client.HTTPException):
+    """A response head that the connection's end cut before its blank line."""
+
+
+class Stalled(socket.timeout):
+    """A server that sent less than MIN_PROGRESS bytes in --timeout seconds."""
+
+
 class ClientOptions(NamedTuple):
     """What the command line asks of the client; built once by client_options()."""
 
@@ -7836,6 +7862,7 @@ class ClientOptions(NamedTuple):
     output: Optional[str] = None     # -o PATH; "-" for standard output
     force: bool = False
     extract: bool = False
+    unpack_limit: bool = True        # False: --no-unpack-limit
     pins: tuple = ()                 # "sha256//..." keys, any of which may match
     cacert: Optional[str] = None
     insecure: bool = False
@@ -7959,10 +7986,117 @@ def client_tls_context(options):
         raise WoofError("cannot use --cacert %s: %s" % (printable_name(options.cacert), reason))
 
 
+class PacedSocket:
+    """A socket for http.client to read a response from, through a
+    PacedStream; `head` holds bytes of it already read (after Expect)."""
+
+    def __init__(self, sock, head=b""):
+        self.sock = sock
+        self.head = head
+
+    def makefile(self, mode):
+        return io.BufferedReader(PacedStream(self.sock, self.sock.gettimeout(), self.head))
+
+
+class PacedStream(io.RawIOBase):
+    """A socket read as a raw stream that raises Stalled once `seconds` of
+    waiting brought less than MIN_PROGRESS bytes: the timeout then bounds
+    the whole response, head and body, not each read alone.  Only time spent
+    waiting for the server counts, not the client's own (writing to disk)."""
+
+    def __init__(self, sock, seconds, head=b""):
+        super().__init__()
+        self.sock = sock
+        # Read through the socket's own file, which keeps it open until this
+        # stream closes (http.client closes the connection as it hands over
+        # the response of an HTTP/1.0 server).
+        self.raw = sock.makefile("rb", buffering=0)
+        self.seconds = seconds
+        self.head = head
+        self.waited = 0.0  # since the last MIN_PROGRESS bytes
+        self.got = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.head:
+            count = min(len(buffer), len(self.head))
+            buffer[:count] = self.head[:count]
+            self.head = self.head[count:]
+            return count
+        if self.seconds is None:
+            return self.raw.readinto(buffer)
+        left = self.seconds - self.waited
+        if left <= 0:
+            raise Stalled("less than %s in %g s" % (format_size(MIN_PROGRESS), self.seconds))
+        previous = self.sock.gettimeout()
+        started = time.monotonic()
+        self.sock.settimeout(left)
+        try:
+            got = self.raw.readinto(buffer)
+        except socket.timeout:
+            if self.got:
+                raise Stalled("less than %s in %g s" % (format_size(MIN_PROGRESS),
+                                                        self.seconds))
+            raise
+        finally:
+            self.waited += time.monotonic() - started
+            self.sock.settimeout(previous)
+        self.got += got or 0
+        if self.got >= MIN_PROGRESS:
+            self.got, self.waited = 0, 0.0
+        return got
+
+    def close(self):
+        self.raw.close()
+        super().close()
+
+
+class HeadLines:
+    """A response's reader whose readline notes the last line, so that a head
+    cut by the connection's end (a last line without its newline) is seen:
+    http.client takes the end of the connection for the end of the head."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.last = b"\n"
+
+    def readline(self, limit=-1):
+        self.last = self.reader.readline(limit)
+        return self.last
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+
+class CheckedResponse(http.client.HTTPResponse):
+    """An HTTPResponse read through a PacedStream, whose head must end with
+    its blank line (RFC 9112, 2.1): HeadCut otherwise."""
+
+    def __init__(self, sock, *args, **kwargs):
+        if not isinstance(sock, PacedSocket):
+            sock = PacedSocket(sock)
+        super().__init__(sock, *args, **kwargs)
+
+    def begin(self):
+        reader = self.fp
+        self.fp = lines = HeadLines(reader)
+        try:
+            super().begin()
+        finally:
+            if self.fp is lines:
+                self.fp = reader
+        if not lines.last.endswith(b"\n"):
+            raise HeadCut("the head ended without its blank line")
+
+
 class ClientConnection(http.client.HTTPConnection):
     """An HTTP connection, over TLS when given a context.  With pins, the
     server's key is checked right after the handshake, before a single byte
     of the request (not even its first line) is sent."""
+
+    response_class = CheckedResponse
 
     def __init__(self, target, timeout, tls=None, pins=()):
         super().__init__(target.host, target.port, timeout=timeout)
@@ -7997,7 +8131,12 @@ class ClientConnection(http.client.HTTPConnection):
 
 
 def describe_connection_error(error, target):
-    """One line telling why a request to target got no answer."""
+    """One line telling why a request to target got no answer; printable,
+    whatever the server sent."""
+    return printable_name(connection_error_text(error, target))
+
+
+def connection_error_text(error, target):
     where = "%s:%d" % (url_host(target.host), target.port)
     text = str(error)
     if "CERTIFICATE_VERIFY_FAILED" in text or type(error).__name__ in (
@@ -8008,6 +8147,10 @@ def describe_connection_error(error, target):
                 "certificate with --cacert FILE" % (where, reason))
     if isinstance(error, socket.gaierror):
         return "cannot find the host %s: %s" % (target.host, error.strerror or error)
+    if isinstance(error, Stalled):
+        return "%s answers too slowly: %s" % (where, error)
+    if isinstance(error, HeadCut):
+        return "%s closed the connection before the end of its answer's head" % where
     if isinstance(error, ConnectionRefusedError):
         return "cannot reach %s: nothing listens there (is woof still running?)" % where
     if isinstance(error, socket.timeout):
@@ -8021,7 +8164,13 @@ def describe_connection_error(error, target):
 
 
 def describe_read_error(error):
-    """Why a response body stopped, in a few words."""
+    """Why a response body stopped, in a few words, printable."""
+    return printable_name(read_error_text(error))
+
+
+def read_error_text(error):
+    if isinstance(error, Stalled):
+        return "it arrived too slowly: %s" % error
     if isinstance(error, socket.timeout):
         return "nothing arrived for too long"
     if isinstance(error, http.client.IncompleteRead):
@@ -8060,38 +8209,9 @@ def status_error(response, url, password_given):
     if status == HTTPStatus.NOT_FOUND:
         return WoofError("nothing at %s (404 Not Found)" % printable_name(url))
     text = answer_text(response)
-    return WoofError("%s answered %d %s%s" % (printable_name(url), status, response.reason,
+    return WoofError("%s answered %d %s%s" % (printable_name(url), status,
+                                              printable_name(response.reason),
                                               ": " + text if text else ""))
-
-
-class ReplayedSocket:
-    """A socket whose first bytes were already read, for http.client to parse
-    a response from: makefile() gives those bytes again, then the socket's."""
-
-    def __init__(self, head, sock):
-        self.head = head
-        self.sock = sock
-
-    def makefile(self, mode):
-        return io.BufferedReader(ReplayedStream(self.head, self.sock))
-
-
-class ReplayedStream(io.RawIOBase):
-    def __init__(self, head, sock):
-        super().__init__()
-        self.head = head
-        self.sock = sock
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        if self.head:
-            count = min(len(buffer), len(self.head))
-            buffer[:count] = self.head[:count]
-            self.head = self.head[count:]
-            return count
-        return self.sock.recv_into(buffer)
 
 
 class Requester:
@@ -8221,7 +8341,7 @@ class Requester:
             sock.settimeout(timeout)
         if head[9:12] == b"100":
             return None
-        response = http.client.HTTPResponse(ReplayedSocket(bytes(head), sock), method=method)
+        response = CheckedResponse(PacedSocket(sock, bytes(head)), method=method)
         connection.last_response = response
         response.begin()
         return response
@@ -8353,6 +8473,7 @@ class PartialDownload:
         self.handle = None
         self.offset = 0
         self.validator = None
+        self.total = None
 
     def exists(self):
         return os.path.exists(self.path)
@@ -8373,7 +8494,7 @@ class PartialDownload:
         size = os.fstat(descriptor).st_size
         validator, total = self.read_state()
         if size and validator and (total is None or size < total):
-            self.offset, self.validator = size, validator
+            self.offset, self.validator, self.total = size, validator, total
         else:
             self.start_over()
         return self
@@ -8413,10 +8534,20 @@ class PartialDownload:
             return {}
         return {"Range": "bytes=%d-" % self.offset, "If-Range": self.validator}
 
+    def same_version(self, response, total):
+        """True when a 206 carries the validator the partial file was fetched
+        under, and the same size: a server may ignore If-Range (RFC 9110,
+        13.1.5) and send the tail of a newer version, never to be glued on."""
+        kind = "ETag" if self.validator.startswith(('"', "W/")) else "Last-Modified"
+        if (response.getheader(kind) or "").strip() != self.validator:
+            return False
+        return self.total is None or total == self.total
+
     def start_over(self):
         self.cut(0)
         self.offset = 0
         self.validator = None
+        self.total = None
         remove_quietly(self.state_path)
 
     def cut(self, size):
@@ -8580,6 +8711,8 @@ class Download:
         self.connection, self.response, self.final_url = self.requester.open(
             self.url, "GET", partial.resume_headers() if asked else None)
         span = response_span(self.response, asked)
+        if span and span[0] and not partial.same_version(self.response, span[1]):
+            span = None
         if span is None and asked:
             self.close()
             partial.start_over()
@@ -8771,6 +8904,71 @@ def unpack_refusal(name, reason):
                      % (printable_name(name), reason))
 
 
+class UnpackBudget:
+    """What an unpack may write: no more than the folder's free space for
+    the sizes the archive declares, checked before each file is written;
+    and no more than UNPACK_ALLOWANCE plus `ratio` times what downloaded()
+    says has arrived (ratio None: no such limit).  `complete` says the
+    download is whole, so declared sizes are held to the ratio up front."""
+
+    def __init__(self, folder, downloaded, ratio=UNPACK_RATIO, complete=False):
+        self.folder = folder
+        self.downloaded = downloaded
+        self.ratio = ratio
+        self.complete = complete
+        try:
+            self.free = shutil.disk_usage(folder).free
+        except OSError:
+            self.free = None  # unknown: writing will tell
+        self.declared = 0
+        self.written = 0
+
+    def declare(self, size):
+        """Refuse the archive before writing `size` more bytes that cannot fit."""
+        self.declared += size
+        if self.free is not None and self.declared > self.free:
+            raise WoofError("refusing the archive: its files need %s but only %s is free in "
+                            "%s; nothing was unpacked" % (format_size(self.declared),
+                                                          format_size(self.free),
+                                                          printable_name(self.folder)))
+        if self.complete:
+            self.check(self.declared)
+
+    def charge(self, count):
+        """Note `count` bytes written; refuse the archive once they are too many."""
+        self.written += count
+        self.check(self.written)
+
+    def check(self, size):
+        if self.ratio is None:
+            return
+        downloaded = self.downloaded()
+        if size > UNPACK_ALLOWANCE + self.ratio * downloaded:
+            raise WoofError("refusing the archive: it unpacks to more than %d times the %s "
+                            "downloaded (a compression bomb?); add --no-unpack-limit if you "
+                            "trust it; nothing was unpacked"
+                            % (self.ratio, format_size(downloaded)))
+
+
+def linked_temporary(folder, source):
+    """A new hidden hard link to source in folder; None where the file
+    system has no hard links."""
+    for _ in range(MAX_NAME_TRIES):
+        path = os.path.join(folder, TEMPORARY_PREFIX + os.urandom(8).hex() + TEMPORARY_SUFFIX)
+        try:
+            os.link(source, path)
+        except FileExistsError:
+            continue
+        except (AttributeError, NotImplementedError):
+            return None
+        except OSError as error:
+            if error.errno in NO_HARD_LINK_ERRNOS:
+                return None
+            raise
+        return path
+    raise WoofError("cannot create a temporary file in %s" % printable_name(folder))
+
+
 def is_inside(path, folder):
     """True when the real path lies in (or is) the real folder."""
     try:
@@ -8782,12 +8980,13 @@ def is_inside(path, folder):
 class Unpacking(UploadBatch):
     """An archive's members, saved as an upload is; publish() names them all."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, budget):
         super().__init__(folder, MAX_UNPACKED_FILES)
+        self.budget = budget
         self.real_folder = os.path.realpath(folder)
         self.folders = []      # member paths of folders
         self.links = []        # (member path, target)
-        self.by_name = {}      # member path -> its temporary, for hard links
+        self.by_name = {}      # member path -> its entry in received, for hard links
         self.skipped = []      # what this system could not make
         self.top_names = set()
 
@@ -8809,27 +9008,72 @@ class Unpacking(UploadBatch):
         self.check_inside(name, inside or ".")
         return inside
 
-    def add_file(self, name, read, mode=0o644, mtime=None):
-        self.receive(name, read)
-        temporary = self.received[-1][0]
-        self.by_name[name] = temporary
+    def add_file(self, name, read, mode=0o644, mtime=None, size=0, regions=None):
+        """A file of `size` bytes, read() piece by piece.  With regions, a
+        sparse file: read(offset, length) gives the data at each region
+        (offset, length), and the rest is left as holes, which take no space."""
+        budget = self.budget
+        budget.declare(size if regions is None else sum(length for _, length in regions))
+
+        def counted():
+            data = read()
+            budget.charge(len(data))
+            return data
+        self.receive(name, counted if regions is None else lambda: b"")
+        entry = self.received[-1]
+        if regions is not None:
+            self.fill_sparse(entry[0], read, regions, size)
+            entry = self.received[-1] = (entry[0], name, size) + tuple(entry[3:])
+        self.by_name[name] = entry
         try:
             # The data filter's modes: no set-id or sticky bits, no write for
             # group or others, and the owner may always read and write.
-            os.chmod(temporary, mode & 0o755 | 0o600)
+            os.chmod(entry[0], mode & 0o755 | 0o600)
             if mtime is not None:
-                os.utime(temporary, (mtime, mtime))
+                os.utime(entry[0], (mtime, mtime))
         except (OSError, OverflowError, ValueError):
             pass  # a file system without modes or such times keeps the defaults
 
-    def add_copy(self, name, target, mode, mtime):
-        """A hard link: a copy of an earlier file of the archive."""
-        source = self.by_name.get(target)
-        if source is None:
+    def fill_sparse(self, path, read, regions, size):
+        try:
+            with open(path, "r+b") as handle:
+                for offset, length in regions:
+                    handle.seek(offset)
+                    while length > 0:
+                        data = read(offset, min(length, COPY_BUFFER_SIZE))
+                        if not data:
+                            raise tarfile.ReadError("unexpected end of data")
+                        self.budget.charge(len(data))
+                        write_fully(handle, data)
+                        offset += len(data)
+                        length -= len(data)
+                handle.truncate(size)
+        except OSError as error:
+            raise storage_error(error)
+
+    def add_link(self, name, target, mode, mtime):
+        """A hard link to an earlier file of the archive: a link here too,
+        or a copy (written, and counted) where the file system has none."""
+        entry = self.by_name.get(target)
+        if entry is None:
             raise unpack_refusal(name, "is a hard link to %s, which is no earlier file of "
                                        "the archive" % printable_name(target))
-        with open(source, "rb") as handle:
-            self.add_file(name, lambda: handle.read(COPY_BUFFER_SIZE), mode, mtime)
+        if len(self.received) >= self.max_files:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "an archive may hold at most %d files" % self.max_files)
+        try:
+            path = linked_temporary(self.folder, entry[0])
+        except OSError as error:
+            raise storage_error(error)
+        if path is None:
+            with open(entry[0], "rb") as handle:
+                self.add_file(name, lambda: handle.read(COPY_BUFFER_SIZE), mode, mtime,
+                              entry[2])
+            return
+        with self.lock:
+            self.temporaries.add(path)
+        self.received.append((path, name) + tuple(entry[2:]))
+        self.by_name[name] = self.received[-1]
 
     def name_all(self, created, folders=None):
         folders = {} if folders is None else folders
@@ -8891,16 +9135,48 @@ def add_tar_member(archive, member, unpacking):
     elif member.issym():
         unpacking.links.append((relative, member.linkname))
     elif member.islnk():
-        unpacking.add_copy(relative, target, member.mode, member.mtime)
+        unpacking.add_link(relative, target, member.mode, member.mtime)
+    elif member.issparse():
+        # The member's own file knows where its data lies (tarfile's map of
+        # data and holes); it is read there only, in order, never the holes.
+        data = archive.extractfile(member).raw
+
+        def read_region(offset, length):
+            data.seek(offset)
+            return data.read(length)
+        unpacking.add_file(relative, read_region, member.mode, member.mtime, member.size,
+                           regions=member.sparse)
     else:
         data = archive.extractfile(member)
         unpacking.add_file(relative, lambda: data.read(COPY_BUFFER_SIZE), member.mode,
-                           member.mtime)
+                           member.mtime, member.size)
+
+
+def decompressed(stream):
+    """A file of what stream holds, decompressed as its first bytes say
+    (gzip, bzip2, xz), else stream itself.
+
+    The modules' own file classes decompress a bounded piece at a time, so
+    a bomb cannot fill the memory, and their reads are cheap: tarfile's own
+    decompression, given a large buffer, copied all of it for every member's
+    header (40,000 members took 30 seconds).
+    """
+    start = stream.peek(ARCHIVE_PEEK)[:ARCHIVE_PEEK]
+    for magic, module_name, class_name in TAR_COMPRESSIONS:
+        if start.startswith(magic):
+            module = optional_module(module_name)
+            if module is None:
+                raise WoofError("this Python was built without the %s module, so woof cannot "
+                                "unpack this archive" % module_name)
+            if module_name == "gzip":
+                return module.GzipFile(fileobj=stream, mode="rb")
+            return getattr(module, class_name)(stream, "rb")
+    return stream
 
 
 def unpack_tar(stream, unpacking):
-    """Unpack a tar stream (any compression tarfile knows) as it is read."""
-    with tarfile.open(fileobj=stream, mode="r|*", bufsize=COPY_BUFFER_SIZE) as archive:
+    """Unpack a tar stream (plain, gzip, bzip2 or xz) as it is read."""
+    with tarfile.open(fileobj=decompressed(stream), mode="r|") as archive:
         for member in archive:
             add_tar_member(archive, member, unpacking)
 
@@ -8928,6 +9204,7 @@ def add_zip_member(archive, info, unpacking):
     else:
         mtime = time.mktime(info.date_time + (0, 0, -1))
         with archive.open(info) as data:
+            # Its size was declared with all the others by unpack_zip.
             unpacking.add_file(relative, lambda: data.read(COPY_BUFFER_SIZE),
                                mode or 0o644, mtime)
 
@@ -8939,6 +9216,8 @@ def unpack_zip(path, unpacking):
     except zipfile.BadZipFile as error:
         raise WoofError("not a zip archive: %s" % error)
     with archive:
+        # A zip tells every size in its index: all are checked before any is written.
+        unpacking.budget.declare(sum(info.file_size for info in archive.infolist()))
         for info in archive.infolist():
             add_zip_member(archive, info, unpacking)
 
@@ -8955,10 +9234,10 @@ def archive_errors():
     return tuple(errors)
 
 
-def unpack_into(folder, report, unpack, *arguments):
+def unpack_into(folder, report, budget, unpack, *arguments):
     """Run unpack(*arguments, unpacking) and publish what it took; return the
     Unpacking.  Nothing is left in folder when anything fails."""
-    unpacking = Unpacking(folder)
+    unpacking = Unpacking(folder, budget)
     try:
         try:
             unpack(*(arguments + (unpacking,)))
@@ -8985,6 +9264,7 @@ def unpack_into(folder, report, unpack, *arguments):
 
 def fetch_and_unpack(requester, options, folder, report):
     """-x: unpack what the URL offers into folder."""
+    ratio = UNPACK_RATIO if options.unpack_limit else None
     partial = PartialDownload(folder, options.url).open()
     download = Download(requester, options.url, partial, report)
     kept = False
@@ -8996,8 +9276,9 @@ def fetch_and_unpack(requester, options, folder, report):
         if download.start == 0 and not stream.peek(ARCHIVE_PEEK).startswith(ZIP_SIGNATURES):
             partial.discard()
             download.resumable = False
+            budget = UnpackBudget(folder, lambda: stream.done, ratio)
             try:
-                unpacking = unpack_into(folder, report, unpack_tar, stream)
+                unpacking = unpack_into(folder, report, budget, unpack_tar, stream)
             except BodyCut as cut:
                 raise WoofError("the download broke off after %s (%s); nothing was unpacked; "
                                 "running the same command again starts over"
@@ -9007,7 +9288,9 @@ def fetch_and_unpack(requester, options, folder, report):
             download.close()
             download.resumable = False  # complete: what fails now fails again
             partial.close()
-            unpacking = unpack_into(folder, report, unpack_archive_file, partial.path)
+            size = os.path.getsize(partial.path)
+            budget = UnpackBudget(folder, lambda: size, ratio, complete=True)
+            unpacking = unpack_into(folder, report, budget, unpack_archive_file, partial.path)
         kept = True
         partial.discard()
         tops = ", ".join('"%s"' % printable_name(top) for top in sorted(unpacking.top_names))
@@ -9061,8 +9344,14 @@ class Outgoing(NamedTuple):
 
 
 def files_to_send(paths, report):
-    """The Outgoing of each file given and of each file in the folders given."""
+    """The Outgoing of each file given and of each file in the folders given.
+
+    A receiving woof makes the folders its files go in, and no other: a
+    part named "photos/empty/" would be saved as a file.  Empty folders are
+    left out, in one warning.
+    """
     items = []
+    empty = []
     for path in paths:
         try:
             status = os.stat(path)
@@ -9070,19 +9359,29 @@ def files_to_send(paths, report):
             raise WoofError("cannot read %s: %s" % (printable_name(path), error.strerror or error))
         top = top_level_name(path)
         if stat.S_ISDIR(status.st_mode):
-            items.extend(folder_files(path, top, report))
+            items.extend(folder_files(path, top, report, empty))
         elif stat.S_ISREG(status.st_mode):
             check_readable_file(path)
             items.append(Outgoing(top, path, status.st_size))
         else:
             raise WoofError("%s is neither a file nor a folder" % printable_name(path))
     if not items:
-        raise WoofError("there is no file to send in %s" % ", ".join(map(printable_name, paths)))
+        raise WoofError("there is no file to send in %s%s" % (
+            ", ".join(map(printable_name, paths)),
+            " (a woof receiving files makes no empty folders)" if empty else ""))
+    if empty:
+        shown = ", ".join('"%s"' % printable_name(name) for name in empty[:MAX_NAMED_FOLDERS])
+        if len(empty) > MAX_NAMED_FOLDERS:
+            shown += " and %d more" % (len(empty) - MAX_NAMED_FOLDERS)
+        report.warn("left out %s: a woof receiving files makes only the folders its files "
+                    "go in" % (("the empty folder " if len(empty) == 1 else
+                                "%d empty folders, " % len(empty)) + shown))
     return items
 
 
-def folder_files(folder, top, report):
-    """The files of a folder tree, in name order; links are not followed."""
+def folder_files(folder, top, report, empty):
+    """The files of a folder tree, in name order; links are not followed.
+    The relative names of folders with nothing in them go to `empty`."""
     def fail(error):
         raise WoofError("cannot read the folder %s: %s"
                         % (printable_name(error.filename or folder), error.strerror or error))
@@ -9091,6 +9390,8 @@ def folder_files(folder, top, report):
         folders.sort()
         relative = os.path.relpath(parent, folder)
         prefix = top if relative == os.curdir else "/".join([top] + relative.split(os.sep))
+        if not folders and not names:
+            empty.append(prefix)
         for name in sorted(names):
             path = os.path.join(parent, name)
             try:
@@ -9194,8 +9495,8 @@ def send_files(requester, options, out, report):
         out.flush()
     what = items[0].name if len(items) == 1 else "%d files" % len(items)
     report.line('Sent "%s" (%s)%s' % (printable_name(what), progress.summary(),
-                                      "" if receiving else ": %d %s" % (response.status,
-                                                                        response.reason)))
+                                      "" if receiving else ": %d %s" % (
+                                          response.status, printable_name(response.reason))))
 
 
 def post_form(requester, url, items, report):
@@ -9246,7 +9547,8 @@ under that name is offered instead):
   woof.py URL FILE...      send files and folders to a woof receiving with -U
                            (any other server gets one file by PUT)
 --password sends woof's password (WOOF_PASSWORD, or asked on a terminal);
--q shows no progress; --timeout applies to the connection."""
+-q shows no progress; --timeout S ends a transfer when the server sends less
+than 4 KiB in S seconds."""
 
 
 def add_client_options(parser):
@@ -9259,6 +9561,10 @@ def add_client_options(parser):
     group.add_argument("-x", "--extract", action="store_true",
                        help="unpack a tar (any compression) or a zip into this folder, "
                             "as safely as uploads are saved")
+    group.add_argument("--no-unpack-limit", dest="unpack_limit", action="store_false",
+                       help="let -x write more than %d times what it downloaded (beyond "
+                            "the first %s), for an archive you trust; the free space is "
+                            "still checked" % (UNPACK_RATIO, format_size(UNPACK_ALLOWANCE)))
     group.add_argument("--pin", action="append", metavar="sha256//KEY",
                        help="accept only the HTTPS key a woof started with --https printed")
     group.add_argument("--cacert", metavar="FILE",
@@ -9275,15 +9581,30 @@ def is_client_call(args):
     if is_url(first) and not os.path.lexists(first):
         return True
     return (args.output is not None or args.force or args.extract or bool(args.pin)
-            or args.cacert is not None or args.insecure)
+            or args.cacert is not None or args.insecure or not args.unpack_limit)
+
+
+# What looks like a URL whose http:// was left out: host:port, or [IPv6]:port,
+# then "/" or nothing.  A host of one letter would be a Windows drive.
+_URL_WITHOUT_SCHEME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][\w.-]+):\d{1,5}(/|$)")
+
+
+def refuse_url_without_scheme(parser, args):
+    """A usage error (exit 2) for a first path that names no file but reads
+    as a URL without its http://, as `woof.py 127.0.0.1:8080/x`."""
+    first = args.paths[0] if args.paths else ""
+    if _URL_WITHOUT_SCHEME.match(first) and not os.path.lexists(first):
+        parser.error("there is no file %s; to fetch from (or send to) a web server, give the "
+                     "URL with http://, as in http://%s" % (printable_name(first),
+                                                            printable_name(first)))
 
 
 def client_options(parser, args):
     """The ClientOptions of parsed arguments; argparse's usage error (exit 2) for a mistake."""
     url = args.paths[0] if args.paths else ""
     if not is_url(url) or os.path.lexists(url):
-        parser.error("-o, --force, -x, --pin, --cacert and --insecure go with an http:// or "
-                     "https:// URL to fetch from")
+        parser.error("-o, --force, -x, --no-unpack-limit, --pin, --cacert and --insecure go "
+                     "with an http:// or https:// URL to fetch from")
     given = [flag for flag, value in (
         ("-s", args.offer_self), ("-U", args.upload is not None),
         ("--upload-dir", args.upload_dir is not None), ("--max-upload", args.max_upload),
@@ -9299,6 +9620,8 @@ def client_options(parser, args):
         parser.error("-x unpacks into this folder; it takes no -o")
     if args.force and args.output in (None, "-"):
         parser.error("--force goes with -o PATH")
+    if not args.unpack_limit and not args.extract:
+        parser.error("--no-unpack-limit goes with -x")
     checks = [flag for flag, value in (("--pin", args.pin), ("--cacert", args.cacert),
                                        ("--insecure", args.insecure)) if value]
     if len(checks) > 1:
@@ -9312,7 +9635,8 @@ def client_options(parser, args):
         except ValueError as error:
             parser.error("--pin %s: %s" % (text, error))
     return ClientOptions(url=url, paths=tuple(args.paths[1:]), output=args.output,
-                         force=args.force, extract=args.extract, pins=tuple(pins),
+                         force=args.force, extract=args.extract,
+                         unpack_limit=args.unpack_limit, pins=tuple(pins),
                          cacert=args.cacert, insecure=args.insecure, quiet=args.quiet,
                          timeout=args.timeout)
 
@@ -9913,6 +10237,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
         args = parse_command_line(parser, argv)
         if is_client_call(args):
             return run_client(parser, args, environ, stdin=stdin)
+        refuse_url_without_scheme(parser, args)
         check_arguments(parser, args)
     except SystemExit as exit_request:
         return exit_request.code
