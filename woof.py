@@ -234,7 +234,7 @@ def terminal_available():
     whatever standard input is; on Windows, on the console behind stdin.
     """
     if os.name == "nt":
-        return sys.stdin is not None and sys.stdin.isatty()
+        return is_console(sys.stdin)
     try:
         descriptor = os.open("/dev/tty", os.O_RDWR | getattr(os, "O_NOCTTY", 0))
     except OSError:
@@ -259,16 +259,42 @@ def terminal_sequences_work(stream, environ):
         return False
     if os.name != "nt":
         return True
+    mode = windows_console_mode(stream)
+    if mode is None:
+        return False
+    try:
+        import ctypes
+        import msvcrt
+        console = msvcrt.get_osfhandle(stream.fileno())
+        return bool(ctypes.windll.kernel32.SetConsoleMode(console, mode | 0x0004))
+    except (ImportError, AttributeError, OSError, ValueError):
+        return False
+
+
+def windows_console_mode(stream):
+    """The console mode of the Windows console behind `stream`, or None when
+    there is none (a file, a pipe, NUL, which isatty() takes for a terminal)."""
     try:
         import ctypes
         import msvcrt
         console = msvcrt.get_osfhandle(stream.fileno())
         mode = ctypes.c_uint32()
         if not ctypes.windll.kernel32.GetConsoleMode(console, ctypes.byref(mode)):
-            return False
-        return bool(ctypes.windll.kernel32.SetConsoleMode(console, mode.value | 0x0004))
+            return None
+        return mode.value
     except (ImportError, AttributeError, OSError, ValueError):
+        return None
+
+
+def is_console(stream):
+    """True when `stream` is a terminal a person types at.  Windows says NUL
+    is a character device, so only a console mode tells a console there."""
+    try:
+        if stream is None or not stream.isatty():
+            return False
+    except (AttributeError, ValueError):
         return False
+    return os.name != "nt" or windows_console_mode(stream) is not None
 
 
 def terminal_columns(stream, fallback=80):
@@ -4546,7 +4572,7 @@ class UploadBatch:
         self.folder = folder
         self.max_files = MAX_UPLOAD_FILES if max_files is None else max_files
         self.received = []  # (temporary path, client's name, size, seconds, SHA-256)
-        self.temporaries = set()
+        self.temporaries = {}  # path: its open file, which Windows cannot remove
         self.discarded = False
         self.lock = threading.Lock()
 
@@ -4568,7 +4594,7 @@ class UploadBatch:
                 path, handle = create_temporary(self.folder)
             except OSError as error:
                 raise storage_error(error)
-            self.temporaries.add(path)
+            self.temporaries[path] = handle
         started = time.monotonic()
         size = 0
         digest = hashlib.sha256()
@@ -4583,6 +4609,8 @@ class UploadBatch:
                         write_fully(handle, data)
                     except OSError as error:
                         raise storage_error(error)
+                    except ValueError:  # closed by discard()
+                        raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
                     size += len(data)
         except BaseException:
             self.forget(path)
@@ -4597,7 +4625,7 @@ class UploadBatch:
     def forget(self, path):
         remove_quietly(path)
         with self.lock:
-            self.temporaries.discard(path)
+            self.temporaries.pop(path, None)
 
     def publish(self):
         """Give every file received its final name; return the SavedFile list.
@@ -4628,7 +4656,7 @@ class UploadBatch:
             final = link_unique(path, parent, parts[-1], next_numbers)
             created.append((os.path.join(parent, final), False))
             with self.lock:
-                self.temporaries.discard(path)
+                self.temporaries.pop(path, None)
             saved.append(SavedFile("/".join(shown + [final]), size, seconds, sha256))
         return saved
 
@@ -4648,9 +4676,10 @@ class UploadBatch:
     def discard(self):
         """Remove every temporary file left (from any thread)."""
         with self.lock:
-            left, self.temporaries = self.temporaries, set()
+            left, self.temporaries = self.temporaries, {}
             self.discarded = True
-        for path in left:
+        for path, handle in left.items():
+            handle.close()  # first: Windows removes no file that is still open
             remove_quietly(path)
 
 
@@ -8984,11 +9013,7 @@ def client_password(environ, stdin):
     standard input is a terminal (never a prompt otherwise)."""
     password = environ.get("WOOF_PASSWORD")
     if password is None:
-        try:
-            interactive = stdin is not None and stdin.isatty()
-        except (AttributeError, ValueError):
-            interactive = False
-        if not interactive:
+        if not is_console(stdin):
             raise WoofError("--password needs the password in the WOOF_PASSWORD environment "
                             "variable when standard input is not a terminal")
         password = getpass.getpass("Password: ")
