@@ -5322,6 +5322,37 @@ class HttpsTests(UploadTestCase):
                 self.assertIn(fragment, lines[0])
                 self.assertTrue(lines[0].startswith("woof: error: "), lines[0])
 
+    def test_the_printed_check_command_suits_the_shells_of_the_system(self):
+        tls = woof.TlsSetup(None, "sha256//" + "A" * 43 + "=", "AB")
+        url = "https://192.168.1.20:8080/r%C3%A9sum%C3%A9.pdf"
+        table = [(False, None, False, "curl --pinnedpubkey '%s' -k -OJ '%s'"),
+                 (False, "digest", True, "curl --pinnedpubkey '%s' -k -u woof -T FILE '%s'"),
+                 (True, None, False, 'curl.exe --pinnedpubkey "%s" -k -OJ "%s"'),
+                 (True, "digest", True, 'curl.exe --pinnedpubkey "%s" -k -u woof -T FILE "%s"')]
+        for windows, digest, receiving, command in table:
+            with self.subTest(windows=windows, receiving=receiving):
+                with mock.patch.object(woof, "WINDOWS_SHELLS", windows):
+                    lines = woof.certificate_lines(tls, url, mock.Mock(password_digest=digest),
+                                                   receiving)
+                self.assertEqual(lines[1], "The other side can check it with: " + command
+                                 % (tls.pin, url))
+        self.assertEqual(woof.WINDOWS_SHELLS, os.name == "nt")
+
+    @unittest.skipUnless(os.name == "nt", "cmd.exe is the shell of Windows")
+    def test_cmd_exe_passes_the_printed_check_command_to_curl_intact(self):
+        tls = woof.TlsSetup(None, "sha256//" + "A" * 43 + "=", "AB")
+        url = "https://127.0.0.1:8080/r%C3%A9sum%C3%A9%202024.pdf"
+        line = woof.certificate_lines(tls, url, mock.Mock(password_digest=None), False)[1]
+        program, _, arguments = line.split(": ", 1)[1].partition(" ")
+        self.assertEqual(program, "curl.exe")
+        echo = '"%s" -c "import sys; print(sys.argv[1:])"' % sys.executable
+        shell = os.path.join(os.environ.get("SystemRoot", r"C:\windows"), "system32", "cmd.exe")
+        result = subprocess.run('"%s" /d /s /c "%s %s"' % (shell, echo, arguments),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(result.stdout.decode().strip(),
+                         str(["--pinnedpubkey", tls.pin, "-k", "-OJ", url]), result.stderr)
+
     def test_a_throwaway_certificate_is_pinned_by_the_printed_curl_command(self):
         curl = require_tool("curl")
         openssl = require_tool("openssl")
@@ -5915,6 +5946,15 @@ class ChecksumTests(WoofTestCase):
         status, stderr = child.finish()
         self.assertEqual(status, 0, stderr)
         self.assertIn("SHA-256 of r\u00e9sum\u00e9 2024.pdf, for sha256sum -c", stderr)
+
+    def test_the_line_above_the_checksum_names_what_checks_it_on_this_system(self):
+        table = [(False, "SHA-256 of a b.pdf, for sha256sum -c on the other side:"),
+                 (True, "SHA-256 of a b.pdf, for sha256sum -c on the other side, or to compare "
+                        'with `certutil -hashfile "a b.pdf" SHA256`:')]
+        for windows, hint in table:
+            with self.subTest(windows=windows):
+                with mock.patch.object(woof, "WINDOWS_SHELLS", windows):
+                    self.assertEqual(woof.checksum_hint("a b.pdf"), hint)
 
     def test_a_name_with_a_backslash_is_escaped_as_sha256sum_reads_it(self):
         sha256sum = require_tool("sha256sum")

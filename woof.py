@@ -308,6 +308,11 @@ def terminal_columns(stream, fallback=80):
 # Windows refuses some characters and device names in file names (CON, NUL...).
 WINDOWS_FILE_NAMES = os.name == "nt"
 
+# Commands woof prints to be pasted: cmd.exe passes '...' on with the quotes,
+# PowerShell 5 takes `curl` for its Invoke-WebRequest, and Windows has no
+# sha256sum; "...", curl.exe and certutil work in both of its shells.
+WINDOWS_SHELLS = os.name == "nt"
+
 # Errors that mean "this disk is full", wherever they exist (EDQUOT: quotas;
 # EFBIG: the file-size limit or the file system's largest file, as on FAT).
 DISK_FULL_ERRNOS = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG")
@@ -9448,7 +9453,7 @@ def checksum_in_background(server, log, out=None):
             server.call_soon(lambda: tell(hexdigest))
 
     def tell(hexdigest):
-        log.info("SHA-256 of %s, for sha256sum -c on the other side:" % printable_name(offer.name))
+        log.info(checksum_hint(offer.name))
         log.write(checksum_line(hexdigest, offer.name), out=out or sys.stdout)
 
     thread = threading.Thread(target=compute, name="woof checksum")
@@ -9466,12 +9471,22 @@ def checksum_line(hexdigest, name):
     return "%s  %s" % (hexdigest, shown)
 
 
+def checksum_hint(name):
+    """The line above the checksum line: what checks it, in this system's shells."""
+    shown = printable_name(name)
+    if WINDOWS_SHELLS:
+        return ('SHA-256 of %s, for sha256sum -c on the other side, or to compare with '
+                '`certutil -hashfile "%s" SHA256`:' % (shown, shown))
+    return "SHA-256 of %s, for sha256sum -c on the other side:" % shown
+
+
 def certificate_lines(tls, url, settings, receiving):
     """How the other side checks it reached this very woof over HTTPS."""
-    command = "curl --pinnedpubkey '%s' -k" % tls.pin
+    curl, quoted = ("curl.exe", '"%s"') if WINDOWS_SHELLS else ("curl", "'%s'")
+    command = "%s --pinnedpubkey %s -k" % (curl, quoted % tls.pin)
     if settings.password_digest:
         command += " -u woof"
-    command += " -T FILE '%s'" % url if receiving else " -OJ '%s'" % url
+    command += (" -T FILE " if receiving else " -OJ ") + quoted % url
     return ["Certificate SHA-256 fingerprint: %s" % tls.fingerprint,
             "The other side can check it with: %s" % command]
 
