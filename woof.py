@@ -240,7 +240,7 @@ def terminal_available():
     whatever standard input is; on Windows, on the console behind stdin.
     """
     if os.name == "nt":
-        return sys.stdin is not None and sys.stdin.isatty()
+        return is_console(sys.stdin)
     try:
         descriptor = os.open("/dev/tty", os.O_RDWR | getattr(os, "O_NOCTTY", 0))
     except OSError:
@@ -265,16 +265,42 @@ def terminal_sequences_work(stream, environ):
         return False
     if os.name != "nt":
         return True
+    mode = windows_console_mode(stream)
+    if mode is None:
+        return False
+    try:
+        import ctypes
+        import msvcrt
+        console = msvcrt.get_osfhandle(stream.fileno())
+        return bool(ctypes.windll.kernel32.SetConsoleMode(console, mode | 0x0004))
+    except (ImportError, AttributeError, OSError, ValueError):
+        return False
+
+
+def windows_console_mode(stream):
+    """The console mode of the Windows console behind `stream`, or None when
+    there is none (a file, a pipe, NUL, which isatty() takes for a terminal)."""
     try:
         import ctypes
         import msvcrt
         console = msvcrt.get_osfhandle(stream.fileno())
         mode = ctypes.c_uint32()
         if not ctypes.windll.kernel32.GetConsoleMode(console, ctypes.byref(mode)):
-            return False
-        return bool(ctypes.windll.kernel32.SetConsoleMode(console, mode.value | 0x0004))
+            return None
+        return mode.value
     except (ImportError, AttributeError, OSError, ValueError):
+        return None
+
+
+def is_console(stream):
+    """True when `stream` is a terminal a person types at.  Windows says NUL
+    is a character device, so only a console mode tells a console there."""
+    try:
+        if stream is None or not stream.isatty():
+            return False
+    except (AttributeError, ValueError):
         return False
+    return os.name != "nt" or windows_console_mode(stream) is not None
 
 
 def terminal_columns(stream, fallback=80):
@@ -287,6 +313,11 @@ def terminal_columns(stream, fallback=80):
 
 # Windows refuses some characters and device names in file names (CON, NUL...).
 WINDOWS_FILE_NAMES = os.name == "nt"
+
+# Commands woof prints to be pasted: cmd.exe passes '...' on with the quotes,
+# PowerShell 5 takes `curl` for its Invoke-WebRequest, and Windows has no
+# sha256sum; "...", curl.exe and certutil work in both of its shells.
+WINDOWS_SHELLS = os.name == "nt"
 
 # Errors that mean "this disk is full", wherever they exist (EDQUOT: quotas;
 # EFBIG: the file-size limit or the file system's largest file, as on FAT).
@@ -4661,7 +4692,7 @@ class UploadBatch:
         self.folder = folder
         self.max_files = MAX_UPLOAD_FILES if max_files is None else max_files
         self.received = []  # (temporary path, client's name, size, seconds, SHA-256)
-        self.temporaries = set()
+        self.temporaries = {}  # path: its open file, which Windows cannot remove
         self.discarded = False
         self.lock = threading.Lock()
 
@@ -4683,7 +4714,7 @@ class UploadBatch:
                 path, handle = create_temporary(self.folder)
             except OSError as error:
                 raise storage_error(error)
-            self.temporaries.add(path)
+            self.temporaries[path] = handle
         started = time.monotonic()
         size = 0
         digest = hashlib.sha256()
@@ -4698,6 +4729,8 @@ class UploadBatch:
                         write_fully(handle, data)
                     except OSError as error:
                         raise storage_error(error)
+                    except ValueError:  # closed by discard()
+                        raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
                     size += len(data)
         except BaseException:
             self.forget(path)
@@ -4712,7 +4745,7 @@ class UploadBatch:
     def forget(self, path):
         remove_quietly(path)
         with self.lock:
-            self.temporaries.discard(path)
+            self.temporaries.pop(path, None)
 
     def publish(self):
         """Give every file received its final name; return the SavedFile list.
@@ -4743,7 +4776,7 @@ class UploadBatch:
             final = link_unique(path, parent, parts[-1], next_numbers)
             created.append((os.path.join(parent, final), False))
             with self.lock:
-                self.temporaries.discard(path)
+                self.temporaries.pop(path, None)
             saved.append(SavedFile("/".join(shown + [final]), size, seconds, sha256))
         return saved
 
@@ -4763,9 +4796,10 @@ class UploadBatch:
     def discard(self):
         """Remove every temporary file left (from any thread)."""
         with self.lock:
-            left, self.temporaries = self.temporaries, set()
+            left, self.temporaries = self.temporaries, {}
             self.discarded = True
-        for path in left:
+        for path, handle in left.items():
+            handle.close()  # first: Windows removes no file that is still open
             remove_quietly(path)
 
 
@@ -9646,11 +9680,7 @@ def client_password(environ, stdin):
     standard input is a terminal (never a prompt otherwise)."""
     password = environ.get("WOOF_PASSWORD")
     if password is None:
-        try:
-            interactive = stdin is not None and stdin.isatty()
-        except (AttributeError, ValueError):
-            interactive = False
-        if not interactive:
+        if not is_console(stdin):
             raise WoofError("--password needs the password in the WOOF_PASSWORD environment "
                             "variable when standard input is not a terminal")
         password = getpass.getpass("Password: ")
@@ -10132,7 +10162,7 @@ def tell_checksum(name, hexdigest, log, out=None):
     differs, for the ASCII name that curl -OJ saves (Content-Disposition's
     filename=)."""
     out = out or sys.stdout
-    log.info("SHA-256 of %s, for sha256sum -c on the other side:" % printable_name(name))
+    log.info(checksum_hint(name))
     log.write(checksum_line(hexdigest, name), out=out)
     fallback = ascii_fallback(name)
     if fallback != name:
@@ -10149,13 +10179,23 @@ def checksum_line(hexdigest, name):
     return "%s  %s" % (hexdigest, shown)
 
 
+def checksum_hint(name):
+    """The line above the checksum line: what checks it, in this system's shells."""
+    shown = printable_name(name)
+    if WINDOWS_SHELLS:
+        return ('SHA-256 of %s, for sha256sum -c on the other side, or to compare with '
+                '`certutil -hashfile "%s" SHA256`:' % (shown, shown))
+    return "SHA-256 of %s, for sha256sum -c on the other side:" % shown
+
+
 def certificate_lines(tls, url, settings, receiving):
     """How the other side checks it reached this very woof over HTTPS."""
-    command = "curl --pinnedpubkey '%s' -k" % tls.pin
+    curl, quoted = ("curl.exe", '"%s"') if WINDOWS_SHELLS else ("curl", "'%s'")
+    command = "%s --pinnedpubkey %s -k" % (curl, quoted % tls.pin)
     if settings.password_digest:
         command += " -u woof"
     # --fail: an answer such as 401 is not saved under the file's name.
-    command += " -T FILE '%s'" % url if receiving else " -fOJ '%s'" % url
+    command += (" -T FILE " if receiving else " -fOJ ") + quoted % url
     return ["Certificate SHA-256 fingerprint: %s" % tls.fingerprint,
             "The other side can check it with: %s" % command]
 
