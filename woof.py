@@ -397,6 +397,8 @@ UNNAMED_UPLOAD = "upload"
 # Tells woof.py's client mode that a URL takes files (a HEAD of it shows it).
 UPLOAD_MARKER = ("X-Woof", "upload")
 TEMPORARY_PREFIX = ".woof-"
+# Methods that bring files or change an upload: another site's page may not use them.
+UPLOAD_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 TEMPORARY_SUFFIX = ".part"
 
 # Reaching the right person, and only them
@@ -4599,15 +4601,23 @@ class UploadBatch:
         with self.lock:
             self.temporaries.discard(path)
 
-    def publish(self):
+    def adopt(self, path, client_name, size, seconds, sha256):
+        """Take a temporary written elsewhere (a resumable upload) as received."""
+        with self.lock:
+            self.temporaries.add(path)
+        self.received.append((path, client_name, size, seconds, sha256))
+
+    def publish(self, folders=None):
         """Give every file received its final name; return the SavedFile list.
 
         All or nothing: when one file cannot be named, the files and folders
-        named before it are removed again, and the error raised.
+        named before it are removed again, and the error raised.  `folders`
+        keeps the folders made across batches that are one upload (see
+        name_all).
         """
         created = []  # (path, is_folder), in the order made
         try:
-            saved = self.name_all(created)
+            saved = self.name_all(created, folders)
         except OSError as error:
             unmake(created)
             raise storage_error(error)
@@ -4652,6 +4662,293 @@ class UploadBatch:
             self.discarded = True
         for path in left:
             remove_quietly(path)
+
+
+# ---------------------------------------------------------------------------
+# Receiving: resumable uploads
+#
+# A file can arrive in as many requests as the network needs: it gets an
+# upload resource of its own (draft-ietf-httpbis-resumable-upload), whose
+# URL holds an unguessable token, and what arrives is written to a hidden
+# temporary at once, so a cut loses only what was still on its way.  The
+# file is published, under a name of woof's making, only once all of it is
+# there and, when the client told its SHA-256, that checks out.  Files the
+# upload page sends apart are told to belong to one Send by a batch id: the
+# Send counts as one upload when its last file is published.
+# ---------------------------------------------------------------------------
+
+# Unfinished uploads kept at once, in all and from one address; one that
+# nobody appended to for PARTIAL_LIFETIME is removed, and when an address
+# starts more, its least recently used one goes first.
+MAX_PARTIALS = 256
+MAX_PARTIALS_PER_CLIENT = 64
+PARTIAL_LIFETIME = 3600
+# Sends the page announced and not yet finished, and finished uploads
+# remembered so that a client whose last answer was lost learns the outcome.
+MAX_OPEN_BATCHES = 256
+MAX_FINISHED_UPLOADS = 1024
+# A request that finds another still appending to the same upload stops
+# it, then waits this long for its last bytes to be written.
+TAKE_OVER_SECONDS = 10.0
+# Where upload resources live, below the base path, and their tokens' size.
+UPLOAD_RESOURCE_PATH = ".uploads/"
+UPLOAD_TOKEN_BYTES = 16
+
+
+class PartialUpload:
+    """One file being received, possibly over several requests.
+
+    `offset` counts the bytes written to the temporary and hashed, in
+    order; the SHA-256 object is the state of that hash.  Appending holds
+    `appending`; `appender` is the socket of the request doing it, so that
+    a client that reconnects can stop a request its network left hanging.
+    """
+
+    def __init__(self, key, name, length, batch, host, path):
+        self.key = key
+        self.name = name
+        self.length = length       # the size the client declared, or None yet
+        self.batch = batch         # the PageBatch it belongs to, or None
+        self.host = host
+        self.path = path           # the hidden temporary
+        self.offset = 0
+        self.saved = None          # the SavedFile, once published
+        self.removed = False
+        self.digest = hashlib.sha256()
+        self.started = time.monotonic()
+        self.touched = self.started
+        self.appending = threading.Lock()
+        self.appender = None
+
+    def idle_for(self, now):
+        return now - self.touched
+
+    def take_over(self, connection):
+        """Become the one request working on this upload; False when another
+        one would not let go in time.
+
+        A client that lost its connection retries while woof may still wait
+        on the old one: stopping the old request is what the draft advises
+        (section on concurrency), and it gives up only the bytes not yet
+        received.
+        """
+        if self.appending.acquire(blocking=False):
+            self.appender = connection
+            return True
+        old = self.appender
+        if old is not None:
+            try:
+                old.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        if not self.appending.acquire(timeout=TAKE_OVER_SECONDS):
+            return False
+        self.appender = connection
+        return True
+
+    def let_go(self):
+        self.appender = None
+        self.touched = time.monotonic()
+        self.appending.release()
+
+    def append(self, read, limit):
+        """Write what read() returns, until an empty piece, to the temporary;
+        at most `limit` bytes more (UploadRefused past it).  Every byte
+        written counts, even when the request breaks off after it."""
+        try:
+            handle = open(self.path, "r+b", buffering=0)
+        except OSError as error:
+            raise storage_error(error)
+        with handle:
+            handle.seek(self.offset)
+            handle.truncate()  # bytes of a write that failed half-way
+            while True:
+                data = read()
+                if not data:
+                    return
+                if len(data) > limit:
+                    raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                        "the upload grew past its allowed size")
+                try:
+                    write_fully(handle, data)
+                except OSError as error:
+                    raise storage_error(error)
+                self.digest.update(data)
+                self.offset += len(data)
+                self.touched = time.monotonic()
+                limit -= len(data)
+
+
+class PageBatch:
+    """The files one Send of the upload page sends apart: one upload.
+
+    Folders are made once for the whole Send, as for a form post.
+    """
+
+    def __init__(self, host, files):
+        self.host = host
+        self.files = files
+        self.folders = {}
+        self.saved = []
+        self.touched = time.monotonic()
+
+
+class ResumableUploads:
+    """The unfinished uploads of one server, and the Sends they belong to.
+
+    Everything here is guarded by self.lock; a PartialUpload's bytes are
+    written only by the request holding its `appending` lock.
+    """
+
+    def __init__(self, folder, max_upload=None):
+        self.folder = folder
+        self.max_upload = max_upload
+        self.lock = threading.Lock()
+        self.partials = {}   # SHA-256 of the token -> PartialUpload
+        self.finished = collections.OrderedDict()  # the same, once published
+        self.batches = {}    # batch id -> PageBatch
+        self.closed = False
+
+    @staticmethod
+    def key_of(token):
+        # Looked up by a digest of the token, so that a lookup's timing
+        # tells nothing about the tokens held.
+        return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+    def create(self, host, name, length, batch_id=None, batch_files=None):
+        """A new PartialUpload and its token; UploadRefused when it cannot be kept."""
+        if length is not None and self.max_upload is not None and length > self.max_upload:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "the upload is %s, more than the %s allowed"
+                                % (format_size(length), format_size(self.max_upload)))
+        token = secrets.token_urlsafe(UPLOAD_TOKEN_BYTES)
+        key = self.key_of(token)
+        with self.lock:
+            if self.closed:
+                raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
+            removed = self.make_room(host)
+            batch = self.join_batch(host, batch_id, batch_files)
+            check_free_space(self.folder, (length or 0) + self.bytes_promised())
+            try:
+                path, handle = create_temporary(self.folder)
+            except OSError as error:
+                raise storage_error(error)
+            handle.close()
+            partial = PartialUpload(key, name, length, batch, host, path)
+            self.partials[key] = partial
+        for old in removed:
+            remove_quietly(old.path)
+        return token, partial
+
+    def find(self, token):
+        """The unfinished upload a token names, or None."""
+        key = self.key_of(token)
+        with self.lock:
+            return self.partials.get(key) or self.finished.get(key)
+
+    def make_room(self, host):
+        """Forget uploads left too long, and the least recently used one of
+        host's, or of anybody's left a while, when places run out (lock
+        held).  Returns those forgotten, whose files the caller removes;
+        UploadRefused when no place can be made."""
+        now = time.monotonic()
+        removed = [partial for partial in self.partials.values()
+                   if partial.idle_for(now) > PARTIAL_LIFETIME and not partial.appending.locked()]
+        for partial in removed:
+            self.forget(partial)
+        mine = [partial for partial in self.partials.values() if partial.host == host]
+        if len(mine) >= MAX_PARTIALS_PER_CLIENT:
+            candidates = mine
+        elif len(self.partials) >= MAX_PARTIALS:
+            # Another address's upload gives way only once it has been left a while.
+            candidates = [partial for partial in self.partials.values()
+                          if partial.idle_for(now) > PARTIAL_LIFETIME / 6]
+        else:
+            return removed
+        idle = [partial for partial in candidates if not partial.appending.locked()]
+        if not idle:
+            raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE,
+                                "too many uploads are unfinished; try again later")
+        oldest = min(idle, key=lambda partial: partial.touched)
+        self.forget(oldest)
+        removed.append(oldest)
+        return removed
+
+    def join_batch(self, host, batch_id, files):
+        """The PageBatch of batch_id, made on its first file (lock held)."""
+        if batch_id is None:
+            return None
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            if len(self.batches) >= MAX_OPEN_BATCHES:
+                oldest = min(self.batches, key=lambda known: self.batches[known].touched)
+                del self.batches[oldest]
+            batch = self.batches[batch_id] = PageBatch(host, files)
+        batch.touched = time.monotonic()
+        return batch
+
+    def bytes_promised(self):
+        """Bytes the unfinished uploads of known size still need (lock held)."""
+        return sum(partial.length - partial.offset for partial in self.partials.values()
+                   if partial.length is not None)
+
+    def forget(self, partial):
+        """Drop partial from the table (lock held); its file is the caller's to remove."""
+        partial.removed = True
+        self.partials.pop(partial.key, None)
+
+    def cancel(self, partial):
+        """Remove an unfinished upload and its bytes (its appending lock held)."""
+        with self.lock:
+            self.forget(partial)
+        remove_quietly(partial.path)
+
+    def publish(self, partial, sha256):
+        """Give a complete upload its final name (its appending lock held).
+
+        Returns (SavedFile, the Send's files when this completed a Send or
+        was no part of one, else None).
+        """
+        seconds = time.monotonic() - partial.started
+        batch = partial.batch
+        saving = UploadBatch(self.folder)
+        saving.adopt(partial.path, partial.name, partial.offset, seconds, sha256)
+        with self.lock:
+            if partial.removed:
+                raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
+            folders = batch.folders if batch is not None else {}
+            made_before = dict(folders)
+            try:
+                saved = saving.publish(folders)[0]
+            except BaseException:
+                folders.clear()
+                folders.update(made_before)
+                raise
+            self.partials.pop(partial.key, None)
+            partial.saved = saved
+            self.finished[partial.key] = partial
+            while len(self.finished) > MAX_FINISHED_UPLOADS:
+                self.finished.popitem(last=False)
+            if batch is None:
+                return saved, [saved]
+            batch.saved.append(saved)
+            batch.touched = time.monotonic()
+            if len(batch.saved) < batch.files:
+                return saved, None
+            for known, value in list(self.batches.items()):
+                if value is batch:
+                    del self.batches[known]
+            return saved, batch.saved
+
+    def discard(self):
+        """Remove every unfinished upload's file: woof is stopping.  A request
+        still appending finds its upload gone and ends."""
+        with self.lock:
+            self.closed = True
+            left, self.partials = list(self.partials.values()), {}
+        for partial in left:
+            partial.removed = True
+            remove_quietly(partial.path)
 
 
 # ---------------------------------------------------------------------------
@@ -6047,7 +6344,7 @@ class WoofHandler(BaseHTTPRequestHandler):
         if settings.password_digest and not self.check_password():
             return False
         origin = self.headers.get("Origin")
-        if self.command in ("POST", "PUT") and origin is not None \
+        if self.command in UPLOAD_METHODS and origin is not None \
                 and not same_origin(origin, server.scheme, host):
             return self.refuse_access(HTTPStatus.FORBIDDEN,
                                       "uploads from another web site are refused")
@@ -6075,7 +6372,7 @@ class WoofHandler(BaseHTTPRequestHandler):
         """
         if status == HTTPStatus.NOT_FOUND:
             # Exactly what an unknown path gets; only a body left unread closes.
-            self.close_connection = self.close_connection or self.command in ("POST", "PUT")
+            self.close_connection = self.close_connection or self.command in UPLOAD_METHODS
             self.send_not_found()
             return False
         self.close_connection = True
@@ -6667,7 +6964,7 @@ def wants_html(headers):
 
 
 
-class UploadHandler(WoofHandler):
+class FormUploadHandler(WoofHandler):
     """Receives files into settings.upload_dir: the upload page, form posts and PUT."""
 
     def do_GET(self):
@@ -6897,6 +7194,489 @@ class UploadHandler(WoofHandler):
 
 
 # ---------------------------------------------------------------------------
+# HTTP handler for resumable uploads
+# ---------------------------------------------------------------------------
+
+# The interop versions of draft-ietf-httpbis-resumable-upload woof speaks:
+# 6 (draft 05, which tus-js-client 4 speaks as "ietf-draft-05"), 7 (draft
+# 06 to 08) and 8 (draft 09 and later, the latest).  The 104 interim
+# answer goes only to a client that names one of them (draft, "Interop
+# Version").
+RESUMABLE_INTEROP_VERSIONS = ("6", "7", "8")
+RESUMABLE_UPLOAD_TYPE = "application/partial-upload"
+UPLOAD_RESUMPTION_SUPPORTED = 104
+# Problem types (RFC 9457) of the draft's "Problem Types" section.
+PROBLEM_OFFSET = "https://iana.org/assignments/http-problem-types#mismatching-upload-offset"
+PROBLEM_LENGTH = "https://iana.org/assignments/http-problem-types#inconsistent-upload-length"
+# What the upload page sends with each file of a Send: its id, and how many
+# files the Send holds.
+BATCH_FIELD = "Woof-Batch"
+BATCH_FILES_FIELD = "Woof-Batch-Files"
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}\Z")
+
+
+# An Integer of RFC 8941, 3.3.1, as woof takes it: not negative, 15 digits at most.
+STRUCTURED_INTEGER = re.compile(r"[0-9]{1,15}\Z")
+
+
+def structured_boolean(value):
+    """A structured-field Boolean (RFC 8941, 3.3.6), parameters ignored:
+    True, False, or None when absent or malformed."""
+    if value is None:
+        return None
+    item = value.split(";", 1)[0].strip()
+    return {"?1": True, "?0": False}.get(item)
+
+
+def structured_integer(value):
+    """A non-negative structured-field Integer (RFC 8941, 3.3.1), or None."""
+    if value is None:
+        return None
+    item = value.split(";", 1)[0].strip()
+    if not STRUCTURED_INTEGER.match(item):
+        return None
+    return int(item)
+
+
+def upload_limit(max_upload, lifetime):
+    """The Upload-Limit field: the size cap, if any, and how long an
+    unfinished upload is kept (as max-age since draft 06, as expires
+    before; each version ignores the key it does not know)."""
+    limits = ["max-size=%d" % max_upload] if max_upload is not None else ["min-size=0"]
+    limits.extend(["max-age=%d" % lifetime, "expires=%d" % lifetime])
+    return ", ".join(limits)
+
+
+def digest_from_field(value):
+    """The SHA-256 (hex) a Repr-Digest field (RFC 9530, 3) gives, or None."""
+    for member in (value or "").split(","):
+        key, _, item = member.strip().partition("=")
+        if key.strip().lower() == "sha-256" and item.startswith(":") and item.endswith(":"):
+            try:
+                raw = base64.b64decode(item[1:-1], validate=True)
+            except (ValueError, TypeError):
+                return None
+            return raw.hex() if len(raw) == 32 else None
+    return None
+
+
+def resumed_text(offset, length):
+    """How much of an upload a request begins with, for its first line."""
+    if offset == 0:
+        return " (%s)" % format_size(length) if length else ""
+    if length:
+        return ", resumed at %s of %s (%d%%)" % (format_size(offset), format_size(length),
+                                                 100 * offset // length)
+    return ", resumed at %s" % format_size(offset)
+
+
+def problem_json(kind, title, **members):
+    """An application/problem+json body (RFC 9457)."""
+    import json
+    problem = collections.OrderedDict([("type", kind), ("title", title)])
+    problem.update(sorted(members.items()))
+    return json.dumps(problem) + "\n"
+
+
+class UploadHandler(FormUploadHandler):
+    """Receives files into settings.upload_dir: besides what FormUploadHandler
+    takes, resumable uploads (draft-ietf-httpbis-resumable-upload).
+
+    A POST or PUT that carries Upload-Complete creates an upload resource,
+    below base_path + UPLOAD_RESOURCE_PATH; HEAD tells its offset, PATCH
+    appends to it, DELETE cancels it.
+    """
+
+    responses = dict(FormUploadHandler.responses)
+    responses[UPLOAD_RESUMPTION_SUPPORTED] = ("Upload Resumption Supported",
+                                              "The upload can be resumed")
+
+    def handle_one_request(self):
+        self.location = None
+        self.extra_fields = []  # sent with the final answer
+        super().handle_one_request()
+
+    def end_headers(self):
+        for name, value in self.extra_fields:
+            self.send_header(name, value)
+        self.extra_fields = []
+        super().end_headers()
+
+    def do_POST(self):
+        if self.starts_resumable():
+            self.create_upload()
+        else:
+            super().do_POST()
+
+    def do_PUT(self):
+        if self.starts_resumable():
+            self.create_upload()
+        else:
+            super().do_PUT()
+
+    def do_HEAD(self):
+        if self.upload_token() is None:
+            super().do_HEAD()
+        else:
+            self.on_upload_resource(self.tell_offset)
+
+    def do_PATCH(self):
+        self.on_upload_resource(self.append_upload)
+
+    def do_DELETE(self):
+        self.on_upload_resource(self.cancel_upload)
+
+    def do_OPTIONS(self):
+        self.send_empty(("Allow", "GET, HEAD, POST, PUT, OPTIONS"),
+                        ("Upload-Limit", self.upload_limit()))
+
+    def send_empty(self, *headers):
+        """A 204: no Content-Length, no body (RFC 9110, 8.6 and 15.3.5)."""
+        self.send_response(HTTPStatus.NO_CONTENT)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+
+    def reads_body(self):
+        return self.command in ("POST", "PUT", "PATCH")
+
+    def before_continue(self):
+        if self.command == "PATCH" and self.upload_token() is None:
+            return True  # answered 404 without reading
+        return super().before_continue()
+
+    def starts_resumable(self):
+        return "Upload-Complete" in self.headers
+
+    def check_request(self):
+        if self.command == "PATCH" or self.starts_resumable():
+            return self.check_resumable_request()
+        return super().check_request()
+
+    def check_resumable_request(self):
+        """Raise UploadRefused unless a resumable request's body could be taken."""
+        settings = self.server.settings
+        if self.server.finished.is_set():
+            raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished")
+        length = self.body_length()
+        if length is not None and settings.max_upload is not None \
+                and length > settings.max_upload:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "the upload is %s, more than the %s allowed"
+                                % (format_size(length), format_size(settings.max_upload)))
+        if length:
+            check_free_space(settings.upload_dir, length)
+        return length
+
+    def body_length(self):
+        # A resumable request without Content-Length or Transfer-Encoding has
+        # no body (RFC 9112, 6.3): an empty creation or append.
+        if (self.command == "PATCH" or self.starts_resumable()) \
+                and "Content-Length" not in self.headers \
+                and "Transfer-Encoding" not in self.headers:
+            return 0
+        return super().body_length()
+
+    def interop_version(self):
+        """The draft interop version the client named, if woof speaks it."""
+        version = (self.headers.get("Upload-Draft-Interop-Version") or "").strip()
+        return version if version in RESUMABLE_INTEROP_VERSIONS else None
+
+    def upload_limit(self):
+        return upload_limit(self.server.settings.max_upload, PARTIAL_LIFETIME)
+
+    def upload_token(self):
+        """The token of the upload resource the path names, or None."""
+        path = self.inner_path
+        prefix = "/" + UPLOAD_RESOURCE_PATH
+        if not path.startswith(prefix):
+            return None
+        token = path[len(prefix):]
+        return token if 0 < len(token) <= 64 and "/" not in token else None
+
+    def resource_location(self, token):
+        return self.server.base_path + UPLOAD_RESOURCE_PATH + token
+
+    def send_upload_state(self, status, partial, *headers):
+        """An answer about an upload resource: its offset, whether complete, its limits."""
+        fields = [("Upload-Offset", str(partial.offset)),
+                  ("Upload-Complete", "?1" if partial.saved is not None else "?0"),
+                  ("Upload-Limit", self.upload_limit()), ("Cache-Control", "no-store")]
+        if partial.length is not None:
+            fields.append(("Upload-Length", str(partial.length)))
+        if partial.saved is not None:
+            fields.append(("Repr-Digest", repr_digest(bytes.fromhex(partial.saved.sha256))))
+        fields.extend(headers)
+        if status == HTTPStatus.NO_CONTENT:
+            self.send_empty(*fields)
+        else:
+            self.send_small(status, "", *fields)
+
+    # The upload resource
+
+    def on_upload_resource(self, action):
+        """Run action(partial) for the upload resource the path names, or answer 404."""
+        server = self.server
+        token = self.upload_token()
+        partial = server.uploads.find(token) if token is not None else None
+        if partial is None:
+            if self.command == "PATCH":
+                self.refuse(UploadRefused(HTTPStatus.NOT_FOUND, "no such upload; it may have "
+                                          "expired or been cancelled"))
+            else:
+                self.send_not_found()
+            return
+        if not server.begin_response():
+            self.refuse(UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished"))
+            return
+        try:
+            if not partial.take_over(self.connection):
+                self.refuse(UploadRefused(HTTPStatus.CONFLICT,
+                                          "another request is still sending this file"))
+                return
+            try:
+                action(partial)
+            finally:
+                partial.let_go()
+                if partial.removed and partial.saved is None:
+                    remove_quietly(partial.path)  # woof stopped while it was open
+        finally:
+            self.log_outcome()
+            server.end_response()
+
+    def tell_offset(self, partial):
+        self.send_upload_state(HTTPStatus.NO_CONTENT, partial)
+
+    def cancel_upload(self, partial):
+        if partial.saved is None:
+            self.server.uploads.cancel(partial)
+            self.note = "cancelled %s" % printable_name(partial.name)
+        self.send_empty()
+
+    def append_upload(self, partial):
+        """PATCH: append the body at the offset the client names."""
+        complete = structured_boolean(self.headers.get("Upload-Complete"))
+        offset = structured_integer(self.headers.get("Upload-Offset"))
+        media = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if complete is None or offset is None or media != RESUMABLE_UPLOAD_TYPE:
+            self.refuse(UploadRefused(HTTPStatus.BAD_REQUEST,
+                                      "an append needs Upload-Complete, Upload-Offset and "
+                                      "Content-Type: " + RESUMABLE_UPLOAD_TYPE))
+            return
+        if partial.saved is not None:
+            self.answer_finished(partial)
+            return
+        if offset != partial.offset:
+            self.refuse_offset(partial, offset)
+            return
+        self.receive_into(partial, complete)
+
+    def refuse_offset(self, partial, offset):
+        self.note = "offset %d, not %d" % (offset, partial.offset)
+        self.close_connection = True
+        self.body_unread = True
+        self.send_small(HTTPStatus.CONFLICT, problem_json(
+            PROBLEM_OFFSET, "the offset does not match the upload's",
+            **{"expected-offset": partial.offset, "provided-offset": offset}),
+            ("Upload-Offset", str(partial.offset)), ("Upload-Complete", "?0"),
+            ("Connection", "close"), content_type="application/problem+json")
+
+    # Creation
+
+    def create_upload(self):
+        """POST or PUT with Upload-Complete: make an upload resource, then
+        take the body as its first bytes."""
+        server = self.server
+        complete = structured_boolean(self.headers.get("Upload-Complete"))
+        try:
+            if complete is None:
+                raise UploadRefused(HTTPStatus.BAD_REQUEST, "Upload-Complete must be ?0 or ?1")
+            self.check_request()
+            batch, files = self.batch_fields()
+            length = self.declared_upload_length(0, complete)
+            token, partial = server.uploads.create(client_host(self.client_address),
+                                                  self.put_name(), length, batch, files)
+        except UploadRefused as refusal:
+            self.refuse(refusal)
+            return
+        if not server.begin_response():
+            server.uploads.cancel(partial)
+            self.refuse(UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished"))
+            return
+        try:
+            partial.take_over(self.connection)
+            try:
+                self.location = self.resource_location(token)
+                self.announce_resumable()
+                self.receive_into(partial, complete)
+            finally:
+                partial.let_go()
+                if partial.removed and partial.saved is None:
+                    remove_quietly(partial.path)
+        finally:
+            self.log_outcome()
+            server.end_response()
+
+    def batch_fields(self):
+        """(batch id, files in it) the upload page sends, or (None, None)."""
+        batch = self.headers.get(BATCH_FIELD)
+        if batch is None:
+            return None, None
+        files = structured_integer(self.headers.get(BATCH_FILES_FIELD))
+        if not BATCH_ID_PATTERN.match(batch) or not files or files > MAX_UPLOAD_FILES:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "%s needs an id and %s a count of "
+                                "at most %d" % (BATCH_FIELD, BATCH_FILES_FIELD,
+                                                MAX_UPLOAD_FILES))
+        return batch, files
+
+    def declared_upload_length(self, offset, complete, known=None):
+        """The upload's length as this request declares it (draft, "Length"),
+        None when it does not; UploadRefused when its indications disagree."""
+        lengths = set()
+        upload_length = self.headers.get("Upload-Length")
+        if upload_length is not None:
+            value = structured_integer(upload_length)
+            if value is None:
+                raise UploadRefused(HTTPStatus.BAD_REQUEST, "Upload-Length is not a number")
+            lengths.add(value)
+        body = declared_length(self.headers)
+        if complete and body is not None and "Transfer-Encoding" not in self.headers:
+            lengths.add(offset + body)
+        if known is not None:
+            lengths.add(known)
+        if len(lengths) > 1:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the upload's length is given as %s"
+                                % " and ".join(str(value) for value in sorted(lengths)))
+        length = lengths.pop() if lengths else None
+        max_upload = self.server.settings.max_upload
+        if length is not None and max_upload is not None and length > max_upload:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "the upload is %s, more than the %s allowed"
+                                % (format_size(length), format_size(max_upload)))
+        return length
+
+    def announce_resumable(self):
+        """The 104 interim answer, for a client that named a version woof speaks."""
+        version = self.interop_version()
+        if version is None:
+            return
+        self.send_response_only(UPLOAD_RESUMPTION_SUPPORTED)
+        self.send_header("Location", self.location)
+        self.send_header("Upload-Draft-Interop-Version", version)
+        self.send_header("Upload-Limit", self.upload_limit())
+        BaseHTTPRequestHandler.end_headers(self)  # an interim answer: none of woof's fields
+        self.wfile.flush()
+
+    # Receiving bytes
+
+    def receive_into(self, partial, complete):
+        """Append this request's body to partial, then answer: the saved file
+        once complete, else the offset reached."""
+        server = self.server
+        try:
+            length = self.declared_upload_length(partial.offset, complete, partial.length)
+            body = self.body_length()
+            self.check_append(partial, length, body)
+        except UploadRefused as refusal:
+            self.refuse(refusal)
+            return
+        partial.length = length
+        reader = self.open_body(body)
+        started = partial.offset
+        self.transfer = server.progress.begin(
+            client_host(self.client_address), "is sending %s%s" % (
+                printable_name(partial.name), resumed_text(started, length)),
+            partial.name, None if length is None else length - started,
+            lambda: partial.offset - started, receiving=True)
+        view = memoryview(bytearray(COPY_BUFFER_SIZE))
+        try:
+            partial.append(lambda: view[:reader.readinto(view)], self.append_limit(partial))
+        except UploadRefused as refusal:
+            self.note = "aborted at %s: %s" % (format_size(partial.offset), refusal)
+            self.refuse(refusal)
+            return
+        except (socket.timeout, OSError) as error:
+            self.close_connection = True
+            self.note = "aborted at %s: %s, kept for a resume" % (
+                format_size(partial.offset), describe_transfer_error(error))
+            return
+        finally:
+            server.progress.end(self.transfer)
+        if complete or (self.interop_version() == "6" and partial.offset == length):
+            # tus-js-client's "ietf-draft-05" mode may end a file read in
+            # pieces with Upload-Complete: ?0; under draft 05 the length
+            # it declared tells as much.
+            self.finish_upload(partial)
+        else:
+            self.note = "%s of %s so far" % (format_size(partial.offset),
+                                            printable_name(partial.name))
+            status = HTTPStatus.CREATED if self.command != "PATCH" else HTTPStatus.NO_CONTENT
+            extra = [("Location", self.location)] if self.command != "PATCH" else []
+            self.send_upload_state(status, partial, *extra)
+
+    def check_append(self, partial, length, body):
+        """Refuse an append that would pass the upload's length, --max-upload or the free space."""
+        if body is None:
+            return
+        end = partial.offset + body
+        if length is not None and end > length:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body runs past the upload's "
+                                "length (%d bytes)" % length)
+        max_upload = self.server.settings.max_upload
+        if max_upload is not None and end > max_upload:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "the upload would pass the %s allowed" % format_size(max_upload))
+        check_free_space(self.server.settings.upload_dir, body)
+
+    def append_limit(self, partial):
+        """How many more bytes partial may take."""
+        caps = [value - partial.offset for value in (partial.length,
+                                                     self.server.settings.max_upload)
+                if value is not None]
+        return min(caps) if caps else float("inf")
+
+    def finish_upload(self, partial):
+        """All of the file is here: check it against the client's SHA-256,
+        publish it, count it, answer."""
+        server = self.server
+        if partial.length is not None and partial.offset != partial.length:
+            self.refuse(UploadRefused(HTTPStatus.BAD_REQUEST, "the upload ended at %d of its "
+                                      "%d bytes" % (partial.offset, partial.length)))
+            return
+        sha256 = partial.digest.hexdigest()
+        expected = digest_from_field(self.headers.get("Repr-Digest"))
+        if expected is not None and expected != sha256:
+            server.uploads.cancel(partial)
+            self.note = "aborted: %s arrived with SHA-256 %s, not the sender's %s" % (
+                printable_name(partial.name), sha256, expected)
+            self.refuse(UploadRefused(HTTPStatus.UNPROCESSABLE_ENTITY, "%s arrived changed: "
+                                      "its SHA-256 is %s, not %s; nothing was saved"
+                                      % (partial.name, sha256, expected)))
+            return
+        try:
+            saved, upload = server.uploads.publish(partial, sha256)
+        except UploadRefused as refusal:
+            server.uploads.cancel(partial)
+            self.refuse(refusal)
+            return
+        counted = server.count_upload(self.client_address, upload) if upload else None
+        self.extra_fields = self.finished_fields(partial)
+        self.answer_saved([saved], counted)
+
+    def finished_fields(self, partial):
+        return [("Upload-Offset", str(partial.offset)), ("Upload-Complete", "?1"),
+                ("Repr-Digest", repr_digest(bytes.fromhex(partial.saved.sha256)))]
+
+    def answer_finished(self, partial):
+        """A repeated final request (its answer was lost): the same answer again."""
+        self.note = "already saved as %s" % printable_name(partial.saved.name)
+        self.close_connection = True
+        self.body_unread = True
+        self.extra_fields = self.finished_fields(partial)
+        self.send_small(HTTPStatus.OK, saved_text([partial.saved]), ("Connection", "close"))
+
+
+# ---------------------------------------------------------------------------
 # Server
 # ---------------------------------------------------------------------------
 
@@ -6966,6 +7746,7 @@ class WoofServer(HTTPServer):
         self.refusals_logged = {}  # host -> (monotonic time of its last line, left out since)
         self.head_seconds = min(settings.timeout, MAX_HEAD_SECONDS)
         self.batches = set()
+        self.uploads = ResumableUploads(settings.upload_dir, settings.max_upload)
         self.failure = None
         self.finished = threading.Event()
         self.progress = Progress(self.log)
@@ -7299,6 +8080,7 @@ class WoofServer(HTTPServer):
             batches = list(self.batches)
         for batch in batches:
             batch.discard()
+        self.uploads.discard()
 
     def count_completion(self, host, size, files=1):
         """Count one download or upload (lock held) by host, of size bytes;
