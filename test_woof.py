@@ -6021,13 +6021,17 @@ class BrowserTest(UploadTestCase):
         self.assertEqual(result["phone_hint"], "Choose files, or a folder, to send.")
         self.assertEqual(result["left_before"], "woof takes 3 more uploads; each Send is one.")
         self.assertEqual(result["chosen"], "2 files")
-        self.assertEqual(result["status"], "Saved 2 files:")
-        self.assertEqual(result["saved"], ["f\u00fcrst \u65e5.txt (293.0 KiB)",
-                                           "second.bin (68.4 KiB)"])
+        self.assertEqual(result["status"], "Saved 2 files, each verified:")
+        def verified(path):
+            with open(path, "rb") as handle:
+                return "verified: SHA-256 %s\u2026 on both sides" % (
+                    hashlib.sha256(handle.read()).hexdigest()[:16])
+        self.assertEqual(result["saved"], ["f\u00fcrst \u65e5.txt (293.0 KiB) " + verified(first),
+                                           "second.bin (68.4 KiB) " + verified(second)])
         self.assertEqual(result["left_after_one"], "woof takes 2 more uploads; each Send is one.")
         self.assertIn("third.txt (23 B)", result["plain"])
         self.assertIn("woof takes one more upload", result["plain"])
-        self.assertEqual(result["status_last"], "Saved 1 file:")
+        self.assertEqual(result["status_last"], "Saved 1 file, each verified:")
         self.assertEqual(result["left_last"], "woof has finished receiving: nothing more can be "
                                               "sent. You can close this page.")
         self.assertEqual(result["disabled"], [True, True, True])

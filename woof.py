@@ -6699,7 +6699,8 @@ def describe_tls_error(error):
 
 # One self-contained page: no external resource, so it works offline and
 # under a strict Content-Security-Policy.  Without JavaScript the form posts
-# as it is; with it, all files go in one request (one upload) with progress.
+# as it is (one request, one upload); with it, each file goes on its own,
+# resumable requests, and one Send is still one upload.
 UPLOAD_PAGE_HEAD = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -6737,6 +6738,9 @@ progress{display:block;width:100%;height:.7rem;accent-color:var(--accent)}
 small,.hint{color:var(--soft)}
 #status{white-space:pre-line;font-weight:600}
 #left.over{color:var(--fg);font-weight:600}
+li.verified small{color:#1a7f37}
+li.failed small{color:#c5221f}
+@media (prefers-color-scheme:dark){li.verified small{color:#6fdd8b}li.failed small{color:#ff8a80}}
 </style></head><body>
 <h1>Send files</h1>
 """
@@ -6750,40 +6754,441 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
 <button id="send">Send</button>
 </fieldset></form>
 <p class="hint" id="left">%(left_text)s</p>
+<p class="hint" id="awake" hidden>Keep this screen on until sending ends: a phone that locks
+stops sending, and woof goes on where it stopped when you come back.</p>
 <p id="status" role="status" aria-live="polite"></p>
 <ul id="list"></ul>
-<script>
-(function () {
+"""
+
+# The page's script: each file on requests of its own, resumable (see the
+# section "HTTP handler for resumable uploads"), its SHA-256 computed in a
+# worker as it goes and compared with woof's.
+UPLOAD_SCRIPT = r"""(function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
   var form = $("form"), drop = $("drop"), list = $("list"), status = $("status"),
       inputs = [$("files"), $("folder")];
   var canDrop = window.matchMedia && matchMedia("(hover: hover) and (pointer: fine)").matches;
+  // The interop version of the resumable upload draft spoken; files sent
+  // at once; the waits between retries, in seconds.
+  var INTEROP = "8", AT_ONCE = 3, WAITS = [1, 2, 5, 10, 20, 30];
+  var wakeLock = null, sending = 0;
   document.documentElement.className = "js";
   if (canDrop) $("hint").textContent = "Choose files, or a folder, or drop them here.";
   if (!("webkitdirectory" in $("folder"))) $("folder").parentNode.hidden = true;
+
+  // Words and numbers
+
   function size(n) {
     var units = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
     while (n >= 1024 && i < 4) { n /= 1024; i++; }
     return (i ? n.toFixed(1) : n) + " " + units[i];
   }
   function duration(s) {
-    if (!isFinite(s)) return "\\u2026";
-    return s < 60 ? Math.ceil(s) + " s" : Math.floor(s / 60) + " min " + Math.ceil(s %% 60) + " s";
+    if (!isFinite(s)) return "\u2026";
+    return s < 60 ? Math.ceil(s) + " s" : Math.floor(s / 60) + " min " + Math.ceil(s % 60) + " s";
   }
+  function percent(part, whole) { return whole ? Math.floor(100 * part / whole) + "%" : "100%"; }
   function byName(a, b) { return a.name.localeCompare(b.name, undefined, {numeric: true}); }
   function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+  function randomId() {
+    var bytes = new Uint8Array(12), text = "";
+    (window.crypto || window.msCrypto).getRandomValues(bytes);
+    for (var i = 0; i < bytes.length; i++) text += ("0" + bytes[i].toString(16)).slice(-2);
+    return text;
+  }
+  function hexOfBase64(text) {
+    var raw = atob(text), hex = "";
+    for (var i = 0; i < raw.length; i++) hex += ("0" + raw.charCodeAt(i).toString(16)).slice(-2);
+    return hex;
+  }
+  function base64OfHex(hex) {
+    var raw = "";
+    for (var i = 0; i < hex.length; i += 2) raw += String.fromCharCode(parseInt(hex.substr(i, 2), 16));
+    return btoa(raw);
+  }
+
+  // SHA-256 (FIPS 180-4), fed a piece at a time.  Its source also runs in
+  // a worker; crypto.subtle hashes only whole buffers, and only in a secure
+  // context.
+
+  function sha256Code() {
+    var K = [0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+      0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+      0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+      0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+      0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+      0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+      0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+      0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+      0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+      0xc67178f2];
+    function Sha256() {
+      this.state = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c,
+                    0x1f83d9ab, 0x5be0cd19];
+      this.words = new Int32Array(64);
+      this.pending = new Uint8Array(64);
+      this.filled = 0;
+      this.length = 0;
+    }
+    Sha256.prototype.compress = function (bytes, at) {
+      var w = this.words, s = this.state, t, x, y;
+      for (t = 0; t < 16; t++, at += 4) {
+        w[t] = bytes[at] << 24 | bytes[at + 1] << 16 | bytes[at + 2] << 8 | bytes[at + 3];
+      }
+      for (t = 16; t < 64; t++) {
+        x = w[t - 15]; y = w[t - 2];
+        w[t] = ((x >>> 7 | x << 25) ^ (x >>> 18 | x << 14) ^ x >>> 3)
+             + ((y >>> 17 | y << 15) ^ (y >>> 19 | y << 13) ^ y >>> 10) + w[t - 16] + w[t - 7];
+      }
+      var a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
+      for (t = 0; t < 64; t++) {
+        x = h + ((e >>> 6 | e << 26) ^ (e >>> 11 | e << 21) ^ (e >>> 25 | e << 7))
+              + (e & f ^ ~e & g) + K[t] + w[t] | 0;
+        y = ((a >>> 2 | a << 30) ^ (a >>> 13 | a << 19) ^ (a >>> 22 | a << 10))
+              + (a & b ^ a & c ^ b & c) | 0;
+        h = g; g = f; f = e; e = d + x | 0; d = c; c = b; b = a; a = x + y | 0;
+      }
+      s[0] = s[0] + a | 0; s[1] = s[1] + b | 0; s[2] = s[2] + c | 0; s[3] = s[3] + d | 0;
+      s[4] = s[4] + e | 0; s[5] = s[5] + f | 0; s[6] = s[6] + g | 0; s[7] = s[7] + h | 0;
+    };
+    Sha256.prototype.update = function (bytes) {
+      var at = 0, n = bytes.length;
+      this.length += n;
+      if (this.filled) {
+        at = Math.min(64 - this.filled, n);
+        this.pending.set(bytes.subarray(0, at), this.filled);
+        this.filled += at;
+        if (this.filled < 64) return;
+        this.compress(this.pending, 0);
+        this.filled = 0;
+      }
+      for (; at + 64 <= n; at += 64) this.compress(bytes, at);
+      this.pending.set(bytes.subarray(at), 0);
+      this.filled = n - at;
+    };
+    Sha256.prototype.hex = function () {
+      var bits = this.length * 8, tail = new Uint8Array(this.filled < 56 ? 64 : 128), i;
+      tail.set(this.pending.subarray(0, this.filled));
+      tail[this.filled] = 0x80;
+      for (i = 0; i < 8; i++) tail[tail.length - 1 - i] = Math.floor(bits / Math.pow(2, 8 * i)) & 255;
+      for (i = 0; i < tail.length; i += 64) this.compress(tail, i);
+      return this.state.map(function (word) { return ("0000000" + (word >>> 0).toString(16)).slice(-8); }).join("");
+    };
+    return Sha256;
+  }
+
+  // In the worker: hash one file, a slice at a time, saying how far it got.
+  function hashWorker(Sha256) {
+    self.onmessage = function (event) {
+      var file = event.data, reader = new FileReaderSync(), hash = new Sha256(), at = 0;
+      while (at < file.size) {
+        var piece = new Uint8Array(reader.readAsArrayBuffer(file.slice(at, at + (4 << 20))));
+        hash.update(piece);
+        at += piece.length;
+        self.postMessage({done: at});
+      }
+      self.postMessage({hex: hash.hex()});
+    };
+  }
+
+  var Sha256 = sha256Code();
+  var workerUrl = (function () {
+    try {
+      var source = "(" + hashWorker + ")((" + sha256Code + ")());";
+      return URL.createObjectURL(new Blob([source], {type: "text/javascript"}));
+    } catch (error) { return null; }
+  })();
+
+  // The SHA-256 of a file, in hex: in a worker where the browser has them,
+  // else here, a slice at a time between other work.
+  function hashFile(file) {
+    return hashInWorker(file).catch(function () { return hashHere(file); });
+  }
+  function hashInWorker(file) {
+    return new Promise(function (resolve, reject) {
+      if (!workerUrl || !window.Worker) { reject(new Error("no worker")); return; }
+      var worker = new Worker(workerUrl);
+      worker.onmessage = function (event) {
+        if (event.data.hex) { worker.terminate(); resolve(event.data.hex); }
+      };
+      worker.onerror = function (event) { event.preventDefault(); worker.terminate(); reject(new Error("worker")); };
+      worker.postMessage(file);
+    });
+  }
+  function hashHere(file) {
+    return new Promise(function (resolve, reject) {
+      var hash = new Sha256(), at = 0;
+      (function next() {
+        if (at >= file.size) { resolve(hash.hex()); return; }
+        var reader = new FileReader();
+        reader.onload = function () {
+          hash.update(new Uint8Array(reader.result));
+          at += reader.result.byteLength;
+          setTimeout(next, 0);
+        };
+        reader.onerror = function () { reject(reader.error); };
+        reader.readAsArrayBuffer(file.slice(at, at + (1 << 20)));
+      })();
+    });
+  }
+  window.woofSha256 = Sha256;  // for the tests
+
+  // The screen stays on while files go: a phone that locks stops sending.
+
+  function keepAwake() {
+    sending++;
+    if (!navigator.wakeLock) {
+      $("awake").hidden = false;
+      return;
+    }
+    if (wakeLock) return;
+    navigator.wakeLock.request("screen").then(function (lock) {
+      wakeLock = lock;
+      lock.addEventListener("release", function () { wakeLock = null; });
+    }, function () { $("awake").hidden = false; });
+  }
+  function mayRest() {
+    sending = Math.max(0, sending - 1);
+    if (sending || !wakeLock) return;
+    wakeLock.release();
+    wakeLock = null;
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState !== "visible" || !sending) return;
+    sending--;
+    keepAwake();
+    retryNow();
+  });
+
+  // Remembered uploads, so that a reload and the same files picked again
+  // continue where woof has them.
+
+  function storageKey(item) {
+    return "woof " + location.pathname + " " + item.name + " " + item.file.size + " "
+      + item.file.lastModified;
+  }
+  function remembered(item) {
+    try { return localStorage.getItem(storageKey(item)); } catch (error) { return null; }
+  }
+  function remember(item, url) {
+    try {
+      if (url) localStorage.setItem(storageKey(item), url);
+      else localStorage.removeItem(storageKey(item));
+    } catch (error) { /* private browsing: no resume after a reload */ }
+  }
+
+  // Requests
+
+  function request(method, url, headers, body, onProgress) {
+    return new Promise(function (resolve) {
+      var xhr = new XMLHttpRequest();
+      xhr.open(method, url);
+      xhr.setRequestHeader("Accept", "text/plain");
+      xhr.setRequestHeader("Upload-Draft-Interop-Version", INTEROP);
+      Object.keys(headers).forEach(function (name) { xhr.setRequestHeader(name, headers[name]); });
+      if (onProgress) xhr.upload.onprogress = function (event) { onProgress(event.loaded); };
+      xhr.onload = function () { resolve(xhr); };
+      xhr.onerror = xhr.ontimeout = xhr.onabort = function () { resolve(null); };
+      xhr.send(body === undefined ? null : body);
+    });
+  }
+  function uploadsLeft(xhr) {
+    var left = xhr && xhr.getResponseHeader("Woof-Uploads-Left");
+    if (left !== null && left !== undefined) showLeft(parseInt(left, 10));
+  }
+  // A failure worth trying again: no answer, or woof busy for a while.
+  function passing(xhr) {
+    return !xhr || xhr.status === 0 || (xhr.status >= 500 && xhr.status !== 507 && !finished(xhr));
+  }
+  function finished(xhr) { return /has finished/.test(xhr.responseText || ""); }
+  function failure(xhr) {
+    return "Not saved (" + xhr.status + "): " + (xhr.responseText || xhr.statusText).trim();
+  }
+
+  // One file, resumable: created empty, its bytes appended from wherever
+  // woof has them, then completed with the SHA-256 the page computed.
+
+  function createUpload(item, batch) {
+    var url = form.action.replace(/\/?$/, "/")
+      + item.name.split("/").map(encodeURIComponent).join("/");
+    return request("POST", url, {"Upload-Complete": "?0", "Upload-Length": String(item.file.size),
+                                 "Woof-Batch": batch.id, "Woof-Batch-Files": String(batch.files)})
+      .then(function (xhr) {
+        uploadsLeft(xhr);
+        if (xhr && xhr.status === 201 && xhr.getResponseHeader("Location")) {
+          item.url = new URL(xhr.getResponseHeader("Location"), location.href).href;
+          remember(item, item.url);
+          item.offset = 0;
+          item.known = true;
+          return true;
+        }
+        if (passing(xhr)) return false;
+        throw new Error(failure(xhr));
+      });
+  }
+  // Ask woof how much of the file it has: true with item.offset set, false
+  // to retry later; a forgotten upload starts again.
+  function findOffset(item) {
+    return request("HEAD", item.url, {}).then(function (xhr) {
+      if (xhr && xhr.status >= 200 && xhr.status < 300) {
+        item.offset = parseInt(xhr.getResponseHeader("Upload-Offset"), 10) || 0;
+        item.complete = xhr.getResponseHeader("Upload-Complete") === "?1";
+        item.serverHash = digestOf(xhr);
+        item.known = true;
+        if (item.offset > 0 && !item.complete) {
+          item.resumed = "resumed at " + percent(item.offset, item.file.size);
+          note(item, item.resumed);
+        }
+        return true;
+      }
+      if (xhr && xhr.status === 404) {
+        item.url = null;
+        remember(item, null);
+        return true;
+      }
+      if (passing(xhr)) return false;
+      throw new Error(failure(xhr));
+    });
+  }
+  function appendRest(item) {
+    var from = item.offset;
+    item.offsetAtStart = from;
+    item.started = Date.now();
+    return request("PATCH", item.url, {"Upload-Complete": "?0", "Upload-Offset": String(from),
+                                       "Content-Type": "application/partial-upload"},
+                   item.file.slice(from), function (loaded) { showSending(item, from + loaded); })
+      .then(function (xhr) {
+        uploadsLeft(xhr);
+        if (xhr && xhr.status >= 200 && xhr.status < 300) {
+          item.offset = item.file.size;
+          return true;
+        }
+        if (xhr && xhr.status === 409) return false;  // woof has other bytes: ask again
+        if (passing(xhr)) return false;
+        throw new Error(failure(xhr));
+      });
+  }
+  function complete(item) {
+    return item.hash.then(function (hex) {
+      return request("PATCH", item.url, {"Upload-Complete": "?1", "Upload-Offset": String(item.offset),
+                                         "Content-Type": "application/partial-upload",
+                                         "Repr-Digest": "sha-256=:" + base64OfHex(hex) + ":"});
+    }).then(function (xhr) {
+      uploadsLeft(xhr);
+      if (xhr && xhr.status >= 200 && xhr.status < 300) {
+        item.serverHash = digestOf(xhr);
+        item.saved = xhr.responseText;
+        return true;
+      }
+      if (xhr && xhr.status === 422) {
+        remember(item, null);
+        throw new Error("Not saved: the bytes woof received differ from this file's. Send it again.");
+      }
+      if (xhr && xhr.status === 409) return false;
+      if (passing(xhr)) return false;
+      throw new Error(failure(xhr));
+    });
+  }
+  function digestOf(xhr) {
+    var match = /sha-256=:([A-Za-z0-9+\/=]+):/.exec(xhr.getResponseHeader("Repr-Digest") || "");
+    return match ? hexOfBase64(match[1]) : null;
+  }
+
+  // One file, until it is saved: each move either advances or, when the
+  // network is away, waits and asks woof where it stands; what woof has is
+  // never sent again.
+  function sendFile(item, batch) {
+    item.hash = hashFile(item.file);
+    item.url = remembered(item);
+    item.known = false;
+    return untilSaved(item, batch).then(function () { return verify(item); });
+  }
+  function untilSaved(item, batch) {
+    return advance(item, batch).then(function (saved) {
+      if (saved) return null;
+      item.known = false;
+      return retryAfterWait(item).then(function () { return untilSaved(item, batch); });
+    });
+  }
+  // The next move: create, learn the offset, append the rest, complete.
+  // True once saved, false after a failure worth a retry.
+  function advance(item, batch) {
+    var move;
+    if (!item.url) move = createUpload(item, batch);
+    else if (!item.known) move = findOffset(item);
+    else if (item.complete) return Promise.resolve(true);
+    else if (item.offset < item.file.size) move = appendRest(item);
+    else return complete(item);
+    return move.then(function (moved) { return moved && advance(item, batch); });
+  }
+
+  var waiting = [];
+  function retryAfterWait(item) {
+    var seconds = WAITS[Math.min(item.retries || 0, WAITS.length - 1)];
+    item.retries = (item.retries || 0) + 1;
+    return new Promise(function (resolve) {
+      var timer, left = seconds;
+      function go() { clearInterval(timer); waiting.splice(waiting.indexOf(go), 1); resolve(); }
+      waiting.push(go);
+      note(item, "connection lost, retrying in " + left + " s");
+      timer = setInterval(function () {
+        left--;
+        if (left <= 0) go();
+        else note(item, "connection lost, retrying in " + left + " s");
+      }, 1000);
+    });
+  }
+  function retryNow() { waiting.slice().forEach(function (go) { go(); }); }
+  window.addEventListener("online", retryNow);
+
+  function verify(item) {
+    return item.hash.then(function (hex) {
+      item.retries = 0;
+      remember(item, null);
+      item.bar.value = item.bar.max;
+      if (item.serverHash === hex) {
+        item.row.className = "verified";
+        note(item, "verified: SHA-256 " + hex.slice(0, 16) + "\u2026 on both sides");
+        item.verified = true;
+      } else {
+        item.row.className = "failed";
+        note(item, "saved, but woof did not confirm its SHA-256");
+      }
+    });
+  }
+
+  // What the person sees of each file
+
+  function note(item, text) { item.note.textContent = text; }
+  function showSending(item, done) {
+    var seconds = Math.max((Date.now() - item.started) / 1000, 0.001),
+        rate = (done - item.offsetAtStart) / seconds;
+    item.bar.value = item.file.size ? done : 1;
+    item.retries = 0;
+    note(item, (item.resumed ? item.resumed + "; " : "") + percent(done, item.file.size) + ", "
+      + size(rate) + "/s, " + duration((item.file.size - done) / rate) + " left");
+  }
+  function addRow(item) {
+    var row = document.createElement("li"), bar = document.createElement("progress"),
+        small = document.createElement("small");
+    bar.max = item.file.size || 1; bar.value = 0;
+    bar.setAttribute("aria-label", item.name);
+    row.append(item.name + " (" + size(item.file.size) + ") ", small, bar);
+    list.append(row);
+    item.row = row; item.bar = bar; item.note = small;
+  }
   function chosen() {
     inputs.forEach(function (input) {
-      var files = input.files, note = $(input.id + "-chosen");
-      if (!files.length) { note.textContent = ""; return; }
+      var files = input.files, label = $(input.id + "-chosen");
+      if (!files.length) { label.textContent = ""; return; }
       var folder = files[0].webkitRelativePath && files[0].webkitRelativePath.split("/")[0];
-      note.textContent = folder ? folder + " (" + plural(files.length, "file") + ")"
+      label.textContent = folder ? folder + " (" + plural(files.length, "file") + ")"
         : files.length === 1 ? files[0].name : plural(files.length, "file");
     });
   }
   function showLeft(left) {
-    if (left === null) return;
+    if (left === null || isNaN(left)) return;
     if (left <= 0) {
       $("left").textContent = "woof has finished receiving: nothing more can be sent. "
         + "You can close this page.";
@@ -6794,6 +7199,56 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
     $("left").textContent = left === 1 ? "woof takes one more upload: choose everything, "
       + "then Send." : "woof takes " + left + " more uploads; each Send is one.";
   }
+
+  // A Send: every file on its own requests, a few at once.
+
+  function send(files) {
+    if (!files.length) { status.textContent = "Choose a file first."; return; }
+    var batch = {id: randomId(), files: files.length}, queue = files.slice().sort(byName),
+        failed = 0, verified = 0;
+    list.textContent = "";
+    queue.forEach(function (item) {
+      item.batch = batch; item.offset = 0; item.offsetAtStart = 0;
+      addRow(item);
+    });
+    drop.disabled = true;
+    keepAwake();
+    status.textContent = "Sending " + plural(files.length, "file") + "\u2026";
+    function next() {
+      var item = queue.shift();
+      if (!item) return Promise.resolve();
+      return sendFile(item, batch).then(function () {
+        if (item.verified) verified++;
+      }, function (error) {
+        failed++;
+        item.row.className = "failed";
+        note(item, error.message);
+      }).then(next);
+    }
+    var workers = [];
+    for (var i = 0; i < Math.min(AT_ONCE, files.length); i++) workers.push(next());
+    Promise.all(workers).then(function () {
+      mayRest();
+      if ($("left").className !== "over") drop.disabled = false;
+      status.textContent = failed ? plural(files.length - failed, "file") + " saved, "
+        + failed + " not saved:" : "Saved " + plural(files.length, "file")
+        + (verified === files.length ? ", each verified:" : ":");
+      if (!failed) { form.reset(); chosen(); }
+    });
+  }
+
+  inputs.forEach(function (input) { input.addEventListener("change", chosen); });
+  form.addEventListener("submit", function (event) {
+    var files = [];
+    event.preventDefault();
+    inputs.forEach(function (input) {
+      [].forEach.call(input.files, function (f) {
+        files.push({file: f, name: f.webkitRelativePath || f.name});
+      });
+    });
+    send(files);
+  });
+  if (!canDrop) return;
   function walk(entry, path, out) {
     return new Promise(function (done) {
       if (entry.isFile) {
@@ -6811,88 +7266,6 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
       })();
     });
   }
-  function saved(text) {
-    var items = [];
-    text.split("\\n").forEach(function (line) {
-      var match = /^saved (.*) \\(([^,()]*), SHA-256 [0-9a-f]{64}\\)$/.exec(line);
-      if (match) items.push({name: match[1], size: match[2]});
-    });
-    items.sort(byName);
-    list.textContent = "";
-    items.forEach(function (item) {
-      var row = document.createElement("li"), note = document.createElement("small");
-      note.textContent = " (" + item.size + ")";
-      row.append(item.name, note);
-      list.append(row);
-    });
-    return items.length;
-  }
-  function send(files) {
-    if (!files.length) { status.textContent = "Choose a file first."; return; }
-    var data = new FormData(), rows = [], total = 0, started = Date.now();
-    files.sort(byName);
-    list.textContent = "";
-    files.forEach(function (pair) {
-      var file = pair.file, item = document.createElement("li"),
-          bar = document.createElement("progress"), note = document.createElement("small");
-      data.append("file", file, pair.name);
-      bar.max = file.size || 1; bar.value = 0;
-      bar.setAttribute("aria-label", pair.name);
-      item.append(pair.name + " (" + size(file.size) + ") ", note, bar);
-      list.append(item);
-      rows.push({start: total, size: file.size, bar: bar, note: note});
-      total += file.size;
-    });
-    var request = new XMLHttpRequest();
-    request.open("POST", form.action);
-    request.setRequestHeader("Accept", "text/plain");
-    request.upload.onprogress = function (event) {
-      var sent = event.total ? total * event.loaded / event.total : 0,
-          rate = sent / Math.max((Date.now() - started) / 1000, 0.001);
-      rows.forEach(function (row) {
-        var got = Math.max(0, Math.min(row.size, sent - row.start));
-        row.bar.value = row.size ? got : (sent >= row.start ? 1 : 0);
-        if (got > 0 && got < row.size) {
-          row.note.textContent = size(rate) + "/s, " + duration((row.size - got) / rate) + " left";
-        } else if (sent >= row.start + row.size) {
-          row.note.textContent = "sent";
-        }
-      });
-    };
-    request.onload = function () {
-      var ok = request.status >= 200 && request.status < 300,
-          left = request.getResponseHeader("Woof-Uploads-Left");
-      drop.disabled = false;
-      if (ok) {
-        var count = saved(request.responseText);
-        status.textContent = "Saved " + plural(count, "file") + ":";
-        form.reset();
-        chosen();
-      } else {
-        status.textContent = "Not saved (" + request.status + "): " + request.responseText;
-      }
-      showLeft(left === null ? null : parseInt(left, 10));
-    };
-    request.onerror = request.onabort = function () {
-      status.textContent = "Not saved: woof could not be reached.";
-      drop.disabled = false;
-    };
-    drop.disabled = true;
-    status.textContent = "Sending " + plural(files.length, "file") + "\\u2026";
-    request.send(data);
-  }
-  inputs.forEach(function (input) { input.addEventListener("change", chosen); });
-  form.addEventListener("submit", function (event) {
-    var files = [];
-    event.preventDefault();
-    inputs.forEach(function (input) {
-      [].forEach.call(input.files, function (f) {
-        files.push({file: f, name: f.webkitRelativePath || f.name});
-      });
-    });
-    send(files);
-  });
-  if (!canDrop) return;
   ["dragenter", "dragover"].forEach(function (type) {
     drop.addEventListener(type, function (event) { event.preventDefault(); drop.classList.add("over"); });
   });
@@ -6910,13 +7283,13 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
       .then(function () { send(files); });
   });
 })();
-</script>
 """
 
 UPLOAD_PAGE_TAIL = "</body></html>\n"
 
 # The page runs its own inline script and posts to woof only.
 UPLOAD_PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                      "worker-src blob:; child-src blob:; "
                       "connect-src 'self'; form-action 'self'; base-uri 'none'; "
                       "frame-ancestors 'none'")
 
@@ -6938,6 +7311,7 @@ def upload_page(saved=None, finished=False, left=None):
         parts.append("<p>woof has finished receiving; nothing more can be sent.</p>\n")
     else:
         parts.append(UPLOAD_FORM % {"left_text": uploads_left_text(left)})
+        parts.append("<script>\n%s</script>\n" % UPLOAD_SCRIPT)
     parts.append(UPLOAD_PAGE_TAIL)
     return "".join(parts)
 
