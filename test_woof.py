@@ -5927,6 +5927,276 @@ class ChecksumTests(WoofTestCase):
 
 
 # ---------------------------------------------------------------------------
+# Resumable uploads (draft-ietf-httpbis-resumable-upload), by hand
+# ---------------------------------------------------------------------------
+
+def read_answers(raw):
+    """The interim responses and the final one a raw socket gets:
+    [(status, {lower-case name: value}, body)], the final one last."""
+    data, answers = b"", []
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = raw.recv(65536)
+            if not chunk:
+                raise AssertionError("the connection closed after %r" % data)
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        fields = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        status = int(lines[0].split()[1])
+        length = int(fields.get("content-length", "0"))
+        while len(data) < length:
+            data += raw.recv(65536)
+        answers.append((status, fields, data[:length]))
+        data = data[length:]
+        if status >= 200:
+            return answers
+
+
+class ResumableUploadTests(UploadTestCase):
+    """The server side of the draft, driven by hand."""
+
+    def create(self, run, name="a.bin", length=None, complete="?0", body=b"", headers=None):
+        values = {"Upload-Complete": complete, "Content-Length": str(len(body))}
+        if length is not None:
+            values["Upload-Length"] = str(length)
+        values.update(headers or {})
+        response, data = self.request(run, "POST", "/" + name, values, body)
+        return response, data
+
+    def append(self, run, location, offset, body, complete="?0", headers=None):
+        values = {"Upload-Complete": complete, "Upload-Offset": str(offset),
+                  "Content-Type": "application/partial-upload"}
+        values.update(headers or {})
+        return self.request(run, "PATCH", location, values, body)
+
+    def partials(self):
+        return sorted(name for name in os.listdir(self.inbox) if name.startswith(".woof-"))
+
+    def test_creation_announces_the_resource_in_a_104_then_takes_the_first_bytes(self):
+        run = self.receive()
+        raw = socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE)
+        self.addCleanup(raw.close)
+        raw.sendall(b"POST /first.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Complete: ?0\r\n"
+                    b"Upload-Draft-Interop-Version: 6\r\nUpload-Length: 10\r\n"
+                    b"Content-Length: 4\r\n\r\nabcd")
+        answers = read_answers(raw)
+        self.assertEqual([status for status, _, _ in answers], [104, 201])
+        interim, final = answers[0][1], answers[1][1]
+        self.assertEqual(interim["upload-draft-interop-version"], "6")
+        self.assertTrue(interim["location"].startswith("/.uploads/"))
+        self.assertIn("expires=3600", interim["upload-limit"])
+        self.assertEqual(final["location"], interim["location"])
+        self.assertEqual((final["upload-offset"], final["upload-complete"], final["upload-length"]),
+                         ("4", "?0", "10"))
+        self.assertEqual(self.inbox_files().keys(), set(self.partials()))
+
+    def test_no_104_for_a_client_that_names_no_version_woof_speaks(self):
+        run = self.receive()
+        for version in (None, "5", "99"):
+            with self.subTest(version=version):
+                raw = socket.create_connection(("127.0.0.1", run.server.port),
+                                               timeout=DEADLINE)
+                self.addCleanup(raw.close)
+                field = b"" if version is None else b"Upload-Draft-Interop-Version: %s\r\n" % (
+                    version.encode())
+                raw.sendall(b"PUT /x.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Complete: ?0\r\n"
+                            + field + b"Content-Length: 0\r\n\r\n")
+                self.assertEqual([status for status, _, _ in read_answers(raw)], [201])
+
+    def test_head_tells_the_offset_and_appends_complete_the_file(self):
+        run = self.receive(count=1)
+        data = os.urandom(300000)
+        response, _ = self.create(run, length=len(data), body=data[:1000])
+        location = response.getheader("Location")
+        response, body = self.request(run, "HEAD", location)
+        self.assert_response(response, body, 204, {
+            "Upload-Offset": "1000", "Upload-Complete": "?0", "Upload-Length": "300000",
+            "Cache-Control": "no-store", "Content-Length": None})
+        response, body = self.append(run, location, 1000, data[1000:100000])
+        self.assert_response(response, body, 204, {"Upload-Offset": "100000",
+                                                   "Upload-Complete": "?0"})
+        self.assertFalse(run.server.finished.is_set())
+        digest = "sha-256=:%s:" % base64.b64encode(hashlib.sha256(data).digest()).decode()
+        response, body = self.append(run, location, 100000, data[100000:], "?1",
+                                     {"Repr-Digest": digest})
+        self.assert_response(response, body, 200, {
+            "Upload-Complete": "?1", "Upload-Offset": "300000", "Repr-Digest": digest})
+        self.assertEqual(body.decode(), "saved a.bin (293.0 KiB, SHA-256 %s)\n"
+                         % hashlib.sha256(data).hexdigest())
+        self.assertEqual(self.inbox_files(), {"a.bin": data})
+        run.wait()
+
+    def test_a_lost_final_answer_can_be_asked_again_without_a_second_copy(self):
+        run = self.receive(count=0)
+        response, _ = self.create(run, body=b"whole", complete="?0", length=5)
+        location = response.getheader("Location")
+        self.append(run, location, 5, b"", "?1")
+        response, body = self.request(run, "HEAD", location)
+        self.assert_response(response, body, 204, {"Upload-Complete": "?1", "Upload-Offset": "5"})
+        response, body = self.append(run, location, 5, b"", "?1")
+        self.assert_response(response, body, 200, {"Upload-Complete": "?1"})
+        self.assertIn(b"saved a.bin (5 B", body)
+        self.assertEqual(self.inbox_files(), {"a.bin": b"whole"})
+
+    def test_a_wrong_offset_gets_409_with_the_offset_woof_has(self):
+        run = self.receive()
+        response, _ = self.create(run, length=10, body=b"abcd")
+        location = response.getheader("Location")
+        response, body = self.append(run, location, 7, b"xyz")
+        self.assert_response(response, body, 409, {
+            "Upload-Offset": "4", "Upload-Complete": "?0",
+            "Content-Type": "application/problem+json"})
+        problem = json.loads(body.decode())
+        self.assertEqual(problem["type"], "https://iana.org/assignments/http-problem-types"
+                                          "#mismatching-upload-offset")
+        self.assertEqual((problem["expected-offset"], problem["provided-offset"]), (4, 7))
+
+    def test_delete_cancels_and_leaves_nothing(self):
+        run = self.receive()
+        response, _ = self.create(run, length=10, body=b"abcd")
+        location = response.getheader("Location")
+        response, body = self.request(run, "DELETE", location)
+        self.assert_response(response, body, 204)
+        self.assertEqual(self.inbox_files(), {})
+        response, body = self.request(run, "HEAD", location)
+        self.assertEqual(response.status, 404)
+        response, body = self.append(run, location, 4, b"efgh")
+        self.assertEqual(response.status, 404)
+
+    def test_a_body_cut_off_keeps_what_arrived_for_the_resume(self):
+        run = self.receive()
+        response, _ = self.create(run, length=1000)
+        location = response.getheader("Location")
+        raw = socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE)
+        raw.sendall(("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Complete: ?1\r\n"
+                     "Upload-Offset: 0\r\nContent-Type: application/partial-upload\r\n"
+                     "Content-Length: 1000\r\n\r\n" % location).encode() + b"a" * 600)
+        wait_until(lambda: run.server.uploads.find(location.rsplit("/", 1)[1]).offset == 600,
+                   message="600 bytes written")
+        raw.close()
+        wait_until(lambda: run.server.in_flight == 0, message="the cut request to end")
+        response, body = self.request(run, "HEAD", location)
+        self.assert_response(response, body, 204, {"Upload-Offset": "600", "Upload-Complete": "?0"})
+        self.assertEqual(len(self.partials()), 1)
+        self.assertEqual(run.server.completed, 0)
+        response, body = self.append(run, location, 600, b"b" * 400, "?1")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(self.inbox_files(), {"a.bin": b"a" * 600 + b"b" * 400})
+
+    def test_a_new_request_takes_over_from_one_the_network_left_hanging(self):
+        run = self.receive()
+        response, _ = self.create(run, length=1000)
+        location = response.getheader("Location")
+        hanging = socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE)
+        self.addCleanup(hanging.close)
+        hanging.sendall(("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Complete: ?1\r\n"
+                         "Upload-Offset: 0\r\nContent-Type: application/partial-upload\r\n"
+                         "Content-Length: 1000\r\n\r\n" % location).encode() + b"a" * 300)
+        partial = run.server.uploads.find(location.rsplit("/", 1)[1])
+        wait_until(lambda: partial.offset == 300, message="300 bytes written")
+        started = time.monotonic()
+        response, body = self.request(run, "HEAD", location)
+        self.assert_response(response, body, 204, {"Upload-Offset": "300"})
+        self.assertLess(time.monotonic() - started, run.server.settings.timeout)
+        response, body = self.append(run, location, 300, b"c" * 700, "?1")
+        self.assertEqual(response.status, 200, body)
+        self.assertEqual(self.inbox_files(), {"a.bin": b"a" * 300 + b"c" * 700})
+
+    def test_lengths_that_disagree_or_pass_the_limits_are_refused(self):
+        run = self.receive(max_upload=100)
+        response, body = self.create(run, length=10, complete="?1", body=b"abc")
+        self.assertEqual(response.status, 400, body)
+        response, body = self.create(run, length=101)
+        self.assertEqual(response.status, 413, body)
+        response, _ = self.create(run, length=10, body=b"abcd")
+        location = response.getheader("Location")
+        response, body = self.append(run, location, 4, b"x" * 20)
+        self.assertEqual(response.status, 400, body)
+        response, _ = self.create(run, name="b.bin", body=b"abcd")
+        response, body = self.append(run, response.getheader("Location"), 4, b"y" * 97)
+        self.assertEqual(response.status, 413, body)
+        response, body = self.request(run, "HEAD", location)
+        self.assert_response(response, body, 204, {"Upload-Offset": "4"})
+        self.assertEqual([name for name in self.inbox_files() if not name.startswith(".")], [])
+
+    def test_a_digest_that_differs_publishes_nothing(self):
+        run = self.receive()
+        response, _ = self.create(run, length=4, body=b"abcd")
+        location = response.getheader("Location")
+        wrong = "sha-256=:%s:" % base64.b64encode(hashlib.sha256(b"abce").digest()).decode()
+        response, body = self.append(run, location, 4, b"", "?1", {"Repr-Digest": wrong})
+        self.assertEqual(response.status, 422, body)
+        self.assertIn(b"arrived changed", body)
+        self.assertEqual(self.inbox_files(), {})
+        self.assertEqual(run.server.completed, 0)
+
+    def test_files_of_one_send_make_one_upload_in_one_folder(self):
+        run = self.receive(count=1)
+        batch = {"Woof-Batch": "b" * 16, "Woof-Batch-Files": "2"}
+        for index, name in enumerate(["photos/one.jpg", "photos/two.jpg"]):
+            response, body = self.create(run, name=name, complete="?1" if index else "?0",
+                                         body=b"%d" % index, headers=batch)
+            self.assertEqual(response.status, 200 if index else 201, body)
+            location = response.getheader("Location")
+            if index == 0:
+                self.assertFalse(run.server.finished.is_set())
+                response, body = self.append(run, location, 1, b"", "?1")
+                self.assertEqual(response.status, 200, body)
+                self.assertFalse(run.server.finished.is_set())
+        run.wait()
+        self.assertEqual(self.inbox_files(), {"photos/one.jpg": b"0", "photos/two.jpg": b"1"})
+        self.assertEqual(run.server.completed, 1)
+
+    def test_many_abandoned_uploads_from_one_address_stay_bounded(self):
+        run = self.receive()
+        for number in range(woof.MAX_PARTIALS_PER_CLIENT + 6):
+            response, body = self.create(run, name="f%d" % number, length=10, body=b"a")
+            self.assertEqual(response.status, 201, body)
+        self.assertEqual(len(self.partials()), woof.MAX_PARTIALS_PER_CLIENT)
+        connection = http.client.HTTPConnection("127.0.0.1", run.server.port, timeout=DEADLINE,
+                                                source_address=("127.0.0.2", 0))
+        self.addCleanup(connection.close)
+        connection.request("POST", "/other", b"b", {"Upload-Complete": "?1"})
+        response = connection.getresponse()
+        self.assertEqual(response.status, 200, response.read())
+        self.assertIn("other", self.inbox_files())
+
+    def test_partials_are_removed_when_woof_stops(self):
+        run = self.receive()
+        self.create(run, length=10, body=b"abcd")
+        self.assertEqual(len(self.partials()), 1)
+        run.stop()
+        run.server.discard_uploads()
+        self.assertEqual(self.inbox_files(), {})
+
+    def test_the_secret_the_password_and_the_origin_guard_upload_resources(self):
+        run = self.receive(secret="s3cret", password_digest=woof.password_digest("pw"))
+        basic = {"Authorization": "Basic " + base64.b64encode(b"u:pw").decode()}
+        response, _ = self.create(run, name="s3cret/a.bin", length=4, body=b"ab", headers=basic)
+        self.assertEqual(response.status, 201)
+        location = response.getheader("Location")
+        self.assertTrue(location.startswith("/s3cret/.uploads/"))
+        bare = location.replace("/s3cret", "", 1)
+        self.assertEqual(self.request(run, "HEAD", bare, basic)[0].status, 404)
+        self.assertEqual(self.request(run, "HEAD", location)[0].status, 401)
+        response, body = self.append(run, location, 2, b"cd", "?1",
+                                     dict(basic, Origin="http://evil.example"))
+        self.assertEqual(response.status, 403, body)
+        response, body = self.append(run, location, 2, b"cd", "?1", basic)
+        self.assertEqual(response.status, 200, body)
+
+    def test_options_tells_the_limits(self):
+        run = self.receive(max_upload=1000)
+        response, body = self.request(run, "OPTIONS", "/")
+        self.assert_response(response, body, 204,
+                             {"Upload-Limit": "max-size=1000, max-age=3600, expires=3600"})
+
+
+# ---------------------------------------------------------------------------
 # A real browser
 # ---------------------------------------------------------------------------
 
