@@ -7694,6 +7694,12 @@ class UploadHandler(FormUploadHandler):
         else:
             self.on_upload_resource(self.tell_offset)
 
+    def answer_page(self, sending_body):
+        # Upload-Limit tells woof.py's client mode (and others) that uploads
+        # here resume (draft, "Limits").
+        self.extra_fields = [("Upload-Limit", self.upload_limit())]
+        super().answer_page(sending_body)
+
     def do_PATCH(self):
         self.on_upload_resource(self.append_upload)
 
@@ -7957,6 +7963,9 @@ class UploadHandler(FormUploadHandler):
         partial.length = length
         reader = self.open_body(body)
         started = partial.offset
+        if body == 0:
+            self.finish_append(partial, complete, length)
+            return
         self.transfer = server.progress.begin(
             client_host(self.client_address), "is sending %s%s" % (
                 printable_name(partial.name), resumed_text(started, length)),
@@ -7976,6 +7985,10 @@ class UploadHandler(FormUploadHandler):
             return
         finally:
             server.progress.end(self.transfer)
+        self.finish_append(partial, complete, length)
+
+    def finish_append(self, partial, complete, length):
+        """Answer a request whose body was taken whole."""
         if complete or (self.interop_version() == "6" and partial.offset == length):
             # tus-js-client's "ietf-draft-05" mode may end a file read in
             # pieces with Upload-Complete: ?0; under draft 05 the length
@@ -9975,7 +9988,7 @@ def send_file_data(sock, item, progress, done, use_sendfile):
     return done + item.size
 
 
-def send_files(requester, options, out, report):
+def send_files(requester, options, out, report, state_path=None):
     """Send the paths given after the URL; write the receiver's answer to out."""
     items = files_to_send(options.paths, report)
     connection, response, url = requester.open(options.url, "HEAD")
@@ -9984,10 +9997,14 @@ def send_files(requester, options, out, report):
         raise status_error(response, url, options.password is not None)
     receiving = response.status == HTTPStatus.OK and \
         response.getheader(UPLOAD_MARKER[0]) == UPLOAD_MARKER[1]
+    if receiving and len(items) > MAX_UPLOAD_FILES:
+        raise WoofError("woof takes at most %d files at once, not %d; send an archive "
+                        "of them instead" % (MAX_UPLOAD_FILES, len(items)))
+    if receiving and response.getheader("Upload-Limit") and state_path:
+        send_files_resumably(requester, url, items, UploadState(state_path, url, items),
+                             out, report)
+        return
     if receiving:
-        if len(items) > MAX_UPLOAD_FILES:
-            raise WoofError("woof takes at most %d files at once, not %d; send an archive "
-                            "of them instead" % (MAX_UPLOAD_FILES, len(items)))
         answer_url, (connection, response), progress = post_form(requester, url, items, report)
     else:
         single = len(options.paths) == 1 and len(items) == 1 and items[0].path == options.paths[0]
@@ -10014,6 +10031,21 @@ def send_files(requester, options, out, report):
     report.line('Sent "%s" (%s)%s' % (printable_name(what), progress.summary(),
                                       "" if receiving else ": %d %s" % (response.status,
                                                                         response.reason)))
+
+
+def send_files_resumably(requester, url, items, state, out, report):
+    """Send to a woof that resumes: each file on its own, the receiver's lines
+    written to out with whether its SHA-256 matches ours."""
+    results, progress = send_resumable(requester, url, items, state, report)
+    lines = []
+    for result in results:
+        for line in result.answer.splitlines():
+            lines.append(printable_name(line) + (" verified" if result.verified else
+                                                 " NOT verified"))
+    out.write("".join(line + "\n" for line in lines).encode("utf-8"))
+    out.flush()
+    what = items[0].name if len(items) == 1 else "%d files" % len(items)
+    report.line('Sent "%s" (%s)' % (printable_name(what), progress.summary()))
 
 
 def post_form(requester, url, items, report):
@@ -10048,6 +10080,254 @@ def put_file(requester, url, item, report):
     headers = {"Content-Type": guess_content_type(item.name)}
     return url, requester.send(url, "PUT", headers, item.size, lambda sock: send_file_data(
         sock, item, progress, 0, use_sendfile)), progress
+
+
+# ---------------------------------------------------------------------------
+# Client mode: resumable sending
+#
+# To a receiving woof, each file goes as a resumable upload of its own
+# (see "HTTP handler for resumable uploads"): created empty, appended from
+# the offset woof has, then completed with the SHA-256 computed as it went,
+# which woof checks before it publishes the file.  The upload URLs are kept
+# in a small file of this user's, so that the same command run again after
+# a cut continues each file where the receiver has it.
+# ---------------------------------------------------------------------------
+
+# Upload URLs older than this are forgotten (woof forgets its side sooner).
+UPLOAD_STATE_DAYS = 7
+
+
+def upload_state_path(environ):
+    """The file that keeps the upload URLs of unfinished sends, in this
+    user's cache folder (XDG_CACHE_HOME, LOCALAPPDATA on Windows, ~/.cache)."""
+    base = environ.get("XDG_CACHE_HOME") or environ.get("LOCALAPPDATA")
+    if not base:
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "woof", "uploads.json")
+
+
+class UploadState:
+    """The upload URLs of one send (the same URL, files and sizes), so that
+    running the same command again continues it: {file key: URL}, and the
+    batch id that makes the files one upload."""
+
+    def __init__(self, path, url, items):
+        self.path = path
+        identity = "\0".join([url] + ["%s\0%s\0%d\0%d" % (item.name, os.path.abspath(item.path),
+                                                          item.size, mtime_of(item.path))
+                                      for item in items])
+        self.key = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()
+        self.all = self.load()
+        self.mine = self.all.get(self.key) or {"batch": secrets.token_hex(12), "files": {},
+                                               "time": time.time()}
+
+    def load(self):
+        import json
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                known = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(known, dict):
+            return {}
+        horizon = time.time() - UPLOAD_STATE_DAYS * 86400
+        return {key: value for key, value in known.items()
+                if isinstance(value, dict) and isinstance(value.get("files"), dict)
+                and isinstance(value.get("batch"), str) and value.get("time", 0) > horizon}
+
+    @property
+    def batch(self):
+        return self.mine["batch"]
+
+    def url_of(self, item):
+        url = self.mine["files"].get(item.name)
+        return url if isinstance(url, str) else None
+
+    def remember(self, item, url):
+        """Keep (or, with None, forget) item's upload URL; written at once."""
+        if url is None:
+            self.mine["files"].pop(item.name, None)
+        else:
+            self.mine["files"][item.name] = url
+        self.mine["time"] = time.time()
+        self.all[self.key] = self.mine
+        self.save()
+
+    def finish(self):
+        """The send is over: forget it."""
+        if self.all.pop(self.key, None) is not None:
+            self.save()
+
+    def save(self):
+        import json
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            temporary = "%s.%s.tmp" % (self.path, secrets.token_hex(4))
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump(self.all, handle)
+            os.replace(temporary, self.path)
+        except OSError:
+            pass  # no resume after a cut, but the send itself goes on
+
+
+def mtime_of(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+class ResumableSend(NamedTuple):
+    """What the receiver said of one file: its answer lines, whether its
+    SHA-256 matched ours, the bytes this run sent of it."""
+
+    answer: str
+    verified: bool
+    sent: int
+
+
+def send_resumable(requester, url, items, state, report):
+    """Send items to a receiving woof, each resumable; return (the
+    ResumableSend of each, the progress)."""
+    total = sum(item.size for item in items)
+    shown = items[0].name if len(items) == 1 else "%d files" % len(items)
+    progress = report.progress("Sending", shown, total)
+    results, done = [], 0
+    base = url if urllib.parse.urlsplit(url).path.endswith("/") else url + "/"
+    for item in items:
+        results.append(send_one_resumable(requester, base, item, len(items), state,
+                                          report, progress, done))
+        done += item.size
+        progress.update(done)
+    state.finish()
+    return results, progress
+
+
+def send_one_resumable(requester, base, item, files, state, report, progress, done):
+    """One file: find or create its upload, append what the receiver lacks, complete it."""
+    location, offset, theirs = state.url_of(item), None, None
+    if location is not None:
+        offset, theirs = upload_offset(requester, location)
+    if offset is None:
+        location, offset = create_remote_upload(requester, base, item, files, state.batch)
+        state.remember(item, location)
+    digest = hashlib.sha256()
+    if theirs is not None:  # it arrived whole before; only the answer was lost
+        hash_file_head(item, item.size, digest)
+        return ResumableSend("%s had arrived before (SHA-256 %s)\n" % (item.name, theirs),
+                             theirs == digest.hexdigest(), 0)
+    hash_file_head(item, offset, digest)
+    if offset:
+        report.line("Resuming %s at %s of %s" % (printable_name(item.name), format_size(offset),
+                                                 format_size(item.size)))
+    if offset < item.size:
+        append_remote(requester, location, item, offset, digest, progress, done)
+    answer = complete_remote(requester, location, item, digest)
+    return answer._replace(sent=item.size - offset)
+
+
+def upload_offset(requester, location):
+    """(offset, None) of an unfinished upload; (size, the receiver's SHA-256)
+    of one it finished; (None, None) when it forgot it."""
+    connection, response, _ = requester.open(location, "HEAD")
+    connection.close()
+    if response.status == HTTPStatus.NOT_FOUND:
+        return None, None
+    offset = structured_integer(response.getheader("Upload-Offset"))
+    if not 200 <= response.status < 300 or offset is None:
+        raise status_error(response, location, requester.options.password is not None)
+    if structured_boolean(response.getheader("Upload-Complete")):
+        return offset, digest_from_field(response.getheader("Repr-Digest")) or ""
+    return offset, None
+
+
+def answer_of(requester, connection, response, url):
+    """The text of a 2xx answer; WoofError for any other.  Closes the connection."""
+    try:
+        if not 200 <= response.status < 300:
+            raise status_error(response, url, requester.options.password is not None)
+        return response.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as error:
+        raise WoofError("no answer after sending: %s" % describe_read_error(error))
+    finally:
+        connection.close()
+
+
+def create_remote_upload(requester, base, item, files, batch):
+    """(upload URL, 0) of a new, empty upload for item."""
+    url = base + urllib.parse.quote(name_bytes(item.name), safe="/")
+    headers = {"Upload-Complete": "?0", "Upload-Length": str(item.size),
+               BATCH_FIELD: batch, BATCH_FILES_FIELD: str(files)}
+    connection, response = requester.send(url, "POST", headers, 0, lambda sock: None)
+    answer_of(requester, connection, response, url)
+    location = response.getheader("Location")
+    if response.status != HTTPStatus.CREATED or not location:
+        raise WoofError("%s did not make a resumable upload (%d %s)"
+                        % (printable_name(url), response.status, response.reason))
+    return urllib.parse.urljoin(url, location), 0
+
+
+def hash_file_head(item, offset, digest):
+    """Feed digest the first offset bytes of item's file (sent by an earlier run)."""
+    if not offset:
+        return
+    with open_to_send(item) as handle:
+        left = offset
+        while left:
+            data = handle.read(min(left, COPY_BUFFER_SIZE))
+            if not data:
+                raise WoofError("%s is shorter than what was sent of it before"
+                                % printable_name(item.path))
+            digest.update(data)
+            left -= len(data)
+
+
+def open_to_send(item):
+    try:
+        return open(item.path, "rb")
+    except OSError as error:
+        raise WoofError("cannot read %s: %s" % (printable_name(item.path),
+                                                error.strerror or error))
+
+
+def append_remote(requester, location, item, offset, digest, progress, done):
+    """PATCH the rest of item's file from offset, hashing it as it goes."""
+    def write_body(sock):
+        with open_to_send(item) as handle:
+            if os.fstat(handle.fileno()).st_size != item.size:
+                raise WoofError("%s changed since woof began to send it; send it again"
+                                % printable_name(item.path))
+            handle.seek(offset)
+            view = memoryview(bytearray(COPY_BUFFER_SIZE))
+            position = offset
+            while position < item.size:
+                count = handle.readinto(view[:min(len(view), item.size - position)])
+                if not count:
+                    raise WoofError("%s shrank while woof sent it" % printable_name(item.path))
+                digest.update(view[:count])
+                sock.sendall(view[:count])
+                position += count
+                progress.update(done + position)
+    headers = {"Upload-Complete": "?0", "Upload-Offset": str(offset),
+               "Content-Type": RESUMABLE_UPLOAD_TYPE}
+    try:
+        connection, response = requester.send(location, "PATCH", headers, item.size - offset,
+                                              write_body)
+        answer_of(requester, connection, response, location)
+    except WoofError as error:
+        raise WoofError("%s; run the same command again to continue where it stopped" % error)
+
+
+def complete_remote(requester, location, item, digest):
+    """Complete the upload with our SHA-256; the receiver's answer, checked."""
+    ours = digest.hexdigest()
+    headers = {"Upload-Complete": "?1", "Upload-Offset": str(item.size),
+               "Content-Type": RESUMABLE_UPLOAD_TYPE,
+               "Repr-Digest": repr_digest(bytes.fromhex(ours))}
+    connection, response = requester.send(location, "PATCH", headers, 0, lambda sock: None)
+    answer = answer_of(requester, connection, response, location)
+    theirs = digest_from_field(response.getheader("Repr-Digest"))
+    return ResumableSend(answer, theirs == ours, 0)
 
 
 # ---------------------------------------------------------------------------
@@ -10171,7 +10451,7 @@ def run_client(parser, args, environ, folder=None, stdin=None, stdout=None, stde
         requester = Requester(options)
         out = stdout or sys.stdout.buffer
         if options.paths:
-            send_files(requester, options, out, report)
+            send_files(requester, options, out, report, upload_state_path(environ))
         elif options.output == "-":
             fetch_to_stream(requester, options, out, report)
         elif options.extract:
