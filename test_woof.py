@@ -6317,6 +6317,276 @@ class BrowserTest(UploadTestCase):
         self.assertEqual(sender.wait(), 0)
 
 
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 port 0 in front of a server, which breaks
+    the connection that carries the upstream byte at each cut point, as a
+    dropped Wi-Fi does.  After a cut, with `block`, it refuses every new
+    connection until release() (the network stays away); `upstream` counts
+    the bytes sent towards the server."""
+
+    def __init__(self, test, port, cuts=(), block=False):
+        self.port_behind = port
+        self.cuts = sorted(cuts)
+        self.block = block
+        self.blocked = threading.Event()
+        self.cut_done = threading.Event()
+        self.upstream = 0
+        self.lock = threading.Lock()
+        self.sockets = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        thread = threading.Thread(target=self.accept_all)
+        thread.daemon = True
+        thread.start()
+        test.addCleanup(self.close)
+
+    def release(self):
+        self.blocked.clear()
+
+    def accept_all(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.blocked.is_set() and not self.loads_a_page(client):
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(("127.0.0.1", self.port_behind))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets.extend([client, server])
+            for source, target, counted in ((client, server, True), (server, client, False)):
+                thread = threading.Thread(target=self.pump, args=(source, target, counted))
+                thread.daemon = True
+                thread.start()
+
+    @staticmethod
+    def loads_a_page(client):
+        """Whether a new connection begins with a GET (the page itself, which
+        a blocked network still lets through, so that it can be reloaded)."""
+        client.settimeout(DEADLINE)
+        try:
+            return client.recv(4, socket.MSG_PEEK) == b"GET "
+        except OSError:
+            return False
+        finally:
+            client.settimeout(None)
+
+    def pump(self, source, target, counted):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if counted:
+                    data, cut = self.take(data)
+                    target.sendall(data)
+                    if cut:
+                        self.cut(source, target)
+                        return
+                else:
+                    target.sendall(data)
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.cut(source, target)
+
+    def take(self, data):
+        """(the part of data before the next cut point, whether it is reached)."""
+        with self.lock:
+            if self.cuts and self.upstream + len(data) >= self.cuts[0]:
+                data = data[:self.cuts.pop(0) - self.upstream]
+                self.upstream += len(data)
+                return data, True
+            self.upstream += len(data)
+            return data, False
+
+    def cut(self, *pair):
+        if self.block:
+            self.blocked.set()
+        for sock in pair:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            except OSError:
+                pass
+        self.cut_done.set()
+
+    def close(self):
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+
+# Run by WOOF_BROWSER_PYTHON: sends the files given through a proxy that
+# cuts the connection; with "reload", reloads the page once the proxy has
+# cut (its marker file appears), picks the same files again and sends them;
+# prints what the page said of each file.
+BROWSER_RESUME_SCRIPT = r"""
+import json, os, re, sys, time
+from playwright.sync_api import sync_playwright
+url, mode, marker, release = sys.argv[1:5]
+files = sys.argv[5:]
+flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+result = {}
+def wait_for_file(path):
+    end = time.monotonic() + 60
+    while not os.path.exists(path):
+        if time.monotonic() > end:
+            raise SystemExit("no " + path)
+        time.sleep(0.02)
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
+    try:
+        page = browser.new_page()
+        page.goto(url)
+        page.set_input_files("#files", files)
+        page.click("#send")
+        if mode == "reload":
+            wait_for_file(marker)
+            page.locator("#list small", has_text="connection lost").first.wait_for()
+            result["lost"] = page.eval_on_selector_all("#list small", "s => s.map(x => x.textContent)")
+            page.reload()
+            page.set_input_files("#files", files)
+            page.click("#send")
+            open(release, "w").close()
+            page.locator("#list small", has_text="resumed at").first.wait_for()
+            result["resumed"] = page.eval_on_selector_all("#list small", "s => s.map(x => x.textContent)")
+        page.locator("#status", has_text=re.compile("^(Saved|[0-9]+ files? saved)")).wait_for(timeout=90000)
+        result["status"] = page.text_content("#status")
+        result["notes"] = page.eval_on_selector_all("#list li", "s => s.map(x => [x.className, x.textContent])")
+        result["left"] = page.text_content("#left")
+    finally:
+        browser.close()
+print(json.dumps(result))
+"""
+
+
+class ResumingBrowserTest(UploadTestCase):
+    """Chromium sends through a network that breaks; the page resumes by itself."""
+
+    def run_page(self, url, files, mode="cuts", proxy=None):
+        python = BrowserTest.browser_python(self)
+        marker = os.path.join(self.tmp, "cut")
+        release = os.path.join(self.tmp, "release")
+        if proxy is not None:
+            # The script waits on the marker; the proxy's release waits on the script.
+            def watch():
+                if proxy.cut_done.wait(DEADLINE * 2):
+                    open(marker, "w").close()
+                end = time.monotonic() + DEADLINE * 2
+                while not os.path.exists(release) and time.monotonic() < end:
+                    time.sleep(0.02)
+                proxy.release()
+            thread = threading.Thread(target=watch)
+            thread.daemon = True
+            thread.start()
+        output = subprocess.run([python, "-c", BROWSER_RESUME_SCRIPT, url, mode, marker, release]
+                                + files, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                timeout=240, universal_newlines=True)
+        self.assertEqual(output.returncode, 0, output.stderr[-3000:])
+        return json.loads(output.stdout.strip().splitlines()[-1])
+
+    def contents(self, paths):
+        found = {}
+        for path in paths:
+            with open(path, "rb") as handle:
+                found[os.path.basename(path)] = handle.read()
+        return found
+
+    def test_the_page_resumes_after_cuts_and_every_file_arrives_verified(self):
+        files = [self.make_file("one.bin", os.urandom(3 << 20)),
+                 self.make_file("two.bin", os.urandom(2 << 20)),
+                 self.make_file("three.txt", b"small" * 1000)]
+        run = self.receive(count=1)
+        proxy = CuttingProxy(self, run.server.port, cuts=[1 << 20, 3 << 20, 4 << 20])
+        result = self.run_page("http://127.0.0.1:%d/" % proxy.port, files)
+        self.assertEqual(result["status"], "Saved 3 files, each verified:")
+        self.assertEqual([kind for kind, _ in result["notes"]], ["verified"] * 3)
+        self.assertEqual(proxy.cuts, [])
+        run.wait()
+        self.assertEqual(self.inbox_files(), self.contents(files))
+        self.assertEqual(run.server.completed, 1)
+        log = self.log_stream.getvalue()
+        self.assertIn("the client went away; kept for a resume", log)
+        self.assertIn("resumed at", log)
+        self.assertIn('"PATCH /.uploads/\u2026 HTTP/1.1" 200', log)
+        self.assertNotRegex(log, "/[.]uploads/[A-Za-z0-9_-]")
+        # What reached woof before a cut is never sent again: at most what
+        # was on its way in the network is, under 1 MiB a cut here.
+        self.assertLess(proxy.upstream, (5 << 20) + 5000 + 3 * (1 << 20))
+
+    def test_a_reload_and_the_same_files_picked_again_resume(self):
+        big = self.make_file("big.bin", os.urandom(6 << 20))
+        run = self.receive(count=1)
+        proxy = CuttingProxy(self, run.server.port, cuts=[2 << 20], block=True)
+        result = self.run_page("http://127.0.0.1:%d/" % proxy.port, [big], "reload", proxy)
+        self.assertRegex(result["lost"][0], "^connection lost, retrying in [0-9]+ s$")
+        self.assertRegex(result["resumed"][0], "^resumed at [0-9]+%")
+        self.assertEqual(result["status"], "Saved 1 file, each verified:")
+        run.wait()
+        self.assertEqual(self.inbox_files(), self.contents([big]))
+        self.assertIn("resumed at", self.log_stream.getvalue())
+
+    def test_files_saved_before_a_refused_one_are_kept(self):
+        files = [self.make_file("a.txt", b"a" * 1000), self.make_file("b.txt", b"b" * 2000),
+                 self.make_file("c.bin", os.urandom(50000))]
+        run = self.receive(count=1, max_upload=10000)
+        result = self.run_page("http://127.0.0.1:%d/" % run.server.port, files)
+        self.assertEqual(result["status"], "2 files saved, 1 not saved:")
+        notes = dict((text.split(" (")[0], (kind, text)) for kind, text in result["notes"])
+        self.assertEqual(notes["c.bin"][0], "failed")
+        self.assertIn("Not saved (413)", notes["c.bin"][1])
+        self.assertEqual(notes["a.txt"][0], "verified")
+        self.assertEqual(self.inbox_files(), {"a.txt": b"a" * 1000, "b.txt": b"b" * 2000})
+        self.assertFalse(run.server.finished.is_set())
+
+
+class ResumingClientTest(UploadTestCase):
+    """woof.py URL FILE... after a receiver that hangs up: run again, it continues."""
+
+    def send(self, url, *paths):
+        env = dict(os.environ, XDG_CACHE_HOME=os.path.join(self.tmp, "cache"))
+        return subprocess.run([sys.executable, WOOF_PATH, url] + list(paths),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                              timeout=DEADLINE * 2, universal_newlines=True)
+
+    def test_a_cut_send_run_again_continues_where_the_receiver_has_it(self):
+        data = os.urandom(8 << 20)
+        path = self.make_file("big.bin", data)
+        small = self.make_file("small.txt", b"first\n")
+        run = self.receive(count=1)
+        proxy = CuttingProxy(self, run.server.port, cuts=[3 << 20])
+        url = "http://127.0.0.1:%d/" % proxy.port
+        first = self.send(url, small, path)
+        self.assertEqual(first.returncode, 1, first.stderr)
+        self.assertIn("run the same command again to continue", first.stderr)
+        self.assertNotIn("Traceback", first.stderr)
+        self.assertFalse(run.server.finished.is_set())
+        wait_until(lambda: run.server.in_flight == 0, message="the cut request to end")
+        before = proxy.upstream
+        second = self.send(url, small, path)
+        self.assertEqual(second.returncode, 0, second.stderr)
+        sha = hashlib.sha256(data).hexdigest()
+        self.assertIn("big.bin (8.0 MiB, SHA-256 %s) verified" % sha, second.stdout)
+        self.assertIn("small.txt had arrived before", second.stdout)
+        self.assertRegex(second.stderr, r"Resuming big\.bin at [0-9.]+ MiB of 8\.0 MiB")
+        run.wait()
+        self.assertEqual(self.inbox_files(), {"big.bin": data, "small.txt": b"first\n"})
+        # Only what had not reached woof went again (plus the requests' heads).
+        self.assertLess(proxy.upstream - before, (8 << 20) - (3 << 20) + (1 << 20))
+
+
 # ---------------------------------------------------------------------------
 # Client mode: woof.py URL fetches, woof.py URL FILE... sends
 # ---------------------------------------------------------------------------

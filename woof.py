@@ -639,6 +639,10 @@ class UploadRefused(Unavailable):
     """An upload that cannot be (or was not completely) received; carries the status."""
 
 
+class BodyCutOff(UploadRefused):
+    """A request body that ended before its end: the client or its network went away."""
+
+
 class StopRequested(BaseException):
     """A stop signal arrived; raised in the main thread, like KeyboardInterrupt.
 
@@ -4004,7 +4008,7 @@ class LengthReader:
             return 0
         got = self.read_some(view[:min(len(view), self.left)])
         if not got:
-            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body ended after %s of %s"
+            raise BodyCutOff(HTTPStatus.BAD_REQUEST, "the body ended after %s of %s"
                                 % (format_size(self.length - self.left),
                                    format_size(self.length)))
         self.left -= got
@@ -4039,7 +4043,7 @@ class ChunkedReader:
             wanted = min(len(view) - filled, self.chunk_left)
             got = self.read_some(view[filled:filled + wanted])
             if not got:
-                raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body ended inside a chunk")
+                raise BodyCutOff(HTTPStatus.BAD_REQUEST, "the body ended inside a chunk")
             filled += got
             self.chunk_left -= got
             self.received += got
@@ -7587,6 +7591,7 @@ PROBLEM_LENGTH = "https://iana.org/assignments/http-problem-types#inconsistent-u
 BATCH_FIELD = "Woof-Batch"
 BATCH_FILES_FIELD = "Woof-Batch-Files"
 BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}\Z")
+UPLOAD_TOKEN_IN_PATH = re.compile(r"(/%s)[^ /?#]+" % re.escape(UPLOAD_RESOURCE_PATH))
 
 
 # An Integer of RFC 8941, 3.3.1, as woof takes it: not negative, 15 digits at most.
@@ -7675,6 +7680,15 @@ class UploadHandler(FormUploadHandler):
             self.send_header(name, value)
         self.extra_fields = []
         super().end_headers()
+
+    def log_outcome(self):
+        # The token of an upload resource is what proves a client's right
+        # to it: never in the log.
+        line = getattr(self, "requestline", "")
+        if UPLOAD_RESOURCE_PATH in line:
+            self.requestline = UPLOAD_TOKEN_IN_PATH.sub(lambda found: found.group(1) + "\u2026",
+                                                        line)
+        super().log_outcome()
 
     def do_POST(self):
         if self.starts_resumable():
@@ -7821,8 +7835,10 @@ class UploadHandler(FormUploadHandler):
                 if partial.removed and partial.saved is None:
                     remove_quietly(partial.path)  # woof stopped while it was open
         finally:
-            self.log_outcome()
-            server.end_response()
+            try:
+                self.log_outcome()
+            finally:
+                server.end_response()
 
     def tell_offset(self, partial):
         self.send_upload_state(HTTPStatus.NO_CONTENT, partial)
@@ -7894,8 +7910,10 @@ class UploadHandler(FormUploadHandler):
                 if partial.removed and partial.saved is None:
                     remove_quietly(partial.path)
         finally:
-            self.log_outcome()
-            server.end_response()
+            try:
+                self.log_outcome()
+            finally:
+                server.end_response()
 
     def batch_fields(self):
         """(batch id, files in it) the upload page sends, or (None, None)."""
@@ -7974,13 +7992,20 @@ class UploadHandler(FormUploadHandler):
         view = memoryview(bytearray(COPY_BUFFER_SIZE))
         try:
             partial.append(lambda: view[:reader.readinto(view)], self.append_limit(partial))
+        except BodyCutOff:
+            self.close_connection = True
+            self.status = "-"  # no answer: nobody is left to read it
+            self.note = "aborted at %s: the client went away; kept for a resume" % (
+                format_size(partial.offset))
+            return
         except UploadRefused as refusal:
             self.note = "aborted at %s: %s" % (format_size(partial.offset), refusal)
             self.refuse(refusal)
             return
         except (socket.timeout, OSError) as error:
             self.close_connection = True
-            self.note = "aborted at %s: %s, kept for a resume" % (
+            self.status = "-"
+            self.note = "aborted at %s: %s; kept for a resume" % (
                 format_size(partial.offset), describe_transfer_error(error))
             return
         finally:
