@@ -6516,6 +6516,276 @@ class ChecksumTests(WoofTestCase):
 
 
 # ---------------------------------------------------------------------------
+# Resumable uploads (draft-ietf-httpbis-resumable-upload), by hand
+# ---------------------------------------------------------------------------
+
+def read_answers(raw):
+    """The interim responses and the final one a raw socket gets:
+    [(status, {lower-case name: value}, body)], the final one last."""
+    data, answers = b"", []
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = raw.recv(65536)
+            if not chunk:
+                raise AssertionError("the connection closed after %r" % data)
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        fields = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        status = int(lines[0].split()[1])
+        length = int(fields.get("content-length", "0"))
+        while len(data) < length:
+            data += raw.recv(65536)
+        answers.append((status, fields, data[:length]))
+        data = data[length:]
+        if status >= 200:
+            return answers
+
+
+class ResumableUploadTests(UploadTestCase):
+    """The server side of the draft, driven by hand."""
+
+    def create(self, run, name="a.bin", length=None, complete="?0", body=b"", headers=None):
+        values = {"Upload-Complete": complete, "Content-Length": str(len(body))}
+        if length is not None:
+            values["Upload-Length"] = str(length)
+        values.update(headers or {})
+        response, data = self.request(run, "POST", "/" + name, values, body)
+        return response, data
+
+    def append(self, run, location, offset, body, complete="?0", headers=None):
+        values = {"Upload-Complete": complete, "Upload-Offset": str(offset),
+                  "Content-Type": "application/partial-upload"}
+        values.update(headers or {})
+        return self.request(run, "PATCH", location, values, body)
+
+    def partials(self):
+        return sorted(name for name in os.listdir(self.inbox) if name.startswith(".woof-"))
+
+    def test_creation_announces_the_resource_in_a_104_then_takes_the_first_bytes(self):
+        run = self.receive()
+        raw = socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE)
+        self.addCleanup(raw.close)
+        raw.sendall(b"POST /first.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Complete: ?0\r\n"
+                    b"Upload-Draft-Interop-Version: 6\r\nUpload-Length: 10\r\n"
+                    b"Content-Length: 4\r\n\r\nabcd")
+        answers = read_answers(raw)
+        self.assertEqual([status for status, _, _ in answers], [104, 201])
+        interim, final = answers[0][1], answers[1][1]
+        self.assertEqual(interim["upload-draft-interop-version"], "6")
+        self.assertTrue(interim["location"].startswith("/.uploads/"))
+        self.assertIn("expires=3600", interim["upload-limit"])
+        self.assertEqual(final["location"], interim["location"])
+        self.assertEqual((final["upload-offset"], final["upload-complete"], final["upload-length"]),
+                         ("4", "?0", "10"))
+        self.assertEqual(self.inbox_files().keys(), set(self.partials()))
+
+    def test_no_104_for_a_client_that_names_no_version_woof_speaks(self):
+        run = self.receive()
+        for version in (None, "5", "99"):
+            with self.subTest(version=version):
+                raw = socket.create_connection(("127.0.0.1", run.server.port),
+                                               timeout=DEADLINE)
+                self.addCleanup(raw.close)
+                field = b"" if version is None else b"Upload-Draft-Interop-Version: %s\r\n" % (
+                    version.encode())
+                raw.sendall(b"PUT /x.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Complete: ?0\r\n"
+                            + field + b"Content-Length: 0\r\n\r\n")
+                self.assertEqual([status for status, _, _ in read_answers(raw)], [201])
+
+    def test_head_tells_the_offset_and_appends_complete_the_file(self):
+        run = self.receive(count=1)
+        data = os.urandom(300000)
+        response, _ = self.create(run, length=len(data), body=data[:1000])
+        location = response.getheader("Location")
+        response, body = self.request(run, "HEAD", location)
+        self.assert_response(response, body, 204, {
+            "Upload-Offset": "1000", "Upload-Complete": "?0", "Upload-Length": "300000",
+            "Cache-Control": "no-store", "Content-Length": None})
+        response, body = self.append(run, location, 1000, data[1000:100000])
+        self.assert_response(response, body, 204, {"Upload-Offset": "100000",
+                                                   "Upload-Complete": "?0"})
+        self.assertFalse(run.server.finished.is_set())
+        digest = "sha-256=:%s:" % base64.b64encode(hashlib.sha256(data).digest()).decode()
+        response, body = self.append(run, location, 100000, data[100000:], "?1",
+                                     {"Repr-Digest": digest})
+        self.assert_response(response, body, 200, {
+            "Upload-Complete": "?1", "Upload-Offset": "300000", "Repr-Digest": digest})
+        self.assertEqual(body.decode(), "saved a.bin (293.0 KiB, SHA-256 %s)\n"
+                         % hashlib.sha256(data).hexdigest())
+        self.assertEqual(self.inbox_files(), {"a.bin": data})
+        run.wait()
+
+    def test_a_lost_final_answer_can_be_asked_again_without_a_second_copy(self):
+        run = self.receive(count=0)
+        response, _ = self.create(run, body=b"whole", complete="?0", length=5)
+        location = response.getheader("Location")
+        self.append(run, location, 5, b"", "?1")
+        response, body = self.request(run, "HEAD", location)
+        self.assert_response(response, body, 204, {"Upload-Complete": "?1", "Upload-Offset": "5"})
+        response, body = self.append(run, location, 5, b"", "?1")
+        self.assert_response(response, body, 200, {"Upload-Complete": "?1"})
+        self.assertIn(b"saved a.bin (5 B", body)
+        self.assertEqual(self.inbox_files(), {"a.bin": b"whole"})
+
+    def test_a_wrong_offset_gets_409_with_the_offset_woof_has(self):
+        run = self.receive()
+        response, _ = self.create(run, length=10, body=b"abcd")
+        location = response.getheader("Location")
+        response, body = self.append(run, location, 7, b"xyz")
+        self.assert_response(response, body, 409, {
+            "Upload-Offset": "4", "Upload-Complete": "?0",
+            "Content-Type": "application/problem+json"})
+        problem = json.loads(body.decode())
+        self.assertEqual(problem["type"], "https://iana.org/assignments/http-problem-types"
+                                          "#mismatching-upload-offset")
+        self.assertEqual((problem["expected-offset"], problem["provided-offset"]), (4, 7))
+
+    def test_delete_cancels_and_leaves_nothing(self):
+        run = self.receive()
+        response, _ = self.create(run, length=10, body=b"abcd")
+        location = response.getheader("Location")
+        response, body = self.request(run, "DELETE", location)
+        self.assert_response(response, body, 204)
+        self.assertEqual(self.inbox_files(), {})
+        response, body = self.request(run, "HEAD", location)
+        self.assertEqual(response.status, 404)
+        response, body = self.append(run, location, 4, b"efgh")
+        self.assertEqual(response.status, 404)
+
+    def test_a_body_cut_off_keeps_what_arrived_for_the_resume(self):
+        run = self.receive()
+        response, _ = self.create(run, length=1000)
+        location = response.getheader("Location")
+        raw = socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE)
+        raw.sendall(("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Complete: ?1\r\n"
+                     "Upload-Offset: 0\r\nContent-Type: application/partial-upload\r\n"
+                     "Content-Length: 1000\r\n\r\n" % location).encode() + b"a" * 600)
+        wait_until(lambda: run.server.uploads.find(location.rsplit("/", 1)[1]).offset == 600,
+                   message="600 bytes written")
+        raw.close()
+        wait_until(lambda: run.server.in_flight == 0, message="the cut request to end")
+        response, body = self.request(run, "HEAD", location)
+        self.assert_response(response, body, 204, {"Upload-Offset": "600", "Upload-Complete": "?0"})
+        self.assertEqual(len(self.partials()), 1)
+        self.assertEqual(run.server.completed, 0)
+        response, body = self.append(run, location, 600, b"b" * 400, "?1")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(self.inbox_files(), {"a.bin": b"a" * 600 + b"b" * 400})
+
+    def test_a_new_request_takes_over_from_one_the_network_left_hanging(self):
+        run = self.receive()
+        response, _ = self.create(run, length=1000)
+        location = response.getheader("Location")
+        hanging = socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE)
+        self.addCleanup(hanging.close)
+        hanging.sendall(("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Complete: ?1\r\n"
+                         "Upload-Offset: 0\r\nContent-Type: application/partial-upload\r\n"
+                         "Content-Length: 1000\r\n\r\n" % location).encode() + b"a" * 300)
+        partial = run.server.uploads.find(location.rsplit("/", 1)[1])
+        wait_until(lambda: partial.offset == 300, message="300 bytes written")
+        started = time.monotonic()
+        response, body = self.request(run, "HEAD", location)
+        self.assert_response(response, body, 204, {"Upload-Offset": "300"})
+        self.assertLess(time.monotonic() - started, run.server.settings.timeout)
+        response, body = self.append(run, location, 300, b"c" * 700, "?1")
+        self.assertEqual(response.status, 200, body)
+        self.assertEqual(self.inbox_files(), {"a.bin": b"a" * 300 + b"c" * 700})
+
+    def test_lengths_that_disagree_or_pass_the_limits_are_refused(self):
+        run = self.receive(max_upload=100)
+        response, body = self.create(run, length=10, complete="?1", body=b"abc")
+        self.assertEqual(response.status, 400, body)
+        response, body = self.create(run, length=101)
+        self.assertEqual(response.status, 413, body)
+        response, _ = self.create(run, length=10, body=b"abcd")
+        location = response.getheader("Location")
+        response, body = self.append(run, location, 4, b"x" * 20)
+        self.assertEqual(response.status, 400, body)
+        response, _ = self.create(run, name="b.bin", body=b"abcd")
+        response, body = self.append(run, response.getheader("Location"), 4, b"y" * 97)
+        self.assertEqual(response.status, 413, body)
+        response, body = self.request(run, "HEAD", location)
+        self.assert_response(response, body, 204, {"Upload-Offset": "4"})
+        self.assertEqual([name for name in self.inbox_files() if not name.startswith(".")], [])
+
+    def test_a_digest_that_differs_publishes_nothing(self):
+        run = self.receive()
+        response, _ = self.create(run, length=4, body=b"abcd")
+        location = response.getheader("Location")
+        wrong = "sha-256=:%s:" % base64.b64encode(hashlib.sha256(b"abce").digest()).decode()
+        response, body = self.append(run, location, 4, b"", "?1", {"Repr-Digest": wrong})
+        self.assertEqual(response.status, 422, body)
+        self.assertIn(b"arrived changed", body)
+        self.assertEqual(self.inbox_files(), {})
+        self.assertEqual(run.server.completed, 0)
+
+    def test_files_of_one_send_make_one_upload_in_one_folder(self):
+        run = self.receive(count=1)
+        batch = {"Woof-Batch": "b" * 16, "Woof-Batch-Files": "2"}
+        for index, name in enumerate(["photos/one.jpg", "photos/two.jpg"]):
+            response, body = self.create(run, name=name, complete="?1" if index else "?0",
+                                         body=b"%d" % index, headers=batch)
+            self.assertEqual(response.status, 200 if index else 201, body)
+            location = response.getheader("Location")
+            if index == 0:
+                self.assertFalse(run.server.finished.is_set())
+                response, body = self.append(run, location, 1, b"", "?1")
+                self.assertEqual(response.status, 200, body)
+                self.assertFalse(run.server.finished.is_set())
+        run.wait()
+        self.assertEqual(self.inbox_files(), {"photos/one.jpg": b"0", "photos/two.jpg": b"1"})
+        self.assertEqual(run.server.completed, 1)
+
+    def test_many_abandoned_uploads_from_one_address_stay_bounded(self):
+        run = self.receive()
+        for number in range(woof.MAX_PARTIALS_PER_CLIENT + 6):
+            response, body = self.create(run, name="f%d" % number, length=10, body=b"a")
+            self.assertEqual(response.status, 201, body)
+        self.assertEqual(len(self.partials()), woof.MAX_PARTIALS_PER_CLIENT)
+        connection = http.client.HTTPConnection("127.0.0.1", run.server.port, timeout=DEADLINE,
+                                                source_address=("127.0.0.2", 0))
+        self.addCleanup(connection.close)
+        connection.request("POST", "/other", b"b", {"Upload-Complete": "?1"})
+        response = connection.getresponse()
+        self.assertEqual(response.status, 200, response.read())
+        self.assertIn("other", self.inbox_files())
+
+    def test_partials_are_removed_when_woof_stops(self):
+        run = self.receive()
+        self.create(run, length=10, body=b"abcd")
+        self.assertEqual(len(self.partials()), 1)
+        run.stop()
+        run.server.discard_uploads()
+        self.assertEqual(self.inbox_files(), {})
+
+    def test_the_secret_the_password_and_the_origin_guard_upload_resources(self):
+        run = self.receive(secret="s3cret", password_digest=woof.password_digest("pw"))
+        basic = {"Authorization": "Basic " + base64.b64encode(b"u:pw").decode()}
+        response, _ = self.create(run, name="s3cret/a.bin", length=4, body=b"ab", headers=basic)
+        self.assertEqual(response.status, 201)
+        location = response.getheader("Location")
+        self.assertTrue(location.startswith("/s3cret/.uploads/"))
+        bare = location.replace("/s3cret", "", 1)
+        self.assertEqual(self.request(run, "HEAD", bare, basic)[0].status, 404)
+        self.assertEqual(self.request(run, "HEAD", location)[0].status, 401)
+        response, body = self.append(run, location, 2, b"cd", "?1",
+                                     dict(basic, Origin="http://evil.example"))
+        self.assertEqual(response.status, 403, body)
+        response, body = self.append(run, location, 2, b"cd", "?1", basic)
+        self.assertEqual(response.status, 200, body)
+
+    def test_options_tells_the_limits(self):
+        run = self.receive(max_upload=1000)
+        response, body = self.request(run, "OPTIONS", "/")
+        self.assert_response(response, body, 204,
+                             {"Upload-Limit": "max-size=1000, max-age=3600, expires=3600"})
+
+
+# ---------------------------------------------------------------------------
 # A real browser
 # ---------------------------------------------------------------------------
 
@@ -6610,13 +6880,17 @@ class BrowserTest(UploadTestCase):
         self.assertEqual(result["phone_hint"], "Choose files, or a folder, to send.")
         self.assertEqual(result["left_before"], "woof takes 3 more uploads; each Send is one.")
         self.assertEqual(result["chosen"], "2 files")
-        self.assertEqual(result["status"], "Saved 2 files:")
-        self.assertEqual(result["saved"], ["f\u00fcrst \u65e5.txt (293.0 KiB)",
-                                           "second.bin (68.4 KiB)"])
+        self.assertEqual(result["status"], "Saved 2 files, each verified:")
+        def verified(path):
+            with open(path, "rb") as handle:
+                return "verified: SHA-256 %s\u2026 on both sides" % (
+                    hashlib.sha256(handle.read()).hexdigest()[:16])
+        self.assertEqual(result["saved"], ["f\u00fcrst \u65e5.txt (293.0 KiB) " + verified(first),
+                                           "second.bin (68.4 KiB) " + verified(second)])
         self.assertEqual(result["left_after_one"], "woof takes 2 more uploads; each Send is one.")
         self.assertIn("third.txt (23 B)", result["plain"])
         self.assertIn("woof takes one more upload", result["plain"])
-        self.assertEqual(result["status_last"], "Saved 1 file:")
+        self.assertEqual(result["status_last"], "Saved 1 file, each verified:")
         self.assertEqual(result["left_last"], "woof has finished receiving: nothing more can be "
                                               "sent. You can close this page.")
         self.assertEqual(result["disabled"], [True, True, True])
@@ -6630,6 +6904,276 @@ class BrowserTest(UploadTestCase):
         self.assertEqual(result["download_name"], os.path.basename(offered))
         self.assertEqual(bytes.fromhex(result["download_hex"]), b"downloaded\n")
         self.assertEqual(sender.wait(), 0)
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 port 0 in front of a server, which breaks
+    the connection that carries the upstream byte at each cut point, as a
+    dropped Wi-Fi does.  After a cut, with `block`, it refuses every new
+    connection until release() (the network stays away); `upstream` counts
+    the bytes sent towards the server."""
+
+    def __init__(self, test, port, cuts=(), block=False):
+        self.port_behind = port
+        self.cuts = sorted(cuts)
+        self.block = block
+        self.blocked = threading.Event()
+        self.cut_done = threading.Event()
+        self.upstream = 0
+        self.lock = threading.Lock()
+        self.sockets = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        thread = threading.Thread(target=self.accept_all)
+        thread.daemon = True
+        thread.start()
+        test.addCleanup(self.close)
+
+    def release(self):
+        self.blocked.clear()
+
+    def accept_all(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.blocked.is_set() and not self.loads_a_page(client):
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(("127.0.0.1", self.port_behind))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets.extend([client, server])
+            for source, target, counted in ((client, server, True), (server, client, False)):
+                thread = threading.Thread(target=self.pump, args=(source, target, counted))
+                thread.daemon = True
+                thread.start()
+
+    @staticmethod
+    def loads_a_page(client):
+        """Whether a new connection begins with a GET (the page itself, which
+        a blocked network still lets through, so that it can be reloaded)."""
+        client.settimeout(DEADLINE)
+        try:
+            return client.recv(4, socket.MSG_PEEK) == b"GET "
+        except OSError:
+            return False
+        finally:
+            client.settimeout(None)
+
+    def pump(self, source, target, counted):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if counted:
+                    data, cut = self.take(data)
+                    target.sendall(data)
+                    if cut:
+                        self.cut(source, target)
+                        return
+                else:
+                    target.sendall(data)
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.cut(source, target)
+
+    def take(self, data):
+        """(the part of data before the next cut point, whether it is reached)."""
+        with self.lock:
+            if self.cuts and self.upstream + len(data) >= self.cuts[0]:
+                data = data[:self.cuts.pop(0) - self.upstream]
+                self.upstream += len(data)
+                return data, True
+            self.upstream += len(data)
+            return data, False
+
+    def cut(self, *pair):
+        if self.block:
+            self.blocked.set()
+        for sock in pair:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            except OSError:
+                pass
+        self.cut_done.set()
+
+    def close(self):
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+
+# Run by WOOF_BROWSER_PYTHON: sends the files given through a proxy that
+# cuts the connection; with "reload", reloads the page once the proxy has
+# cut (its marker file appears), picks the same files again and sends them;
+# prints what the page said of each file.
+BROWSER_RESUME_SCRIPT = r"""
+import json, os, re, sys, time
+from playwright.sync_api import sync_playwright
+url, mode, marker, release = sys.argv[1:5]
+files = sys.argv[5:]
+flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+result = {}
+def wait_for_file(path):
+    end = time.monotonic() + 60
+    while not os.path.exists(path):
+        if time.monotonic() > end:
+            raise SystemExit("no " + path)
+        time.sleep(0.02)
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
+    try:
+        page = browser.new_page()
+        page.goto(url)
+        page.set_input_files("#files", files)
+        page.click("#send")
+        if mode == "reload":
+            wait_for_file(marker)
+            page.locator("#list small", has_text="connection lost").first.wait_for()
+            result["lost"] = page.eval_on_selector_all("#list small", "s => s.map(x => x.textContent)")
+            page.reload()
+            page.set_input_files("#files", files)
+            page.click("#send")
+            open(release, "w").close()
+            page.locator("#list small", has_text="resumed at").first.wait_for()
+            result["resumed"] = page.eval_on_selector_all("#list small", "s => s.map(x => x.textContent)")
+        page.locator("#status", has_text=re.compile("^(Saved|[0-9]+ files? saved)")).wait_for(timeout=90000)
+        result["status"] = page.text_content("#status")
+        result["notes"] = page.eval_on_selector_all("#list li", "s => s.map(x => [x.className, x.textContent])")
+        result["left"] = page.text_content("#left")
+    finally:
+        browser.close()
+print(json.dumps(result))
+"""
+
+
+class ResumingBrowserTest(UploadTestCase):
+    """Chromium sends through a network that breaks; the page resumes by itself."""
+
+    def run_page(self, url, files, mode="cuts", proxy=None):
+        python = BrowserTest.browser_python(self)
+        marker = os.path.join(self.tmp, "cut")
+        release = os.path.join(self.tmp, "release")
+        if proxy is not None:
+            # The script waits on the marker; the proxy's release waits on the script.
+            def watch():
+                if proxy.cut_done.wait(DEADLINE * 2):
+                    open(marker, "w").close()
+                end = time.monotonic() + DEADLINE * 2
+                while not os.path.exists(release) and time.monotonic() < end:
+                    time.sleep(0.02)
+                proxy.release()
+            thread = threading.Thread(target=watch)
+            thread.daemon = True
+            thread.start()
+        output = subprocess.run([python, "-c", BROWSER_RESUME_SCRIPT, url, mode, marker, release]
+                                + files, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                timeout=240, universal_newlines=True)
+        self.assertEqual(output.returncode, 0, output.stderr[-3000:])
+        return json.loads(output.stdout.strip().splitlines()[-1])
+
+    def contents(self, paths):
+        found = {}
+        for path in paths:
+            with open(path, "rb") as handle:
+                found[os.path.basename(path)] = handle.read()
+        return found
+
+    def test_the_page_resumes_after_cuts_and_every_file_arrives_verified(self):
+        files = [self.make_file("one.bin", os.urandom(3 << 20)),
+                 self.make_file("two.bin", os.urandom(2 << 20)),
+                 self.make_file("three.txt", b"small" * 1000)]
+        run = self.receive(count=1)
+        proxy = CuttingProxy(self, run.server.port, cuts=[1 << 20, 3 << 20, 4 << 20])
+        result = self.run_page("http://127.0.0.1:%d/" % proxy.port, files)
+        self.assertEqual(result["status"], "Saved 3 files, each verified:")
+        self.assertEqual([kind for kind, _ in result["notes"]], ["verified"] * 3)
+        self.assertEqual(proxy.cuts, [])
+        run.wait()
+        self.assertEqual(self.inbox_files(), self.contents(files))
+        self.assertEqual(run.server.completed, 1)
+        log = self.log_stream.getvalue()
+        self.assertIn("the client went away; kept for a resume", log)
+        self.assertIn("resumed at", log)
+        self.assertIn('"PATCH /.uploads/\u2026 HTTP/1.1" 200', log)
+        self.assertNotRegex(log, "/[.]uploads/[A-Za-z0-9_-]")
+        # What reached woof before a cut is never sent again: at most what
+        # was on its way in the network is, under 1 MiB a cut here.
+        self.assertLess(proxy.upstream, (5 << 20) + 5000 + 3 * (1 << 20))
+
+    def test_a_reload_and_the_same_files_picked_again_resume(self):
+        big = self.make_file("big.bin", os.urandom(6 << 20))
+        run = self.receive(count=1)
+        proxy = CuttingProxy(self, run.server.port, cuts=[2 << 20], block=True)
+        result = self.run_page("http://127.0.0.1:%d/" % proxy.port, [big], "reload", proxy)
+        self.assertRegex(result["lost"][0], "^connection lost, retrying in [0-9]+ s$")
+        self.assertRegex(result["resumed"][0], "^resumed at [0-9]+%")
+        self.assertEqual(result["status"], "Saved 1 file, each verified:")
+        run.wait()
+        self.assertEqual(self.inbox_files(), self.contents([big]))
+        self.assertIn("resumed at", self.log_stream.getvalue())
+
+    def test_files_saved_before_a_refused_one_are_kept(self):
+        files = [self.make_file("a.txt", b"a" * 1000), self.make_file("b.txt", b"b" * 2000),
+                 self.make_file("c.bin", os.urandom(50000))]
+        run = self.receive(count=1, max_upload=10000)
+        result = self.run_page("http://127.0.0.1:%d/" % run.server.port, files)
+        self.assertEqual(result["status"], "2 files saved, 1 not saved:")
+        notes = dict((text.split(" (")[0], (kind, text)) for kind, text in result["notes"])
+        self.assertEqual(notes["c.bin"][0], "failed")
+        self.assertIn("Not saved (413)", notes["c.bin"][1])
+        self.assertEqual(notes["a.txt"][0], "verified")
+        self.assertEqual(self.inbox_files(), {"a.txt": b"a" * 1000, "b.txt": b"b" * 2000})
+        self.assertFalse(run.server.finished.is_set())
+
+
+class ResumingClientTest(UploadTestCase):
+    """woof.py URL FILE... after a receiver that hangs up: run again, it continues."""
+
+    def send(self, url, *paths):
+        env = dict(os.environ, XDG_CACHE_HOME=os.path.join(self.tmp, "cache"))
+        return subprocess.run([sys.executable, WOOF_PATH, url] + list(paths),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                              timeout=DEADLINE * 2, universal_newlines=True)
+
+    def test_a_cut_send_run_again_continues_where_the_receiver_has_it(self):
+        data = os.urandom(8 << 20)
+        path = self.make_file("big.bin", data)
+        small = self.make_file("small.txt", b"first\n")
+        run = self.receive(count=1)
+        proxy = CuttingProxy(self, run.server.port, cuts=[3 << 20])
+        url = "http://127.0.0.1:%d/" % proxy.port
+        first = self.send(url, small, path)
+        self.assertEqual(first.returncode, 1, first.stderr)
+        self.assertIn("run the same command again to continue", first.stderr)
+        self.assertNotIn("Traceback", first.stderr)
+        self.assertFalse(run.server.finished.is_set())
+        wait_until(lambda: run.server.in_flight == 0, message="the cut request to end")
+        before = proxy.upstream
+        second = self.send(url, small, path)
+        self.assertEqual(second.returncode, 0, second.stderr)
+        sha = hashlib.sha256(data).hexdigest()
+        self.assertIn("big.bin (8.0 MiB, SHA-256 %s) verified" % sha, second.stdout)
+        self.assertIn("small.txt had arrived before", second.stdout)
+        self.assertRegex(second.stderr, r"Resuming big\.bin at [0-9.]+ MiB of 8\.0 MiB")
+        run.wait()
+        self.assertEqual(self.inbox_files(), {"big.bin": data, "small.txt": b"first\n"})
+        # Only what had not reached woof went again (plus the requests' heads).
+        self.assertLess(proxy.upstream - before, (8 << 20) - (3 << 20) + (1 << 20))
 
 
 # ---------------------------------------------------------------------------

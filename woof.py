@@ -425,6 +425,8 @@ UNNAMED_UPLOAD = "upload"
 # Tells woof.py's client mode that a URL takes files (a HEAD of it shows it).
 UPLOAD_MARKER = ("X-Woof", "upload")
 TEMPORARY_PREFIX = ".woof-"
+# Methods that bring files or change an upload: another site's page may not use them.
+UPLOAD_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 TEMPORARY_SUFFIX = ".part"
 
 # Reaching the right person, and only them
@@ -524,6 +526,10 @@ class UnsatisfiableRange(WoofError):
 
 class UploadRefused(Unavailable):
     """An upload that cannot be (or was not completely) received; carries the status."""
+
+
+class BodyCutOff(UploadRefused):
+    """A request body that ended before its end: the client or its network went away."""
 
 
 class StopRequested(BaseException):
@@ -4145,7 +4151,7 @@ class LengthReader:
             return 0
         got = self.read_some(view[:min(len(view), self.left)])
         if not got:
-            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body ended after %s of %s"
+            raise BodyCutOff(HTTPStatus.BAD_REQUEST, "the body ended after %s of %s"
                                 % (format_size(self.length - self.left),
                                    format_size(self.length)))
         self.left -= got
@@ -4180,7 +4186,7 @@ class ChunkedReader:
             wanted = min(len(view) - filled, self.chunk_left)
             got = self.read_some(view[filled:filled + wanted])
             if not got:
-                raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body ended inside a chunk")
+                raise BodyCutOff(HTTPStatus.BAD_REQUEST, "the body ended inside a chunk")
             filled += got
             self.chunk_left -= got
             self.received += got
@@ -4747,15 +4753,23 @@ class UploadBatch:
         with self.lock:
             self.temporaries.pop(path, None)
 
-    def publish(self):
+    def adopt(self, path, client_name, size, seconds, sha256):
+        """Take a temporary written elsewhere (a resumable upload) as received."""
+        with self.lock:
+            self.temporaries.add(path)
+        self.received.append((path, client_name, size, seconds, sha256))
+
+    def publish(self, folders=None):
         """Give every file received its final name; return the SavedFile list.
 
         All or nothing: when one file cannot be named, the files and folders
-        named before it are removed again, and the error raised.
+        named before it are removed again, and the error raised.  `folders`
+        keeps the folders made across batches that are one upload (see
+        name_all).
         """
         created = []  # (path, is_folder), in the order made
         try:
-            saved = self.name_all(created)
+            saved = self.name_all(created, folders)
         except OSError as error:
             unmake(created)
             raise storage_error(error)
@@ -4801,6 +4815,293 @@ class UploadBatch:
         for path, handle in left.items():
             handle.close()  # first: Windows removes no file that is still open
             remove_quietly(path)
+
+
+# ---------------------------------------------------------------------------
+# Receiving: resumable uploads
+#
+# A file can arrive in as many requests as the network needs: it gets an
+# upload resource of its own (draft-ietf-httpbis-resumable-upload), whose
+# URL holds an unguessable token, and what arrives is written to a hidden
+# temporary at once, so a cut loses only what was still on its way.  The
+# file is published, under a name of woof's making, only once all of it is
+# there and, when the client told its SHA-256, that checks out.  Files the
+# upload page sends apart are told to belong to one Send by a batch id: the
+# Send counts as one upload when its last file is published.
+# ---------------------------------------------------------------------------
+
+# Unfinished uploads kept at once, in all and from one address; one that
+# nobody appended to for PARTIAL_LIFETIME is removed, and when an address
+# starts more, its least recently used one goes first.
+MAX_PARTIALS = 256
+MAX_PARTIALS_PER_CLIENT = 64
+PARTIAL_LIFETIME = 3600
+# Sends the page announced and not yet finished, and finished uploads
+# remembered so that a client whose last answer was lost learns the outcome.
+MAX_OPEN_BATCHES = 256
+MAX_FINISHED_UPLOADS = 1024
+# A request that finds another still appending to the same upload stops
+# it, then waits this long for its last bytes to be written.
+TAKE_OVER_SECONDS = 10.0
+# Where upload resources live, below the base path, and their tokens' size.
+UPLOAD_RESOURCE_PATH = ".uploads/"
+UPLOAD_TOKEN_BYTES = 16
+
+
+class PartialUpload:
+    """One file being received, possibly over several requests.
+
+    `offset` counts the bytes written to the temporary and hashed, in
+    order; the SHA-256 object is the state of that hash.  Appending holds
+    `appending`; `appender` is the socket of the request doing it, so that
+    a client that reconnects can stop a request its network left hanging.
+    """
+
+    def __init__(self, key, name, length, batch, host, path):
+        self.key = key
+        self.name = name
+        self.length = length       # the size the client declared, or None yet
+        self.batch = batch         # the PageBatch it belongs to, or None
+        self.host = host
+        self.path = path           # the hidden temporary
+        self.offset = 0
+        self.saved = None          # the SavedFile, once published
+        self.removed = False
+        self.digest = hashlib.sha256()
+        self.started = time.monotonic()
+        self.touched = self.started
+        self.appending = threading.Lock()
+        self.appender = None
+
+    def idle_for(self, now):
+        return now - self.touched
+
+    def take_over(self, connection):
+        """Become the one request working on this upload; False when another
+        one would not let go in time.
+
+        A client that lost its connection retries while woof may still wait
+        on the old one: stopping the old request is what the draft advises
+        (section on concurrency), and it gives up only the bytes not yet
+        received.
+        """
+        if self.appending.acquire(blocking=False):
+            self.appender = connection
+            return True
+        old = self.appender
+        if old is not None:
+            try:
+                old.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        if not self.appending.acquire(timeout=TAKE_OVER_SECONDS):
+            return False
+        self.appender = connection
+        return True
+
+    def let_go(self):
+        self.appender = None
+        self.touched = time.monotonic()
+        self.appending.release()
+
+    def append(self, read, limit):
+        """Write what read() returns, until an empty piece, to the temporary;
+        at most `limit` bytes more (UploadRefused past it).  Every byte
+        written counts, even when the request breaks off after it."""
+        try:
+            handle = open(self.path, "r+b", buffering=0)
+        except OSError as error:
+            raise storage_error(error)
+        with handle:
+            handle.seek(self.offset)
+            handle.truncate()  # bytes of a write that failed half-way
+            while True:
+                data = read()
+                if not data:
+                    return
+                if len(data) > limit:
+                    raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                        "the upload grew past its allowed size")
+                try:
+                    write_fully(handle, data)
+                except OSError as error:
+                    raise storage_error(error)
+                self.digest.update(data)
+                self.offset += len(data)
+                self.touched = time.monotonic()
+                limit -= len(data)
+
+
+class PageBatch:
+    """The files one Send of the upload page sends apart: one upload.
+
+    Folders are made once for the whole Send, as for a form post.
+    """
+
+    def __init__(self, host, files):
+        self.host = host
+        self.files = files
+        self.folders = {}
+        self.saved = []
+        self.touched = time.monotonic()
+
+
+class ResumableUploads:
+    """The unfinished uploads of one server, and the Sends they belong to.
+
+    Everything here is guarded by self.lock; a PartialUpload's bytes are
+    written only by the request holding its `appending` lock.
+    """
+
+    def __init__(self, folder, max_upload=None):
+        self.folder = folder
+        self.max_upload = max_upload
+        self.lock = threading.Lock()
+        self.partials = {}   # SHA-256 of the token -> PartialUpload
+        self.finished = collections.OrderedDict()  # the same, once published
+        self.batches = {}    # batch id -> PageBatch
+        self.closed = False
+
+    @staticmethod
+    def key_of(token):
+        # Looked up by a digest of the token, so that a lookup's timing
+        # tells nothing about the tokens held.
+        return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+    def create(self, host, name, length, batch_id=None, batch_files=None):
+        """A new PartialUpload and its token; UploadRefused when it cannot be kept."""
+        if length is not None and self.max_upload is not None and length > self.max_upload:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "the upload is %s, more than the %s allowed"
+                                % (format_size(length), format_size(self.max_upload)))
+        token = secrets.token_urlsafe(UPLOAD_TOKEN_BYTES)
+        key = self.key_of(token)
+        with self.lock:
+            if self.closed:
+                raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
+            removed = self.make_room(host)
+            batch = self.join_batch(host, batch_id, batch_files)
+            check_free_space(self.folder, (length or 0) + self.bytes_promised())
+            try:
+                path, handle = create_temporary(self.folder)
+            except OSError as error:
+                raise storage_error(error)
+            handle.close()
+            partial = PartialUpload(key, name, length, batch, host, path)
+            self.partials[key] = partial
+        for old in removed:
+            remove_quietly(old.path)
+        return token, partial
+
+    def find(self, token):
+        """The unfinished upload a token names, or None."""
+        key = self.key_of(token)
+        with self.lock:
+            return self.partials.get(key) or self.finished.get(key)
+
+    def make_room(self, host):
+        """Forget uploads left too long, and the least recently used one of
+        host's, or of anybody's left a while, when places run out (lock
+        held).  Returns those forgotten, whose files the caller removes;
+        UploadRefused when no place can be made."""
+        now = time.monotonic()
+        removed = [partial for partial in self.partials.values()
+                   if partial.idle_for(now) > PARTIAL_LIFETIME and not partial.appending.locked()]
+        for partial in removed:
+            self.forget(partial)
+        mine = [partial for partial in self.partials.values() if partial.host == host]
+        if len(mine) >= MAX_PARTIALS_PER_CLIENT:
+            candidates = mine
+        elif len(self.partials) >= MAX_PARTIALS:
+            # Another address's upload gives way only once it has been left a while.
+            candidates = [partial for partial in self.partials.values()
+                          if partial.idle_for(now) > PARTIAL_LIFETIME / 6]
+        else:
+            return removed
+        idle = [partial for partial in candidates if not partial.appending.locked()]
+        if not idle:
+            raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE,
+                                "too many uploads are unfinished; try again later")
+        oldest = min(idle, key=lambda partial: partial.touched)
+        self.forget(oldest)
+        removed.append(oldest)
+        return removed
+
+    def join_batch(self, host, batch_id, files):
+        """The PageBatch of batch_id, made on its first file (lock held)."""
+        if batch_id is None:
+            return None
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            if len(self.batches) >= MAX_OPEN_BATCHES:
+                oldest = min(self.batches, key=lambda known: self.batches[known].touched)
+                del self.batches[oldest]
+            batch = self.batches[batch_id] = PageBatch(host, files)
+        batch.touched = time.monotonic()
+        return batch
+
+    def bytes_promised(self):
+        """Bytes the unfinished uploads of known size still need (lock held)."""
+        return sum(partial.length - partial.offset for partial in self.partials.values()
+                   if partial.length is not None)
+
+    def forget(self, partial):
+        """Drop partial from the table (lock held); its file is the caller's to remove."""
+        partial.removed = True
+        self.partials.pop(partial.key, None)
+
+    def cancel(self, partial):
+        """Remove an unfinished upload and its bytes (its appending lock held)."""
+        with self.lock:
+            self.forget(partial)
+        remove_quietly(partial.path)
+
+    def publish(self, partial, sha256):
+        """Give a complete upload its final name (its appending lock held).
+
+        Returns (SavedFile, the Send's files when this completed a Send or
+        was no part of one, else None).
+        """
+        seconds = time.monotonic() - partial.started
+        batch = partial.batch
+        saving = UploadBatch(self.folder)
+        saving.adopt(partial.path, partial.name, partial.offset, seconds, sha256)
+        with self.lock:
+            if partial.removed:
+                raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
+            folders = batch.folders if batch is not None else {}
+            made_before = dict(folders)
+            try:
+                saved = saving.publish(folders)[0]
+            except BaseException:
+                folders.clear()
+                folders.update(made_before)
+                raise
+            self.partials.pop(partial.key, None)
+            partial.saved = saved
+            self.finished[partial.key] = partial
+            while len(self.finished) > MAX_FINISHED_UPLOADS:
+                self.finished.popitem(last=False)
+            if batch is None:
+                return saved, [saved]
+            batch.saved.append(saved)
+            batch.touched = time.monotonic()
+            if len(batch.saved) < batch.files:
+                return saved, None
+            for known, value in list(self.batches.items()):
+                if value is batch:
+                    del self.batches[known]
+            return saved, batch.saved
+
+    def discard(self):
+        """Remove every unfinished upload's file: woof is stopping.  A request
+        still appending finds its upload gone and ends."""
+        with self.lock:
+            self.closed = True
+            left, self.partials = list(self.partials.values()), {}
+        for partial in left:
+            partial.removed = True
+            remove_quietly(partial.path)
 
 
 # ---------------------------------------------------------------------------
@@ -6327,7 +6628,7 @@ class WoofHandler(BaseHTTPRequestHandler):
         if settings.password_digest and not self.check_password():
             return False
         origin = self.headers.get("Origin")
-        if self.command in ("POST", "PUT") and origin is not None \
+        if self.command in UPLOAD_METHODS and origin is not None \
                 and not same_origin(origin, server.scheme, host):
             return self.refuse_access(HTTPStatus.FORBIDDEN,
                                       "uploads from another web site are refused")
@@ -6356,7 +6657,7 @@ class WoofHandler(BaseHTTPRequestHandler):
         """
         if status == HTTPStatus.NOT_FOUND:
             # Exactly what an unknown path gets; only a body left unread closes.
-            self.close_connection = self.close_connection or self.command in ("POST", "PUT")
+            self.close_connection = self.close_connection or self.command in UPLOAD_METHODS
             self.send_not_found()
             return False
         self.close_connection = True
@@ -6683,7 +6984,8 @@ def describe_tls_error(error):
 
 # One self-contained page: no external resource, so it works offline and
 # under a strict Content-Security-Policy.  Without JavaScript the form posts
-# as it is; with it, all files go in one request (one upload) with progress.
+# as it is (one request, one upload); with it, each file goes on its own,
+# resumable requests, and one Send is still one upload.
 UPLOAD_PAGE_HEAD = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -6721,6 +7023,9 @@ progress{display:block;width:100%;height:.7rem;accent-color:var(--accent)}
 small,.hint{color:var(--soft)}
 #status{white-space:pre-line;font-weight:600}
 #left.over{color:var(--fg);font-weight:600}
+li.verified small{color:#1a7f37}
+li.failed small{color:#c5221f}
+@media (prefers-color-scheme:dark){li.verified small{color:#6fdd8b}li.failed small{color:#ff8a80}}
 </style></head><body>
 <h1>Send files</h1>
 """
@@ -6734,40 +7039,441 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
 <button id="send">Send</button>
 </fieldset></form>
 <p class="hint" id="left">%(left_text)s</p>
+<p class="hint" id="awake" hidden>Keep this screen on until sending ends: a phone that locks
+stops sending, and woof goes on where it stopped when you come back.</p>
 <p id="status" role="status" aria-live="polite"></p>
 <ul id="list"></ul>
-<script>
-(function () {
+"""
+
+# The page's script: each file on requests of its own, resumable (see the
+# section "HTTP handler for resumable uploads"), its SHA-256 computed in a
+# worker as it goes and compared with woof's.
+UPLOAD_SCRIPT = r"""(function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
   var form = $("form"), drop = $("drop"), list = $("list"), status = $("status"),
       inputs = [$("files"), $("folder")];
   var canDrop = window.matchMedia && matchMedia("(hover: hover) and (pointer: fine)").matches;
+  // The interop version of the resumable upload draft spoken; files sent
+  // at once; the waits between retries, in seconds.
+  var INTEROP = "8", AT_ONCE = 3, WAITS = [1, 2, 5, 10, 20, 30];
+  var wakeLock = null, sending = 0;
   document.documentElement.className = "js";
   if (canDrop) $("hint").textContent = "Choose files, or a folder, or drop them here.";
   if (!("webkitdirectory" in $("folder"))) $("folder").parentNode.hidden = true;
+
+  // Words and numbers
+
   function size(n) {
     var units = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
     while (n >= 1024 && i < 4) { n /= 1024; i++; }
     return (i ? n.toFixed(1) : n) + " " + units[i];
   }
   function duration(s) {
-    if (!isFinite(s)) return "\\u2026";
-    return s < 60 ? Math.ceil(s) + " s" : Math.floor(s / 60) + " min " + Math.ceil(s %% 60) + " s";
+    if (!isFinite(s)) return "\u2026";
+    return s < 60 ? Math.ceil(s) + " s" : Math.floor(s / 60) + " min " + Math.ceil(s % 60) + " s";
   }
+  function percent(part, whole) { return whole ? Math.floor(100 * part / whole) + "%" : "100%"; }
   function byName(a, b) { return a.name.localeCompare(b.name, undefined, {numeric: true}); }
   function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+  function randomId() {
+    var bytes = new Uint8Array(12), text = "";
+    (window.crypto || window.msCrypto).getRandomValues(bytes);
+    for (var i = 0; i < bytes.length; i++) text += ("0" + bytes[i].toString(16)).slice(-2);
+    return text;
+  }
+  function hexOfBase64(text) {
+    var raw = atob(text), hex = "";
+    for (var i = 0; i < raw.length; i++) hex += ("0" + raw.charCodeAt(i).toString(16)).slice(-2);
+    return hex;
+  }
+  function base64OfHex(hex) {
+    var raw = "";
+    for (var i = 0; i < hex.length; i += 2) raw += String.fromCharCode(parseInt(hex.substr(i, 2), 16));
+    return btoa(raw);
+  }
+
+  // SHA-256 (FIPS 180-4), fed a piece at a time.  Its source also runs in
+  // a worker; crypto.subtle hashes only whole buffers, and only in a secure
+  // context.
+
+  function sha256Code() {
+    var K = [0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+      0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+      0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+      0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+      0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+      0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+      0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+      0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+      0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+      0xc67178f2];
+    function Sha256() {
+      this.state = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c,
+                    0x1f83d9ab, 0x5be0cd19];
+      this.words = new Int32Array(64);
+      this.pending = new Uint8Array(64);
+      this.filled = 0;
+      this.length = 0;
+    }
+    Sha256.prototype.compress = function (bytes, at) {
+      var w = this.words, s = this.state, t, x, y;
+      for (t = 0; t < 16; t++, at += 4) {
+        w[t] = bytes[at] << 24 | bytes[at + 1] << 16 | bytes[at + 2] << 8 | bytes[at + 3];
+      }
+      for (t = 16; t < 64; t++) {
+        x = w[t - 15]; y = w[t - 2];
+        w[t] = ((x >>> 7 | x << 25) ^ (x >>> 18 | x << 14) ^ x >>> 3)
+             + ((y >>> 17 | y << 15) ^ (y >>> 19 | y << 13) ^ y >>> 10) + w[t - 16] + w[t - 7];
+      }
+      var a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
+      for (t = 0; t < 64; t++) {
+        x = h + ((e >>> 6 | e << 26) ^ (e >>> 11 | e << 21) ^ (e >>> 25 | e << 7))
+              + (e & f ^ ~e & g) + K[t] + w[t] | 0;
+        y = ((a >>> 2 | a << 30) ^ (a >>> 13 | a << 19) ^ (a >>> 22 | a << 10))
+              + (a & b ^ a & c ^ b & c) | 0;
+        h = g; g = f; f = e; e = d + x | 0; d = c; c = b; b = a; a = x + y | 0;
+      }
+      s[0] = s[0] + a | 0; s[1] = s[1] + b | 0; s[2] = s[2] + c | 0; s[3] = s[3] + d | 0;
+      s[4] = s[4] + e | 0; s[5] = s[5] + f | 0; s[6] = s[6] + g | 0; s[7] = s[7] + h | 0;
+    };
+    Sha256.prototype.update = function (bytes) {
+      var at = 0, n = bytes.length;
+      this.length += n;
+      if (this.filled) {
+        at = Math.min(64 - this.filled, n);
+        this.pending.set(bytes.subarray(0, at), this.filled);
+        this.filled += at;
+        if (this.filled < 64) return;
+        this.compress(this.pending, 0);
+        this.filled = 0;
+      }
+      for (; at + 64 <= n; at += 64) this.compress(bytes, at);
+      this.pending.set(bytes.subarray(at), 0);
+      this.filled = n - at;
+    };
+    Sha256.prototype.hex = function () {
+      var bits = this.length * 8, tail = new Uint8Array(this.filled < 56 ? 64 : 128), i;
+      tail.set(this.pending.subarray(0, this.filled));
+      tail[this.filled] = 0x80;
+      for (i = 0; i < 8; i++) tail[tail.length - 1 - i] = Math.floor(bits / Math.pow(2, 8 * i)) & 255;
+      for (i = 0; i < tail.length; i += 64) this.compress(tail, i);
+      return this.state.map(function (word) { return ("0000000" + (word >>> 0).toString(16)).slice(-8); }).join("");
+    };
+    return Sha256;
+  }
+
+  // In the worker: hash one file, a slice at a time, saying how far it got.
+  function hashWorker(Sha256) {
+    self.onmessage = function (event) {
+      var file = event.data, reader = new FileReaderSync(), hash = new Sha256(), at = 0;
+      while (at < file.size) {
+        var piece = new Uint8Array(reader.readAsArrayBuffer(file.slice(at, at + (4 << 20))));
+        hash.update(piece);
+        at += piece.length;
+        self.postMessage({done: at});
+      }
+      self.postMessage({hex: hash.hex()});
+    };
+  }
+
+  var Sha256 = sha256Code();
+  var workerUrl = (function () {
+    try {
+      var source = "(" + hashWorker + ")((" + sha256Code + ")());";
+      return URL.createObjectURL(new Blob([source], {type: "text/javascript"}));
+    } catch (error) { return null; }
+  })();
+
+  // The SHA-256 of a file, in hex: in a worker where the browser has them,
+  // else here, a slice at a time between other work.
+  function hashFile(file) {
+    return hashInWorker(file).catch(function () { return hashHere(file); });
+  }
+  function hashInWorker(file) {
+    return new Promise(function (resolve, reject) {
+      if (!workerUrl || !window.Worker) { reject(new Error("no worker")); return; }
+      var worker = new Worker(workerUrl);
+      worker.onmessage = function (event) {
+        if (event.data.hex) { worker.terminate(); resolve(event.data.hex); }
+      };
+      worker.onerror = function (event) { event.preventDefault(); worker.terminate(); reject(new Error("worker")); };
+      worker.postMessage(file);
+    });
+  }
+  function hashHere(file) {
+    return new Promise(function (resolve, reject) {
+      var hash = new Sha256(), at = 0;
+      (function next() {
+        if (at >= file.size) { resolve(hash.hex()); return; }
+        var reader = new FileReader();
+        reader.onload = function () {
+          hash.update(new Uint8Array(reader.result));
+          at += reader.result.byteLength;
+          setTimeout(next, 0);
+        };
+        reader.onerror = function () { reject(reader.error); };
+        reader.readAsArrayBuffer(file.slice(at, at + (1 << 20)));
+      })();
+    });
+  }
+  window.woofSha256 = Sha256;  // for the tests
+
+  // The screen stays on while files go: a phone that locks stops sending.
+
+  function keepAwake() {
+    sending++;
+    if (!navigator.wakeLock) {
+      $("awake").hidden = false;
+      return;
+    }
+    if (wakeLock) return;
+    navigator.wakeLock.request("screen").then(function (lock) {
+      wakeLock = lock;
+      lock.addEventListener("release", function () { wakeLock = null; });
+    }, function () { $("awake").hidden = false; });
+  }
+  function mayRest() {
+    sending = Math.max(0, sending - 1);
+    if (sending || !wakeLock) return;
+    wakeLock.release();
+    wakeLock = null;
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState !== "visible" || !sending) return;
+    sending--;
+    keepAwake();
+    retryNow();
+  });
+
+  // Remembered uploads, so that a reload and the same files picked again
+  // continue where woof has them.
+
+  function storageKey(item) {
+    return "woof " + location.pathname + " " + item.name + " " + item.file.size + " "
+      + item.file.lastModified;
+  }
+  function remembered(item) {
+    try { return localStorage.getItem(storageKey(item)); } catch (error) { return null; }
+  }
+  function remember(item, url) {
+    try {
+      if (url) localStorage.setItem(storageKey(item), url);
+      else localStorage.removeItem(storageKey(item));
+    } catch (error) { /* private browsing: no resume after a reload */ }
+  }
+
+  // Requests
+
+  function request(method, url, headers, body, onProgress) {
+    return new Promise(function (resolve) {
+      var xhr = new XMLHttpRequest();
+      xhr.open(method, url);
+      xhr.setRequestHeader("Accept", "text/plain");
+      xhr.setRequestHeader("Upload-Draft-Interop-Version", INTEROP);
+      Object.keys(headers).forEach(function (name) { xhr.setRequestHeader(name, headers[name]); });
+      if (onProgress) xhr.upload.onprogress = function (event) { onProgress(event.loaded); };
+      xhr.onload = function () { resolve(xhr); };
+      xhr.onerror = xhr.ontimeout = xhr.onabort = function () { resolve(null); };
+      xhr.send(body === undefined ? null : body);
+    });
+  }
+  function uploadsLeft(xhr) {
+    var left = xhr && xhr.getResponseHeader("Woof-Uploads-Left");
+    if (left !== null && left !== undefined) showLeft(parseInt(left, 10));
+  }
+  // A failure worth trying again: no answer, or woof busy for a while.
+  function passing(xhr) {
+    return !xhr || xhr.status === 0 || (xhr.status >= 500 && xhr.status !== 507 && !finished(xhr));
+  }
+  function finished(xhr) { return /has finished/.test(xhr.responseText || ""); }
+  function failure(xhr) {
+    return "Not saved (" + xhr.status + "): " + (xhr.responseText || xhr.statusText).trim();
+  }
+
+  // One file, resumable: created empty, its bytes appended from wherever
+  // woof has them, then completed with the SHA-256 the page computed.
+
+  function createUpload(item, batch) {
+    var url = form.action.replace(/\/?$/, "/")
+      + item.name.split("/").map(encodeURIComponent).join("/");
+    return request("POST", url, {"Upload-Complete": "?0", "Upload-Length": String(item.file.size),
+                                 "Woof-Batch": batch.id, "Woof-Batch-Files": String(batch.files)})
+      .then(function (xhr) {
+        uploadsLeft(xhr);
+        if (xhr && xhr.status === 201 && xhr.getResponseHeader("Location")) {
+          item.url = new URL(xhr.getResponseHeader("Location"), location.href).href;
+          remember(item, item.url);
+          item.offset = 0;
+          item.known = true;
+          return true;
+        }
+        if (passing(xhr)) return false;
+        throw new Error(failure(xhr));
+      });
+  }
+  // Ask woof how much of the file it has: true with item.offset set, false
+  // to retry later; a forgotten upload starts again.
+  function findOffset(item) {
+    return request("HEAD", item.url, {}).then(function (xhr) {
+      if (xhr && xhr.status >= 200 && xhr.status < 300) {
+        item.offset = parseInt(xhr.getResponseHeader("Upload-Offset"), 10) || 0;
+        item.complete = xhr.getResponseHeader("Upload-Complete") === "?1";
+        item.serverHash = digestOf(xhr);
+        item.known = true;
+        if (item.offset > 0 && !item.complete) {
+          item.resumed = "resumed at " + percent(item.offset, item.file.size);
+          note(item, item.resumed);
+        }
+        return true;
+      }
+      if (xhr && xhr.status === 404) {
+        item.url = null;
+        remember(item, null);
+        return true;
+      }
+      if (passing(xhr)) return false;
+      throw new Error(failure(xhr));
+    });
+  }
+  function appendRest(item) {
+    var from = item.offset;
+    item.offsetAtStart = from;
+    item.started = Date.now();
+    return request("PATCH", item.url, {"Upload-Complete": "?0", "Upload-Offset": String(from),
+                                       "Content-Type": "application/partial-upload"},
+                   item.file.slice(from), function (loaded) { showSending(item, from + loaded); })
+      .then(function (xhr) {
+        uploadsLeft(xhr);
+        if (xhr && xhr.status >= 200 && xhr.status < 300) {
+          item.offset = item.file.size;
+          return true;
+        }
+        if (xhr && xhr.status === 409) return false;  // woof has other bytes: ask again
+        if (passing(xhr)) return false;
+        throw new Error(failure(xhr));
+      });
+  }
+  function complete(item) {
+    return item.hash.then(function (hex) {
+      return request("PATCH", item.url, {"Upload-Complete": "?1", "Upload-Offset": String(item.offset),
+                                         "Content-Type": "application/partial-upload",
+                                         "Repr-Digest": "sha-256=:" + base64OfHex(hex) + ":"});
+    }).then(function (xhr) {
+      uploadsLeft(xhr);
+      if (xhr && xhr.status >= 200 && xhr.status < 300) {
+        item.serverHash = digestOf(xhr);
+        item.saved = xhr.responseText;
+        return true;
+      }
+      if (xhr && xhr.status === 422) {
+        remember(item, null);
+        throw new Error("Not saved: the bytes woof received differ from this file's. Send it again.");
+      }
+      if (xhr && xhr.status === 409) return false;
+      if (passing(xhr)) return false;
+      throw new Error(failure(xhr));
+    });
+  }
+  function digestOf(xhr) {
+    var match = /sha-256=:([A-Za-z0-9+\/=]+):/.exec(xhr.getResponseHeader("Repr-Digest") || "");
+    return match ? hexOfBase64(match[1]) : null;
+  }
+
+  // One file, until it is saved: each move either advances or, when the
+  // network is away, waits and asks woof where it stands; what woof has is
+  // never sent again.
+  function sendFile(item, batch) {
+    item.hash = hashFile(item.file);
+    item.url = remembered(item);
+    item.known = false;
+    return untilSaved(item, batch).then(function () { return verify(item); });
+  }
+  function untilSaved(item, batch) {
+    return advance(item, batch).then(function (saved) {
+      if (saved) return null;
+      item.known = false;
+      return retryAfterWait(item).then(function () { return untilSaved(item, batch); });
+    });
+  }
+  // The next move: create, learn the offset, append the rest, complete.
+  // True once saved, false after a failure worth a retry.
+  function advance(item, batch) {
+    var move;
+    if (!item.url) move = createUpload(item, batch);
+    else if (!item.known) move = findOffset(item);
+    else if (item.complete) return Promise.resolve(true);
+    else if (item.offset < item.file.size) move = appendRest(item);
+    else return complete(item);
+    return move.then(function (moved) { return moved && advance(item, batch); });
+  }
+
+  var waiting = [];
+  function retryAfterWait(item) {
+    var seconds = WAITS[Math.min(item.retries || 0, WAITS.length - 1)];
+    item.retries = (item.retries || 0) + 1;
+    return new Promise(function (resolve) {
+      var timer, left = seconds;
+      function go() { clearInterval(timer); waiting.splice(waiting.indexOf(go), 1); resolve(); }
+      waiting.push(go);
+      note(item, "connection lost, retrying in " + left + " s");
+      timer = setInterval(function () {
+        left--;
+        if (left <= 0) go();
+        else note(item, "connection lost, retrying in " + left + " s");
+      }, 1000);
+    });
+  }
+  function retryNow() { waiting.slice().forEach(function (go) { go(); }); }
+  window.addEventListener("online", retryNow);
+
+  function verify(item) {
+    return item.hash.then(function (hex) {
+      item.retries = 0;
+      remember(item, null);
+      item.bar.value = item.bar.max;
+      if (item.serverHash === hex) {
+        item.row.className = "verified";
+        note(item, "verified: SHA-256 " + hex.slice(0, 16) + "\u2026 on both sides");
+        item.verified = true;
+      } else {
+        item.row.className = "failed";
+        note(item, "saved, but woof did not confirm its SHA-256");
+      }
+    });
+  }
+
+  // What the person sees of each file
+
+  function note(item, text) { item.note.textContent = text; }
+  function showSending(item, done) {
+    var seconds = Math.max((Date.now() - item.started) / 1000, 0.001),
+        rate = (done - item.offsetAtStart) / seconds;
+    item.bar.value = item.file.size ? done : 1;
+    item.retries = 0;
+    note(item, (item.resumed ? item.resumed + "; " : "") + percent(done, item.file.size) + ", "
+      + size(rate) + "/s, " + duration((item.file.size - done) / rate) + " left");
+  }
+  function addRow(item) {
+    var row = document.createElement("li"), bar = document.createElement("progress"),
+        small = document.createElement("small");
+    bar.max = item.file.size || 1; bar.value = 0;
+    bar.setAttribute("aria-label", item.name);
+    row.append(item.name + " (" + size(item.file.size) + ") ", small, bar);
+    list.append(row);
+    item.row = row; item.bar = bar; item.note = small;
+  }
   function chosen() {
     inputs.forEach(function (input) {
-      var files = input.files, note = $(input.id + "-chosen");
-      if (!files.length) { note.textContent = ""; return; }
+      var files = input.files, label = $(input.id + "-chosen");
+      if (!files.length) { label.textContent = ""; return; }
       var folder = files[0].webkitRelativePath && files[0].webkitRelativePath.split("/")[0];
-      note.textContent = folder ? folder + " (" + plural(files.length, "file") + ")"
+      label.textContent = folder ? folder + " (" + plural(files.length, "file") + ")"
         : files.length === 1 ? files[0].name : plural(files.length, "file");
     });
   }
   function showLeft(left) {
-    if (left === null) return;
+    if (left === null || isNaN(left)) return;
     if (left <= 0) {
       $("left").textContent = "woof has finished receiving: nothing more can be sent. "
         + "You can close this page.";
@@ -6778,6 +7484,56 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
     $("left").textContent = left === 1 ? "woof takes one more upload: choose everything, "
       + "then Send." : "woof takes " + left + " more uploads; each Send is one.";
   }
+
+  // A Send: every file on its own requests, a few at once.
+
+  function send(files) {
+    if (!files.length) { status.textContent = "Choose a file first."; return; }
+    var batch = {id: randomId(), files: files.length}, queue = files.slice().sort(byName),
+        failed = 0, verified = 0;
+    list.textContent = "";
+    queue.forEach(function (item) {
+      item.batch = batch; item.offset = 0; item.offsetAtStart = 0;
+      addRow(item);
+    });
+    drop.disabled = true;
+    keepAwake();
+    status.textContent = "Sending " + plural(files.length, "file") + "\u2026";
+    function next() {
+      var item = queue.shift();
+      if (!item) return Promise.resolve();
+      return sendFile(item, batch).then(function () {
+        if (item.verified) verified++;
+      }, function (error) {
+        failed++;
+        item.row.className = "failed";
+        note(item, error.message);
+      }).then(next);
+    }
+    var workers = [];
+    for (var i = 0; i < Math.min(AT_ONCE, files.length); i++) workers.push(next());
+    Promise.all(workers).then(function () {
+      mayRest();
+      if ($("left").className !== "over") drop.disabled = false;
+      status.textContent = failed ? plural(files.length - failed, "file") + " saved, "
+        + failed + " not saved:" : "Saved " + plural(files.length, "file")
+        + (verified === files.length ? ", each verified:" : ":");
+      if (!failed) { form.reset(); chosen(); }
+    });
+  }
+
+  inputs.forEach(function (input) { input.addEventListener("change", chosen); });
+  form.addEventListener("submit", function (event) {
+    var files = [];
+    event.preventDefault();
+    inputs.forEach(function (input) {
+      [].forEach.call(input.files, function (f) {
+        files.push({file: f, name: f.webkitRelativePath || f.name});
+      });
+    });
+    send(files);
+  });
+  if (!canDrop) return;
   function walk(entry, path, out) {
     return new Promise(function (done) {
       if (entry.isFile) {
@@ -6795,88 +7551,6 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
       })();
     });
   }
-  function saved(text) {
-    var items = [];
-    text.split("\\n").forEach(function (line) {
-      var match = /^saved (.*) \\(([^,()]*), SHA-256 [0-9a-f]{64}\\)$/.exec(line);
-      if (match) items.push({name: match[1], size: match[2]});
-    });
-    items.sort(byName);
-    list.textContent = "";
-    items.forEach(function (item) {
-      var row = document.createElement("li"), note = document.createElement("small");
-      note.textContent = " (" + item.size + ")";
-      row.append(item.name, note);
-      list.append(row);
-    });
-    return items.length;
-  }
-  function send(files) {
-    if (!files.length) { status.textContent = "Choose a file first."; return; }
-    var data = new FormData(), rows = [], total = 0, started = Date.now();
-    files.sort(byName);
-    list.textContent = "";
-    files.forEach(function (pair) {
-      var file = pair.file, item = document.createElement("li"),
-          bar = document.createElement("progress"), note = document.createElement("small");
-      data.append("file", file, pair.name);
-      bar.max = file.size || 1; bar.value = 0;
-      bar.setAttribute("aria-label", pair.name);
-      item.append(pair.name + " (" + size(file.size) + ") ", note, bar);
-      list.append(item);
-      rows.push({start: total, size: file.size, bar: bar, note: note});
-      total += file.size;
-    });
-    var request = new XMLHttpRequest();
-    request.open("POST", form.action);
-    request.setRequestHeader("Accept", "text/plain");
-    request.upload.onprogress = function (event) {
-      var sent = event.total ? total * event.loaded / event.total : 0,
-          rate = sent / Math.max((Date.now() - started) / 1000, 0.001);
-      rows.forEach(function (row) {
-        var got = Math.max(0, Math.min(row.size, sent - row.start));
-        row.bar.value = row.size ? got : (sent >= row.start ? 1 : 0);
-        if (got > 0 && got < row.size) {
-          row.note.textContent = size(rate) + "/s, " + duration((row.size - got) / rate) + " left";
-        } else if (sent >= row.start + row.size) {
-          row.note.textContent = "sent";
-        }
-      });
-    };
-    request.onload = function () {
-      var ok = request.status >= 200 && request.status < 300,
-          left = request.getResponseHeader("Woof-Uploads-Left");
-      drop.disabled = false;
-      if (ok) {
-        var count = saved(request.responseText);
-        status.textContent = "Saved " + plural(count, "file") + ":";
-        form.reset();
-        chosen();
-      } else {
-        status.textContent = "Not saved (" + request.status + "): " + request.responseText;
-      }
-      showLeft(left === null ? null : parseInt(left, 10));
-    };
-    request.onerror = request.onabort = function () {
-      status.textContent = "Not saved: woof could not be reached.";
-      drop.disabled = false;
-    };
-    drop.disabled = true;
-    status.textContent = "Sending " + plural(files.length, "file") + "\\u2026";
-    request.send(data);
-  }
-  inputs.forEach(function (input) { input.addEventListener("change", chosen); });
-  form.addEventListener("submit", function (event) {
-    var files = [];
-    event.preventDefault();
-    inputs.forEach(function (input) {
-      [].forEach.call(input.files, function (f) {
-        files.push({file: f, name: f.webkitRelativePath || f.name});
-      });
-    });
-    send(files);
-  });
-  if (!canDrop) return;
   ["dragenter", "dragover"].forEach(function (type) {
     drop.addEventListener(type, function (event) { event.preventDefault(); drop.classList.add("over"); });
   });
@@ -6894,13 +7568,13 @@ UPLOAD_FORM = """<form id="form" method="post" enctype="multipart/form-data">
       .then(function () { send(files); });
   });
 })();
-</script>
 """
 
 UPLOAD_PAGE_TAIL = "</body></html>\n"
 
 # The page runs its own inline script and posts to woof only.
 UPLOAD_PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                      "worker-src blob:; child-src blob:; "
                       "connect-src 'self'; form-action 'self'; base-uri 'none'; "
                       "frame-ancestors 'none'")
 
@@ -6922,6 +7596,7 @@ def upload_page(saved=None, finished=False, left=None):
         parts.append("<p>woof has finished receiving; nothing more can be sent.</p>\n")
     else:
         parts.append(UPLOAD_FORM % {"left_text": uploads_left_text(left)})
+        parts.append("<script>\n%s</script>\n" % UPLOAD_SCRIPT)
     parts.append(UPLOAD_PAGE_TAIL)
     return "".join(parts)
 
@@ -6948,7 +7623,7 @@ def wants_html(headers):
 
 
 
-class UploadHandler(WoofHandler):
+class FormUploadHandler(WoofHandler):
     """Receives files into settings.upload_dir: the upload page, form posts and PUT."""
 
     def do_GET(self):
@@ -7178,6 +7853,523 @@ class UploadHandler(WoofHandler):
 
 
 # ---------------------------------------------------------------------------
+# HTTP handler for resumable uploads
+# ---------------------------------------------------------------------------
+
+# The interop versions of draft-ietf-httpbis-resumable-upload woof speaks:
+# 6 (draft 05, which tus-js-client 4 speaks as "ietf-draft-05"), 7 (draft
+# 06 to 08) and 8 (draft 09 and later, the latest).  The 104 interim
+# answer goes only to a client that names one of them (draft, "Interop
+# Version").
+RESUMABLE_INTEROP_VERSIONS = ("6", "7", "8")
+RESUMABLE_UPLOAD_TYPE = "application/partial-upload"
+UPLOAD_RESUMPTION_SUPPORTED = 104
+# Problem types (RFC 9457) of the draft's "Problem Types" section.
+PROBLEM_OFFSET = "https://iana.org/assignments/http-problem-types#mismatching-upload-offset"
+PROBLEM_LENGTH = "https://iana.org/assignments/http-problem-types#inconsistent-upload-length"
+# What the upload page sends with each file of a Send: its id, and how many
+# files the Send holds.
+BATCH_FIELD = "Woof-Batch"
+BATCH_FILES_FIELD = "Woof-Batch-Files"
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}\Z")
+UPLOAD_TOKEN_IN_PATH = re.compile(r"(/%s)[^ /?#]+" % re.escape(UPLOAD_RESOURCE_PATH))
+
+
+# An Integer of RFC 8941, 3.3.1, as woof takes it: not negative, 15 digits at most.
+STRUCTURED_INTEGER = re.compile(r"[0-9]{1,15}\Z")
+
+
+def structured_boolean(value):
+    """A structured-field Boolean (RFC 8941, 3.3.6), parameters ignored:
+    True, False, or None when absent or malformed."""
+    if value is None:
+        return None
+    item = value.split(";", 1)[0].strip()
+    return {"?1": True, "?0": False}.get(item)
+
+
+def structured_integer(value):
+    """A non-negative structured-field Integer (RFC 8941, 3.3.1), or None."""
+    if value is None:
+        return None
+    item = value.split(";", 1)[0].strip()
+    if not STRUCTURED_INTEGER.match(item):
+        return None
+    return int(item)
+
+
+def upload_limit(max_upload, lifetime):
+    """The Upload-Limit field: the size cap, if any, and how long an
+    unfinished upload is kept (as max-age since draft 06, as expires
+    before; each version ignores the key it does not know)."""
+    limits = ["max-size=%d" % max_upload] if max_upload is not None else ["min-size=0"]
+    limits.extend(["max-age=%d" % lifetime, "expires=%d" % lifetime])
+    return ", ".join(limits)
+
+
+def digest_from_field(value):
+    """The SHA-256 (hex) a Repr-Digest field (RFC 9530, 3) gives, or None."""
+    for member in (value or "").split(","):
+        key, _, item = member.strip().partition("=")
+        if key.strip().lower() == "sha-256" and item.startswith(":") and item.endswith(":"):
+            try:
+                raw = base64.b64decode(item[1:-1], validate=True)
+            except (ValueError, TypeError):
+                return None
+            return raw.hex() if len(raw) == 32 else None
+    return None
+
+
+def resumed_text(offset, length):
+    """How much of an upload a request begins with, for its first line."""
+    if offset == 0:
+        return " (%s)" % format_size(length) if length else ""
+    if length:
+        return ", resumed at %s of %s (%d%%)" % (format_size(offset), format_size(length),
+                                                 100 * offset // length)
+    return ", resumed at %s" % format_size(offset)
+
+
+def problem_json(kind, title, **members):
+    """An application/problem+json body (RFC 9457)."""
+    import json
+    problem = collections.OrderedDict([("type", kind), ("title", title)])
+    problem.update(sorted(members.items()))
+    return json.dumps(problem) + "\n"
+
+
+class UploadHandler(FormUploadHandler):
+    """Receives files into settings.upload_dir: besides what FormUploadHandler
+    takes, resumable uploads (draft-ietf-httpbis-resumable-upload).
+
+    A POST or PUT that carries Upload-Complete creates an upload resource,
+    below base_path + UPLOAD_RESOURCE_PATH; HEAD tells its offset, PATCH
+    appends to it, DELETE cancels it.
+    """
+
+    responses = dict(FormUploadHandler.responses)
+    responses[UPLOAD_RESUMPTION_SUPPORTED] = ("Upload Resumption Supported",
+                                              "The upload can be resumed")
+
+    def handle_one_request(self):
+        self.location = None
+        self.extra_fields = []  # sent with the final answer
+        super().handle_one_request()
+
+    def end_headers(self):
+        for name, value in self.extra_fields:
+            self.send_header(name, value)
+        self.extra_fields = []
+        super().end_headers()
+
+    def log_outcome(self):
+        # The token of an upload resource is what proves a client's right
+        # to it: never in the log.
+        line = getattr(self, "requestline", "")
+        if UPLOAD_RESOURCE_PATH in line:
+            self.requestline = UPLOAD_TOKEN_IN_PATH.sub(lambda found: found.group(1) + "\u2026",
+                                                        line)
+        super().log_outcome()
+
+    def do_POST(self):
+        if self.starts_resumable():
+            self.create_upload()
+        else:
+            super().do_POST()
+
+    def do_PUT(self):
+        if self.starts_resumable():
+            self.create_upload()
+        else:
+            super().do_PUT()
+
+    def do_HEAD(self):
+        if self.upload_token() is None:
+            super().do_HEAD()
+        else:
+            self.on_upload_resource(self.tell_offset)
+
+    def answer_page(self, sending_body):
+        # Upload-Limit tells woof.py's client mode (and others) that uploads
+        # here resume (draft, "Limits").
+        self.extra_fields = [("Upload-Limit", self.upload_limit())]
+        super().answer_page(sending_body)
+
+    def do_PATCH(self):
+        self.on_upload_resource(self.append_upload)
+
+    def do_DELETE(self):
+        self.on_upload_resource(self.cancel_upload)
+
+    def do_OPTIONS(self):
+        self.send_empty(("Allow", "GET, HEAD, POST, PUT, OPTIONS"),
+                        ("Upload-Limit", self.upload_limit()))
+
+    def send_empty(self, *headers):
+        """A 204: no Content-Length, no body (RFC 9110, 8.6 and 15.3.5)."""
+        self.send_response(HTTPStatus.NO_CONTENT)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+
+    def reads_body(self):
+        return self.command in ("POST", "PUT", "PATCH")
+
+    def before_continue(self):
+        if self.command == "PATCH" and self.upload_token() is None:
+            return True  # answered 404 without reading
+        return super().before_continue()
+
+    def starts_resumable(self):
+        return "Upload-Complete" in self.headers
+
+    def check_request(self):
+        if self.command == "PATCH" or self.starts_resumable():
+            return self.check_resumable_request()
+        return super().check_request()
+
+    def check_resumable_request(self):
+        """Raise UploadRefused unless a resumable request's body could be taken."""
+        settings = self.server.settings
+        if self.server.finished.is_set():
+            raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished")
+        length = self.body_length()
+        if length is not None and settings.max_upload is not None \
+                and length > settings.max_upload:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "the upload is %s, more than the %s allowed"
+                                % (format_size(length), format_size(settings.max_upload)))
+        if length:
+            check_free_space(settings.upload_dir, length)
+        return length
+
+    def body_length(self):
+        # A resumable request without Content-Length or Transfer-Encoding has
+        # no body (RFC 9112, 6.3): an empty creation or append.
+        if (self.command == "PATCH" or self.starts_resumable()) \
+                and "Content-Length" not in self.headers \
+                and "Transfer-Encoding" not in self.headers:
+            return 0
+        return super().body_length()
+
+    def interop_version(self):
+        """The draft interop version the client named, if woof speaks it."""
+        version = (self.headers.get("Upload-Draft-Interop-Version") or "").strip()
+        return version if version in RESUMABLE_INTEROP_VERSIONS else None
+
+    def upload_limit(self):
+        return upload_limit(self.server.settings.max_upload, PARTIAL_LIFETIME)
+
+    def upload_token(self):
+        """The token of the upload resource the path names, or None."""
+        path = self.inner_path
+        prefix = "/" + UPLOAD_RESOURCE_PATH
+        if not path.startswith(prefix):
+            return None
+        token = path[len(prefix):]
+        return token if 0 < len(token) <= 64 and "/" not in token else None
+
+    def resource_location(self, token):
+        return self.server.base_path + UPLOAD_RESOURCE_PATH + token
+
+    def send_upload_state(self, status, partial, *headers):
+        """An answer about an upload resource: its offset, whether complete, its limits."""
+        fields = [("Upload-Offset", str(partial.offset)),
+                  ("Upload-Complete", "?1" if partial.saved is not None else "?0"),
+                  ("Upload-Limit", self.upload_limit()), ("Cache-Control", "no-store")]
+        if partial.length is not None:
+            fields.append(("Upload-Length", str(partial.length)))
+        if partial.saved is not None:
+            fields.append(("Repr-Digest", repr_digest(bytes.fromhex(partial.saved.sha256))))
+        fields.extend(headers)
+        if status == HTTPStatus.NO_CONTENT:
+            self.send_empty(*fields)
+        else:
+            self.send_small(status, "", *fields)
+
+    # The upload resource
+
+    def on_upload_resource(self, action):
+        """Run action(partial) for the upload resource the path names, or answer 404."""
+        server = self.server
+        token = self.upload_token()
+        partial = server.uploads.find(token) if token is not None else None
+        if partial is None:
+            if self.command == "PATCH":
+                self.refuse(UploadRefused(HTTPStatus.NOT_FOUND, "no such upload; it may have "
+                                          "expired or been cancelled"))
+            else:
+                self.send_not_found()
+            return
+        if not server.begin_response():
+            self.refuse(UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished"))
+            return
+        try:
+            if not partial.take_over(self.connection):
+                self.refuse(UploadRefused(HTTPStatus.CONFLICT,
+                                          "another request is still sending this file"))
+                return
+            try:
+                action(partial)
+            finally:
+                partial.let_go()
+                if partial.removed and partial.saved is None:
+                    remove_quietly(partial.path)  # woof stopped while it was open
+        finally:
+            try:
+                self.log_outcome()
+            finally:
+                server.end_response()
+
+    def tell_offset(self, partial):
+        self.send_upload_state(HTTPStatus.NO_CONTENT, partial)
+
+    def cancel_upload(self, partial):
+        if partial.saved is None:
+            self.server.uploads.cancel(partial)
+            self.note = "cancelled %s" % printable_name(partial.name)
+        self.send_empty()
+
+    def append_upload(self, partial):
+        """PATCH: append the body at the offset the client names."""
+        complete = structured_boolean(self.headers.get("Upload-Complete"))
+        offset = structured_integer(self.headers.get("Upload-Offset"))
+        media = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if complete is None or offset is None or media != RESUMABLE_UPLOAD_TYPE:
+            self.refuse(UploadRefused(HTTPStatus.BAD_REQUEST,
+                                      "an append needs Upload-Complete, Upload-Offset and "
+                                      "Content-Type: " + RESUMABLE_UPLOAD_TYPE))
+            return
+        if partial.saved is not None:
+            self.answer_finished(partial)
+            return
+        if offset != partial.offset:
+            self.refuse_offset(partial, offset)
+            return
+        self.receive_into(partial, complete)
+
+    def refuse_offset(self, partial, offset):
+        self.note = "offset %d, not %d" % (offset, partial.offset)
+        self.close_connection = True
+        self.body_unread = True
+        self.send_small(HTTPStatus.CONFLICT, problem_json(
+            PROBLEM_OFFSET, "the offset does not match the upload's",
+            **{"expected-offset": partial.offset, "provided-offset": offset}),
+            ("Upload-Offset", str(partial.offset)), ("Upload-Complete", "?0"),
+            ("Connection", "close"), content_type="application/problem+json")
+
+    # Creation
+
+    def create_upload(self):
+        """POST or PUT with Upload-Complete: make an upload resource, then
+        take the body as its first bytes."""
+        server = self.server
+        complete = structured_boolean(self.headers.get("Upload-Complete"))
+        try:
+            if complete is None:
+                raise UploadRefused(HTTPStatus.BAD_REQUEST, "Upload-Complete must be ?0 or ?1")
+            self.check_request()
+            batch, files = self.batch_fields()
+            length = self.declared_upload_length(0, complete)
+            token, partial = server.uploads.create(client_host(self.client_address),
+                                                  self.put_name(), length, batch, files)
+        except UploadRefused as refusal:
+            self.refuse(refusal)
+            return
+        if not server.begin_response():
+            server.uploads.cancel(partial)
+            self.refuse(UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished"))
+            return
+        try:
+            partial.take_over(self.connection)
+            try:
+                self.location = self.resource_location(token)
+                self.announce_resumable()
+                self.receive_into(partial, complete)
+            finally:
+                partial.let_go()
+                if partial.removed and partial.saved is None:
+                    remove_quietly(partial.path)
+        finally:
+            try:
+                self.log_outcome()
+            finally:
+                server.end_response()
+
+    def batch_fields(self):
+        """(batch id, files in it) the upload page sends, or (None, None)."""
+        batch = self.headers.get(BATCH_FIELD)
+        if batch is None:
+            return None, None
+        files = structured_integer(self.headers.get(BATCH_FILES_FIELD))
+        if not BATCH_ID_PATTERN.match(batch) or not files or files > MAX_UPLOAD_FILES:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "%s needs an id and %s a count of "
+                                "at most %d" % (BATCH_FIELD, BATCH_FILES_FIELD,
+                                                MAX_UPLOAD_FILES))
+        return batch, files
+
+    def declared_upload_length(self, offset, complete, known=None):
+        """The upload's length as this request declares it (draft, "Length"),
+        None when it does not; UploadRefused when its indications disagree."""
+        lengths = set()
+        upload_length = self.headers.get("Upload-Length")
+        if upload_length is not None:
+            value = structured_integer(upload_length)
+            if value is None:
+                raise UploadRefused(HTTPStatus.BAD_REQUEST, "Upload-Length is not a number")
+            lengths.add(value)
+        body = declared_length(self.headers)
+        if complete and body is not None and "Transfer-Encoding" not in self.headers:
+            lengths.add(offset + body)
+        if known is not None:
+            lengths.add(known)
+        if len(lengths) > 1:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the upload's length is given as %s"
+                                % " and ".join(str(value) for value in sorted(lengths)))
+        length = lengths.pop() if lengths else None
+        max_upload = self.server.settings.max_upload
+        if length is not None and max_upload is not None and length > max_upload:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "the upload is %s, more than the %s allowed"
+                                % (format_size(length), format_size(max_upload)))
+        return length
+
+    def announce_resumable(self):
+        """The 104 interim answer, for a client that named a version woof speaks."""
+        version = self.interop_version()
+        if version is None:
+            return
+        self.send_response_only(UPLOAD_RESUMPTION_SUPPORTED)
+        self.send_header("Location", self.location)
+        self.send_header("Upload-Draft-Interop-Version", version)
+        self.send_header("Upload-Limit", self.upload_limit())
+        BaseHTTPRequestHandler.end_headers(self)  # an interim answer: none of woof's fields
+        self.wfile.flush()
+
+    # Receiving bytes
+
+    def receive_into(self, partial, complete):
+        """Append this request's body to partial, then answer: the saved file
+        once complete, else the offset reached."""
+        server = self.server
+        try:
+            length = self.declared_upload_length(partial.offset, complete, partial.length)
+            body = self.body_length()
+            self.check_append(partial, length, body)
+        except UploadRefused as refusal:
+            self.refuse(refusal)
+            return
+        partial.length = length
+        reader = self.open_body(body)
+        started = partial.offset
+        if body == 0:
+            self.finish_append(partial, complete, length)
+            return
+        self.transfer = server.progress.begin(
+            client_host(self.client_address), "is sending %s%s" % (
+                printable_name(partial.name), resumed_text(started, length)),
+            partial.name, None if length is None else length - started,
+            lambda: partial.offset - started, receiving=True)
+        view = memoryview(bytearray(COPY_BUFFER_SIZE))
+        try:
+            partial.append(lambda: view[:reader.readinto(view)], self.append_limit(partial))
+        except BodyCutOff:
+            self.close_connection = True
+            self.status = "-"  # no answer: nobody is left to read it
+            self.note = "aborted at %s: the client went away; kept for a resume" % (
+                format_size(partial.offset))
+            return
+        except UploadRefused as refusal:
+            self.note = "aborted at %s: %s" % (format_size(partial.offset), refusal)
+            self.refuse(refusal)
+            return
+        except (socket.timeout, OSError) as error:
+            self.close_connection = True
+            self.status = "-"
+            self.note = "aborted at %s: %s; kept for a resume" % (
+                format_size(partial.offset), describe_transfer_error(error))
+            return
+        finally:
+            server.progress.end(self.transfer)
+        self.finish_append(partial, complete, length)
+
+    def finish_append(self, partial, complete, length):
+        """Answer a request whose body was taken whole."""
+        if complete or (self.interop_version() == "6" and partial.offset == length):
+            # tus-js-client's "ietf-draft-05" mode may end a file read in
+            # pieces with Upload-Complete: ?0; under draft 05 the length
+            # it declared tells as much.
+            self.finish_upload(partial)
+        else:
+            self.note = "%s of %s so far" % (format_size(partial.offset),
+                                            printable_name(partial.name))
+            status = HTTPStatus.CREATED if self.command != "PATCH" else HTTPStatus.NO_CONTENT
+            extra = [("Location", self.location)] if self.command != "PATCH" else []
+            self.send_upload_state(status, partial, *extra)
+
+    def check_append(self, partial, length, body):
+        """Refuse an append that would pass the upload's length, --max-upload or the free space."""
+        if body is None:
+            return
+        end = partial.offset + body
+        if length is not None and end > length:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body runs past the upload's "
+                                "length (%d bytes)" % length)
+        max_upload = self.server.settings.max_upload
+        if max_upload is not None and end > max_upload:
+            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "the upload would pass the %s allowed" % format_size(max_upload))
+        check_free_space(self.server.settings.upload_dir, body)
+
+    def append_limit(self, partial):
+        """How many more bytes partial may take."""
+        caps = [value - partial.offset for value in (partial.length,
+                                                     self.server.settings.max_upload)
+                if value is not None]
+        return min(caps) if caps else float("inf")
+
+    def finish_upload(self, partial):
+        """All of the file is here: check it against the client's SHA-256,
+        publish it, count it, answer."""
+        server = self.server
+        if partial.length is not None and partial.offset != partial.length:
+            self.refuse(UploadRefused(HTTPStatus.BAD_REQUEST, "the upload ended at %d of its "
+                                      "%d bytes" % (partial.offset, partial.length)))
+            return
+        sha256 = partial.digest.hexdigest()
+        expected = digest_from_field(self.headers.get("Repr-Digest"))
+        if expected is not None and expected != sha256:
+            server.uploads.cancel(partial)
+            self.note = "aborted: %s arrived with SHA-256 %s, not the sender's %s" % (
+                printable_name(partial.name), sha256, expected)
+            self.refuse(UploadRefused(HTTPStatus.UNPROCESSABLE_ENTITY, "%s arrived changed: "
+                                      "its SHA-256 is %s, not %s; nothing was saved"
+                                      % (partial.name, sha256, expected)))
+            return
+        try:
+            saved, upload = server.uploads.publish(partial, sha256)
+        except UploadRefused as refusal:
+            server.uploads.cancel(partial)
+            self.refuse(refusal)
+            return
+        counted = server.count_upload(self.client_address, upload) if upload else None
+        self.extra_fields = self.finished_fields(partial)
+        self.answer_saved([saved], counted)
+
+    def finished_fields(self, partial):
+        return [("Upload-Offset", str(partial.offset)), ("Upload-Complete", "?1"),
+                ("Repr-Digest", repr_digest(bytes.fromhex(partial.saved.sha256)))]
+
+    def answer_finished(self, partial):
+        """A repeated final request (its answer was lost): the same answer again."""
+        self.note = "already saved as %s" % printable_name(partial.saved.name)
+        self.close_connection = True
+        self.body_unread = True
+        self.extra_fields = self.finished_fields(partial)
+        self.send_small(HTTPStatus.OK, saved_text([partial.saved]), ("Connection", "close"))
+
+
+# ---------------------------------------------------------------------------
 # Server
 # ---------------------------------------------------------------------------
 
@@ -7269,6 +8461,7 @@ class WoofServer(HTTPServer):
         self.refusals_logged = {}  # host -> (monotonic time of its last line, left out since)
         self.head_seconds = min(settings.timeout, MAX_HEAD_SECONDS)
         self.batches = set()
+        self.uploads = ResumableUploads(settings.upload_dir, settings.max_upload)
         self.failure = None
         self.finished = threading.Event()
         self.progress = Progress(self.log)
@@ -7656,6 +8849,7 @@ class WoofServer(HTTPServer):
             batches = list(self.batches)
         for batch in batches:
             batch.discard()
+        self.uploads.discard()
 
     def count_completion(self, host, size, files=1):
         """Count one download or upload (lock held) by host, of size bytes;
@@ -9492,7 +10686,7 @@ def send_file_data(sock, item, progress, done, use_sendfile):
     return done + item.size
 
 
-def send_files(requester, options, out, report):
+def send_files(requester, options, out, report, state_path=None):
     """Send the paths given after the URL; write the receiver's answer to out."""
     items = files_to_send(options.paths, report)
     connection, response, url = requester.open(options.url, "HEAD")
@@ -9501,10 +10695,14 @@ def send_files(requester, options, out, report):
         raise status_error(response, url, options.password is not None)
     receiving = response.status == HTTPStatus.OK and \
         response.getheader(UPLOAD_MARKER[0]) == UPLOAD_MARKER[1]
+    if receiving and len(items) > MAX_UPLOAD_FILES:
+        raise WoofError("woof takes at most %d files at once, not %d; send an archive "
+                        "of them instead" % (MAX_UPLOAD_FILES, len(items)))
+    if receiving and response.getheader("Upload-Limit") and state_path:
+        send_files_resumably(requester, url, items, UploadState(state_path, url, items),
+                             out, report)
+        return
     if receiving:
-        if len(items) > MAX_UPLOAD_FILES:
-            raise WoofError("woof takes at most %d files at once, not %d; send an archive "
-                            "of them instead" % (MAX_UPLOAD_FILES, len(items)))
         answer_url, (connection, response), progress = post_form(requester, url, items, report)
     else:
         single = len(options.paths) == 1 and len(items) == 1 and items[0].path == options.paths[0]
@@ -9531,6 +10729,21 @@ def send_files(requester, options, out, report):
     report.line('Sent "%s" (%s)%s' % (printable_name(what), progress.summary(),
                                       "" if receiving else ": %d %s" % (
                                           response.status, printable_name(response.reason))))
+
+
+def send_files_resumably(requester, url, items, state, out, report):
+    """Send to a woof that resumes: each file on its own, the receiver's lines
+    written to out with whether its SHA-256 matches ours."""
+    results, progress = send_resumable(requester, url, items, state, report)
+    lines = []
+    for result in results:
+        for line in result.answer.splitlines():
+            lines.append(printable_name(line) + (" verified" if result.verified else
+                                                 " NOT verified"))
+    out.write("".join(line + "\n" for line in lines).encode("utf-8"))
+    out.flush()
+    what = items[0].name if len(items) == 1 else "%d files" % len(items)
+    report.line('Sent "%s" (%s)' % (printable_name(what), progress.summary()))
 
 
 def post_form(requester, url, items, report):
@@ -9565,6 +10778,254 @@ def put_file(requester, url, item, report):
     headers = {"Content-Type": guess_content_type(item.name)}
     return url, requester.send(url, "PUT", headers, item.size, lambda sock: send_file_data(
         sock, item, progress, 0, use_sendfile)), progress
+
+
+# ---------------------------------------------------------------------------
+# Client mode: resumable sending
+#
+# To a receiving woof, each file goes as a resumable upload of its own
+# (see "HTTP handler for resumable uploads"): created empty, appended from
+# the offset woof has, then completed with the SHA-256 computed as it went,
+# which woof checks before it publishes the file.  The upload URLs are kept
+# in a small file of this user's, so that the same command run again after
+# a cut continues each file where the receiver has it.
+# ---------------------------------------------------------------------------
+
+# Upload URLs older than this are forgotten (woof forgets its side sooner).
+UPLOAD_STATE_DAYS = 7
+
+
+def upload_state_path(environ):
+    """The file that keeps the upload URLs of unfinished sends, in this
+    user's cache folder (XDG_CACHE_HOME, LOCALAPPDATA on Windows, ~/.cache)."""
+    base = environ.get("XDG_CACHE_HOME") or environ.get("LOCALAPPDATA")
+    if not base:
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "woof", "uploads.json")
+
+
+class UploadState:
+    """The upload URLs of one send (the same URL, files and sizes), so that
+    running the same command again continues it: {file key: URL}, and the
+    batch id that makes the files one upload."""
+
+    def __init__(self, path, url, items):
+        self.path = path
+        identity = "\0".join([url] + ["%s\0%s\0%d\0%d" % (item.name, os.path.abspath(item.path),
+                                                          item.size, mtime_of(item.path))
+                                      for item in items])
+        self.key = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()
+        self.all = self.load()
+        self.mine = self.all.get(self.key) or {"batch": secrets.token_hex(12), "files": {},
+                                               "time": time.time()}
+
+    def load(self):
+        import json
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                known = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(known, dict):
+            return {}
+        horizon = time.time() - UPLOAD_STATE_DAYS * 86400
+        return {key: value for key, value in known.items()
+                if isinstance(value, dict) and isinstance(value.get("files"), dict)
+                and isinstance(value.get("batch"), str) and value.get("time", 0) > horizon}
+
+    @property
+    def batch(self):
+        return self.mine["batch"]
+
+    def url_of(self, item):
+        url = self.mine["files"].get(item.name)
+        return url if isinstance(url, str) else None
+
+    def remember(self, item, url):
+        """Keep (or, with None, forget) item's upload URL; written at once."""
+        if url is None:
+            self.mine["files"].pop(item.name, None)
+        else:
+            self.mine["files"][item.name] = url
+        self.mine["time"] = time.time()
+        self.all[self.key] = self.mine
+        self.save()
+
+    def finish(self):
+        """The send is over: forget it."""
+        if self.all.pop(self.key, None) is not None:
+            self.save()
+
+    def save(self):
+        import json
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            temporary = "%s.%s.tmp" % (self.path, secrets.token_hex(4))
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump(self.all, handle)
+            os.replace(temporary, self.path)
+        except OSError:
+            pass  # no resume after a cut, but the send itself goes on
+
+
+def mtime_of(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+class ResumableSend(NamedTuple):
+    """What the receiver said of one file: its answer lines, whether its
+    SHA-256 matched ours, the bytes this run sent of it."""
+
+    answer: str
+    verified: bool
+    sent: int
+
+
+def send_resumable(requester, url, items, state, report):
+    """Send items to a receiving woof, each resumable; return (the
+    ResumableSend of each, the progress)."""
+    total = sum(item.size for item in items)
+    shown = items[0].name if len(items) == 1 else "%d files" % len(items)
+    progress = report.progress("Sending", shown, total)
+    results, done = [], 0
+    base = url if urllib.parse.urlsplit(url).path.endswith("/") else url + "/"
+    for item in items:
+        results.append(send_one_resumable(requester, base, item, len(items), state,
+                                          report, progress, done))
+        done += item.size
+        progress.update(done)
+    state.finish()
+    return results, progress
+
+
+def send_one_resumable(requester, base, item, files, state, report, progress, done):
+    """One file: find or create its upload, append what the receiver lacks, complete it."""
+    location, offset, theirs = state.url_of(item), None, None
+    if location is not None:
+        offset, theirs = upload_offset(requester, location)
+    if offset is None:
+        location, offset = create_remote_upload(requester, base, item, files, state.batch)
+        state.remember(item, location)
+    digest = hashlib.sha256()
+    if theirs is not None:  # it arrived whole before; only the answer was lost
+        hash_file_head(item, item.size, digest)
+        return ResumableSend("%s had arrived before (SHA-256 %s)\n" % (item.name, theirs),
+                             theirs == digest.hexdigest(), 0)
+    hash_file_head(item, offset, digest)
+    if offset:
+        report.line("Resuming %s at %s of %s" % (printable_name(item.name), format_size(offset),
+                                                 format_size(item.size)))
+    if offset < item.size:
+        append_remote(requester, location, item, offset, digest, progress, done)
+    answer = complete_remote(requester, location, item, digest)
+    return answer._replace(sent=item.size - offset)
+
+
+def upload_offset(requester, location):
+    """(offset, None) of an unfinished upload; (size, the receiver's SHA-256)
+    of one it finished; (None, None) when it forgot it."""
+    connection, response, _ = requester.open(location, "HEAD")
+    connection.close()
+    if response.status == HTTPStatus.NOT_FOUND:
+        return None, None
+    offset = structured_integer(response.getheader("Upload-Offset"))
+    if not 200 <= response.status < 300 or offset is None:
+        raise status_error(response, location, requester.options.password is not None)
+    if structured_boolean(response.getheader("Upload-Complete")):
+        return offset, digest_from_field(response.getheader("Repr-Digest")) or ""
+    return offset, None
+
+
+def answer_of(requester, connection, response, url):
+    """The text of a 2xx answer; WoofError for any other.  Closes the connection."""
+    try:
+        if not 200 <= response.status < 300:
+            raise status_error(response, url, requester.options.password is not None)
+        return response.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as error:
+        raise WoofError("no answer after sending: %s" % describe_read_error(error))
+    finally:
+        connection.close()
+
+
+def create_remote_upload(requester, base, item, files, batch):
+    """(upload URL, 0) of a new, empty upload for item."""
+    url = base + urllib.parse.quote(name_bytes(item.name), safe="/")
+    headers = {"Upload-Complete": "?0", "Upload-Length": str(item.size),
+               BATCH_FIELD: batch, BATCH_FILES_FIELD: str(files)}
+    connection, response = requester.send(url, "POST", headers, 0, lambda sock: None)
+    answer_of(requester, connection, response, url)
+    location = response.getheader("Location")
+    if response.status != HTTPStatus.CREATED or not location:
+        raise WoofError("%s did not make a resumable upload (%d %s)"
+                        % (printable_name(url), response.status, response.reason))
+    return urllib.parse.urljoin(url, location), 0
+
+
+def hash_file_head(item, offset, digest):
+    """Feed digest the first offset bytes of item's file (sent by an earlier run)."""
+    if not offset:
+        return
+    with open_to_send(item) as handle:
+        left = offset
+        while left:
+            data = handle.read(min(left, COPY_BUFFER_SIZE))
+            if not data:
+                raise WoofError("%s is shorter than what was sent of it before"
+                                % printable_name(item.path))
+            digest.update(data)
+            left -= len(data)
+
+
+def open_to_send(item):
+    try:
+        return open(item.path, "rb")
+    except OSError as error:
+        raise WoofError("cannot read %s: %s" % (printable_name(item.path),
+                                                error.strerror or error))
+
+
+def append_remote(requester, location, item, offset, digest, progress, done):
+    """PATCH the rest of item's file from offset, hashing it as it goes."""
+    def write_body(sock):
+        with open_to_send(item) as handle:
+            if os.fstat(handle.fileno()).st_size != item.size:
+                raise WoofError("%s changed since woof began to send it; send it again"
+                                % printable_name(item.path))
+            handle.seek(offset)
+            view = memoryview(bytearray(COPY_BUFFER_SIZE))
+            position = offset
+            while position < item.size:
+                count = handle.readinto(view[:min(len(view), item.size - position)])
+                if not count:
+                    raise WoofError("%s shrank while woof sent it" % printable_name(item.path))
+                digest.update(view[:count])
+                sock.sendall(view[:count])
+                position += count
+                progress.update(done + position)
+    headers = {"Upload-Complete": "?0", "Upload-Offset": str(offset),
+               "Content-Type": RESUMABLE_UPLOAD_TYPE}
+    try:
+        connection, response = requester.send(location, "PATCH", headers, item.size - offset,
+                                              write_body)
+        answer_of(requester, connection, response, location)
+    except WoofError as error:
+        raise WoofError("%s; run the same command again to continue where it stopped" % error)
+
+
+def complete_remote(requester, location, item, digest):
+    """Complete the upload with our SHA-256; the receiver's answer, checked."""
+    ours = digest.hexdigest()
+    headers = {"Upload-Complete": "?1", "Upload-Offset": str(item.size),
+               "Content-Type": RESUMABLE_UPLOAD_TYPE,
+               "Repr-Digest": repr_digest(bytes.fromhex(ours))}
+    connection, response = requester.send(location, "PATCH", headers, 0, lambda sock: None)
+    answer = answer_of(requester, connection, response, location)
+    theirs = digest_from_field(response.getheader("Repr-Digest"))
+    return ResumableSend(answer, theirs == ours, 0)
 
 
 # ---------------------------------------------------------------------------
@@ -9707,7 +11168,7 @@ def run_client(parser, args, environ, folder=None, stdin=None, stdout=None, stde
         requester = Requester(options)
         out = stdout or sys.stdout.buffer
         if options.paths:
-            send_files(requester, options, out, report)
+            send_files(requester, options, out, report, upload_state_path(environ))
         elif options.output == "-":
             fetch_to_stream(requester, options, out, report)
         elif options.extract:
