@@ -4698,7 +4698,7 @@ class UploadBatch:
         self.folder = folder
         self.max_files = MAX_UPLOAD_FILES if max_files is None else max_files
         self.received = []  # (temporary path, client's name, size, seconds, SHA-256)
-        self.temporaries = {}  # path: its open file, which Windows cannot remove
+        self.temporaries = {}  # path: its open file (Windows removes none open), or None
         self.discarded = False
         self.lock = threading.Lock()
 
@@ -4756,7 +4756,7 @@ class UploadBatch:
     def adopt(self, path, client_name, size, seconds, sha256):
         """Take a temporary written elsewhere (a resumable upload) as received."""
         with self.lock:
-            self.temporaries.add(path)
+            self.temporaries[path] = None  # closed already
         self.received.append((path, client_name, size, seconds, sha256))
 
     def publish(self, folders=None):
@@ -4813,7 +4813,8 @@ class UploadBatch:
             left, self.temporaries = self.temporaries, {}
             self.discarded = True
         for path, handle in left.items():
-            handle.close()  # first: Windows removes no file that is still open
+            if handle is not None:
+                handle.close()  # first: Windows removes no file that is still open
             remove_quietly(path)
 
 
@@ -7672,7 +7673,7 @@ class FormUploadHandler(WoofHandler):
         return self.command in ("POST", "PUT")
 
     def before_continue(self):
-        if self.command in ("POST", "PUT"):
+        if self.reads_body():
             try:
                 self.check_request()
             except UploadRefused as refusal:
@@ -10299,7 +10300,7 @@ class Unpacking(UploadBatch):
                               entry[2])
             return
         with self.lock:
-            self.temporaries.add(path)
+            self.temporaries[path] = None  # closed already
         self.received.append((path, name) + tuple(entry[2:]))
         self.by_name[name] = self.received[-1]
 
