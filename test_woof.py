@@ -7150,6 +7150,68 @@ class ResumingBrowserTest(UploadTestCase):
         self.assertFalse(run.server.finished.is_set())
 
 
+# Run by node with tus-js-client 4 (found in WOOF_TUS_DIR): uploads the file
+# given to ENDPOINT in pieces, by the resumable upload draft as that client
+# speaks it ("ietf-draft-05", interop version 6), resuming an upload URL
+# when one is given; prints the upload URL, then DONE or FAIL.
+TUS_SCRIPT = r"""
+const fs = require('fs');
+const tus = require(require.resolve('tus-js-client', {paths: [process.env.WOOF_TUS_DIR]}));
+const [endpoint, path, resume] = process.argv.slice(2);
+const upload = new tus.Upload(fs.readFileSync(path), {
+  endpoint, uploadUrl: resume || null, protocol: 'ietf-draft-05', chunkSize: 1 << 20,
+  retryDelays: [100, 300, 1000, 2000],
+  onSuccess: () => console.log('DONE ' + upload.url),
+  onError: (error) => { console.log('FAIL ' + error.message); process.exitCode = 1; },
+});
+upload.start();
+"""
+
+
+class TusClientTest(UploadTestCase):
+    """tus-js-client 4, the upload library under Uppy, in its IETF draft mode."""
+
+    def tus(self, endpoint, path, resume=""):
+        node = require_tool("node")
+        folder = os.environ.get("WOOF_TUS_DIR")
+        if not folder or not os.path.isdir(os.path.join(folder, "node_modules", "tus-js-client")):
+            skip_or_fail("WOOF_TUS_DIR (a folder where npm installed tus-js-client@4) is not set")
+        script = self.make_file("upload.cjs", TUS_SCRIPT.encode())
+        env = dict(os.environ, WOOF_TUS_DIR=folder)
+        done = subprocess.run([node, script, endpoint, path, resume], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env, timeout=DEADLINE * 2,
+                              universal_newlines=True)
+        return done.returncode, done.stdout.strip(), done.stderr
+
+    def test_tus_js_client_uploads_in_pieces_and_resumes_after_cuts_by_itself(self):
+        data = os.urandom((3 << 20) + 12345)
+        path = self.make_file("from tus.bin", data)
+        run = self.receive(count=1)
+        proxy = CuttingProxy(self, run.server.port, cuts=[(1 << 20) + 5000, (2 << 20) + 777])
+        status, out, err = self.tus("http://127.0.0.1:%d/from%%20tus.bin" % proxy.port, path)
+        self.assertEqual(status, 0, out + err)
+        self.assertTrue(out.startswith("DONE http://127.0.0.1:%d/.uploads/" % proxy.port), out)
+        run.wait()
+        self.assertEqual(self.inbox_files(), {"from tus.bin": data})
+        self.assertEqual(proxy.cuts, [])
+        self.assertIn("resumed at", self.log_stream.getvalue())
+
+    def test_tus_js_client_resumes_an_upload_by_its_url(self):
+        data = os.urandom(2 << 20)
+        path = self.make_file("later.bin", data)
+        run = self.receive()
+        response, _ = self.request(run, "POST", "/later.bin", {
+            "Upload-Complete": "?0", "Upload-Length": str(len(data))}, data[:700000])
+        self.assertEqual(response.status, 201)
+        location = "http://127.0.0.1:%d%s" % (run.server.port, response.getheader("Location"))
+        status, out, err = self.tus("http://127.0.0.1:%d/later.bin" % run.server.port, path,
+                                    location)
+        self.assertEqual((status, out), (0, "DONE " + location), err)
+        run.wait()
+        self.assertEqual(self.inbox_files(), {"later.bin": data})
+        self.assertIn("resumed at 683.6 KiB", self.log_stream.getvalue())
+
+
 class ResumingClientTest(UploadTestCase):
     """woof.py URL FILE... after a receiver that hangs up: run again, it continues."""
 

@@ -11040,8 +11040,10 @@ under that name is offered instead):
                            made safe; an existing file is never replaced
                            ("name (1).ext"); a broken download continues
                            when the same command is run again
-  woof.py URL FILE...      send files and folders to a woof receiving with -U
-                           (any other server gets one file by PUT)
+  woof.py URL FILE...      send files and folders to a woof receiving with -U,
+                           which checks their SHA-256; run again after a cut,
+                           it goes on where it stopped (any other server gets
+                           one file by PUT)
 --password sends woof's password (WOOF_PASSWORD, or asked on a terminal);
 -q shows no progress; --timeout S ends a transfer when the server sends less
 than 4 KiB in S seconds."""
