@@ -6482,6 +6482,7 @@ class WoofHandler(BaseHTTPRequestHandler):
     def setup(self):
         self.timeout = self.server.settings.timeout
         self.body_unread = False  # the connection closes with a request body left unread
+        self.drain_limit = DRAIN_LIMIT  # how much of it linger() reads
         super().setup()
         self.rfile.close()
         self.reader = HeadReader(self.connection, self.timeout)
@@ -6505,7 +6506,7 @@ class WoofHandler(BaseHTTPRequestHandler):
             if self.server.tls is None:
                 self.connection.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + DRAIN_SECONDS
-            left = DRAIN_LIMIT
+            left = self.drain_limit
             while left > 0:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -7099,7 +7100,7 @@ UPLOAD_SCRIPT = r"""(function () {
   // context.
 
   function sha256Code() {
-    var K = [0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+    var K = new Int32Array([0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
       0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
       0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
       0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
@@ -7108,10 +7109,10 @@ UPLOAD_SCRIPT = r"""(function () {
       0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
       0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
       0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-      0xc67178f2];
+      0xc67178f2]);
     function Sha256() {
-      this.state = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c,
-                    0x1f83d9ab, 0x5be0cd19];
+      this.state = new Int32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f,
+                                   0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
       this.words = new Int32Array(64);
       this.pending = new Uint8Array(64);
       this.filled = 0;
@@ -7159,7 +7160,9 @@ UPLOAD_SCRIPT = r"""(function () {
       tail[this.filled] = 0x80;
       for (i = 0; i < 8; i++) tail[tail.length - 1 - i] = Math.floor(bits / Math.pow(2, 8 * i)) & 255;
       for (i = 0; i < tail.length; i += 64) this.compress(tail, i);
-      return this.state.map(function (word) { return ("0000000" + (word >>> 0).toString(16)).slice(-8); }).join("");
+      var hex = "";
+      for (i = 0; i < 8; i++) hex += ("0000000" + (this.state[i] >>> 0).toString(16)).slice(-8);
+      return hex;
     };
     return Sha256;
   }
@@ -7435,7 +7438,8 @@ UPLOAD_SCRIPT = r"""(function () {
       item.bar.value = item.bar.max;
       if (item.serverHash === hex) {
         item.row.className = "verified";
-        note(item, "verified: SHA-256 " + hex.slice(0, 16) + "\u2026 on both sides");
+        note(item, "verified: SHA-256 " + hex.slice(0, 16) + "\u2026 on both sides"
+          + (item.resumed ? " (" + item.resumed + ")" : ""));
         item.verified = true;
       } else {
         item.row.className = "failed";
@@ -8123,7 +8127,11 @@ class UploadHandler(FormUploadHandler):
                 server.end_response()
 
     def tell_offset(self, partial):
-        self.send_upload_state(HTTPStatus.NO_CONTENT, partial)
+        # The append that follows gets a connection of its own: a browser
+        # resends a request cut on a reused connection by itself, and would
+        # send the whole body again only to meet a 409.
+        self.close_connection = True
+        self.send_upload_state(HTTPStatus.NO_CONTENT, partial, ("Connection", "close"))
 
     def cancel_upload(self, partial):
         if partial.saved is None:
@@ -8153,6 +8161,10 @@ class UploadHandler(FormUploadHandler):
         self.note = "offset %d, not %d" % (offset, partial.offset)
         self.close_connection = True
         self.body_unread = True
+        # A little is read, so that a short body does not turn the close into
+        # a reset; a long one is cut short, or the client would send it all
+        # for nothing (it asks for the offset next).
+        self.drain_limit = MAX_IGNORED_BODY
         self.send_small(HTTPStatus.CONFLICT, problem_json(
             PROBLEM_OFFSET, "the offset does not match the upload's",
             **{"expected-offset": partial.offset, "provided-offset": offset}),
@@ -8306,6 +8318,9 @@ class UploadHandler(FormUploadHandler):
                                             printable_name(partial.name))
             status = HTTPStatus.CREATED if self.command != "PATCH" else HTTPStatus.NO_CONTENT
             extra = [("Location", self.location)] if self.command != "PATCH" else []
+            if self.command != "PATCH":
+                self.close_connection = True  # as after a HEAD (see tell_offset)
+                extra.append(("Connection", "close"))
             self.send_upload_state(status, partial, *extra)
 
     def check_append(self, partial, length, body):
