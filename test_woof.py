@@ -3696,6 +3696,30 @@ class FullDiskTest(UploadTestCase):
                     "import woof\n"
                     "sys.exit(woof.main(sys.argv[2:], config_paths=()))\n")
 
+    def resumable_upload_meets_the_full_disk(self, port):
+        """An append that fills the disk gets 507; what fitted is kept for a
+        resume, unpublished, and a DELETE removes it."""
+        def ask(method, path, body=None, headers=None):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
+            self.addCleanup(connection.close)
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response, response.read()
+        response, _ = ask("POST", "/resumed.bin", b"", {"Upload-Complete": "?0",
+                                                        "Upload-Length": "300000"})
+        location = response.getheader("Location")
+        response, body = ask("PATCH", location, os.urandom(300000), {
+            "Upload-Complete": "?1", "Upload-Offset": "0",
+            "Content-Type": "application/partial-upload"})
+        self.assertEqual(response.status, 507, body)
+        response, _ = ask("HEAD", location)
+        self.assertEqual(response.status, 204)
+        self.assertLessEqual(int(response.getheader("Upload-Offset")), 100000)
+        self.assertEqual([name[:6] for name in self.inbox_files()], [".woof-"])
+        response, _ = ask("DELETE", location)
+        self.assertEqual(response.status, 204)
+        self.assertEqual(self.inbox_files(), {})
+
     def test_a_disk_that_fills_gives_507_and_removes_the_partial_file(self):
         child = WoofProcess(self, ["-c", self.LIMITED_WOOF, HERE,
                                    "-U", self.inbox, "-i", "127.0.0.1", "-p", "0"], script=None)
@@ -3709,6 +3733,7 @@ class FullDiskTest(UploadTestCase):
                 response = connection.getresponse()
                 self.assert_response(response, response.read(), 507)
                 self.assertEqual(self.inbox_files(), {})
+        self.resumable_upload_meets_the_full_disk(child.port)
         connection = http.client.HTTPConnection("127.0.0.1", child.port, timeout=DEADLINE)
         self.addCleanup(connection.close)
         connection.request("PUT", "/small.txt", body=b"fits")
