@@ -7271,6 +7271,111 @@ class ResumingClientTest(UploadTestCase):
         self.assertLess(proxy.upstream - before, (8 << 20) - (3 << 20) + (1 << 20))
 
 
+class ReviewFindingsTests(UploadTestCase):
+    """Hostile review of the resumable uploads (#15): each test shows a defect."""
+
+    def request_from(self, run, source, method, path, headers, body=b""):
+        """One request from another loopback address (a second machine)."""
+        connection = http.client.HTTPConnection("127.0.0.1", run.server.port, timeout=DEADLINE,
+                                                source_address=(source, 0))
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response, response.read()
+        finally:
+            connection.close()
+
+    def create(self, run, name, length, batch=None, files=None, source="127.0.0.1"):
+        headers = {"Upload-Complete": "?0", "Upload-Length": str(length), "Content-Length": "0"}
+        if batch is not None:
+            headers.update({"Woof-Batch": batch, "Woof-Batch-Files": str(files)})
+        response, body = self.request_from(run, source, "POST", "/" + name, headers)
+        self.assertEqual(response.status, 201, body)
+        return response.getheader("Location")
+
+    def finish(self, run, location, data, source="127.0.0.1"):
+        return self.request_from(run, source, "PATCH", location, {
+            "Upload-Complete": "?1", "Upload-Offset": "0",
+            "Content-Type": "application/partial-upload", "Content-Length": str(len(data))}, data)
+
+    def test_a_reload_mid_send_sends_no_saved_file_again_and_the_send_counts(self):
+        # The page forgets a file's upload once verified and makes a new batch
+        # id on every Send: after a reload, the files saved before are sent
+        # again ("a (1).txt") and the Send is split over two batches.
+        files = [self.make_file("a.txt", b"small a"),
+                 self.make_file("b.bin", os.urandom(3 << 20)),
+                 self.make_file("c.bin", os.urandom(3 << 20)),
+                 self.make_file("d.txt", b"small d")]
+        run = self.receive(count=1)
+        proxy = CuttingProxy(self, run.server.port, cuts=[2 << 20], block=True)
+        result = ResumingBrowserTest.run_page(self, "http://127.0.0.1:%d/" % proxy.port, files,
+                                              "reload", proxy)
+        wait_until(lambda: run.server.in_flight == 0, message="the last request to end")
+        self.assertEqual(sorted(self.inbox_files()), ["a.txt", "b.bin", "c.bin", "d.txt"])
+        self.assertEqual(run.server.completed, 1)
+        # Seen as well: a file saved before the reload shown "Not saved (503): woof has finished".
+        self.assertEqual(result["status"], "Saved 4 files, each verified:")
+
+    def test_one_address_evicting_open_sends_keeps_a_send_from_counting(self):
+        run = self.receive(count=1)
+        first = self.create(run, "a.txt", 1, "victimsend01", 2)
+        self.assertEqual(self.finish(run, first, b"a")[0].status, 200)
+        for number in range(woof.MAX_OPEN_BATCHES):
+            self.create(run, "x", 1, "other%07d" % number, 2, source="127.0.0.3")
+        second = self.create(run, "b.txt", 1, "victimsend01", 2)
+        self.assertEqual(self.finish(run, second, b"b")[0].status, 200)
+        self.assertEqual(run.server.completed, 1)
+
+    def test_another_address_cannot_join_a_send_by_its_batch_id(self):
+        run = self.receive(count=1)
+        first = self.create(run, "photos/a.txt", 1, "victimsend01", 2)
+        self.create(run, "photos/b.txt", 1, "victimsend01", 2)
+        self.finish(run, first, b"a")
+        stranger = self.create(run, "photos/evil.txt", 4, "victimsend01", 2, source="127.0.0.2")
+        response, _ = self.finish(run, stranger, b"evil", source="127.0.0.2")
+        self.assertNotIn("photos/evil.txt", self.inbox_files())
+        self.assertFalse(run.server.finished.is_set())
+
+    def test_one_creation_promising_all_free_space_refuses_nobody_else(self):
+        run = self.receive()
+        free = shutil.disk_usage(self.inbox).free
+        self.create(run, "hog.bin", free - (1 << 20), source="127.0.0.4")
+        response, body = self.request(run, "POST", "/mine.txt", {
+            "Upload-Complete": "?0", "Upload-Length": str(2 << 20), "Content-Length": "0"})
+        self.assertEqual(response.status, 201, body)
+
+    def test_four_addresses_abandoning_creations_do_not_lock_the_recipient_out(self):
+        run = self.receive()
+        for host in range(woof.MAX_PARTIALS // woof.MAX_PARTIALS_PER_CLIENT):
+            for _ in range(woof.MAX_PARTIALS_PER_CLIENT):
+                self.create(run, "x", 1, source="127.0.0.%d" % (10 + host))
+        response, body = self.request(run, "POST", "/mine.txt", {
+            "Upload-Complete": "?0", "Upload-Length": "5", "Content-Length": "0"})
+        self.assertEqual(response.status, 201, body)
+
+    def test_no_104_to_an_http_1_0_client(self):
+        # RFC 9110, 15.2: a server must not send a 1xx answer to an HTTP/1.0 client.
+        run = self.receive()
+        answer = self.raw_exchange(run, b"PUT /x.bin HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+                                        b"Upload-Complete: ?1\r\nUpload-Draft-Interop-Version: 8"
+                                        b"\r\nContent-Length: 3\r\n\r\nabc")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 201 "), answer[:120])
+
+    def test_a_damaged_upload_state_file_gives_no_traceback(self):
+        path = self.make_file("f.txt", b"hello\n")
+        run = self.receive(count=0)
+        cache = os.path.join(self.tmp, "cache")
+        for damage in ('{"k": {"files": {}, "batch": "abcdefgh", "time": null}}', "[" * 100000):
+            with self.subTest(damage=damage[:20]):
+                self.make_file("uploads.json", damage.encode(), os.path.join(cache, "woof"))
+                env = dict(os.environ, XDG_CACHE_HOME=cache)
+                done = subprocess.run([sys.executable, WOOF_PATH, self.url(run, "/"), path],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                      timeout=DEADLINE * 2, universal_newlines=True)
+                self.assertNotIn("Traceback", done.stderr)
+                self.assertEqual(done.returncode, 0, done.stderr[-500:])
+
+
 # ---------------------------------------------------------------------------
 # Client mode: woof.py URL fetches, woof.py URL FILE... sends
 # ---------------------------------------------------------------------------
