@@ -7014,7 +7014,7 @@ class CuttingProxy:
                     target.sendall(data)
             target.shutdown(socket.SHUT_WR)
         except OSError:
-            self.cut(source, target)
+            self.drop(source, target)
 
     def take(self, data):
         """(the part of data before the next cut point, whether it is reached)."""
@@ -7027,15 +7027,20 @@ class CuttingProxy:
             return data, False
 
     def cut(self, *pair):
+        """The network breaks: both ends reset, and with `block` it stays away."""
         if self.block:
             self.blocked.set()
+        self.drop(*pair)
+        self.cut_done.set()
+
+    @staticmethod
+    def drop(*pair):
         for sock in pair:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
             except OSError:
                 pass
-        self.cut_done.set()
+            sock.close()
 
     def close(self):
         self.listener.close()
@@ -7299,9 +7304,9 @@ class ReviewFindingsTests(UploadTestCase):
             "Content-Type": "application/partial-upload", "Content-Length": str(len(data))}, data)
 
     def test_a_reload_mid_send_sends_no_saved_file_again_and_the_send_counts(self):
-        # The page forgets a file's upload once verified and makes a new batch
-        # id on every Send: after a reload, the files saved before are sent
-        # again ("a (1).txt") and the Send is split over two batches.
+        # After a reload, the same files picked again are the same Send: the
+        # files saved before are not sent again ("a (1).txt"), and the Send
+        # is not split over two batches.
         files = [self.make_file("a.txt", b"small a"),
                  self.make_file("b.bin", os.urandom(3 << 20)),
                  self.make_file("c.bin", os.urandom(3 << 20)),
@@ -7331,8 +7336,14 @@ class ReviewFindingsTests(UploadTestCase):
         first = self.create(run, "photos/a.txt", 1, "victimsend01", 2)
         self.create(run, "photos/b.txt", 1, "victimsend01", 2)
         self.finish(run, first, b"a")
-        stranger = self.create(run, "photos/evil.txt", 4, "victimsend01", 2, source="127.0.0.2")
-        response, _ = self.finish(run, stranger, b"evil", source="127.0.0.2")
+        connection = http.client.HTTPConnection("127.0.0.1", run.server.port, timeout=DEADLINE,
+                                                source_address=("127.0.0.2", 0))
+        self.addCleanup(connection.close)
+        connection.request("POST", "/photos/evil.txt", b"", {
+            "Upload-Complete": "?0", "Upload-Length": "4", "Woof-Batch": "victimsend01",
+            "Woof-Batch-Files": "2"})
+        response = connection.getresponse()
+        self.assert_response(response, response.read(), 400)
         self.assertNotIn("photos/evil.txt", self.inbox_files())
         self.assertFalse(run.server.finished.is_set())
 

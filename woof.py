@@ -4837,9 +4837,11 @@ class UploadBatch:
 MAX_PARTIALS = 256
 MAX_PARTIALS_PER_CLIENT = 64
 PARTIAL_LIFETIME = 3600
-# Sends the page announced and not yet finished, and finished uploads
-# remembered so that a client whose last answer was lost learns the outcome.
+# Sends the page announced and not yet finished, in all and from one
+# client, and finished uploads remembered so that a client whose last
+# answer was lost, or a page reloaded mid-Send, learns the outcome.
 MAX_OPEN_BATCHES = 256
+MAX_OPEN_BATCHES_PER_CLIENT = 16
 MAX_FINISHED_UPLOADS = 1024
 # A request that finds another still appending to the same upload stops
 # it, then waits this long for its last bytes to be written.
@@ -4905,10 +4907,11 @@ class PartialUpload:
         self.touched = time.monotonic()
         self.appending.release()
 
-    def append(self, read, limit):
+    def append(self, read, limit, past_limit):
         """Write what read() returns, until an empty piece, to the temporary;
-        at most `limit` bytes more (UploadRefused past it).  Every byte
-        written counts, even when the request breaks off after it."""
+        at most `limit` bytes more (past_limit, an UploadRefused, is raised
+        past it).  Every byte written counts, even when the request breaks
+        off after it."""
         try:
             handle = open(self.path, "r+b", buffering=0)
         except OSError as error:
@@ -4921,8 +4924,7 @@ class PartialUpload:
                 if not data:
                     return
                 if len(data) > limit:
-                    raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                        "the upload grew past its allowed size")
+                    raise past_limit
                 try:
                     write_fully(handle, data)
                 except OSError as error:
@@ -4954,9 +4956,11 @@ class ResumableUploads:
     written only by the request holding its `appending` lock.
     """
 
-    def __init__(self, folder, max_upload=None):
+    def __init__(self, folder, max_upload=None, group=None):
         self.folder = folder
         self.max_upload = max_upload
+        # Who a host is, as far as the bounds go (an IPv6 /64 is one machine's).
+        self.group = group or (lambda host: host)
         self.lock = threading.Lock()
         self.partials = {}   # SHA-256 of the token -> PartialUpload
         self.finished = collections.OrderedDict()  # the same, once published
@@ -4982,7 +4986,10 @@ class ResumableUploads:
                 raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof is stopping")
             removed = self.make_room(host)
             batch = self.join_batch(host, batch_id, batch_files)
-            check_free_space(self.folder, (length or 0) + self.bytes_promised())
+            # Only this upload's own size: promises of others are no reservation
+            # (one client could hold all the space), and a disk that fills
+            # meanwhile gives 507 when it does.
+            check_free_space(self.folder, length or 0)
             try:
                 path, handle = create_temporary(self.folder)
             except OSError as error:
@@ -4998,53 +5005,74 @@ class ResumableUploads:
         """The unfinished upload a token names, or None."""
         key = self.key_of(token)
         with self.lock:
-            return self.partials.get(key) or self.finished.get(key)
+            partial = self.partials.get(key)
+            if partial is not None and partial.idle_for(time.monotonic()) > PARTIAL_LIFETIME \
+                    and not partial.appending.locked():
+                self.forget(partial)
+                remove_quietly(partial.path)
+                return None
+            return partial or self.finished.get(key)
 
     def make_room(self, host):
-        """Forget uploads left too long, and the least recently used one of
-        host's, or of anybody's left a while, when places run out (lock
-        held).  Returns those forgotten, whose files the caller removes;
-        UploadRefused when no place can be made."""
+        """Forget uploads left too long, and make a place when they run out
+        (lock held): one of this client's own when it holds its share, else
+        one that has no byte yet or was left a while.  Returns those
+        forgotten, whose files the caller removes; UploadRefused when no
+        place can be made."""
         now = time.monotonic()
         removed = [partial for partial in self.partials.values()
                    if partial.idle_for(now) > PARTIAL_LIFETIME and not partial.appending.locked()]
         for partial in removed:
             self.forget(partial)
-        mine = [partial for partial in self.partials.values() if partial.host == host]
+        group = self.group(host)
+        mine = [partial for partial in self.partials.values() if self.group(partial.host) == group]
         if len(mine) >= MAX_PARTIALS_PER_CLIENT:
             candidates = mine
         elif len(self.partials) >= MAX_PARTIALS:
-            # Another address's upload gives way only once it has been left a while.
             candidates = [partial for partial in self.partials.values()
-                          if partial.idle_for(now) > PARTIAL_LIFETIME / 6]
+                          if partial.offset == 0 or partial.idle_for(now) > PARTIAL_LIFETIME / 6]
         else:
             return removed
         idle = [partial for partial in candidates if not partial.appending.locked()]
         if not idle:
             raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE,
                                 "too many uploads are unfinished; try again later")
-        oldest = min(idle, key=lambda partial: partial.touched)
+        oldest = min(idle, key=lambda partial: (partial.offset > 0, partial.touched))
         self.forget(oldest)
         removed.append(oldest)
         return removed
 
     def join_batch(self, host, batch_id, files):
-        """The PageBatch of batch_id, made on its first file (lock held)."""
+        """The PageBatch of batch_id, made on its first file (lock held).
+
+        A Send belongs to the client that began it; each client keeps at
+        most MAX_OPEN_BATCHES_PER_CLIENT open, and a Send another client
+        pushed out of the table could never be counted, so none is: when the
+        table is full, only a Send with no file saved and none on its way
+        gives way.
+        """
         if batch_id is None:
             return None
+        group = self.group(host)
         batch = self.batches.get(batch_id)
+        if batch is not None and self.group(batch.host) != group:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "that Send belongs to another client")
         if batch is None:
-            if len(self.batches) >= MAX_OPEN_BATCHES:
-                oldest = min(self.batches, key=lambda known: self.batches[known].touched)
-                del self.batches[oldest]
+            mine = [known for known, value in self.batches.items()
+                    if self.group(value.host) == group]
+            if len(mine) >= MAX_OPEN_BATCHES_PER_CLIENT:
+                del self.batches[min(mine, key=lambda known: self.batches[known].touched)]
+            elif len(self.batches) >= MAX_OPEN_BATCHES:
+                busy = {partial.batch for partial in self.partials.values()}
+                empty = [known for known, value in self.batches.items()
+                         if not value.saved and value not in busy]
+                if not empty:
+                    raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE,
+                                        "too many Sends are unfinished; try again later")
+                del self.batches[min(empty, key=lambda known: self.batches[known].touched)]
             batch = self.batches[batch_id] = PageBatch(host, files)
         batch.touched = time.monotonic()
         return batch
-
-    def bytes_promised(self):
-        """Bytes the unfinished uploads of known size still need (lock held)."""
-        return sum(partial.length - partial.offset for partial in self.partials.values()
-                   if partial.length is not None)
 
     def forget(self, partial):
         """Drop partial from the table (lock held); its file is the caller's to remove."""
@@ -7266,6 +7294,22 @@ UPLOAD_SCRIPT = r"""(function () {
       else localStorage.removeItem(storageKey(item));
     } catch (error) { /* private browsing: no resume after a reload */ }
   }
+  // The same files sent again after a reload are the same Send: same id,
+  // so that woof counts them as one upload and sends none twice.
+  function sendKey(files) {
+    return "woof send " + location.pathname + " " + files.map(function (item) {
+      return item.name + " " + item.file.size + " " + item.file.lastModified;
+    }).join("/");
+  }
+  function rememberedSend(files) {
+    try { return localStorage.getItem(sendKey(files)); } catch (error) { return null; }
+  }
+  function rememberSend(files, id) {
+    try {
+      if (id) localStorage.setItem(sendKey(files), id);
+      else localStorage.removeItem(sendKey(files));
+    } catch (error) { /* as above */ }
+  }
 
   // Requests
 
@@ -7417,8 +7461,14 @@ UPLOAD_SCRIPT = r"""(function () {
     var seconds = WAITS[Math.min(item.retries || 0, WAITS.length - 1)];
     item.retries = (item.retries || 0) + 1;
     return new Promise(function (resolve) {
-      var timer, left = seconds;
-      function go() { clearInterval(timer); waiting.splice(waiting.indexOf(go), 1); resolve(); }
+      var timer, left = seconds, gone = false;
+      function go() {  // once: by its timer, or sooner when the network is back
+        if (gone) return;
+        gone = true;
+        clearInterval(timer);
+        waiting.splice(waiting.indexOf(go), 1);
+        resolve();
+      }
       waiting.push(go);
       note(item, "connection lost, retrying in " + left + " s");
       timer = setInterval(function () {
@@ -7434,7 +7484,6 @@ UPLOAD_SCRIPT = r"""(function () {
   function verify(item) {
     return item.hash.then(function (hex) {
       item.retries = 0;
-      remember(item, null);
       item.bar.value = item.bar.max;
       if (item.serverHash === hex) {
         item.row.className = "verified";
@@ -7494,8 +7543,9 @@ UPLOAD_SCRIPT = r"""(function () {
 
   function send(files) {
     if (!files.length) { status.textContent = "Choose a file first."; return; }
-    var batch = {id: randomId(), files: files.length}, queue = files.slice().sort(byName),
-        failed = 0, verified = 0;
+    var queue = files.slice().sort(byName), failed = 0, verified = 0,
+        batch = {id: rememberedSend(queue) || randomId(), files: files.length};
+    rememberSend(queue, batch.id);
     list.textContent = "";
     queue.forEach(function (item) {
       item.batch = batch; item.offset = 0; item.offsetAtStart = 0;
@@ -7523,7 +7573,12 @@ UPLOAD_SCRIPT = r"""(function () {
       status.textContent = failed ? plural(files.length - failed, "file") + " saved, "
         + failed + " not saved:" : "Saved " + plural(files.length, "file")
         + (verified === files.length ? ", each verified:" : ":");
-      if (!failed) { form.reset(); chosen(); }
+      if (failed) return;
+      // Done: sending the same files again is a new Send.
+      files.forEach(function (item) { remember(item, null); });
+      rememberSend(queue, null);
+      form.reset();
+      chosen();
     });
   }
 
@@ -8022,7 +8077,7 @@ class UploadHandler(FormUploadHandler):
 
     def before_continue(self):
         if self.command == "PATCH" and self.upload_token() is None:
-            return True  # answered 404 without reading
+            return True  # a path that is no upload: 404 once the method runs
         return super().before_continue()
 
     def starts_resumable(self):
@@ -8248,9 +8303,10 @@ class UploadHandler(FormUploadHandler):
         return length
 
     def announce_resumable(self):
-        """The 104 interim answer, for a client that named a version woof speaks."""
+        """The 104 interim answer, for a client that named a version woof speaks
+        (never to HTTP/1.0, which has no interim answers: RFC 9110, 15.2)."""
         version = self.interop_version()
-        if version is None:
+        if version is None or self.request_version != "HTTP/1.1":
             return
         self.send_response_only(UPLOAD_RESUMPTION_SUPPORTED)
         self.send_header("Location", self.location)
@@ -8285,7 +8341,7 @@ class UploadHandler(FormUploadHandler):
             lambda: partial.offset - started, receiving=True)
         view = memoryview(bytearray(COPY_BUFFER_SIZE))
         try:
-            partial.append(lambda: view[:reader.readinto(view)], self.append_limit(partial))
+            partial.append(lambda: view[:reader.readinto(view)], *self.append_limit(partial))
         except BodyCutOff:
             self.close_connection = True
             self.status = "-"  # no answer: nobody is left to read it
@@ -8338,11 +8394,19 @@ class UploadHandler(FormUploadHandler):
         check_free_space(self.server.settings.upload_dir, body)
 
     def append_limit(self, partial):
-        """How many more bytes partial may take."""
-        caps = [value - partial.offset for value in (partial.length,
-                                                     self.server.settings.max_upload)
-                if value is not None]
-        return min(caps) if caps else float("inf")
+        """(how many more bytes partial may take, the refusal past that): its
+        length (400, draft "Length") or --max-upload (413), whichever is nearer."""
+        limit, refusal = float("inf"), None
+        if partial.length is not None:
+            limit = partial.length - partial.offset
+            refusal = UploadRefused(HTTPStatus.BAD_REQUEST, "the body runs past the upload's "
+                                    "length (%d bytes)" % partial.length)
+        max_upload = self.server.settings.max_upload
+        if max_upload is not None and max_upload - partial.offset < limit:
+            limit = max_upload - partial.offset
+            refusal = UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                    "the upload grew past the %s allowed" % format_size(max_upload))
+        return limit, refusal
 
     def finish_upload(self, partial):
         """All of the file is here: check it against the client's SHA-256,
@@ -8477,7 +8541,8 @@ class WoofServer(HTTPServer):
         self.refusals_logged = {}  # host -> (monotonic time of its last line, left out since)
         self.head_seconds = min(settings.timeout, MAX_HEAD_SECONDS)
         self.batches = set()
-        self.uploads = ResumableUploads(settings.upload_dir, settings.max_upload)
+        self.uploads = ResumableUploads(settings.upload_dir, settings.max_upload,
+                                        address_group)
         self.failure = None
         self.finished = threading.Event()
         self.progress = Progress(self.log)
@@ -10840,14 +10905,15 @@ class UploadState:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 known = json.load(handle)
-        except (OSError, ValueError):
-            return {}
+        except (OSError, ValueError, RecursionError):
+            return {}  # unreadable or damaged: sends start afresh
         if not isinstance(known, dict):
             return {}
         horizon = time.time() - UPLOAD_STATE_DAYS * 86400
         return {key: value for key, value in known.items()
                 if isinstance(value, dict) and isinstance(value.get("files"), dict)
-                and isinstance(value.get("batch"), str) and value.get("time", 0) > horizon}
+                and isinstance(value.get("batch"), str)
+                and isinstance(value.get("time"), (int, float)) and value["time"] > horizon}
 
     @property
     def batch(self):
@@ -10877,7 +10943,10 @@ class UploadState:
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             temporary = "%s.%s.tmp" % (self.path, secrets.token_hex(4))
-            with open(temporary, "w", encoding="utf-8") as handle:
+            # Only its owner may read it: it holds upload URLs, which are
+            # the right to add to those uploads.
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(descriptor, "w", encoding="utf-8") as handle:
                 json.dump(self.all, handle)
             os.replace(temporary, self.path)
         except OSError:
@@ -10922,6 +10991,8 @@ def send_one_resumable(requester, base, item, files, state, report, progress, do
     location, offset, theirs = state.url_of(item), None, None
     if location is not None:
         offset, theirs = upload_offset(requester, location)
+        if offset is not None and offset > item.size:
+            offset, theirs = None, None  # not this file's upload: start afresh
     if offset is None:
         location, offset = create_remote_upload(requester, base, item, files, state.batch)
         state.remember(item, location)
@@ -10978,7 +11049,12 @@ def create_remote_upload(requester, base, item, files, batch):
     if response.status != HTTPStatus.CREATED or not location:
         raise WoofError("%s did not make a resumable upload (%d %s)"
                         % (printable_name(url), response.status, response.reason))
-    return urllib.parse.urljoin(url, location), 0
+    location = urllib.parse.urljoin(url, location.strip())
+    if parse_url(location).origin != parse_url(url).origin:
+        # The file goes where the user sent it, and over the same scheme.
+        raise WoofError("%s puts the upload at %s, on another server"
+                        % (printable_name(url), printable_name(location)))
+    return location, 0
 
 
 def hash_file_head(item, offset, digest):
