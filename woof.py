@@ -11082,22 +11082,17 @@ def open_to_send(item):
 
 def append_remote(requester, location, item, offset, digest, progress, done):
     """PATCH the rest of item's file from offset, hashing it as it goes."""
+    use_sendfile = HAS_OS_SENDFILE and location.lower().startswith("http:")
+
     def write_body(sock):
         with open_to_send(item) as handle:
             if os.fstat(handle.fileno()).st_size != item.size:
                 raise WoofError("%s changed since woof began to send it; send it again"
                                 % printable_name(item.path))
-            handle.seek(offset)
-            view = memoryview(bytearray(COPY_BUFFER_SIZE))
-            position = offset
-            while position < item.size:
-                count = handle.readinto(view[:min(len(view), item.size - position)])
-                if not count:
-                    raise WoofError("%s shrank while woof sent it" % printable_name(item.path))
-                digest.update(view[:count])
-                sock.sendall(view[:count])
-                position += count
-                progress.update(done + position)
+            if use_sendfile:
+                send_hashing_beside(sock, handle, item, offset, digest, progress, done)
+            else:
+                send_hashing(sock, handle, item, offset, digest, progress, done)
     headers = {"Upload-Complete": "?0", "Upload-Offset": str(offset),
                "Content-Type": RESUMABLE_UPLOAD_TYPE}
     try:
@@ -11106,6 +11101,61 @@ def append_remote(requester, location, item, offset, digest, progress, done):
         answer_of(requester, connection, response, location)
     except WoofError as error:
         raise WoofError("%s; run the same command again to continue where it stopped" % error)
+
+
+def send_hashing(sock, handle, item, offset, digest, progress, done):
+    """Send item's file from offset, each piece hashed, then sent."""
+    handle.seek(offset)
+    view = memoryview(bytearray(COPY_BUFFER_SIZE))
+    position = offset
+    while position < item.size:
+        count = handle.readinto(view[:min(len(view), item.size - position)])
+        if not count:
+            raise WoofError("%s shrank while woof sent it" % printable_name(item.path))
+        digest.update(view[:count])
+        sock.sendall(view[:count])
+        position += count
+        progress.update(done + position)
+
+
+def send_hashing_beside(sock, handle, item, offset, digest, progress, done):
+    """Send item's file from offset by sendfile while a thread of its own
+    hashes the same bytes (hashlib lets go of the interpreter's lock, so
+    both go at once; the second read comes from the page cache)."""
+    failures = []
+
+    def hash_rest():
+        try:
+            with open_to_send(item) as reading:
+                reading.seek(offset)
+                left = item.size - offset
+                while left:
+                    data = reading.read(min(left, COPY_BUFFER_SIZE))
+                    if not data:
+                        raise WoofError("%s shrank while woof sent it"
+                                        % printable_name(item.path))
+                    digest.update(data)
+                    left -= len(data)
+        except WoofError as error:
+            failures.append(error)
+    hasher = threading.Thread(target=hash_rest, name="woof upload hash")
+    hasher.daemon = True
+    hasher.start()
+    try:
+        position = offset
+        while position < item.size:
+            count = sock.sendfile(handle, position, min(SEND_SLICE, item.size - position))
+            if not count:
+                raise WoofError("%s shrank while woof sent it" % printable_name(item.path))
+            position += count
+            progress.update(done + position)
+    finally:
+        hasher.join()
+    if failures:
+        raise failures[0]
+    if os.fstat(handle.fileno()).st_size != item.size:
+        raise WoofError("%s changed while woof sent it; send it again"
+                        % printable_name(item.path))
 
 
 def complete_remote(requester, location, item, digest):
