@@ -6828,7 +6828,7 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.send_header("ETag", body.etag)
         if body.mtime is not None:
             self.send_header("Last-Modified", http_date(body.mtime))
-        digest = getattr(body, "digest", None)
+        digest = body.digest
         if digest is not None:
             self.send_header("Repr-Digest", repr_digest(digest))
 
@@ -6868,7 +6868,7 @@ class WoofHandler(BaseHTTPRequestHandler):
         another state of the offer, without If-Range to tell: the whole
         body, or a validated span, joins nothing that could mismatch.
         """
-        conflict = getattr(body, "resume_conflict", None)
+        conflict = body.resume_conflict
         if (not conflict or span is None or span == (0, body.size)
                 or self.headers.get("If-Range") is not None):
             return None
@@ -8806,7 +8806,7 @@ class WoofServer(HTTPServer):
         with self.lock:
             if body.size is None:
                 if not complete:
-                    if getattr(body, "one_shot", False) and not body.give_back_unreached():
+                    if body.one_shot and not body.give_back_unreached():
                         self.fail_stream(received, body.read_failed)
                     return None
                 return self.count_completion(client_host(client_address), received)
