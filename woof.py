@@ -30,7 +30,7 @@ Sections, in file order (each uses only what stands above it):
     Receiving          request bodies, the multipart reader, safe saving
     Terminal           live progress, the QR code
     Security           the throwaway certificate; secret link, password, Host
-    HTTP handlers      downloads, then uploads
+    HTTP handlers      the base every handler shares; downloads; uploads, resumable
     Server             connections, counting, the end
     Client mode        woof.py URL fetches (resumable, -x), woof.py URL FILE sends
     Command line       options, woofrc, what is printed at start
@@ -6457,11 +6457,14 @@ def first_pem_certificate(text):
 
 
 # ---------------------------------------------------------------------------
-# HTTP handler
+# HTTP handlers: the base every handler shares
 # ---------------------------------------------------------------------------
 
-class WoofHandler(BaseHTTPRequestHandler):
-    """Answers requests for the server's offer; settings live on self.server."""
+class BaseHandler(BaseHTTPRequestHandler):
+    """What every woof handler does: the connection's plumbing (deadlines,
+    a body left unread), who may be answered, the one log line of each
+    request, and small answers.  Settings live on self.server; the
+    download and upload handlers derive from it and add the methods."""
 
     protocol_version = "HTTP/1.1"
     # Older Pythons answer a request line they cannot parse as HTTP/0.9,
@@ -6714,6 +6717,61 @@ class WoofHandler(BaseHTTPRequestHandler):
             return log.paint(self.note, SGR_COMPLETE)
         return self.note
 
+    def redirect(self, location):
+        self.send_response(HTTPStatus.FOUND)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def send_small(self, status, text, *headers, content_type="text/plain; charset=utf-8"):
+        """Answer with a short text (plain unless told) and any extra (name, value) headers."""
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+def repr_digest(sha256):
+    """The Repr-Digest field of a representation with this SHA-256 (RFC 9530,
+    3): a dictionary of structured fields whose value is a byte sequence."""
+    return "sha-256=:%s:" % base64.b64encode(sha256).decode("ascii")
+
+
+def counted_text(counted):
+    """A completion (n, count) as people read it: "2 of 3", or "2" without a limit."""
+    number, count = counted
+    return "%d of %d" % counted if count else "%d" % number
+
+
+def describe_transfer_error(error):
+    """Why a transfer stopped, in a few words."""
+    if isinstance(error, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+        return "the client went away"
+    if isinstance(error, socket.timeout):
+        return "the client stopped reading"
+    return getattr(error, "strerror", None) or str(error)
+
+
+def describe_tls_error(error):
+    """Why a TLS handshake failed, in a few words."""
+    if isinstance(error, socket.timeout):
+        return "the client did not finish it in time"
+    return getattr(error, "reason", None) or describe_transfer_error(error)
+
+
+# ---------------------------------------------------------------------------
+# HTTP handler for downloads
+# ---------------------------------------------------------------------------
+
+class DownloadHandler(BaseHandler):
+    """Answers GET and HEAD with the server's offer: ranges, validators,
+    and each delivery recorded (what counts as a download)."""
+
     # Methods
 
     def do_GET(self):
@@ -6921,30 +6979,6 @@ class WoofHandler(BaseHTTPRequestHandler):
         if server.finished.is_set():
             self.close_connection = True
 
-    def redirect(self, location):
-        self.send_response(HTTPStatus.FOUND)
-        self.send_header("Location", location)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def send_small(self, status, text, *headers, content_type="text/plain; charset=utf-8"):
-        """Answer with a short text (plain unless told) and any extra (name, value) headers."""
-        data = text.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-
-def repr_digest(sha256):
-    """The Repr-Digest field of a representation with this SHA-256 (RFC 9530,
-    3): a dictionary of structured fields whose value is a byte sequence."""
-    return "sha-256=:%s:" % base64.b64encode(sha256).decode("ascii")
-
 
 def downloading(name, span, size):
     """What a download is, for the line that says it began."""
@@ -6955,28 +6989,6 @@ def downloading(name, span, size):
         return "is downloading %s (%s)" % (printable_name(name), format_size(size))
     return "is downloading %s of %s (%s), from byte %d" % (
         format_size(stop - start), printable_name(name), format_size(size), start)
-
-
-def counted_text(counted):
-    """A completion (n, count) as people read it: "2 of 3", or "2" without a limit."""
-    number, count = counted
-    return "%d of %d" % counted if count else "%d" % number
-
-
-def describe_transfer_error(error):
-    """Why a transfer stopped, in a few words."""
-    if isinstance(error, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
-        return "the client went away"
-    if isinstance(error, socket.timeout):
-        return "the client stopped reading"
-    return getattr(error, "strerror", None) or str(error)
-
-
-def describe_tls_error(error):
-    """Why a TLS handshake failed, in a few words."""
-    if isinstance(error, socket.timeout):
-        return "the client did not finish it in time"
-    return getattr(error, "reason", None) or describe_transfer_error(error)
 
 
 # ---------------------------------------------------------------------------
@@ -7624,7 +7636,7 @@ def wants_html(headers):
 
 
 
-class FormUploadHandler(WoofHandler):
+class FormUploadHandler(BaseHandler):
     """Receives files into settings.upload_dir: the upload page, form posts and PUT."""
 
     def do_GET(self):
@@ -8437,7 +8449,7 @@ class WoofServer(HTTPServer):
     request_queue_size = 64
     timeout = POLL_INTERVAL  # how often handle_request() returns to check for the end
 
-    def __init__(self, settings, offer, log=None, handler=WoofHandler):
+    def __init__(self, settings, offer, log=None, handler=DownloadHandler):
         self.settings = settings
         self.offer = offer
         self.log = log or Log(settings.quiet)
@@ -11759,7 +11771,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
         if args.password:
             settings = settings._replace(password_digest=password_digest(read_password(environ)))
         server = WoofServer(settings, offer, log,
-                            handler=WoofHandler if offer is not None else UploadHandler)
+                            handler=DownloadHandler if offer is not None else UploadHandler)
         if args.password and server.tls is None:
             log.warn("--password without HTTPS: anyone on the network can read the password "
                      "as it is sent; add --https")
