@@ -819,7 +819,7 @@ class DownloadTests(WoofTestCase):
                 read += len(raw.recv(65536))
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         wait_until(lambda: "aborted" in self.log_text(), message="the abort to be logged")
-        credited = run.server.parts_by_client["127.0.0.1"].spans[0][1]
+        credited = run.server.ledger.parts_by_client["127.0.0.1"].spans[0][1]
         # What woof's own send buffer held never reached the client, and
         # what the client got unacknowledged is within its receive window:
         # woof may not send beyond that window past the last acknowledgement.
@@ -847,7 +847,7 @@ class DownloadTests(WoofTestCase):
         fetch("127.0.0.2", 100, 199)  # now among the most recent again
         for _ in range(bound - 10):
             fetch(next(others), 0, 9)
-        self.assertLessEqual(len(run.server.parts_by_client), bound)
+        self.assertLessEqual(len(run.server.ledger.parts_by_client), bound)
         self.assertFalse(run.server.finished.is_set())
         fetch("127.0.0.2", 200, 999)
         run.wait()
@@ -1071,7 +1071,7 @@ class ConnectionLimitTests(WoofTestCase):
             self.addCleanup(sock.close)
             sock.sendall(b"G")
             sockets.append(sock)
-        wait_until(lambda: run.server.connections + len(closed_or_answered(sockets)) == count,
+        wait_until(lambda: run.server.gate.connections + len(closed_or_answered(sockets)) == count,
                    message="woof to take or refuse every connection")
         return sockets
 
@@ -1090,7 +1090,7 @@ class ConnectionLimitTests(WoofTestCase):
         run = self.start(self.make_file("real.bin"), timeout=60.0)
         sockets = self.hog(run)
         refused = closed_or_answered(sockets)
-        self.assertEqual(run.server.connections + len(refused), len(sockets))
+        self.assertEqual(run.server.gate.connections + len(refused), len(sockets))
         self.assertGreater(len(refused), 0)
         for sock in refused:
             answer = read_to_end(sock)
@@ -1133,7 +1133,7 @@ class ConnectionLimitTests(WoofTestCase):
             self.addCleanup(connection.close)
             connection.connect()
             receivers.append(connection)
-        wait_until(lambda: run.server.connections == 100, message="100 connections taken")
+        wait_until(lambda: run.server.gate.connections == 100, message="100 connections taken")
         for connection in receivers:
             connection.request("GET", run.server.offer_path)
         for connection in receivers:
@@ -1150,7 +1150,7 @@ class ConnectionLimitTests(WoofTestCase):
             self.addCleanup(sock.close)
             sock.sendall(b"G")
             sockets.append(sock)
-        wait_until(lambda: run.server.connections + len(closed_or_answered(sockets))
+        wait_until(lambda: run.server.gate.connections + len(closed_or_answered(sockets))
                    >= len(sockets), message="woof to take or refuse every connection")
         return sockets
 
@@ -1165,7 +1165,7 @@ class ConnectionLimitTests(WoofTestCase):
         data = os.urandom(1 << 16)
         run = self.start(self.make_file("real.bin", data), timeout=60.0)
         sockets = self.hold(run, ["127.0.0.2"] * 200 + ["127.0.0.3"] * 40 + ["127.0.0.4"] * 40)
-        self.assertEqual(run.server.connections, woof.MAX_CONNECTIONS)
+        self.assertEqual(run.server.gate.connections, woof.MAX_CONNECTIONS)
         self.assert_a_newcomer_is_served(run, data)
         answers = [read_to_end(sock) for sock in closed_or_answered(sockets[:200])]
         self.assertEqual(answers.count(b""), 1, "one idle connection of the most held gave way")
@@ -1176,17 +1176,17 @@ class ConnectionLimitTests(WoofTestCase):
         run = self.start(self.make_file("real.bin", data), timeout=60.0)
         hosts = ["127.0.1.%d" % number for number in range(1, 141)]
         self.hold(run, hosts + hosts)
-        self.assertEqual(run.server.connections, woof.MAX_CONNECTIONS)
+        self.assertEqual(run.server.gate.connections, woof.MAX_CONNECTIONS)
         self.assert_a_newcomer_is_served(run, data)
         run.wait()
 
     def test_an_address_holding_few_takes_no_place_from_one_holding_as_few(self):
         run = self.start(self.make_file("real.bin"), timeout=60.0)
-        server = run.server
-        with server.lock:
+        gate = run.server.gate
+        with gate.lock:
             for number in range(woof.MAX_CONNECTIONS):
-                server.count_connection("192.0.2.%d" % number, 1)
-            self.assertIsNone(server.idle_place_for("198.51.100.1"))
+                gate.count_connection("192.0.2.%d" % number, 1)
+            self.assertIsNone(gate.idle_place_for("198.51.100.1"))
 
     def test_address_groups_are_an_ipv6_64_or_one_address(self):
         table = [("192.0.2.7", "192.0.2.7"), ("2001:db8:1:2:a:b:c:d", "2001:db8:1:2::/64"),

@@ -30,8 +30,10 @@ Sections, in file order (each uses only what stands above it):
     Receiving          request bodies, the multipart reader, safe saving
     Terminal           live progress, the QR code
     Security           the throwaway certificate; secret link, password, Host
+    Connection gate    the places connections take; who is refused, logged
+    Delivery ledger    what each client received, of which state of the offer
     HTTP handlers      the base every handler shares; downloads; uploads, resumable
-    Server             connections, counting, the end
+    Server             sockets, TLS, threads; counting, the end
     Client mode        woof.py URL fetches (resumable, -x), woof.py URL FILE sends
     Command line       options, woofrc, what is printed at start
     main()             exit statuses, signals
@@ -6457,6 +6459,244 @@ def first_pem_certificate(text):
 
 
 # ---------------------------------------------------------------------------
+# Connection gate: who gets one of the places
+# ---------------------------------------------------------------------------
+
+class Place:
+    """One connection's place among the MAX_CONNECTIONS: whose it is (its
+    address group), since when it waits for a request head (None while a
+    request is answered), and a duplicate of its socket, by which the gate
+    ends it when a newcomer takes the place (the handler's own socket may be
+    a TLS socket not made yet)."""
+
+    def __init__(self, host, sock):
+        self.host = host
+        self.group = address_group(host)
+        self.waiting_since = time.monotonic()
+        self.handle = sock.dup()
+
+    def end(self):
+        """Close the connection under whoever serves it: its reads see the end."""
+        try:
+            self.handle.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # it has ended already
+
+
+class ConnectionGate:
+    """The MAX_CONNECTIONS places: who holds them, by address group, who
+    gets one (a newcomer may take an idle connection's place), and one log
+    line a minute per address about those refused or cut off.
+
+    It shares the server's lock (a Condition), by which everything that
+    changes while serving is guarded.
+    """
+
+    def __init__(self, lock, log):
+        self.lock = lock
+        self.log = log
+        self.connections = 0
+        self.connections_by_client = {}  # address group -> connections it holds
+        self.places = set()
+        self.refusals_logged = {}  # host -> (monotonic time of its last line, left out since)
+
+    def enter(self, host, sock):
+        """A place for a new connection from host: (place, None), or (None, why not).
+
+        The idle connection whose place it takes, if any, is ended here.
+        """
+        place = taken = None
+        with self.lock:
+            refusal = self.connection_refusal(address_group(host))
+            if refusal is not None:
+                taken = self.idle_place_for(address_group(host))
+                if taken is not None:
+                    self.give_back(taken)
+                    refusal = None
+            if refusal is None:
+                try:
+                    place = Place(host, sock)
+                    self.places.add(place)
+                    self.count_connection(place.group, 1)
+                except OSError:  # no descriptor left for the duplicate
+                    refusal = "woof cannot hold another connection"
+        if taken is not None:
+            taken.end()
+            self.log_refusal(taken.host, "connection closed while idle: its place went "
+                                         "to an address holding fewer")
+        return place, refusal
+
+    def leave(self, place):
+        """Give a connection's place back, once its thread is done or never began."""
+        with self.lock:
+            self.give_back(place)
+        place.handle.close()
+
+    def connection_refusal(self, group):
+        """Why a new connection from an address group cannot be served (lock
+        held), or None.
+
+        While more than RESERVED_CONNECTIONS places are free, a group may
+        take as many as it likes: a class behind one NAT address, a download
+        manager's parallel connections.  The last places go only to groups
+        holding fewer than MAX_CONNECTIONS_PER_CLIENT, so that one address,
+        however many connections it opens, leaves room for everyone else.
+        """
+        if self.connections >= MAX_CONNECTIONS:
+            return "woof holds %d connections, its most" % self.connections
+        held = self.connections_by_client.get(group, 0)
+        if held >= MAX_CONNECTIONS_PER_CLIENT \
+                and self.connections >= MAX_CONNECTIONS - RESERVED_CONNECTIONS:
+            return ("this address holds %d connections and the last places are kept "
+                    "for others" % held)
+        return None
+
+    def idle_place_for(self, group):
+        """The place a refused newcomer from group may take (lock held), or None.
+
+        Several addresses together can fill every place, and one machine
+        holds a whole IPv6 /64: so a group holding fewer than FEW_CONNECTIONS
+        takes the place of the connection waiting longest for a request head
+        among those of the group holding the most, if that group holds more.
+        A request being answered is never cut off.
+        """
+        held = self.connections_by_client.get(group, 0)
+        if held >= FEW_CONNECTIONS:
+            return None
+        chosen, rank = None, None
+        for place in self.places:
+            most = self.connections_by_client[place.group]
+            if place.waiting_since is None or most <= held:
+                continue
+            if rank is None or (-most, place.waiting_since) < rank:
+                chosen, rank = place, (-most, place.waiting_since)
+        return chosen
+
+    def give_back(self, place):
+        """Free a place (lock held); False if it was free already."""
+        if place not in self.places:
+            return False
+        self.places.discard(place)
+        self.count_connection(place.group, -1)
+        return True
+
+    def place_waits(self, place, waiting):
+        """Note that a connection waits for a request head, or has one."""
+        if place is not None:
+            with self.lock:
+                place.waiting_since = time.monotonic() if waiting else None
+
+    def count_connection(self, group, change):
+        """Count a connection taken (1) or given back (-1); lock held."""
+        held = self.connections_by_client.get(group, 0) + change
+        if held:
+            self.connections_by_client[group] = held
+        else:
+            self.connections_by_client.pop(group, None)
+        self.connections += change
+
+    def log_refusal(self, host, text):
+        """Log a refused or cut-off connection, one line a minute at most per
+        address: a flood of connections must not flood the log too.  The next
+        line says how many were left out."""
+        now = time.monotonic()
+        with self.lock:
+            last, left_out = self.refusals_logged.pop(host, (None, 0))
+            if last is not None and now - last < REFUSAL_LOG_SECONDS:
+                self.refusals_logged[host] = (last, left_out + 1)
+                return
+            self.refusals_logged[host] = (now, 0)
+            while len(self.refusals_logged) > MAX_TRACKED_CLIENTS:
+                del self.refusals_logged[next(iter(self.refusals_logged))]
+        if left_out:
+            text += " (and %d more like it not logged)" % left_out
+        self.log.info("%s %s" % (host, text))
+
+
+# ---------------------------------------------------------------------------
+# Delivery ledger: what each client received, of which state
+# ---------------------------------------------------------------------------
+
+class ClientParts(NamedTuple):
+    """What one client address was sent of one state (ETag) of the offer."""
+
+    etag: Optional[str]
+    spans: list  # (start, stop) of the bytes it received, merged
+
+
+class DeliveryLedger:
+    """What each client address was sent of which state (ETag) of the offer:
+    whether the parts it received make a whole download, and whether a
+    Range it asks for continues bytes of the same state.
+
+    It shares the server's lock (a Condition): the server counts a
+    download in the same hold as add_received() that made it whole.
+    """
+
+    def __init__(self, lock):
+        self.lock = lock
+        self.parts_by_client = collections.OrderedDict()  # least recently used first
+        self.states_sent = set()  # ETags bytes went out of; two tell "more than one"
+
+    def note_sending(self, client_address, body):
+        """Note that a client is being sent bytes of body's state (before the first byte).
+
+        Parts of another state received before are forgotten: they could
+        not make a download together with these.
+        """
+        if body.size is None:
+            return
+        with self.lock:
+            host = client_host(client_address)
+            parts = self.parts_by_client.get(host)
+            if parts is None or parts.etag != body.etag:
+                parts = ClientParts(body.etag, [])
+            self.remember_parts(host, parts)
+            if len(self.states_sent) < 2:
+                self.states_sent.add(body.etag)
+
+    def may_resume(self, client_address, etag):
+        """Whether a client's earlier bytes, as far as woof can tell, are of the state etag.
+
+        For an address woof does not know (never sent to, or forgotten),
+        only when no other state ever went out to anyone.
+        """
+        with self.lock:
+            parts = self.parts_by_client.get(client_host(client_address))
+            if parts is not None:
+                return parts.etag == etag
+            return self.states_sent <= {etag}
+
+    def remember_parts(self, host, parts):
+        """Keep a client's parts (lock held), forgetting the least recent client.
+
+        At most MAX_CLIENTS_REMEMBERED, however many addresses ask (an IPv6
+        /64 has plenty).
+        """
+        self.parts_by_client[host] = parts
+        self.parts_by_client.move_to_end(host)
+        while len(self.parts_by_client) > MAX_CLIENTS_REMEMBERED:
+            self.parts_by_client.popitem(last=False)
+
+    def add_received(self, host, body, start, received):
+        """Add bytes [start, start + received) of body that host received (lock
+        held); True when what it holds of body's state now makes all of it."""
+        parts = self.parts_by_client.get(host)
+        current = parts is None or parts.etag == body.etag
+        earlier = parts.spans if parts is not None and current else []
+        spans = merge_spans(earlier + [(start, start + received)])
+        if covers(spans, body.size):
+            if current:
+                self.remember_parts(host, ClientParts(body.etag, []))
+            return True
+        if current:
+            # Bounded, so a client sending endless scattered ranges cannot
+            # grow woof's memory; such a client never completes a download.
+            self.remember_parts(host, ClientParts(body.etag, spans[:MAX_SPANS_PER_CLIENT]))
+        return False
+
+
+# ---------------------------------------------------------------------------
 # HTTP handlers: the base every handler shares
 # ---------------------------------------------------------------------------
 
@@ -6531,22 +6771,22 @@ class BaseHandler(BaseHTTPRequestHandler):
         self.inner_path = "/"
         deadline = self.head_deadline or time.monotonic() + self.server.head_seconds
         self.head_deadline = None
-        self.server.place_waits(self.place, True)
+        self.server.gate.place_waits(self.place, True)
         self.reader.start_head(deadline)
         try:
             super().handle_one_request()
         finally:
             self.log_outcome()
         if self.reader.cut:
-            self.server.log_refusal(client_host(self.client_address),
-                                    "connection closed: no whole request head within %g s"
-                                    % self.server.head_seconds)
+            self.server.gate.log_refusal(client_host(self.client_address),
+                                         "connection closed: no whole request head within %g s"
+                                         % self.server.head_seconds)
 
     # Who may be answered: checked once the head is parsed, before any
     # "100 Continue" and before the method runs.
 
     def parse_request(self):
-        self.server.place_waits(self.place, False)
+        self.server.gate.place_waits(self.place, False)
         admitted = super().parse_request() and self.admit()
         self.reader.end_head()
         return admitted
@@ -6877,7 +7117,7 @@ class DownloadHandler(BaseHandler):
         if sending_body:
             # Before the headers go: aria2c opens its other connections as
             # soon as it has them, and their ranges must find this noted.
-            self.server.note_sending(self.client_address, body)
+            self.server.ledger.note_sending(self.client_address, body)
         self.end_headers()
         return span
 
@@ -6930,7 +7170,7 @@ class DownloadHandler(BaseHandler):
         if (not conflict or span is None or span == (0, body.size)
                 or self.headers.get("If-Range") is not None):
             return None
-        if self.server.may_resume(self.client_address, body.etag):
+        if self.server.ledger.may_resume(self.client_address, body.etag):
             return None
         return conflict
 
@@ -8407,42 +8647,15 @@ class Settings(NamedTuple):
     qr: bool = False
 
 
-class ClientParts(NamedTuple):
-    """What one client address was sent of one state (ETag) of the offer."""
-
-    etag: Optional[str]
-    spans: list  # (start, stop) of the bytes it received, merged
-
-
-class Place:
-    """One connection's place among the MAX_CONNECTIONS: whose it is (its
-    address group), since when it waits for a request head (None while a
-    request is answered), and a duplicate of its socket, by which the gate
-    ends it when a newcomer takes the place (the handler's own socket may be
-    a TLS socket not made yet)."""
-
-    def __init__(self, host, sock):
-        self.host = host
-        self.group = address_group(host)
-        self.waiting_since = time.monotonic()
-        self.handle = sock.dup()
-
-    def end(self):
-        """Close the connection under whoever serves it: its reads see the end."""
-        try:
-            self.handle.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # it has ended already
-
-
 class WoofServer(HTTPServer):
     """An HTTP server, one thread per connection, that stops once its offer has
     been taken `count` times, or, with UploadHandler and no offer, once it has
     received `count` uploads.
 
-    What changes while serving (downloads done, what each client was sent,
-    transfers and uploads in flight, connections per client) is guarded by
-    self.lock.
+    What changes while serving (downloads done, transfers and uploads in
+    flight, and in self.ledger and self.gate what each client was sent and
+    the connections each holds) is guarded by self.lock, which the ledger
+    and the gate share.
     """
 
     allow_reuse_address = REUSE_ADDRESS_IS_SAFE
@@ -8465,13 +8678,9 @@ class WoofServer(HTTPServer):
         self.completed = 0
         self.expired = False
         self.deadline = None if settings.expire is None else time.monotonic() + settings.expire
-        self.parts_by_client = collections.OrderedDict()  # least recently used first
-        self.states_sent = set()  # ETags bytes went out of; two tell "more than one"
+        self.ledger = DeliveryLedger(self.lock)
+        self.gate = ConnectionGate(self.lock, self.log)
         self.in_flight = 0
-        self.connections = 0
-        self.connections_by_client = {}  # address group -> connections it holds
-        self.places = set()
-        self.refusals_logged = {}  # host -> (monotonic time of its last line, left out since)
         self.head_seconds = min(settings.timeout, MAX_HEAD_SECONDS)
         self.batches = set()
         self.uploads = ResumableUploads(settings.upload_dir, settings.max_upload)
@@ -8560,25 +8769,7 @@ class WoofServer(HTTPServer):
         """
         head_deadline = time.monotonic() + self.head_seconds
         host = client_host(client_address)
-        place = taken = None
-        with self.lock:
-            refusal = self.connection_refusal(address_group(host))
-            if refusal is not None:
-                taken = self.idle_place_for(address_group(host))
-                if taken is not None:
-                    self.give_back(taken)
-                    refusal = None
-            if refusal is None:
-                try:
-                    place = Place(host, request)
-                    self.places.add(place)
-                    self.count_connection(place.group, 1)
-                except OSError:  # no descriptor left for the duplicate
-                    refusal = "woof cannot hold another connection"
-        if taken is not None:
-            taken.end()
-            self.log_refusal(taken.host, "connection closed while idle: its place went "
-                                         "to an address holding fewer")
+        place, refusal = self.gate.enter(host, request)
         if refusal is not None:
             self.refuse_connection(request, host, refusal)
             return
@@ -8588,73 +8779,8 @@ class WoofServer(HTTPServer):
         try:
             thread.start()
         except RuntimeError:  # the system has no thread left to give
-            with self.lock:
-                self.give_back(place)
-            place.handle.close()
+            self.gate.leave(place)
             self.refuse_connection(request, host, "woof cannot start another thread")
-
-    def connection_refusal(self, group):
-        """Why a new connection from an address group cannot be served (lock
-        held), or None.
-
-        While more than RESERVED_CONNECTIONS places are free, a group may
-        take as many as it likes: a class behind one NAT address, a download
-        manager's parallel connections.  The last places go only to groups
-        holding fewer than MAX_CONNECTIONS_PER_CLIENT, so that one address,
-        however many connections it opens, leaves room for everyone else.
-        """
-        if self.connections >= MAX_CONNECTIONS:
-            return "woof holds %d connections, its most" % self.connections
-        held = self.connections_by_client.get(group, 0)
-        if held >= MAX_CONNECTIONS_PER_CLIENT \
-                and self.connections >= MAX_CONNECTIONS - RESERVED_CONNECTIONS:
-            return ("this address holds %d connections and the last places are kept "
-                    "for others" % held)
-        return None
-
-    def idle_place_for(self, group):
-        """The place a refused newcomer from group may take (lock held), or None.
-
-        Several addresses together can fill every place, and one machine
-        holds a whole IPv6 /64: so a group holding fewer than FEW_CONNECTIONS
-        takes the place of the connection waiting longest for a request head
-        among those of the group holding the most, if that group holds more.
-        A request being answered is never cut off.
-        """
-        held = self.connections_by_client.get(group, 0)
-        if held >= FEW_CONNECTIONS:
-            return None
-        chosen, rank = None, None
-        for place in self.places:
-            most = self.connections_by_client[place.group]
-            if place.waiting_since is None or most <= held:
-                continue
-            if rank is None or (-most, place.waiting_since) < rank:
-                chosen, rank = place, (-most, place.waiting_since)
-        return chosen
-
-    def give_back(self, place):
-        """Free a place (lock held); False if it was free already."""
-        if place not in self.places:
-            return False
-        self.places.discard(place)
-        self.count_connection(place.group, -1)
-        return True
-
-    def place_waits(self, place, waiting):
-        """Note that a connection waits for a request head, or has one."""
-        if place is not None:
-            with self.lock:
-                place.waiting_since = time.monotonic() if waiting else None
-
-    def count_connection(self, group, change):
-        """Count a connection taken (1) or given back (-1); lock held."""
-        held = self.connections_by_client.get(group, 0) + change
-        if held:
-            self.connections_by_client[group] = held
-        else:
-            self.connections_by_client.pop(group, None)
-        self.connections += change
 
     def refuse_connection(self, sock, host, reason):
         """Answer 503 and close, in the accepting thread: no thread is spent on it.
@@ -8680,24 +8806,7 @@ class WoofServer(HTTPServer):
             except OSError:
                 pass  # the client has gone already
         self.shutdown_request(sock)
-        self.log_refusal(host, "connection refused (503): %s" % reason)
-
-    def log_refusal(self, host, text):
-        """Log a refused or cut-off connection, one line a minute at most per
-        address: a flood of connections must not flood the log too.  The next
-        line says how many were left out."""
-        now = time.monotonic()
-        with self.lock:
-            last, left_out = self.refusals_logged.pop(host, (None, 0))
-            if last is not None and now - last < REFUSAL_LOG_SECONDS:
-                self.refusals_logged[host] = (last, left_out + 1)
-                return
-            self.refusals_logged[host] = (now, 0)
-            while len(self.refusals_logged) > MAX_TRACKED_CLIENTS:
-                del self.refusals_logged[next(iter(self.refusals_logged))]
-        if left_out:
-            text += " (and %d more like it not logged)" % left_out
-        self.log.info("%s %s" % (host, text))
+        self.gate.log_refusal(host, "connection refused (503): %s" % reason)
 
     def process_request_thread(self, request, client_address, head_deadline, place=None):
         try:
@@ -8707,9 +8816,7 @@ class WoofServer(HTTPServer):
         finally:
             self.shutdown_request(request)
             if place is not None:
-                with self.lock:
-                    self.give_back(place)
-                place.handle.close()
+                self.gate.leave(place)
 
     def finish_request(self, request, client_address, head_deadline=None, place=None):
         """Answer one connection, in its own thread; with TLS, the handshake
@@ -8743,8 +8850,8 @@ class WoofServer(HTTPServer):
             set_timeout_by(sock, head_deadline, timeout)
             return self.tls.context.wrap_socket(sock, server_side=True)
         except OSError as error:  # ssl.SSLError is an OSError
-            self.log_refusal(client_host(client_address),
-                             "TLS handshake failed: %s" % describe_tls_error(error))
+            self.gate.log_refusal(client_host(client_address),
+                                  "TLS handshake failed: %s" % describe_tls_error(error))
             return None
 
     # What changes while serving
@@ -8766,46 +8873,6 @@ class WoofServer(HTTPServer):
             self.in_flight -= 1
             self.lock.notify_all()
 
-    def note_sending(self, client_address, body):
-        """Note that a client is being sent bytes of body's state (before the first byte).
-
-        Parts of another state received before are forgotten: they could
-        not make a download together with these.
-        """
-        if body.size is None:
-            return
-        with self.lock:
-            host = client_host(client_address)
-            parts = self.parts_by_client.get(host)
-            if parts is None or parts.etag != body.etag:
-                parts = ClientParts(body.etag, [])
-            self.remember_parts(host, parts)
-            if len(self.states_sent) < 2:
-                self.states_sent.add(body.etag)
-
-    def may_resume(self, client_address, etag):
-        """Whether a client's earlier bytes, as far as woof can tell, are of the state etag.
-
-        For an address woof does not know (never sent to, or forgotten),
-        only when no other state ever went out to anyone.
-        """
-        with self.lock:
-            parts = self.parts_by_client.get(client_host(client_address))
-            if parts is not None:
-                return parts.etag == etag
-            return self.states_sent <= {etag}
-
-    def remember_parts(self, host, parts):
-        """Keep a client's parts (lock held), forgetting the least recent client.
-
-        At most MAX_CLIENTS_REMEMBERED, however many addresses ask (an IPv6
-        /64 has plenty).
-        """
-        self.parts_by_client[host] = parts
-        self.parts_by_client.move_to_end(host)
-        while len(self.parts_by_client) > MAX_CLIENTS_REMEMBERED:
-            self.parts_by_client.popitem(last=False)
-
     def wait_until_idle(self):
         """Wait while responses are in flight; return False once woof has finished."""
         with self.lock:
@@ -8823,18 +8890,8 @@ class WoofServer(HTTPServer):
                     return None
                 return self.count_completion(client_host(client_address), received)
             host = client_host(client_address)
-            parts = self.parts_by_client.get(host)
-            current = parts is None or parts.etag == body.etag
-            earlier = parts.spans if parts is not None and current else []
-            spans = merge_spans(earlier + [(start, start + received)])
-            if covers(spans, body.size):
-                if current:
-                    self.remember_parts(host, ClientParts(body.etag, []))
+            if self.ledger.add_received(host, body, start, received):
                 return self.count_completion(host, body.size)
-            if current:
-                # Bounded, so a client sending endless scattered ranges cannot
-                # grow woof's memory; such a client never completes a download.
-                self.remember_parts(host, ClientParts(body.etag, spans[:MAX_SPANS_PER_CLIENT]))
             return None
 
     def uploads_left(self):
