@@ -11684,7 +11684,7 @@ def finish_checksum(server, thread, log, out=None):
     offer = server.offer
     if offer.digest is None:
         hexdigest = offer.compute_digest()
-        if hexdigest is not None and server.states_sent <= {offer.digest[0]}:
+        if hexdigest is not None and server.ledger.states_sent <= {offer.digest[0]}:
             tell_checksum(offer.name, hexdigest, log, out)
 
 
