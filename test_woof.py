@@ -1217,7 +1217,7 @@ class ConnectionLimitTests(WoofTestCase):
             with self.subTest(host=host):
                 self.assertEqual(woof.address_group(host), group)
 
-    def trickle(self, sock, head, pause=0.5, budget=20.0):
+    def trickle(self, sock, head, pause=0.25, budget=20.0):
         """Send head a byte at a time, pause seconds apart, until woof closes
         the connection; fail if it still holds on after budget seconds."""
         end = time.monotonic() + budget
@@ -1248,14 +1248,14 @@ class ConnectionLimitTests(WoofTestCase):
     SLOW_HEAD = b"GET /slow.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 1000
 
     def test_a_trickled_request_head_is_cut_at_the_head_deadline(self):
-        run = self.start(self.make_file("slow.txt"), timeout=2.0)
+        run = self.start(self.make_file("slow.txt"), timeout=1.0)
         with socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE) as sock:
             self.trickle(sock, self.SLOW_HEAD)
         wait_until(lambda: "request head" in self.log_text(), message="a log line")
         self.assertFalse(run.server.finished.is_set())
 
     def test_a_trickled_request_head_over_tls_is_cut_at_the_head_deadline(self):
-        run = self.start(self.make_file("slow.txt"), timeout=2.0, https=True)
+        run = self.start(self.make_file("slow.txt"), timeout=1.0, https=True)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -5709,7 +5709,9 @@ class ExpiryTests(WoofTestCase):
                  (["-c", "2"], True, 3)]
         for args, download, expected in table:
             with self.subTest(args=args, download=download):
-                woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--expire", "2s"]
+                # Long enough for a download to come first, when there is one.
+                expire = "2s" if download else "0.2s"
+                woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--expire", expire]
                                        + args + [path])
                 if download:
                     with urllib.request.urlopen(woof_run.url, timeout=DEADLINE) as response:
@@ -6249,17 +6251,20 @@ class TerminalProgressTests(WoofTestCase):
                        timeout=DEADLINE, stdout=subprocess.DEVNULL)
 
     def download(self, args, terminal=True, env=None):
-        """One download at 10 MB/s; return (what woof wrote on stderr, seconds it ran)."""
+        """One download at 20 MB/s, of more than the kernel's buffers hold, long
+        enough for several redraws (every PROGRESS_INTERVAL); return (what woof
+        wrote on stderr, seconds it ran)."""
         started = time.monotonic()
         child, _, screen = self.serve(args, terminal=terminal, env=env)
-        self.curl("--limit-rate", "10M", "-o", os.devnull, child.url)
+        self.curl("--limit-rate", "20M", "-o", os.devnull, child.url)
         status, stderr = child.finish()
         self.assertEqual(status, 0, stderr)
         return (screen.text() if screen else stderr), time.monotonic() - started
 
     def upload(self, args, terminal=True, env=None):
-        """One PUT at 8 MB/s; return what woof wrote on stderr."""
-        child, path, screen = self.serve(args, 16 << 20, terminal, env, receiving=True)
+        """One PUT at 8 MB/s, long enough for several redraws; return what woof
+        wrote on stderr."""
+        child, path, screen = self.serve(args, 6 << 20, terminal, env, receiving=True)
         self.curl("--limit-rate", "8M", "-T", path, child.url + "big.bin")
         status, stderr = child.finish()
         self.assertEqual(status, 0, stderr)
@@ -6284,12 +6289,12 @@ class TerminalProgressTests(WoofTestCase):
 
     def test_a_terminal_shows_an_upload_live_from_the_bytes_received(self):
         text = self.upload([])
-        live = re.findall(r"  from 127\.0\.0\.1  big\.bin  [0-9.]+ [KMG]?i?B of 16\.0 MiB  "
+        live = re.findall(r"  from 127\.0\.0\.1  big\.bin  [0-9.]+ [KMG]?i?B of 6\.0 MiB  "
                           r"\d+%  [0-9.]+ [KM]iB/s  [0-9.]+ s left", text)
         self.assertGreater(len(live), 1, text[-2000:])
         lines = [COLOUR.sub("", line) for line in permanent_lines(text)]
-        self.assertIn("127.0.0.1 is sending big.bin (16.0 MiB)", lines[1])
-        self.assertRegex(lines[-1], r"done: received 1 file \(16\.0 MiB\) from 127\.0\.0\.1 in ")
+        self.assertIn("127.0.0.1 is sending big.bin (6.0 MiB)", lines[1])
+        self.assertRegex(lines[-1], r"done: received 1 file \(6\.0 MiB\) from 127\.0\.0\.1 in ")
 
     def test_through_a_pipe_only_the_lines_that_stay_and_no_control_sequence(self):
         for name, run in (("download", lambda: self.download([], terminal=False)[0]),
