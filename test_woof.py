@@ -5,6 +5,27 @@
 
 Set WOOF_TEST_STRICT=1 to fail, rather than skip, when curl, wget, aria2c or
 another client the tests use is missing.
+
+Sections, in file order (their banners, shortened), and what of woof.py each tests:
+
+    (before the first banner)  the harness: wait_until, tree_of, ServerRun, WoofTestCase
+    Pure helpers               Pure helpers, Network discovery (ranking), woofrc
+    Serving one file           Response bodies to Server: downloads, the gate, the ledger
+    Archives                   Compression, Archive manifest to Archive offer
+    Receiving files (-U)       Receiving, the upload handler
+    Terminal: QR code          Terminal (the QR code)
+    Security: the certificate  Security (DER, ECDSA, the throwaway certificate)
+    The command line           Command line, main()
+    The URLs woof prints       Network discovery, in network namespaces
+    Reaching the right person  Security (secret, password, HTTPS, Host), --expire
+    Real clients               curl, wget, aria2c against the server
+    The sender's terminal      Terminal (live progress), Output
+    Checksums, end to end      the SHA-256 printed and sent (Repr-Digest)
+    Resumable uploads          Receiving: resumable uploads, their handler
+    A real browser             the upload page in Chromium
+    Client mode                Client mode
+    The suite itself           .ci/run, --platform
+    Running the suite          the runner: "N passed, N failed"
 """
 
 import base64
