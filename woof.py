@@ -6613,6 +6613,28 @@ class ConnectionGate:
         self.log.info("%s %s" % (host, text))
 
 
+def answer_busy(sock, reason):
+    """Answer 503 on a plain connection just accepted, without a thread.
+
+    What has arrived of the request is read first, so that closing does
+    not reset the connection before the client reads the answer.
+    """
+    text = ("woof is busy: %s. Try again in a moment.\n" % reason).encode("utf-8")
+    answer = (b"HTTP/1.1 503 Service Unavailable\r\n"
+              b"Content-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n%s"
+              % (len(text), RETRY_AFTER_SECONDS, text))
+    try:
+        sock.setblocking(False)  # a fresh socket's buffers take this at once
+        sock.recv(MAX_PLAIN_HEAD)
+    except OSError:
+        pass  # nothing has arrived yet
+    try:
+        sock.send(answer)
+    except OSError:
+        pass  # the client has gone already
+
+
 # ---------------------------------------------------------------------------
 # Delivery ledger: what each client received, of which state
 # ---------------------------------------------------------------------------
@@ -8783,28 +8805,11 @@ class WoofServer(HTTPServer):
             self.refuse_connection(request, host, "woof cannot start another thread")
 
     def refuse_connection(self, sock, host, reason):
-        """Answer 503 and close, in the accepting thread: no thread is spent on it.
-
-        A plain connection gets its answer at once; what has arrived of the
-        request is read first, so that closing does not reset the connection
-        before the client reads the answer.  Before a TLS handshake there is
-        no way to answer: the connection is only closed.
-        """
+        """Answer 503 and close, in the accepting thread: no thread is spent on
+        it.  Before a TLS handshake there is no way to answer: the connection
+        is only closed."""
         if self.tls is None:
-            text = ("woof is busy: %s. Try again in a moment.\n" % reason).encode("utf-8")
-            answer = (b"HTTP/1.1 503 Service Unavailable\r\n"
-                      b"Content-Type: text/plain; charset=utf-8\r\n"
-                      b"Content-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n%s"
-                      % (len(text), RETRY_AFTER_SECONDS, text))
-            try:
-                sock.setblocking(False)  # a fresh socket's buffers take this at once
-                sock.recv(MAX_PLAIN_HEAD)
-            except OSError:
-                pass  # nothing has arrived yet
-            try:
-                sock.send(answer)
-            except OSError:
-                pass  # the client has gone already
+            answer_busy(sock, reason)
         self.shutdown_request(sock)
         self.gate.log_refusal(host, "connection refused (503): %s" % reason)
 
