@@ -27,12 +27,14 @@ Sections, in file order (each uses only what stands above it):
     Zip streamed       deflated on every core; data descriptors, zip64
     Zip of known size  every member stored: Content-Length, ETag, Range
     Archive offer      walks shared, a body for each request, so many at once
-    Receiving          request bodies, the multipart reader, safe saving
+    Receiving          request bodies, the multipart reader, safe saving; resumable
     Terminal           live progress, the QR code
     Security           the throwaway certificate; secret link, password, Host
     Connection gate    the places connections take; who is refused, logged
     Delivery ledger    what each client received, of which state of the offer
-    HTTP handlers      the base every handler shares; downloads; uploads, resumable
+    HTTP handlers      the base every handler shares; downloads
+    Upload page        one self-contained page and its script
+    Upload handlers    the page, form posts and PUT; resumable uploads
     Server             sockets, TLS, threads; counting, the end
     Client mode        woof.py URL fetches (resumable, -x), woof.py URL FILE sends
     Command line       options, woofrc, what is printed at start
@@ -7254,7 +7256,7 @@ def downloading(name, span, size):
 
 
 # ---------------------------------------------------------------------------
-# HTTP handler for uploads
+# Upload page: one self-contained page, its script, what it says
 # ---------------------------------------------------------------------------
 
 # One self-contained page: no external resource, so it works offline and
@@ -7896,7 +7898,9 @@ def wants_html(headers):
     return "text/html" in (headers.get("Accept") or "").lower()
 
 
-
+# ---------------------------------------------------------------------------
+# HTTP handler for uploads: the page, form posts and PUT
+# ---------------------------------------------------------------------------
 
 class FormUploadHandler(BaseHandler):
     """Receives files into settings.upload_dir: the upload page, form posts and PUT."""
