@@ -5,6 +5,27 @@
 
 Set WOOF_TEST_STRICT=1 to fail, rather than skip, when curl, wget, aria2c or
 another client the tests use is missing.
+
+Sections, in file order (their banners, shortened), and what of woof.py each tests:
+
+    (before the first banner)  the harness: wait_until, tree_of, ServerRun, WoofTestCase
+    Pure helpers               Pure helpers, Network discovery (ranking), woofrc
+    Serving one file           Response bodies to Server: downloads, the gate, the ledger
+    Archives                   Compression, Archive manifest to Archive offer
+    Receiving files (-U)       Receiving, the upload handler
+    Terminal: QR code          Terminal (the QR code)
+    Security: the certificate  Security (DER, ECDSA, the throwaway certificate)
+    The command line           Command line, main()
+    The URLs woof prints       Network discovery, in network namespaces
+    Reaching the right person  Security (secret, password, HTTPS, Host), --expire
+    Real clients               curl, wget, aria2c against the server
+    The sender's terminal      Terminal (live progress), Output
+    Checksums, end to end      the SHA-256 printed and sent (Repr-Digest)
+    Resumable uploads          Receiving: resumable uploads, their handler
+    A real browser             the upload page in Chromium
+    Client mode                Client mode
+    The suite itself           .ci/run, --platform
+    Running the suite          the runner: "N passed, N failed"
 """
 
 import base64
@@ -98,6 +119,28 @@ def require_tool(name):
     if path is None:
         skip_or_fail("%s is not installed" % name)
     return path
+
+
+def tree_of(folder, folder_value=None):
+    """{path below folder, "/"-separated: what stands there}, hidden names
+    too: a file's bytes, a link's "->target", a folder as folder_value
+    ("dir" as read_archive says), "special" for a FIFO or device (never
+    opened).  The one helper that reads a folder."""
+    found = {}
+    for parent, folders, names in os.walk(folder):
+        for name in folders + names:
+            path = os.path.join(parent, name)
+            key = os.path.relpath(path, folder).replace(os.sep, "/")
+            if os.path.islink(path):
+                found[key] = "->" + os.readlink(path)
+            elif os.path.isdir(path):
+                found[key] = folder_value
+            elif not os.path.isfile(path):
+                found[key] = "special"
+            else:
+                with open(path, "rb") as handle:
+                    found[key] = handle.read()
+    return found
 
 
 class ServerRun:
@@ -819,7 +862,7 @@ class DownloadTests(WoofTestCase):
                 read += len(raw.recv(65536))
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         wait_until(lambda: "aborted" in self.log_text(), message="the abort to be logged")
-        credited = run.server.parts_by_client["127.0.0.1"].spans[0][1]
+        credited = run.server.ledger.parts_by_client["127.0.0.1"].spans[0][1]
         # What woof's own send buffer held never reached the client, and
         # what the client got unacknowledged is within its receive window:
         # woof may not send beyond that window past the last acknowledgement.
@@ -847,7 +890,7 @@ class DownloadTests(WoofTestCase):
         fetch("127.0.0.2", 100, 199)  # now among the most recent again
         for _ in range(bound - 10):
             fetch(next(others), 0, 9)
-        self.assertLessEqual(len(run.server.parts_by_client), bound)
+        self.assertLessEqual(len(run.server.ledger.parts_by_client), bound)
         self.assertFalse(run.server.finished.is_set())
         fetch("127.0.0.2", 200, 999)
         run.wait()
@@ -1071,7 +1114,7 @@ class ConnectionLimitTests(WoofTestCase):
             self.addCleanup(sock.close)
             sock.sendall(b"G")
             sockets.append(sock)
-        wait_until(lambda: run.server.connections + len(closed_or_answered(sockets)) == count,
+        wait_until(lambda: run.server.gate.connections + len(closed_or_answered(sockets)) == count,
                    message="woof to take or refuse every connection")
         return sockets
 
@@ -1090,7 +1133,7 @@ class ConnectionLimitTests(WoofTestCase):
         run = self.start(self.make_file("real.bin"), timeout=60.0)
         sockets = self.hog(run)
         refused = closed_or_answered(sockets)
-        self.assertEqual(run.server.connections + len(refused), len(sockets))
+        self.assertEqual(run.server.gate.connections + len(refused), len(sockets))
         self.assertGreater(len(refused), 0)
         for sock in refused:
             answer = read_to_end(sock)
@@ -1133,7 +1176,7 @@ class ConnectionLimitTests(WoofTestCase):
             self.addCleanup(connection.close)
             connection.connect()
             receivers.append(connection)
-        wait_until(lambda: run.server.connections == 100, message="100 connections taken")
+        wait_until(lambda: run.server.gate.connections == 100, message="100 connections taken")
         for connection in receivers:
             connection.request("GET", run.server.offer_path)
         for connection in receivers:
@@ -1150,7 +1193,7 @@ class ConnectionLimitTests(WoofTestCase):
             self.addCleanup(sock.close)
             sock.sendall(b"G")
             sockets.append(sock)
-        wait_until(lambda: run.server.connections + len(closed_or_answered(sockets))
+        wait_until(lambda: run.server.gate.connections + len(closed_or_answered(sockets))
                    >= len(sockets), message="woof to take or refuse every connection")
         return sockets
 
@@ -1165,7 +1208,7 @@ class ConnectionLimitTests(WoofTestCase):
         data = os.urandom(1 << 16)
         run = self.start(self.make_file("real.bin", data), timeout=60.0)
         sockets = self.hold(run, ["127.0.0.2"] * 200 + ["127.0.0.3"] * 40 + ["127.0.0.4"] * 40)
-        self.assertEqual(run.server.connections, woof.MAX_CONNECTIONS)
+        self.assertEqual(run.server.gate.connections, woof.MAX_CONNECTIONS)
         self.assert_a_newcomer_is_served(run, data)
         answers = [read_to_end(sock) for sock in closed_or_answered(sockets[:200])]
         self.assertEqual(answers.count(b""), 1, "one idle connection of the most held gave way")
@@ -1176,17 +1219,17 @@ class ConnectionLimitTests(WoofTestCase):
         run = self.start(self.make_file("real.bin", data), timeout=60.0)
         hosts = ["127.0.1.%d" % number for number in range(1, 141)]
         self.hold(run, hosts + hosts)
-        self.assertEqual(run.server.connections, woof.MAX_CONNECTIONS)
+        self.assertEqual(run.server.gate.connections, woof.MAX_CONNECTIONS)
         self.assert_a_newcomer_is_served(run, data)
         run.wait()
 
     def test_an_address_holding_few_takes_no_place_from_one_holding_as_few(self):
         run = self.start(self.make_file("real.bin"), timeout=60.0)
-        server = run.server
-        with server.lock:
+        gate = run.server.gate
+        with gate.lock:
             for number in range(woof.MAX_CONNECTIONS):
-                server.count_connection("192.0.2.%d" % number, 1)
-            self.assertIsNone(server.idle_place_for("198.51.100.1"))
+                gate.count_connection("192.0.2.%d" % number, 1)
+            self.assertIsNone(gate.idle_place_for("198.51.100.1"))
 
     def test_address_groups_are_an_ipv6_64_or_one_address(self):
         table = [("192.0.2.7", "192.0.2.7"), ("2001:db8:1:2:a:b:c:d", "2001:db8:1:2::/64"),
@@ -1195,7 +1238,7 @@ class ConnectionLimitTests(WoofTestCase):
             with self.subTest(host=host):
                 self.assertEqual(woof.address_group(host), group)
 
-    def trickle(self, sock, head, pause=0.5, budget=20.0):
+    def trickle(self, sock, head, pause=0.25, budget=20.0):
         """Send head a byte at a time, pause seconds apart, until woof closes
         the connection; fail if it still holds on after budget seconds."""
         end = time.monotonic() + budget
@@ -1226,14 +1269,14 @@ class ConnectionLimitTests(WoofTestCase):
     SLOW_HEAD = b"GET /slow.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 1000
 
     def test_a_trickled_request_head_is_cut_at_the_head_deadline(self):
-        run = self.start(self.make_file("slow.txt"), timeout=2.0)
+        run = self.start(self.make_file("slow.txt"), timeout=1.0)
         with socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE) as sock:
             self.trickle(sock, self.SLOW_HEAD)
         wait_until(lambda: "request head" in self.log_text(), message="a log line")
         self.assertFalse(run.server.finished.is_set())
 
     def test_a_trickled_request_head_over_tls_is_cut_at_the_head_deadline(self):
-        run = self.start(self.make_file("slow.txt"), timeout=2.0, https=True)
+        run = self.start(self.make_file("slow.txt"), timeout=1.0, https=True)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -1436,7 +1479,7 @@ A_MODE = 0o666 if os.name == "nt" else 0o751
 class ArchiveTestCase(WoofTestCase):
     """Builds a tree with everything that can go wrong, and reads archives back."""
 
-    def make_tree(self):
+    def make_tricky_tree(self):
         """A folder with odd names, an empty folder, links in and out, and a FIFO."""
         root = os.path.join(self.tmp, "Projet été")
         self.make_file("secret.txt", b"SECRET-OUTSIDE")
@@ -1459,14 +1502,9 @@ class ArchiveTestCase(WoofTestCase):
         top = os.path.basename(root)
         expected = {top: "dir", top + "/empty": "dir", top + "/sub": "dir",
                     top + "/sub/deeper": "dir"}
-        for folder, _, files in os.walk(root):
-            for name in files:
-                path = os.path.join(folder, name)
-                if os.path.islink(path) or not os.path.isfile(path):
-                    continue
-                member = top + "/" + os.path.relpath(path, root).replace(os.sep, "/")
-                with open(path, "rb") as handle:
-                    expected[member] = handle.read()
+        for name, content in tree_of(root).items():
+            if isinstance(content, bytes):  # files only: links and the FIFO stay out
+                expected[top + "/" + name] = content
         if compression != "zip" and SYMLINKS:
             expected[top + "/sub/in"] = ("link", "../a.txt")
         return expected
@@ -1532,7 +1570,7 @@ class ArchiveTestCase(WoofTestCase):
 class ArchiveFormatTests(ArchiveTestCase):
 
     def test_every_format_round_trips_a_tree_and_leaks_nothing_outside(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         for compression in ARCHIVE_FORMATS:
             with self.subTest(compression=compression):
                 run = self.start(self.offer([root], compression))
@@ -1544,7 +1582,7 @@ class ArchiveFormatTests(ArchiveTestCase):
                 self.assertIsNone(run.error)
 
     def test_archive_names_and_framing_follow_the_format(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         for compression, extension, framing in (
                 ("tar", ".tar", "Content-Length"), ("gz", ".tar.gz", "Transfer-Encoding"),
                 ("bz2", ".tar.bz2", "Transfer-Encoding"), ("xz", ".tar.xz", "Transfer-Encoding"),
@@ -1560,7 +1598,7 @@ class ArchiveFormatTests(ArchiveTestCase):
                     self.assertEqual(int(response.getheader("Content-Length")), len(data))
 
     def test_tar_keeps_modes_and_modification_times(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         run = self.start(self.offer([root], "gz"))
         _, data = self.download(run)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
@@ -1569,7 +1607,7 @@ class ArchiveFormatTests(ArchiveTestCase):
             self.assertEqual(archive.getmember("Projet été/empty").type, tarfile.DIRTYPE)
 
     def test_zip_flags_utf8_names_and_stores_compressed_media(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         run = self.start(self.offer([root], "zip"))
         _, data = self.download(run)
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -1581,7 +1619,7 @@ class ArchiveFormatTests(ArchiveTestCase):
             self.assertEqual(text.external_attr >> 16 & 0o777, A_MODE)
 
     def test_real_tools_open_the_archives(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         for compression, tool, check in (("zip", "unzip", ["-t"]), ("gz", "tar", ["-tzf"]),
                                          ("tar", "tar", ["-tf"])):
             with self.subTest(compression=compression):
@@ -1595,7 +1633,7 @@ class ArchiveFormatTests(ArchiveTestCase):
                 self.assertIn(ODD_NAME, result.stdout.decode("utf-8", "replace"))
 
     def test_links_out_and_fifos_are_left_out_and_logged(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         if not SYMLINKS or not hasattr(os, "mkfifo"):
             self.skipTest("needs symbolic links and FIFOs")
         self.offer([root], "tar")
@@ -1603,7 +1641,7 @@ class ArchiveFormatTests(ArchiveTestCase):
         self.assertIn("left out Projet été/pipe: not a regular file", self.log_text())
 
     def test_zip_forced_to_zip64_opens_with_zipfile_and_unzip(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         run = self.start(self.offer([root], "zip", zip64_from=0))
         _, data = self.download(run)
         self.assertIn(b"PK\x06\x06", data)  # the zip64 end of central directory
@@ -1706,7 +1744,7 @@ class ArchiveOfferTests(ArchiveTestCase):
             self.offer([one, two], "gz")
 
     def test_command_line_offers_folders_as_archives_and_a_file_as_itself(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         parser = woof.build_parser()
         log = woof.Log(stream=self.log_stream)
         offer = woof.build_offer(parser.parse_args([root]), None, "gz", log)
@@ -1715,7 +1753,7 @@ class ArchiveOfferTests(ArchiveTestCase):
         self.assertIsInstance(offer, woof.FileOffer)
 
     def test_a_format_flag_packs_a_single_file_and_names_get_the_extension(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         single = os.path.join(root, "a.txt")
         parser = woof.build_parser({"compression": "zip"})
         table = [([single], woof.FileOffer, "a.txt"),
@@ -1884,7 +1922,7 @@ class SwappedPathTests(ArchiveTestCase):
         self.assertTrue(woof.WALK_BY_DESCRIPTOR)
 
     def test_without_descriptors_the_walk_goes_by_path_and_still_sends_everything(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         with mock.patch("woof.WALK_BY_DESCRIPTOR", False):
             for compression in ARCHIVE_FORMATS:
                 with self.subTest(compression=compression):
@@ -2038,7 +2076,7 @@ class UnreadableArchiveTests(ArchiveTestCase):
 class ResumableTarTests(ArchiveTestCase):
 
     def test_plain_tar_has_an_exact_size_and_serves_any_span(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         run = self.start(self.offer([root], "tar"), count=3)
         response, whole = self.request(run, method="HEAD")
         size = int(response.getheader("Content-Length"))
@@ -2053,7 +2091,7 @@ class ResumableTarTests(ArchiveTestCase):
 
     def test_curl_resumes_a_plain_tar_and_that_counts_as_one_download(self):
         curl = require_tool("curl")
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         run = self.start(self.offer([root], "tar"))
         path = os.path.join(self.tmp, "resumed.tar")
         response = self.make_partial(run, path, 3000)
@@ -2068,7 +2106,7 @@ class ResumableTarTests(ArchiveTestCase):
         wait_until(run.done, message="woof to count the resumed download")
 
     def test_resuming_after_the_folder_changed_fails_cleanly(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         self.check_resume_after_a_change_is_refused(root, self.offer([root], "tar"), "tar")
 
     def change(self, root):
@@ -2078,7 +2116,7 @@ class ResumableTarTests(ArchiveTestCase):
 
     def test_a_change_before_anyone_downloads_leaves_curl_resuming(self):
         curl = require_tool("curl")
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         run = self.start(self.offer([root], "tar"))
         self.change(root)
         path = os.path.join(self.tmp, "partial.tar")
@@ -2092,7 +2130,7 @@ class ResumableTarTests(ArchiveTestCase):
 
     def test_aria2c_splits_a_plain_tar_of_a_folder_changed_after_start(self):
         aria2c = require_tool("aria2c")
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         self.make_file("large.bin", os.urandom(6 << 20), root)
         run = self.start(self.offer([root], "tar"))
         self.change(root)
@@ -2108,7 +2146,7 @@ class ResumableTarTests(ArchiveTestCase):
 
     @unittest.skipUnless(sys.platform.startswith("linux"), "Linux routes all of 127/8 to lo")
     def test_a_resume_is_refused_only_to_a_client_whose_part_came_from_another_state(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         run = self.start(self.offer([root], "tar"), count=2)
 
         def fetch(host, ranges, **headers):
@@ -2201,22 +2239,8 @@ class StoredZipTests(ArchiveTestCase):
                             layout.directory_start + layout.records[index]))
         return sorted(offsets)
 
-    def extracted_tree(self, folder):
-        """{name: bytes or "dir"} of what a tool unpacked into folder."""
-        tree = {}
-        for parent, folders, files in os.walk(folder):
-            for name in folders + files:
-                path = os.path.join(parent, name)
-                member = os.path.relpath(path, folder).replace(os.sep, "/")
-                if os.path.isdir(path):
-                    tree[member] = "dir"
-                else:
-                    with open(path, "rb") as handle:
-                        tree[member] = handle.read()
-        return tree
-
     def test_a_stored_zip_has_an_exact_length_and_an_etag_and_stores_every_member(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         run = self.start(self.stored(root), count=2)
         response, _ = self.request(run, method="HEAD")
         size = int(response.getheader("Content-Length"))
@@ -2238,7 +2262,7 @@ class StoredZipTests(ArchiveTestCase):
         self.assertTrue(again == data, "a second download differs from the first")
 
     def test_unzip_7z_and_bsdtar_unpack_the_folder_as_it_is(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         expected = self.expected_tree(root, "zip")
         for zip64_from in (woof.ZIP32_MAX, 1000, 0):
             data = self.body_bytes(self.stored(root, zip64_from=zip64_from).open())
@@ -2257,14 +2281,14 @@ class StoredZipTests(ArchiveTestCase):
                                             stderr=subprocess.STDOUT,
                                             env=dict(os.environ, LC_ALL="C.UTF-8"))
                     self.assertEqual(result.returncode, 0, result.stdout)
-                    self.assertEqual(self.extracted_tree(folder), expected)
+                    self.assertEqual(tree_of(folder, "dir"), expected)
             with self.subTest(zip64_from=zip64_from, tool="unzip -t"):
                 result = subprocess.run([require_tool("unzip"), "-t", path],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                 self.assertEqual(result.returncode, 0, result.stdout)
 
     def test_small_zip64_from_makes_zip64_records(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         for zip64_from, small_version in ((woof.ZIP32_MAX, 20), (1000, 20), (0, 45)):
             with self.subTest(zip64_from=zip64_from):
                 data = self.body_bytes(self.stored(root, zip64_from=zip64_from).open())
@@ -2278,7 +2302,7 @@ class StoredZipTests(ArchiveTestCase):
                 self.assertEqual(read_archive(data, "zip"), self.expected_tree(root, "zip"))
 
     def test_every_span_is_that_slice_of_the_whole_with_crcs_known_or_not(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         for zip64_from in (woof.ZIP32_MAX, 1000, 0):
             body = self.stored(root, zip64_from=zip64_from).open()
             whole = self.body_bytes(body)
@@ -2299,7 +2323,7 @@ class StoredZipTests(ArchiveTestCase):
                                         "span %d-%d differs" % (start, stop))
 
     def test_without_sendfile_as_over_tls_the_zip_is_the_same(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         self.make_file("large.bin", os.urandom(3 << 20), root)
         body = self.stored(root).open()
         whole = self.body_bytes(self.cold_copy(body))
@@ -2311,7 +2335,7 @@ class StoredZipTests(ArchiveTestCase):
                 self.assertTrue(data == whole, "the zip sent without sendfile differs")
 
     def test_ranges_over_http_are_slices_of_the_whole(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         run = self.start(self.stored(root), count=2)
         response, whole = self.download(run)
         etag, size = response.getheader("ETag"), len(whole)
@@ -2326,7 +2350,7 @@ class StoredZipTests(ArchiveTestCase):
 
     def test_curl_resumes_a_stored_zip_of_a_woof_run_with_c_1_and_woof_exits(self):
         curl = require_tool("curl")
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         expected = self.body_bytes(self.stored(root).open())
         woof_run = WoofProcess(self, ["-Z", "--store", "-c", "1", "-i", "127.0.0.1", "-p", "0",
                                       root])
@@ -2347,7 +2371,7 @@ class StoredZipTests(ArchiveTestCase):
 
     def test_aria2c_splits_a_stored_zip_byte_exact_and_counts_it_once(self):
         aria2c = require_tool("aria2c")
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         self.make_file("large.bin", os.urandom(6 << 20), root)
         offer = self.stored(root)
         expected = self.body_bytes(offer.open())
@@ -2365,11 +2389,11 @@ class StoredZipTests(ArchiveTestCase):
         self.assertEqual(self.log_text().count("download 1 of 1 complete"), 1)
 
     def test_resuming_after_the_folder_changed_is_refused_not_spliced(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         self.check_resume_after_a_change_is_refused(root, self.stored(root), "zip")
 
     def test_a_part_that_meets_a_file_changed_since_listed_is_cut_short(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         body = self.stored(root).open()
         whole = self.body_bytes(body)
         big = os.path.join(root, "sub", "deeper", "big.bin")
@@ -2390,7 +2414,7 @@ class StoredZipTests(ArchiveTestCase):
         self.assertEqual(read_archive(data, "zip"), read_archive(whole, "zip"))
 
     def test_crcs_found_by_one_part_serve_the_next_without_reading_again(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         offer = self.stored(root)
         whole = self.body_bytes(self.cold_copy(offer.open()))
         body = offer.open()
@@ -2408,7 +2432,7 @@ class StoredZipTests(ArchiveTestCase):
         self.assertTrue(data == whole[layout.directory_start:], "the directory differs")
 
     def test_store_without_a_zip_format_is_a_usage_error(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         config = self.make_file("woofrc", b"[main]\ncompressed = xz\n")
         for args, config_paths in ((["--store", root], ()), (["-z", "--store", root], ()),
                                    (["-u", "--store", root], ()), (["--store", root], (config,))):
@@ -2421,7 +2445,7 @@ class StoredZipTests(ArchiveTestCase):
                                  "stored; give it with -Z (see --help)\n")
 
     def test_woofrc_store_applies_to_zips_only(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         config = self.make_file("woofrc", b"[main]\ncompressed = zip\nstore = yes\n")
         self.assertEqual(woof.read_config([config]), {"compression": "zip", "store": True})
         parser = woof.build_parser(woof.read_config([config]))
@@ -2438,7 +2462,7 @@ class StoredZipTests(ArchiveTestCase):
                                  store or compression == "tar")
 
     def test_a_whole_zip_pads_a_file_gone_since_listed_and_stays_valid(self):
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         body = self.stored(root).open()
         os.remove(os.path.join(root, "sub", ODD_NAME))
         data = self.body_bytes(body)
@@ -2544,7 +2568,7 @@ class ParallelCompressionTests(ArchiveTestCase):
     def make_block_tree(self):
         """Several MiB: text, random data with no telling extension, a .jpg,
         and the tree with everything that can go wrong."""
-        root = self.make_tree()
+        root = self.make_tricky_tree()
         lines = b"".join(b"line %d of a text that deflate shrinks\n" % number
                          for number in range(60000))
         self.make_file("text.txt", lines, root)
@@ -2690,14 +2714,15 @@ class ParallelCompressionTests(ArchiveTestCase):
 class SharedWalkTests(ArchiveTestCase):
     """Requests share walks of the folder instead of each walking it again."""
 
-    def make_folder(self, count):
+    def make_numbered_files(self, count):
+        """count files f0000.txt... of 0, 1, 2... bytes, 100 a folder, in tmp/many."""
         root = os.path.join(self.tmp, "many")
         for index in range(count):
             self.make_file("d%02d/f%04d.txt" % (index // 100, index), b"x" * index, root)
         return root
 
     def test_clients_looping_head_share_walks_while_a_download_goes_through(self):
-        root = self.make_folder(1500)
+        root = self.make_numbered_files(1500)
         offer = self.offer([root], "tar")
         walks = []
         real_walk = woof.walk_paths
@@ -2737,7 +2762,7 @@ class SharedWalkTests(ArchiveTestCase):
                         % (len(walks), len(heads)))
 
     def test_a_name_added_at_the_top_shows_in_the_next_head(self):
-        root = self.make_folder(10)
+        root = self.make_numbered_files(10)
         run = self.start(self.offer([root], "tar"), count=0)
         response, _ = self.request(run, "HEAD")
         before = response.getheader("ETag")
@@ -2746,7 +2771,7 @@ class SharedWalkTests(ArchiveTestCase):
         self.assertNotEqual(response.getheader("ETag"), before)
 
     def test_a_part_that_meets_a_file_changed_since_the_walk_is_cut_short(self):
-        root = self.make_folder(3)
+        root = self.make_numbered_files(3)
         offer = self.offer([root], "tar")
         body = offer.open()
         path = os.path.join(root, "d00", "f0002.txt")
@@ -2788,8 +2813,8 @@ class CompactManifestTests(ArchiveTestCase):
         return entries
 
     def odd_tree(self):
-        """make_tree, and long, non-ASCII and (on Linux) undecodable names."""
-        root = self.make_tree()
+        """make_tricky_tree, and long, non-ASCII and (on Linux) undecodable names."""
+        root = self.make_tricky_tree()
         long_name = "l" * 150
         self.make_file(os.path.join("sub", long_name, "x" * 120 + ".txt"), b"long\n", root)
         self.make_file(os.path.join("日本", "été.txt"), b"unicode\n", root)
@@ -2834,7 +2859,7 @@ class CompactManifestTests(ArchiveTestCase):
 
     def ascii_tree(self):
         """Plain names only, so that every header is a plain ustar one, a link's too."""
-        root = self.make_folder(os.path.join(self.tmp, "plain"))
+        root = self.make_four_files(os.path.join(self.tmp, "plain"))
         if SYMLINKS:
             os.symlink(os.path.join(root, "d01", "f.txt"), os.path.join(root, "d00", "link"))
         return root
@@ -2865,7 +2890,7 @@ class CompactManifestTests(ArchiveTestCase):
         if not SYMLINKS:
             self.skipTest(NO_SYMLINKS)
         base = os.path.join(self.tmp, "lose")
-        root = self.make_folder(os.path.join(base, "many"))
+        root = self.make_four_files(os.path.join(base, "many"))
         self.make_file("f.txt", b"outside", os.path.join(base, "elsewhere"))
         hop = os.path.join(base, "hop")  # outside the offer: changing it changes no entry
         os.symlink(os.path.join(root, "d01"), hop)
@@ -2887,7 +2912,7 @@ class CompactManifestTests(ArchiveTestCase):
         self.assertIs(woof.walk_paths(offered, True, manifest), manifest)
 
     def changes(self, root):
-        """(what, how) pairs: each changes one entry of a tree made by make_folder."""
+        """(what, how) pairs: each changes one entry of a tree made by make_four_files."""
         path = os.path.join(root, "d00", "f0002.txt")
 
         def grow():
@@ -2916,7 +2941,8 @@ class CompactManifestTests(ArchiveTestCase):
                 ("renamed", lambda: os.rename(path, os.path.join(root, "d00", "g.txt"))),
                 ("folder added", lambda: os.makedirs(os.path.join(root, "d00", "new"))))
 
-    def make_folder(self, root):
+    def make_four_files(self, root):
+        """d00/f0000.txt to d00/f0002.txt and d01/f.txt in root (what changes() changes)."""
         for index in range(3):
             self.make_file("d00/f%04d.txt" % index, b"x" * index, root)
         self.make_file("d01/f.txt", b"other", root)
@@ -2927,7 +2953,7 @@ class CompactManifestTests(ArchiveTestCase):
             with self.subTest(change=what):
                 if os.name == "nt" and what == "rewritten, its time put back":
                     self.skipTest("Windows keeps no change time (st_ctime is the creation time)")
-                root = self.make_folder(os.path.join(self.tmp, what.replace(" ", "-"), "many"))
+                root = self.make_four_files(os.path.join(self.tmp, what.replace(" ", "-"), "many"))
                 offered = woof.resolve_offered_paths([root])
                 before = woof.walk_paths(offered, keep_links=True)
                 dict(self.changes(root))[what]()
@@ -2938,7 +2964,7 @@ class CompactManifestTests(ArchiveTestCase):
                 self.assertEqual(after.digest, woof.walk_paths(offered, True).digest)
 
     def test_a_ranged_request_sees_a_file_changed_in_place_at_once(self):
-        root = self.make_folder(os.path.join(self.tmp, "many"))
+        root = self.make_four_files(os.path.join(self.tmp, "many"))
         run = self.start(self.offer([root], "tar"), count=0)
         response, _ = self.request(run, "HEAD")
         before = response.getheader("ETag")
@@ -2949,7 +2975,7 @@ class CompactManifestTests(ArchiveTestCase):
         self.assertNotEqual(response.getheader("ETag"), before)
 
     def test_heads_wait_for_downloads_only_while_one_is_being_sent(self):
-        root = self.make_folder(os.path.join(self.tmp, "many"))
+        root = self.make_four_files(os.path.join(self.tmp, "many"))
         offer = self.offer([root], "tar")
         head = offer.open(sending_body=False)
         head.close()
@@ -3365,13 +3391,8 @@ class UploadTestCase(WoofTestCase):
 
     def inbox_files(self):
         """{relative path: bytes} of every file in the inbox, hidden ones included."""
-        found = {}
-        for folder, _, names in os.walk(self.inbox):
-            for name in names:
-                path = os.path.join(folder, name)
-                with open(path, "rb") as handle:
-                    found[os.path.relpath(path, self.inbox).replace(os.sep, "/")] = handle.read()
-        return found
+        return {name: data for name, data in tree_of(self.inbox).items()
+                if isinstance(data, bytes)}
 
     def post_form(self, run, parts, headers=None, path="/"):
         values = dict(FORM_HEADERS)
@@ -4610,7 +4631,9 @@ class CommandLineTests(WoofTestCase):
             status = woof.main(args, config_paths=config_paths)
         return status, stderr.getvalue()
 
-    def assert_one_line_error(self, status, stderr, expected_status, *fragments):
+    def assert_error_is_last_line(self, status, stderr, expected_status, *fragments):
+        """main() returned expected_status and stderr ends in "woof: error: ..."
+        holding each fragment (lines before it allowed, no traceback)."""
         self.assertEqual(status, expected_status, stderr)
         self.assertNotIn("Traceback", stderr)
         last = stderr.strip().splitlines()[-1]
@@ -4627,7 +4650,7 @@ class CommandLineTests(WoofTestCase):
         for args in table:
             with self.subTest(args=args):
                 status, stderr = self.run_main(args)
-                self.assert_one_line_error(status, stderr, 2)
+                self.assert_error_is_last_line(status, stderr, 2)
                 self.assertEqual(stderr.count("\n"), 1, stderr)
 
     def test_arguments_that_do_not_go_together_are_usage_errors(self):
@@ -4648,12 +4671,12 @@ class CommandLineTests(WoofTestCase):
         for args, fragment in table:
             with self.subTest(args=args):
                 status, stderr = self.run_main(["-p", "0"] + args)
-                self.assert_one_line_error(status, stderr, 2, fragment)
+                self.assert_error_is_last_line(status, stderr, 2, fragment)
                 self.assertEqual(stderr.count("\n"), 1, stderr)
 
     def test_a_wrong_timeout_says_which_values_are_allowed(self):
         status, stderr = self.run_main(["--timeout", "0", self.make_file("f")])
-        self.assert_one_line_error(status, stderr, 2, "more than 0 and at most 86400 seconds")
+        self.assert_error_is_last_line(status, stderr, 2, "more than 0 and at most 86400 seconds")
 
     def test_missing_or_unusable_files_are_one_line_errors(self):
         table = [
@@ -4664,7 +4687,7 @@ class CommandLineTests(WoofTestCase):
         for args, fragment in table:
             with self.subTest(args=args):
                 status, stderr = self.run_main(["-p", "0"] + args)
-                self.assert_one_line_error(status, stderr, 1, fragment)
+                self.assert_error_is_last_line(status, stderr, 1, fragment)
 
     @unittest.skipIf(os.name == "nt", "needs a POSIX shell to close standard input")
     def test_offering_a_closed_standard_input_is_a_one_line_error(self):
@@ -4673,7 +4696,7 @@ class CommandLineTests(WoofTestCase):
         result = subprocess.run(["sh", "-c", command, sys.executable, WOOF_PATH],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
         stderr = result.stderr.decode("utf-8", "replace")
-        self.assert_one_line_error(result.returncode, stderr, 1, "standard input is closed")
+        self.assert_error_is_last_line(result.returncode, stderr, 1, "standard input is closed")
         self.assertEqual(len(stderr.splitlines()), 1, stderr)
         self.assertEqual(result.stdout, b"")
 
@@ -4683,12 +4706,12 @@ class CommandLineTests(WoofTestCase):
             taken.listen(1)
             port = taken.getsockname()[1]
             status, stderr = self.run_main(["-i", "127.0.0.1", "-p", str(port), self.make_file("f")])
-        self.assert_one_line_error(status, stderr, 1, "port %d is already in use" % port, "-p")
+        self.assert_error_is_last_line(status, stderr, 1, "port %d is already in use" % port, "-p")
 
     def test_a_bad_woofrc_is_a_one_line_error(self):
         config = self.make_file("woofrc", b"[main]\ncount = -1\n")
         status, stderr = self.run_main([self.make_file("f")], config_paths=[config])
-        self.assert_one_line_error(status, stderr, 1, config, "count")
+        self.assert_error_is_last_line(status, stderr, 1, config, "count")
 
     def test_version_and_help(self):
         stdout = io.StringIO()
@@ -4762,7 +4785,7 @@ class CommandLineTests(WoofTestCase):
     def test_an_unknown_option_after_the_paths_is_a_usage_error(self):
         path = self.make_file("f.txt")
         status, stderr = self.run_main([path, "-p", "0", path, "--bogus"])
-        self.assert_one_line_error(status, stderr, 2, "--bogus")
+        self.assert_error_is_last_line(status, stderr, 2, "--bogus")
 
     def test_woof_serves_a_file_and_exits_0(self):
         data = os.urandom(100000)
@@ -5732,7 +5755,9 @@ class ExpiryTests(WoofTestCase):
                  (["-c", "2"], True, 3)]
         for args, download, expected in table:
             with self.subTest(args=args, download=download):
-                woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--expire", "2s"]
+                # Long enough for a download to come first, when there is one.
+                expire = "2s" if download else "0.2s"
+                woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--expire", expire]
                                        + args + [path])
                 if download:
                     with urllib.request.urlopen(woof_run.url, timeout=DEADLINE) as response:
@@ -5953,7 +5978,7 @@ class ForeignPageTests(WoofTestCase):
         woof_url = self.url(run)
         page = ('<!DOCTYPE html><img id="image" src="%s"><a id="get" href="%s">get</a>'
                 % (woof_url, woof_url)).encode("ascii")
-        pages = TestHttpServer(self, lambda handler: send_body(
+        pages = ScriptedHttpServer(self, lambda handler: send_body(
             handler, 200, page, ("Content-Type", "text/html")))
         port = pages.httpd.server_address[1]
         browser = subprocess.Popen(
@@ -6272,17 +6297,20 @@ class TerminalProgressTests(WoofTestCase):
                        timeout=DEADLINE, stdout=subprocess.DEVNULL)
 
     def download(self, args, terminal=True, env=None):
-        """One download at 10 MB/s; return (what woof wrote on stderr, seconds it ran)."""
+        """One download at 20 MB/s, of more than the kernel's buffers hold, long
+        enough for several redraws (every PROGRESS_INTERVAL); return (what woof
+        wrote on stderr, seconds it ran)."""
         started = time.monotonic()
         child, _, screen = self.serve(args, terminal=terminal, env=env)
-        self.curl("--limit-rate", "10M", "-o", os.devnull, child.url)
+        self.curl("--limit-rate", "20M", "-o", os.devnull, child.url)
         status, stderr = child.finish()
         self.assertEqual(status, 0, stderr)
         return (screen.text() if screen else stderr), time.monotonic() - started
 
     def upload(self, args, terminal=True, env=None):
-        """One PUT at 8 MB/s; return what woof wrote on stderr."""
-        child, path, screen = self.serve(args, 16 << 20, terminal, env, receiving=True)
+        """One PUT at 8 MB/s, long enough for several redraws; return what woof
+        wrote on stderr."""
+        child, path, screen = self.serve(args, 6 << 20, terminal, env, receiving=True)
         self.curl("--limit-rate", "8M", "-T", path, child.url + "big.bin")
         status, stderr = child.finish()
         self.assertEqual(status, 0, stderr)
@@ -6307,12 +6335,12 @@ class TerminalProgressTests(WoofTestCase):
 
     def test_a_terminal_shows_an_upload_live_from_the_bytes_received(self):
         text = self.upload([])
-        live = re.findall(r"  from 127\.0\.0\.1  big\.bin  [0-9.]+ [KMG]?i?B of 16\.0 MiB  "
+        live = re.findall(r"  from 127\.0\.0\.1  big\.bin  [0-9.]+ [KMG]?i?B of 6\.0 MiB  "
                           r"\d+%  [0-9.]+ [KM]iB/s  [0-9.]+ s left", text)
         self.assertGreater(len(live), 1, text[-2000:])
         lines = [COLOUR.sub("", line) for line in permanent_lines(text)]
-        self.assertIn("127.0.0.1 is sending big.bin (16.0 MiB)", lines[1])
-        self.assertRegex(lines[-1], r"done: received 1 file \(16\.0 MiB\) from 127\.0\.0\.1 in ")
+        self.assertIn("127.0.0.1 is sending big.bin (6.0 MiB)", lines[1])
+        self.assertRegex(lines[-1], r"done: received 1 file \(6\.0 MiB\) from 127\.0\.0\.1 in ")
 
     def test_through_a_pipe_only_the_lines_that_stay_and_no_control_sequence(self):
         for name, run in (("download", lambda: self.download([], terminal=False)[0]),
@@ -7391,7 +7419,7 @@ class ReviewFindingsTests(UploadTestCase):
 # Client mode: woof.py URL fetches, woof.py URL FILE... sends
 # ---------------------------------------------------------------------------
 
-class TestHttpServer:
+class ScriptedHttpServer:
     """A small HTTP/1.1 server in a thread whose answers a test scripts:
     answer(handler) writes each response; `requests` keeps (method, path,
     headers, body) of every request."""
@@ -7450,7 +7478,7 @@ def send_body(handler, status, data, *headers):
 LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
 
 
-class ResourceServer(TestHttpServer):
+class ResourceServer(ScriptedHttpServer):
     """Serves `data` at every path: a strong ETag, and Range with If-Range
     when ranges=True (RFC 7233).  Its first `cuts` GETs hang up after
     cut_after body bytes, as a server whose connection drops."""
@@ -7576,23 +7604,6 @@ def tar_info(name, kind=tarfile.REGTYPE, target="", mode=0o644):
     return info
 
 
-def tree_of(folder):
-    """{relative path: bytes, "->target" for a link, None for a folder}, hidden ones too."""
-    found = {}
-    for parent, folders, names in os.walk(folder):
-        for name in folders + names:
-            path = os.path.join(parent, name)
-            key = os.path.relpath(path, folder).replace(os.sep, "/")
-            if os.path.islink(path):
-                found[key] = "->" + os.readlink(path)
-            elif os.path.isdir(path):
-                found[key] = None
-            else:
-                with open(path, "rb") as handle:
-                    found[key] = handle.read()
-    return found
-
-
 class ClientTestCase(UploadTestCase):
     """Runs the client in-process against servers started in the test; it
     saves into self.dest, never the current folder."""
@@ -7625,7 +7636,9 @@ class ClientTestCase(UploadTestCase):
         return subprocess.run(argv, cwd=cwd or self.dest, env=env, stdin=stdin,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
 
-    def assert_one_line_error(self, status, stderr, *fragments):
+    def assert_error_is_only_line(self, status, stderr, *fragments):
+        """The client returned 1 and stderr is one line, "woof: error: ...",
+        holding each fragment."""
         self.assertEqual(status, 1, stderr)
         lines = stderr.strip().splitlines()
         self.assertEqual(len(lines), 1, stderr)
@@ -7732,14 +7745,14 @@ class ClientFetchTests(ClientTestCase):
     def test_o_saves_exactly_there_and_replaces_only_with_force(self):
         run = self.start(self.make_file("f.bin", b"new bytes"), count=0)
         status, _, stderr = self.client("-o", "sub/out.bin", self.url(run))
-        self.assert_one_line_error(status, stderr, "there is no folder")
+        self.assert_error_is_only_line(status, stderr, "there is no folder")
         os.mkdir(os.path.join(self.dest, "sub"))
         status, _, stderr = self.client("-o", "sub/out.bin", self.url(run))
         self.assertEqual(status, 0, stderr)
         self.assertEqual(tree_of(self.dest), {"sub": None, "sub/out.bin": b"new bytes"})
         old = self.make_file("kept.bin", b"old", folder=self.dest)
         status, _, stderr = self.client("-o", "kept.bin", self.url(run))
-        self.assert_one_line_error(status, stderr, "kept.bin exists; add --force")
+        self.assert_error_is_only_line(status, stderr, "kept.bin exists; add --force")
         self.assertEqual(tree_of(self.dest)["kept.bin"], b"old")
         status, _, stderr = self.client("-o", old, "--force", self.url(run))
         self.assertEqual(status, 0, stderr)
@@ -7768,7 +7781,7 @@ class ClientFetchTests(ClientTestCase):
         self.assertEqual(status, 0, stderr)
         self.assertEqual(tree_of(self.dest), {"\u00e9t\u00e9 #1.txt": data})
         status, _, stderr = self.client(server.url("/missing.txt"))
-        self.assert_one_line_error(status, stderr, "404 Not Found")
+        self.assert_error_is_only_line(status, stderr, "404 Not Found")
         self.assertEqual(tree_of(self.dest), {"\u00e9t\u00e9 #1.txt": data})
 
     def test_a_broken_download_resumes_with_range_and_if_range(self):
@@ -7776,7 +7789,7 @@ class ClientFetchTests(ClientTestCase):
         server = ResourceServer(self, data, cut_after=120000,
                                 disposition="attachment; filename=\"r.bin\"")
         status, _, stderr = self.client(server.url("/r"))
-        self.assert_one_line_error(status, stderr, "broke off after 117.2 KiB of 488.3 KiB",
+        self.assert_error_is_only_line(status, stderr, "broke off after 117.2 KiB of 488.3 KiB",
                                    "run the same command again to continue")
         hidden = self.hidden_files()
         self.assertEqual(self.visible_files(), {})
@@ -7820,7 +7833,7 @@ class ClientFetchTests(ClientTestCase):
         data = os.urandom(300000)
         server = ResourceServer(self, data, ranges=False, cut_after=100000)
         status, _, stderr = self.client(server.url("/n.bin"))
-        self.assert_one_line_error(status, stderr, "cannot resume",
+        self.assert_error_is_only_line(status, stderr, "cannot resume",
                                    "running the same command again starts over")
         self.assertEqual(self.visible_files(), {})
         status, _, stderr = self.client(server.url("/n.bin"))
@@ -7832,7 +7845,7 @@ class ClientFetchTests(ClientTestCase):
         server = ResourceServer(self, os.urandom(300000), cut_after=5000, etag=None,
                                 last_modified=False)
         status, _, stderr = self.client(server.url("/v.bin"))
-        self.assert_one_line_error(status, stderr, "starts over")
+        self.assert_error_is_only_line(status, stderr, "starts over")
         self.assertEqual(tree_of(self.dest), {})
         status, _, stderr = self.client(server.url("/v.bin"))
         self.assertEqual(status, 0, stderr)
@@ -7857,7 +7870,7 @@ class ClientFetchTests(ClientTestCase):
                 send_body(handler, 302, b"", ("Location", "/new/%C3%A9.txt"))
             else:
                 send_body(handler, 200, data)
-        server = TestHttpServer(self, answer)
+        server = ScriptedHttpServer(self, answer)
         status, _, stderr = self.client(server.url("/old"))
         self.assertEqual(status, 0, stderr)
         self.assertEqual(tree_of(self.dest), {"\u00e9.txt": data})
@@ -7870,7 +7883,7 @@ class ClientFetchTests(ClientTestCase):
                  "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
         result = self.client_process([WOOF_PATH, server.url("/big.bin")], prefix=["-c", limit])
         stderr = result.stderr.decode()
-        self.assert_one_line_error(result.returncode, stderr, "the disk is full after",
+        self.assert_error_is_only_line(result.returncode, stderr, "the disk is full after",
                                    "free some space, then run the same command again")
         self.assertEqual(self.visible_files(), {})
         status, _, stderr = self.client(server.url("/big.bin"))
@@ -7902,7 +7915,7 @@ class ClientFetchTests(ClientTestCase):
         for argv, environ, message in table:
             with self.subTest(argv=argv):
                 status, _, stderr = self.client(*argv, environ=environ)
-                self.assert_one_line_error(status, stderr, message)
+                self.assert_error_is_only_line(status, stderr, message)
                 self.assertEqual(tree_of(self.dest), {})
 
     def test_the_password_is_sent_and_never_prompted_without_a_terminal(self):
@@ -7916,11 +7929,11 @@ class ClientFetchTests(ClientTestCase):
         env.pop("WOOF_PASSWORD", None)
         result = self.client_process(["--password", self.url(run)], env=env)
         stderr = result.stderr.decode()
-        self.assert_one_line_error(result.returncode, stderr, "WOOF_PASSWORD")
+        self.assert_error_is_only_line(result.returncode, stderr, "WOOF_PASSWORD")
 
     def test_a_password_is_not_sent_to_another_origin_after_a_redirect(self):
-        other = TestHttpServer(self, lambda handler: send_body(handler, 200, b"x"))
-        first = TestHttpServer(self, lambda handler: send_body(
+        other = ScriptedHttpServer(self, lambda handler: send_body(handler, 200, b"x"))
+        first = ScriptedHttpServer(self, lambda handler: send_body(
             handler, 302, b"", ("Location", other.url("/x.txt"))))
         status, _, stderr = self.client("--password", first.url("/"),
                                         environ={"WOOF_PASSWORD": "pw"})
@@ -7939,7 +7952,7 @@ class ClientTlsTests(ClientTestCase, ThrowawayCertificateTestCase):
         self.assertEqual(status, 0, stderr)
         self.assertEqual(tree_of(self.dest), {"t.bin": data})
         status, _, stderr = self.client(url)
-        self.assert_one_line_error(status, stderr, "not one this machine trusts", "--pin")
+        self.assert_error_is_only_line(status, stderr, "not one this machine trusts", "--pin")
         status, _, stderr = self.client("--insecure", "-o", "-", url)
         self.assertEqual(status, 0, stderr)
         self.assertEqual(stderr.splitlines()[0].split(":")[:2], ["woof", " warning"])
@@ -7952,7 +7965,7 @@ class ClientTlsTests(ClientTestCase, ThrowawayCertificateTestCase):
             woof.throwaway_certificate(["127.0.0.1"])[0]))
         status, _, stderr = self.client("--pin", other_pin,
                                         "https://127.0.0.1:%d/x" % server.port)
-        self.assert_one_line_error(status, stderr, "not the pinned " + other_pin,
+        self.assert_error_is_only_line(status, stderr, "not the pinned " + other_pin,
                                    "nothing was sent")
         server.thread.join(DEADLINE)
         self.assertEqual(server.received, b"")
@@ -7971,7 +7984,7 @@ class ClientTlsTests(ClientTestCase, ThrowawayCertificateTestCase):
         self.assertEqual(status, 0, stderr)  # the certificate names localhost too
         other = self.make_file("other.pem", woof.throwaway_certificate(["127.0.0.1"])[0].encode())
         status, _, stderr = self.client("--cacert", other, url)
-        self.assert_one_line_error(status, stderr, "not one this machine trusts")
+        self.assert_error_is_only_line(status, stderr, "not one this machine trusts")
 
     def test_sending_over_https_with_a_pin(self):
         run = self.receive(https=True)
@@ -7987,7 +8000,8 @@ class ClientTlsTests(ClientTestCase, ThrowawayCertificateTestCase):
 
 class ClientUnpackTests(ClientTestCase):
 
-    def make_tree(self):
+    def make_plain_tree(self):
+        """Files, a large one, an empty one and an empty folder: nothing odd."""
         root = os.path.join(self.tmp, "proj \u00e9t\u00e9")
         self.make_file("a.txt", b"alpha\n", folder=root)
         self.make_file("sub/deeper/b.bin", os.urandom(300000), folder=root)
@@ -7996,7 +8010,7 @@ class ClientUnpackTests(ClientTestCase):
         return root
 
     def test_every_format_woof_offers_unpacks_byte_exact(self):
-        root = self.make_tree()
+        root = self.make_plain_tree()
         expected = {"proj \u00e9t\u00e9/" + name: data for name, data in tree_of(root).items()}
         expected["proj \u00e9t\u00e9"] = None
         for compression in ("gz", "bz2", "xz", "zip", "tar"):
@@ -8076,7 +8090,7 @@ class ClientUnpackTests(ClientTestCase):
                     self.skipTest(NO_SYMLINKS)
                 run = self.start(make_tar(os.path.join(self.tmp, label + ".tar"), members))
                 status, _, stderr = self.client("-x", self.url(run))
-                self.assert_one_line_error(status, stderr, "refusing the archive", message,
+                self.assert_error_is_only_line(status, stderr, "refusing the archive", message,
                                            "nothing was unpacked")
                 self.assertEqual(tree_of(self.dest), before)
                 self.assertEqual(os.listdir(outside), [])
@@ -8085,7 +8099,7 @@ class ClientUnpackTests(ClientTestCase):
             run = self.start(make_tar(os.path.join(self.tmp, "drive.tar"),
                                       [(tar_info(drive + absolute_target), b"x")]))
             status, _, stderr = self.client("-x", self.url(run))
-            self.assert_one_line_error(status, stderr, "is an absolute path", "nothing was")
+            self.assert_error_is_only_line(status, stderr, "is an absolute path", "nothing was")
         run = self.start(make_tar(os.path.join(self.tmp, "abs.tar"),
                                   [(tar_info(absolute_target), b"made relative")]))
         status, _, stderr = self.client("-x", self.url(run))
@@ -8111,7 +8125,7 @@ class ClientUnpackTests(ClientTestCase):
                     archive.writestr(info, data)
                 run = self.start(path)
                 status, _, stderr = self.client("-x", self.url(run))
-                self.assert_one_line_error(status, stderr, "refusing the archive", message)
+                self.assert_error_is_only_line(status, stderr, "refusing the archive", message)
                 self.assertEqual(tree_of(self.dest), {})
 
     def test_a_zip_is_fetched_resumably_then_unpacked(self):
@@ -8121,7 +8135,7 @@ class ClientUnpackTests(ClientTestCase):
             archive.writestr("z/two.bin", os.urandom(200000))
         server = ResourceServer(self, payload.getvalue(), cut_after=50000)
         status, _, stderr = self.client("-x", server.url("/z.zip"))
-        self.assert_one_line_error(status, stderr, "run the same command again to continue")
+        self.assert_error_is_only_line(status, stderr, "run the same command again to continue")
         status, _, stderr = self.client("-x", server.url("/z.zip"))
         self.assertEqual(status, 0, stderr)
         with zipfile.ZipFile(payload) as archive:
@@ -8134,13 +8148,13 @@ class ClientUnpackTests(ClientTestCase):
         with open(archive, "rb") as handle:
             server = ResourceServer(self, handle.read(), cut_after=30000, ranges=False)
         status, _, stderr = self.client("-x", server.url("/t.tar"))
-        self.assert_one_line_error(status, stderr, "broke off", "nothing was unpacked")
+        self.assert_error_is_only_line(status, stderr, "broke off", "nothing was unpacked")
         self.assertEqual(tree_of(self.dest), {})
 
     def test_what_is_no_archive_is_refused(self):
         run = self.start(self.make_file("notes.txt", b"just text\n" * 100))
         status, _, stderr = self.client("-x", self.url(run))
-        self.assert_one_line_error(status, stderr, "cannot unpack the archive")
+        self.assert_error_is_only_line(status, stderr, "cannot unpack the archive")
         self.assertEqual(tree_of(self.dest), {})
 
 
@@ -8180,7 +8194,7 @@ class ClientSendTests(ClientTestCase):
         run = self.receive(max_upload=1000)
         big = self.make_file("big.bin", os.urandom(50 << 20))
         status, _, stderr = self.client(self.url(run, "/"), big)
-        self.assert_one_line_error(status, stderr, "413", "the upload is 50.0 MiB, more than")
+        self.assert_error_is_only_line(status, stderr, "413", "the upload is 50.0 MiB, more than")
         self.assertEqual(self.inbox_files(), {})
         wait_until(lambda: '"POST /big.bin HTTP/1.1" 413' in self.log_text(),
                    message="the 413 logged")
@@ -8189,7 +8203,7 @@ class ClientSendTests(ClientTestCase):
         run = self.receive(password_digest=woof.password_digest("pw"))
         path = self.make_file("x.txt", b"x")
         status, _, stderr = self.client(self.url(run, "/"), path)
-        self.assert_one_line_error(status, stderr, "asks for a password")
+        self.assert_error_is_only_line(status, stderr, "asks for a password")
         status, stdout, stderr = self.client("--password", self.url(run, "/"), path,
                                              environ={"WOOF_PASSWORD": "pw"})
         self.assertEqual((status, stdout), (0, sent_line("x.txt", "1 B", b"x")), stderr)
@@ -8203,7 +8217,7 @@ class ClientSendTests(ClientTestCase):
                 send_body(handler, 201, b"created\n")
             else:
                 send_body(handler, 404, b"no\n")
-        server = TestHttpServer(self, answer)
+        server = ScriptedHttpServer(self, answer)
         data = os.urandom(300000)
         path = self.make_file("r\u00e9sum\u00e9.pdf", data)
         for url, expected_path in ((server.url("/up/"), "/up/r%C3%A9sum%C3%A9.pdf"),
@@ -8216,12 +8230,12 @@ class ClientSendTests(ClientTestCase):
         folder = os.path.join(self.tmp, "folder")
         self.make_file("f.txt", b"f", folder=folder)
         status, _, stderr = self.client(server.url("/up/"), folder)
-        self.assert_one_line_error(status, stderr, "no woof receiving files")
+        self.assert_error_is_only_line(status, stderr, "no woof receiving files")
 
     def test_a_woof_offering_a_download_refuses_what_is_sent(self):
         run = self.start(self.make_file("offer.txt"))
         status, _, stderr = self.client(self.url(run), self.make_file("x.txt"))
-        self.assert_one_line_error(status, stderr, "405", "only GET and HEAD")
+        self.assert_error_is_only_line(status, stderr, "405", "only GET and HEAD")
 
     def test_empty_folders_are_left_out_in_one_warning(self):
         run = self.receive(count=0)
@@ -8238,12 +8252,12 @@ class ClientSendTests(ClientTestCase):
         nothing = os.path.join(self.tmp, "nothing")
         os.makedirs(os.path.join(nothing, "empty"))
         status, _, stderr = self.client(self.url(run, "/"), nothing)
-        self.assert_one_line_error(status, stderr, "no file to send", "no empty folders")
+        self.assert_error_is_only_line(status, stderr, "no file to send", "no empty folders")
 
     def test_missing_files_are_refused_before_anything_is_sent(self):
         run = self.receive()
         status, _, stderr = self.client(self.url(run, "/"), os.path.join(self.tmp, "absent"))
-        self.assert_one_line_error(status, stderr, "cannot read", "absent")
+        self.assert_error_is_only_line(status, stderr, "cannot read", "absent")
         self.assertEqual(self.log_text().count('"'), 0)
 
 
@@ -8428,7 +8442,7 @@ class ClientHostileServerTests(ClientTestCase):
                 self.assertNotIn("\x07", stderr)
                 self.assertIn("\\x1b]0;PWNED\\x07", stderr)
                 if not extra:
-                    self.assert_one_line_error(status, stderr)
+                    self.assert_error_is_only_line(status, stderr)
                 self.assertEqual(self.visible_files(), {})
 
     def resume_after_a_change(self, validator_header, first, second):
@@ -8453,7 +8467,7 @@ class ClientHostileServerTests(ClientTestCase):
             start = int(asked.split("=")[1].rstrip("-"))
             send_body(handler, 206, new[start:], (validator_header, second),
                       ("Content-Range", "bytes %d-%d/%d" % (start, len(new) - 1, len(new))))
-        server = TestHttpServer(self, answer)
+        server = ScriptedHttpServer(self, answer)
         self.assertEqual(self.client(server.url("/v.bin"))[0], 1)
         status, _, stderr = self.client(server.url("/v.bin"))
         self.assertEqual(status, 0, stderr)
@@ -8474,7 +8488,7 @@ class ClientHostileServerTests(ClientTestCase):
         for argv in ((), ("-o", "-"), ("-x",)):
             with self.subTest(argv=argv):
                 status, stdout, stderr = self.client(*(argv + (server.url("/cut.txt"),)))
-                self.assert_one_line_error(status, stderr, "head")
+                self.assert_error_is_only_line(status, stderr, "head")
                 self.assertEqual(stdout, b"")
                 self.assertEqual(tree_of(self.dest), {})
 
@@ -8487,7 +8501,7 @@ class ClientHostileServerTests(ClientTestCase):
         started = time.monotonic()
         result = self.client_process(["--timeout", "1", server.url("/slow.bin")])
         stderr = result.stderr.decode()
-        self.assert_one_line_error(result.returncode, stderr, "too slowly")
+        self.assert_error_is_only_line(result.returncode, stderr, "too slowly")
         self.assertLess(time.monotonic() - started, DEADLINE)
         self.assertEqual(tree_of(self.dest), {})
         return stderr
@@ -8568,7 +8582,7 @@ class ClientUnpackBoundTests(ClientTestCase):
                 self.assertLess(len(payload), 300000)
                 server = ResourceServer(self, payload)
                 status, _, stderr = self.client("-x", server.url("/bomb." + label))
-                self.assert_one_line_error(status, stderr, "100 times",
+                self.assert_error_is_only_line(status, stderr, "100 times",
                                            "--no-unpack-limit", "nothing was unpacked")
                 self.assertEqual(tree_of(self.dest), {})
         server = ResourceServer(self, bomb_tar)
@@ -8606,7 +8620,7 @@ class ClientUnpackBoundTests(ClientTestCase):
             return real_link(source, target, *args, **kwargs)
         with mock.patch.object(os, "link", no_links):
             status, _, stderr = self.client("-x", server.url("/links.tar.gz"))
-        self.assert_one_line_error(status, stderr, "100 times", "nothing was unpacked")
+        self.assert_error_is_only_line(status, stderr, "100 times", "nothing was unpacked")
         self.assertEqual(tree_of(self.dest), {})
 
     def test_a_gnu_sparse_member_is_written_sparsely(self):
@@ -8631,7 +8645,7 @@ class ClientUnpackBoundTests(ClientTestCase):
         payload = info.tobuf(tarfile.PAX_FORMAT) + b"x" * 100000
         server = ResourceServer(self, payload)
         status, _, stderr = self.client("-x", server.url("/huge.tar"))
-        self.assert_one_line_error(status, stderr, "1024.0 TiB", "free", "nothing was unpacked")
+        self.assert_error_is_only_line(status, stderr, "1024.0 TiB", "free", "nothing was unpacked")
         self.assertEqual(tree_of(self.dest), {})
 
 

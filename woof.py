@@ -27,11 +27,15 @@ Sections, in file order (each uses only what stands above it):
     Zip streamed       deflated on every core; data descriptors, zip64
     Zip of known size  every member stored: Content-Length, ETag, Range
     Archive offer      walks shared, a body for each request, so many at once
-    Receiving          request bodies, the multipart reader, safe saving
+    Receiving          request bodies, the multipart reader, safe saving; resumable
     Terminal           live progress, the QR code
     Security           the throwaway certificate; secret link, password, Host
-    HTTP handlers      downloads, then uploads
-    Server             connections, counting, the end
+    Connection gate    the places connections take; who is refused, logged
+    Delivery ledger    what each client received, of which state of the offer
+    HTTP handlers      the base every handler shares; downloads
+    Upload page        one self-contained page and its script
+    Upload handlers    the page, form posts and PUT; resumable uploads
+    Server             sockets, TLS, threads; counting, the end
     Client mode        woof.py URL fetches (resumable, -x), woof.py URL FILE sends
     Command line       options, woofrc, what is printed at start
     main()             exit statuses, signals
@@ -6485,11 +6489,274 @@ def first_pem_certificate(text):
 
 
 # ---------------------------------------------------------------------------
-# HTTP handler
+# Connection gate: who gets one of the places
 # ---------------------------------------------------------------------------
 
-class WoofHandler(BaseHTTPRequestHandler):
-    """Answers requests for the server's offer; settings live on self.server."""
+class Place:
+    """One connection's place among the MAX_CONNECTIONS: whose it is (its
+    address group), since when it waits for a request head (None while a
+    request is answered), and a duplicate of its socket, by which the gate
+    ends it when a newcomer takes the place (the handler's own socket may be
+    a TLS socket not made yet)."""
+
+    def __init__(self, host, sock):
+        self.host = host
+        self.group = address_group(host)
+        self.waiting_since = time.monotonic()
+        self.handle = sock.dup()
+
+    def end(self):
+        """Close the connection under whoever serves it: its reads see the end."""
+        try:
+            self.handle.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # it has ended already
+
+
+class ConnectionGate:
+    """The MAX_CONNECTIONS places: who holds them, by address group, who
+    gets one (a newcomer may take an idle connection's place), and one log
+    line a minute per address about those refused or cut off.
+
+    It shares the server's lock (a Condition), by which everything that
+    changes while serving is guarded.
+    """
+
+    def __init__(self, lock, log):
+        self.lock = lock
+        self.log = log
+        self.connections = 0
+        self.connections_by_client = {}  # address group -> connections it holds
+        self.places = set()
+        self.refusals_logged = {}  # host -> (monotonic time of its last line, left out since)
+
+    def enter(self, host, sock):
+        """A place for a new connection from host: (place, None), or (None, why not).
+
+        The idle connection whose place it takes, if any, is ended here.
+        """
+        place = taken = None
+        with self.lock:
+            refusal = self.connection_refusal(address_group(host))
+            if refusal is not None:
+                taken = self.idle_place_for(address_group(host))
+                if taken is not None:
+                    self.give_back(taken)
+                    refusal = None
+            if refusal is None:
+                try:
+                    place = Place(host, sock)
+                    self.places.add(place)
+                    self.count_connection(place.group, 1)
+                except OSError:  # no descriptor left for the duplicate
+                    refusal = "woof cannot hold another connection"
+        if taken is not None:
+            taken.end()
+            self.log_refusal(taken.host, "connection closed while idle: its place went "
+                                         "to an address holding fewer")
+        return place, refusal
+
+    def leave(self, place):
+        """Give a connection's place back, once its thread is done or never began."""
+        with self.lock:
+            self.give_back(place)
+        place.handle.close()
+
+    def connection_refusal(self, group):
+        """Why a new connection from an address group cannot be served (lock
+        held), or None.
+
+        While more than RESERVED_CONNECTIONS places are free, a group may
+        take as many as it likes: a class behind one NAT address, a download
+        manager's parallel connections.  The last places go only to groups
+        holding fewer than MAX_CONNECTIONS_PER_CLIENT, so that one address,
+        however many connections it opens, leaves room for everyone else.
+        """
+        if self.connections >= MAX_CONNECTIONS:
+            return "woof holds %d connections, its most" % self.connections
+        held = self.connections_by_client.get(group, 0)
+        if held >= MAX_CONNECTIONS_PER_CLIENT \
+                and self.connections >= MAX_CONNECTIONS - RESERVED_CONNECTIONS:
+            return ("this address holds %d connections and the last places are kept "
+                    "for others" % held)
+        return None
+
+    def idle_place_for(self, group):
+        """The place a refused newcomer from group may take (lock held), or None.
+
+        Several addresses together can fill every place, and one machine
+        holds a whole IPv6 /64: so a group holding fewer than FEW_CONNECTIONS
+        takes the place of the connection waiting longest for a request head
+        among those of the group holding the most, if that group holds more.
+        A request being answered is never cut off.
+        """
+        held = self.connections_by_client.get(group, 0)
+        if held >= FEW_CONNECTIONS:
+            return None
+        chosen, rank = None, None
+        for place in self.places:
+            most = self.connections_by_client[place.group]
+            if place.waiting_since is None or most <= held:
+                continue
+            if rank is None or (-most, place.waiting_since) < rank:
+                chosen, rank = place, (-most, place.waiting_since)
+        return chosen
+
+    def give_back(self, place):
+        """Free a place (lock held); False if it was free already."""
+        if place not in self.places:
+            return False
+        self.places.discard(place)
+        self.count_connection(place.group, -1)
+        return True
+
+    def place_waits(self, place, waiting):
+        """Note that a connection waits for a request head, or has one."""
+        if place is not None:
+            with self.lock:
+                place.waiting_since = time.monotonic() if waiting else None
+
+    def count_connection(self, group, change):
+        """Count a connection taken (1) or given back (-1); lock held."""
+        held = self.connections_by_client.get(group, 0) + change
+        if held:
+            self.connections_by_client[group] = held
+        else:
+            self.connections_by_client.pop(group, None)
+        self.connections += change
+
+    def log_refusal(self, host, text):
+        """Log a refused or cut-off connection, one line a minute at most per
+        address: a flood of connections must not flood the log too.  The next
+        line says how many were left out."""
+        now = time.monotonic()
+        with self.lock:
+            last, left_out = self.refusals_logged.pop(host, (None, 0))
+            if last is not None and now - last < REFUSAL_LOG_SECONDS:
+                self.refusals_logged[host] = (last, left_out + 1)
+                return
+            self.refusals_logged[host] = (now, 0)
+            while len(self.refusals_logged) > MAX_TRACKED_CLIENTS:
+                del self.refusals_logged[next(iter(self.refusals_logged))]
+        if left_out:
+            text += " (and %d more like it not logged)" % left_out
+        self.log.info("%s %s" % (host, text))
+
+
+def answer_busy(sock, reason):
+    """Answer 503 on a plain connection just accepted, without a thread.
+
+    What has arrived of the request is read first, so that closing does
+    not reset the connection before the client reads the answer.
+    """
+    text = ("woof is busy: %s. Try again in a moment.\n" % reason).encode("utf-8")
+    answer = (b"HTTP/1.1 503 Service Unavailable\r\n"
+              b"Content-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n%s"
+              % (len(text), RETRY_AFTER_SECONDS, text))
+    try:
+        sock.setblocking(False)  # a fresh socket's buffers take this at once
+        sock.recv(MAX_PLAIN_HEAD)
+    except OSError:
+        pass  # nothing has arrived yet
+    try:
+        sock.send(answer)
+    except OSError:
+        pass  # the client has gone already
+
+
+# ---------------------------------------------------------------------------
+# Delivery ledger: what each client received, of which state
+# ---------------------------------------------------------------------------
+
+class ClientParts(NamedTuple):
+    """What one client address was sent of one state (ETag) of the offer."""
+
+    etag: Optional[str]
+    spans: list  # (start, stop) of the bytes it received, merged
+
+
+class DeliveryLedger:
+    """What each client address was sent of which state (ETag) of the offer:
+    whether the parts it received make a whole download, and whether a
+    Range it asks for continues bytes of the same state.
+
+    It shares the server's lock (a Condition): the server counts a
+    download in the same hold as add_received() that made it whole.
+    """
+
+    def __init__(self, lock):
+        self.lock = lock
+        self.parts_by_client = collections.OrderedDict()  # least recently used first
+        self.states_sent = set()  # ETags bytes went out of; two tell "more than one"
+
+    def note_sending(self, client_address, body):
+        """Note that a client is being sent bytes of body's state (before the first byte).
+
+        Parts of another state received before are forgotten: they could
+        not make a download together with these.
+        """
+        if body.size is None:
+            return
+        with self.lock:
+            host = client_host(client_address)
+            parts = self.parts_by_client.get(host)
+            if parts is None or parts.etag != body.etag:
+                parts = ClientParts(body.etag, [])
+            self.remember_parts(host, parts)
+            if len(self.states_sent) < 2:
+                self.states_sent.add(body.etag)
+
+    def may_resume(self, client_address, etag):
+        """Whether a client's earlier bytes, as far as woof can tell, are of the state etag.
+
+        For an address woof does not know (never sent to, or forgotten),
+        only when no other state ever went out to anyone.
+        """
+        with self.lock:
+            parts = self.parts_by_client.get(client_host(client_address))
+            if parts is not None:
+                return parts.etag == etag
+            return self.states_sent <= {etag}
+
+    def remember_parts(self, host, parts):
+        """Keep a client's parts (lock held), forgetting the least recent client.
+
+        At most MAX_CLIENTS_REMEMBERED, however many addresses ask (an IPv6
+        /64 has plenty).
+        """
+        self.parts_by_client[host] = parts
+        self.parts_by_client.move_to_end(host)
+        while len(self.parts_by_client) > MAX_CLIENTS_REMEMBERED:
+            self.parts_by_client.popitem(last=False)
+
+    def add_received(self, host, body, start, received):
+        """Add bytes [start, start + received) of body that host received (lock
+        held); True when what it holds of body's state now makes all of it."""
+        parts = self.parts_by_client.get(host)
+        current = parts is None or parts.etag == body.etag
+        earlier = parts.spans if parts is not None and current else []
+        spans = merge_spans(earlier + [(start, start + received)])
+        if covers(spans, body.size):
+            if current:
+                self.remember_parts(host, ClientParts(body.etag, []))
+            return True
+        if current:
+            # Bounded, so a client sending endless scattered ranges cannot
+            # grow woof's memory; such a client never completes a download.
+            self.remember_parts(host, ClientParts(body.etag, spans[:MAX_SPANS_PER_CLIENT]))
+        return False
+
+
+# ---------------------------------------------------------------------------
+# HTTP handlers: the base every handler shares
+# ---------------------------------------------------------------------------
+
+class BaseHandler(BaseHTTPRequestHandler):
+    """What every woof handler does: the connection's plumbing (deadlines,
+    a body left unread), who may be answered, the one log line of each
+    request, and small answers.  Settings live on self.server; the
+    download and upload handlers derive from it and add the methods."""
 
     protocol_version = "HTTP/1.1"
     # Older Pythons answer a request line they cannot parse as HTTP/0.9,
@@ -6557,22 +6824,22 @@ class WoofHandler(BaseHTTPRequestHandler):
         self.inner_path = "/"
         deadline = self.head_deadline or time.monotonic() + self.server.head_seconds
         self.head_deadline = None
-        self.server.place_waits(self.place, True)
+        self.server.gate.place_waits(self.place, True)
         self.reader.start_head(deadline)
         try:
             super().handle_one_request()
         finally:
             self.log_outcome()
         if self.reader.cut:
-            self.server.log_refusal(client_host(self.client_address),
-                                    "connection closed: no whole request head within %g s"
-                                    % self.server.head_seconds)
+            self.server.gate.log_refusal(client_host(self.client_address),
+                                         "connection closed: no whole request head within %g s"
+                                         % self.server.head_seconds)
 
     # Who may be answered: checked once the head is parsed, before any
     # "100 Continue" and before the method runs.
 
     def parse_request(self):
-        self.server.place_waits(self.place, False)
+        self.server.gate.place_waits(self.place, False)
         admitted = super().parse_request() and self.admit()
         self.reader.end_head()
         return admitted
@@ -6743,6 +7010,61 @@ class WoofHandler(BaseHTTPRequestHandler):
             return log.paint(self.note, SGR_COMPLETE)
         return self.note
 
+    def redirect(self, location):
+        self.send_response(HTTPStatus.FOUND)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def send_small(self, status, text, *headers, content_type="text/plain; charset=utf-8"):
+        """Answer with a short text (plain unless told) and any extra (name, value) headers."""
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+def repr_digest(sha256):
+    """The Repr-Digest field of a representation with this SHA-256 (RFC 9530,
+    3): a dictionary of structured fields whose value is a byte sequence."""
+    return "sha-256=:%s:" % base64.b64encode(sha256).decode("ascii")
+
+
+def counted_text(counted):
+    """A completion (n, count) as people read it: "2 of 3", or "2" without a limit."""
+    number, count = counted
+    return "%d of %d" % counted if count else "%d" % number
+
+
+def describe_transfer_error(error):
+    """Why a transfer stopped, in a few words."""
+    if isinstance(error, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+        return "the client went away"
+    if isinstance(error, socket.timeout):
+        return "the client stopped reading"
+    return getattr(error, "strerror", None) or str(error)
+
+
+def describe_tls_error(error):
+    """Why a TLS handshake failed, in a few words."""
+    if isinstance(error, socket.timeout):
+        return "the client did not finish it in time"
+    return getattr(error, "reason", None) or describe_transfer_error(error)
+
+
+# ---------------------------------------------------------------------------
+# HTTP handler for downloads
+# ---------------------------------------------------------------------------
+
+class DownloadHandler(BaseHandler):
+    """Answers GET and HEAD with the server's offer: ranges, validators,
+    and each delivery recorded (what counts as a download)."""
+
     # Methods
 
     def do_GET(self):
@@ -6848,7 +7170,7 @@ class WoofHandler(BaseHTTPRequestHandler):
         if sending_body:
             # Before the headers go: aria2c opens its other connections as
             # soon as it has them, and their ranges must find this noted.
-            self.server.note_sending(self.client_address, body)
+            self.server.ledger.note_sending(self.client_address, body)
         self.end_headers()
         return span
 
@@ -6857,7 +7179,7 @@ class WoofHandler(BaseHTTPRequestHandler):
             self.send_header("ETag", body.etag)
         if body.mtime is not None:
             self.send_header("Last-Modified", http_date(body.mtime))
-        digest = getattr(body, "digest", None)
+        digest = body.digest
         if digest is not None:
             self.send_header("Repr-Digest", repr_digest(digest))
 
@@ -6897,11 +7219,11 @@ class WoofHandler(BaseHTTPRequestHandler):
         another state of the offer, without If-Range to tell: the whole
         body, or a validated span, joins nothing that could mismatch.
         """
-        conflict = getattr(body, "resume_conflict", None)
+        conflict = body.resume_conflict
         if (not conflict or span is None or span == (0, body.size)
                 or self.headers.get("If-Range") is not None):
             return None
-        if self.server.may_resume(self.client_address, body.etag):
+        if self.server.ledger.may_resume(self.client_address, body.etag):
             return None
         return conflict
 
@@ -6950,30 +7272,6 @@ class WoofHandler(BaseHTTPRequestHandler):
         if server.finished.is_set():
             self.close_connection = True
 
-    def redirect(self, location):
-        self.send_response(HTTPStatus.FOUND)
-        self.send_header("Location", location)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def send_small(self, status, text, *headers, content_type="text/plain; charset=utf-8"):
-        """Answer with a short text (plain unless told) and any extra (name, value) headers."""
-        data = text.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-
-def repr_digest(sha256):
-    """The Repr-Digest field of a representation with this SHA-256 (RFC 9530,
-    3): a dictionary of structured fields whose value is a byte sequence."""
-    return "sha-256=:%s:" % base64.b64encode(sha256).decode("ascii")
-
 
 def downloading(name, span, size):
     """What a download is, for the line that says it began."""
@@ -6986,30 +7284,8 @@ def downloading(name, span, size):
         format_size(stop - start), printable_name(name), format_size(size), start)
 
 
-def counted_text(counted):
-    """A completion (n, count) as people read it: "2 of 3", or "2" without a limit."""
-    number, count = counted
-    return "%d of %d" % counted if count else "%d" % number
-
-
-def describe_transfer_error(error):
-    """Why a transfer stopped, in a few words."""
-    if isinstance(error, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
-        return "the client went away"
-    if isinstance(error, socket.timeout):
-        return "the client stopped reading"
-    return getattr(error, "strerror", None) or str(error)
-
-
-def describe_tls_error(error):
-    """Why a TLS handshake failed, in a few words."""
-    if isinstance(error, socket.timeout):
-        return "the client did not finish it in time"
-    return getattr(error, "reason", None) or describe_transfer_error(error)
-
-
 # ---------------------------------------------------------------------------
-# HTTP handler for uploads
+# Upload page: one self-contained page, its script, what it says
 # ---------------------------------------------------------------------------
 
 # One self-contained page: no external resource, so it works offline and
@@ -7681,9 +7957,11 @@ def wants_html(headers):
     return "text/html" in (headers.get("Accept") or "").lower()
 
 
+# ---------------------------------------------------------------------------
+# HTTP handler for uploads: the page, form posts and PUT
+# ---------------------------------------------------------------------------
 
-
-class FormUploadHandler(WoofHandler):
+class FormUploadHandler(BaseHandler):
     """Receives files into settings.upload_dir: the upload page, form posts and PUT."""
 
     def do_GET(self):
@@ -8474,49 +8752,22 @@ class Settings(NamedTuple):
     qr: bool = False
 
 
-class ClientParts(NamedTuple):
-    """What one client address was sent of one state (ETag) of the offer."""
-
-    etag: Optional[str]
-    spans: list  # (start, stop) of the bytes it received, merged
-
-
-class Place:
-    """One connection's place among the MAX_CONNECTIONS: whose it is (its
-    address group), since when it waits for a request head (None while a
-    request is answered), and a duplicate of its socket, by which the gate
-    ends it when a newcomer takes the place (the handler's own socket may be
-    a TLS socket not made yet)."""
-
-    def __init__(self, host, sock):
-        self.host = host
-        self.group = address_group(host)
-        self.waiting_since = time.monotonic()
-        self.handle = sock.dup()
-
-    def end(self):
-        """Close the connection under whoever serves it: its reads see the end."""
-        try:
-            self.handle.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # it has ended already
-
-
 class WoofServer(HTTPServer):
     """An HTTP server, one thread per connection, that stops once its offer has
     been taken `count` times, or, with UploadHandler and no offer, once it has
     received `count` uploads.
 
-    What changes while serving (downloads done, what each client was sent,
-    transfers and uploads in flight, connections per client) is guarded by
-    self.lock.
+    What changes while serving (downloads done, transfers and uploads in
+    flight, and in self.ledger and self.gate what each client was sent and
+    the connections each holds) is guarded by self.lock, which the ledger
+    and the gate share.
     """
 
     allow_reuse_address = REUSE_ADDRESS_IS_SAFE
     request_queue_size = 64
     timeout = POLL_INTERVAL  # how often handle_request() returns to check for the end
 
-    def __init__(self, settings, offer, log=None, handler=WoofHandler):
+    def __init__(self, settings, offer, log=None, handler=DownloadHandler):
         self.settings = settings
         self.offer = offer
         self.log = log or Log(settings.quiet)
@@ -8532,13 +8783,9 @@ class WoofServer(HTTPServer):
         self.completed = 0
         self.expired = False
         self.deadline = None if settings.expire is None else time.monotonic() + settings.expire
-        self.parts_by_client = collections.OrderedDict()  # least recently used first
-        self.states_sent = set()  # ETags bytes went out of; two tell "more than one"
+        self.ledger = DeliveryLedger(self.lock)
+        self.gate = ConnectionGate(self.lock, self.log)
         self.in_flight = 0
-        self.connections = 0
-        self.connections_by_client = {}  # address group -> connections it holds
-        self.places = set()
-        self.refusals_logged = {}  # host -> (monotonic time of its last line, left out since)
         self.head_seconds = min(settings.timeout, MAX_HEAD_SECONDS)
         self.batches = set()
         self.uploads = ResumableUploads(settings.upload_dir, settings.max_upload,
@@ -8628,25 +8875,7 @@ class WoofServer(HTTPServer):
         """
         head_deadline = time.monotonic() + self.head_seconds
         host = client_host(client_address)
-        place = taken = None
-        with self.lock:
-            refusal = self.connection_refusal(address_group(host))
-            if refusal is not None:
-                taken = self.idle_place_for(address_group(host))
-                if taken is not None:
-                    self.give_back(taken)
-                    refusal = None
-            if refusal is None:
-                try:
-                    place = Place(host, request)
-                    self.places.add(place)
-                    self.count_connection(place.group, 1)
-                except OSError:  # no descriptor left for the duplicate
-                    refusal = "woof cannot hold another connection"
-        if taken is not None:
-            taken.end()
-            self.log_refusal(taken.host, "connection closed while idle: its place went "
-                                         "to an address holding fewer")
+        place, refusal = self.gate.enter(host, request)
         if refusal is not None:
             self.refuse_connection(request, host, refusal)
             return
@@ -8656,116 +8885,17 @@ class WoofServer(HTTPServer):
         try:
             thread.start()
         except RuntimeError:  # the system has no thread left to give
-            with self.lock:
-                self.give_back(place)
-            place.handle.close()
+            self.gate.leave(place)
             self.refuse_connection(request, host, "woof cannot start another thread")
 
-    def connection_refusal(self, group):
-        """Why a new connection from an address group cannot be served (lock
-        held), or None.
-
-        While more than RESERVED_CONNECTIONS places are free, a group may
-        take as many as it likes: a class behind one NAT address, a download
-        manager's parallel connections.  The last places go only to groups
-        holding fewer than MAX_CONNECTIONS_PER_CLIENT, so that one address,
-        however many connections it opens, leaves room for everyone else.
-        """
-        if self.connections >= MAX_CONNECTIONS:
-            return "woof holds %d connections, its most" % self.connections
-        held = self.connections_by_client.get(group, 0)
-        if held >= MAX_CONNECTIONS_PER_CLIENT \
-                and self.connections >= MAX_CONNECTIONS - RESERVED_CONNECTIONS:
-            return ("this address holds %d connections and the last places are kept "
-                    "for others" % held)
-        return None
-
-    def idle_place_for(self, group):
-        """The place a refused newcomer from group may take (lock held), or None.
-
-        Several addresses together can fill every place, and one machine
-        holds a whole IPv6 /64: so a group holding fewer than FEW_CONNECTIONS
-        takes the place of the connection waiting longest for a request head
-        among those of the group holding the most, if that group holds more.
-        A request being answered is never cut off.
-        """
-        held = self.connections_by_client.get(group, 0)
-        if held >= FEW_CONNECTIONS:
-            return None
-        chosen, rank = None, None
-        for place in self.places:
-            most = self.connections_by_client[place.group]
-            if place.waiting_since is None or most <= held:
-                continue
-            if rank is None or (-most, place.waiting_since) < rank:
-                chosen, rank = place, (-most, place.waiting_since)
-        return chosen
-
-    def give_back(self, place):
-        """Free a place (lock held); False if it was free already."""
-        if place not in self.places:
-            return False
-        self.places.discard(place)
-        self.count_connection(place.group, -1)
-        return True
-
-    def place_waits(self, place, waiting):
-        """Note that a connection waits for a request head, or has one."""
-        if place is not None:
-            with self.lock:
-                place.waiting_since = time.monotonic() if waiting else None
-
-    def count_connection(self, group, change):
-        """Count a connection taken (1) or given back (-1); lock held."""
-        held = self.connections_by_client.get(group, 0) + change
-        if held:
-            self.connections_by_client[group] = held
-        else:
-            self.connections_by_client.pop(group, None)
-        self.connections += change
-
     def refuse_connection(self, sock, host, reason):
-        """Answer 503 and close, in the accepting thread: no thread is spent on it.
-
-        A plain connection gets its answer at once; what has arrived of the
-        request is read first, so that closing does not reset the connection
-        before the client reads the answer.  Before a TLS handshake there is
-        no way to answer: the connection is only closed.
-        """
+        """Answer 503 and close, in the accepting thread: no thread is spent on
+        it.  Before a TLS handshake there is no way to answer: the connection
+        is only closed."""
         if self.tls is None:
-            text = ("woof is busy: %s. Try again in a moment.\n" % reason).encode("utf-8")
-            answer = (b"HTTP/1.1 503 Service Unavailable\r\n"
-                      b"Content-Type: text/plain; charset=utf-8\r\n"
-                      b"Content-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n%s"
-                      % (len(text), RETRY_AFTER_SECONDS, text))
-            try:
-                sock.setblocking(False)  # a fresh socket's buffers take this at once
-                sock.recv(MAX_PLAIN_HEAD)
-            except OSError:
-                pass  # nothing has arrived yet
-            try:
-                sock.send(answer)
-            except OSError:
-                pass  # the client has gone already
+            answer_busy(sock, reason)
         self.shutdown_request(sock)
-        self.log_refusal(host, "connection refused (503): %s" % reason)
-
-    def log_refusal(self, host, text):
-        """Log a refused or cut-off connection, one line a minute at most per
-        address: a flood of connections must not flood the log too.  The next
-        line says how many were left out."""
-        now = time.monotonic()
-        with self.lock:
-            last, left_out = self.refusals_logged.pop(host, (None, 0))
-            if last is not None and now - last < REFUSAL_LOG_SECONDS:
-                self.refusals_logged[host] = (last, left_out + 1)
-                return
-            self.refusals_logged[host] = (now, 0)
-            while len(self.refusals_logged) > MAX_TRACKED_CLIENTS:
-                del self.refusals_logged[next(iter(self.refusals_logged))]
-        if left_out:
-            text += " (and %d more like it not logged)" % left_out
-        self.log.info("%s %s" % (host, text))
+        self.gate.log_refusal(host, "connection refused (503): %s" % reason)
 
     def process_request_thread(self, request, client_address, head_deadline, place=None):
         try:
@@ -8775,9 +8905,7 @@ class WoofServer(HTTPServer):
         finally:
             self.shutdown_request(request)
             if place is not None:
-                with self.lock:
-                    self.give_back(place)
-                place.handle.close()
+                self.gate.leave(place)
 
     def finish_request(self, request, client_address, head_deadline=None, place=None):
         """Answer one connection, in its own thread; with TLS, the handshake
@@ -8811,8 +8939,8 @@ class WoofServer(HTTPServer):
             set_timeout_by(sock, head_deadline, timeout)
             return self.tls.context.wrap_socket(sock, server_side=True)
         except OSError as error:  # ssl.SSLError is an OSError
-            self.log_refusal(client_host(client_address),
-                             "TLS handshake failed: %s" % describe_tls_error(error))
+            self.gate.log_refusal(client_host(client_address),
+                                  "TLS handshake failed: %s" % describe_tls_error(error))
             return None
 
     # What changes while serving
@@ -8834,46 +8962,6 @@ class WoofServer(HTTPServer):
             self.in_flight -= 1
             self.lock.notify_all()
 
-    def note_sending(self, client_address, body):
-        """Note that a client is being sent bytes of body's state (before the first byte).
-
-        Parts of another state received before are forgotten: they could
-        not make a download together with these.
-        """
-        if body.size is None:
-            return
-        with self.lock:
-            host = client_host(client_address)
-            parts = self.parts_by_client.get(host)
-            if parts is None or parts.etag != body.etag:
-                parts = ClientParts(body.etag, [])
-            self.remember_parts(host, parts)
-            if len(self.states_sent) < 2:
-                self.states_sent.add(body.etag)
-
-    def may_resume(self, client_address, etag):
-        """Whether a client's earlier bytes, as far as woof can tell, are of the state etag.
-
-        For an address woof does not know (never sent to, or forgotten),
-        only when no other state ever went out to anyone.
-        """
-        with self.lock:
-            parts = self.parts_by_client.get(client_host(client_address))
-            if parts is not None:
-                return parts.etag == etag
-            return self.states_sent <= {etag}
-
-    def remember_parts(self, host, parts):
-        """Keep a client's parts (lock held), forgetting the least recent client.
-
-        At most MAX_CLIENTS_REMEMBERED, however many addresses ask (an IPv6
-        /64 has plenty).
-        """
-        self.parts_by_client[host] = parts
-        self.parts_by_client.move_to_end(host)
-        while len(self.parts_by_client) > MAX_CLIENTS_REMEMBERED:
-            self.parts_by_client.popitem(last=False)
-
     def wait_until_idle(self):
         """Wait while responses are in flight; return False once woof has finished."""
         with self.lock:
@@ -8886,23 +8974,13 @@ class WoofServer(HTTPServer):
         with self.lock:
             if body.size is None:
                 if not complete:
-                    if getattr(body, "one_shot", False) and not body.give_back_unreached():
+                    if body.one_shot and not body.give_back_unreached():
                         self.fail_stream(received, body.read_failed)
                     return None
                 return self.count_completion(client_host(client_address), received)
             host = client_host(client_address)
-            parts = self.parts_by_client.get(host)
-            current = parts is None or parts.etag == body.etag
-            earlier = parts.spans if parts is not None and current else []
-            spans = merge_spans(earlier + [(start, start + received)])
-            if covers(spans, body.size):
-                if current:
-                    self.remember_parts(host, ClientParts(body.etag, []))
+            if self.ledger.add_received(host, body, start, received):
                 return self.count_completion(host, body.size)
-            if current:
-                # Bounded, so a client sending endless scattered ranges cannot
-                # grow woof's memory; such a client never completes a download.
-                self.remember_parts(host, ClientParts(body.etag, spans[:MAX_SPANS_PER_CLIENT]))
             return None
 
     def uploads_left(self):
@@ -11758,7 +11836,7 @@ def finish_checksum(server, thread, log, out=None):
     offer = server.offer
     if offer.digest is None:
         hexdigest = offer.compute_digest()
-        if hexdigest is not None and server.states_sent <= {offer.digest[0]}:
+        if hexdigest is not None and server.ledger.states_sent <= {offer.digest[0]}:
             tell_checksum(offer.name, hexdigest, log, out)
 
 
@@ -11902,7 +11980,7 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
         if args.password:
             settings = settings._replace(password_digest=password_digest(read_password(environ)))
         server = WoofServer(settings, offer, log,
-                            handler=WoofHandler if offer is not None else UploadHandler)
+                            handler=DownloadHandler if offer is not None else UploadHandler)
         if args.password and server.tls is None:
             log.warn("--password without HTTPS: anyone on the network can read the password "
                      "as it is sent; add --https")
