@@ -8276,13 +8276,81 @@ def problem_json(kind, title, **members):
     return json.dumps(problem) + "\n"
 
 
-class UploadHandler(FormUploadHandler):
-    """Receives files into settings.upload_dir: besides what FormUploadHandler
-    takes, resumable uploads (draft-ietf-httpbis-resumable-upload).
+def batch_fields(headers):
+    """(batch id, files in it) the upload page sends, or (None, None)."""
+    batch = headers.get(BATCH_FIELD)
+    if batch is None:
+        return None, None
+    files = structured_integer(headers.get(BATCH_FILES_FIELD))
+    if not BATCH_ID_PATTERN.match(batch) or not files or files > MAX_UPLOAD_FILES:
+        raise UploadRefused(HTTPStatus.BAD_REQUEST, "%s needs an id and %s a count of "
+                            "at most %d" % (BATCH_FIELD, BATCH_FILES_FIELD,
+                                            MAX_UPLOAD_FILES))
+    return batch, files
 
-    A POST or PUT that carries Upload-Complete creates an upload resource,
-    below base_path + UPLOAD_RESOURCE_PATH; HEAD tells its offset, PATCH
-    appends to it, DELETE cancels it.
+
+def declared_upload_length(headers, offset, complete, known, max_upload):
+    """The upload's length as this request declares it (draft, "Length"),
+    None when it does not; UploadRefused when its indications disagree."""
+    lengths = set()
+    upload_length = headers.get("Upload-Length")
+    if upload_length is not None:
+        value = structured_integer(upload_length)
+        if value is None:
+            raise UploadRefused(HTTPStatus.BAD_REQUEST, "Upload-Length is not a number")
+        lengths.add(value)
+    body = declared_length(headers)
+    if complete and body is not None and "Transfer-Encoding" not in headers:
+        lengths.add(offset + body)
+    if known is not None:
+        lengths.add(known)
+    if len(lengths) > 1:
+        raise UploadRefused(HTTPStatus.BAD_REQUEST, "the upload's length is given as %s"
+                            % " and ".join(str(value) for value in sorted(lengths)))
+    length = lengths.pop() if lengths else None
+    if length is not None and max_upload is not None and length > max_upload:
+        raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                            "the upload is %s, more than the %s allowed"
+                            % (format_size(length), format_size(max_upload)))
+    return length
+
+
+def check_append(partial, length, body, settings):
+    """Refuse an append that would pass the upload's length, --max-upload or the free space."""
+    if body is None:
+        return
+    end = partial.offset + body
+    if length is not None and end > length:
+        raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body runs past the upload's "
+                            "length (%d bytes)" % length)
+    max_upload = settings.max_upload
+    if max_upload is not None and end > max_upload:
+        raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                            "the upload would pass the %s allowed" % format_size(max_upload))
+    check_free_space(settings.upload_dir, body)
+
+
+def append_limit(partial, max_upload):
+    """(how many more bytes partial may take, the refusal past that): its
+    length (400, draft "Length") or --max-upload (413), whichever is nearer."""
+    limit, refusal = float("inf"), None
+    if partial.length is not None:
+        limit = partial.length - partial.offset
+        refusal = UploadRefused(HTTPStatus.BAD_REQUEST, "the body runs past the upload's "
+                                "length (%d bytes)" % partial.length)
+    if max_upload is not None and max_upload - partial.offset < limit:
+        limit = max_upload - partial.offset
+        refusal = UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                "the upload grew past the %s allowed" % format_size(max_upload))
+    return limit, refusal
+
+
+class ResumableUploadHandler(FormUploadHandler):
+    """Adds to FormUploadHandler the creation of resumable uploads
+    (draft-ietf-httpbis-resumable-upload) and the taking of bytes into
+    them: a POST or PUT that carries Upload-Complete makes an upload
+    resource below base_path + UPLOAD_RESOURCE_PATH; UploadHandler
+    answers on that resource.
     """
 
     responses = dict(FormUploadHandler.responses)
@@ -8321,27 +8389,11 @@ class UploadHandler(FormUploadHandler):
         else:
             super().do_PUT()
 
-    def do_HEAD(self):
-        if self.upload_token() is None:
-            super().do_HEAD()
-        else:
-            self.on_upload_resource(self.tell_offset)
-
     def answer_page(self, sending_body):
         # Upload-Limit tells woof.py's client mode (and others) that uploads
         # here resume (draft, "Limits").
         self.extra_fields = [("Upload-Limit", self.upload_limit())]
         super().answer_page(sending_body)
-
-    def do_PATCH(self):
-        self.on_upload_resource(self.append_upload)
-
-    def do_DELETE(self):
-        self.on_upload_resource(self.cancel_upload)
-
-    def do_OPTIONS(self):
-        self.send_empty(("Allow", "GET, HEAD, POST, PUT, OPTIONS"),
-                        ("Upload-Limit", self.upload_limit()))
 
     def send_empty(self, *headers):
         """A 204: no Content-Length, no body (RFC 9110, 8.6 and 15.3.5)."""
@@ -8349,14 +8401,6 @@ class UploadHandler(FormUploadHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
-
-    def reads_body(self):
-        return self.command in ("POST", "PUT", "PATCH")
-
-    def before_continue(self):
-        if self.command == "PATCH" and self.upload_token() is None:
-            return True  # a path that is no upload: 404 once the method runs
-        return super().before_continue()
 
     def starts_resumable(self):
         return "Upload-Complete" in self.headers
@@ -8398,15 +8442,6 @@ class UploadHandler(FormUploadHandler):
     def upload_limit(self):
         return upload_limit(self.server.settings.max_upload, PARTIAL_LIFETIME)
 
-    def upload_token(self):
-        """The token of the upload resource the path names, or None."""
-        path = self.inner_path
-        prefix = "/" + UPLOAD_RESOURCE_PATH
-        if not path.startswith(prefix):
-            return None
-        token = path[len(prefix):]
-        return token if 0 < len(token) <= 64 and "/" not in token else None
-
     def resource_location(self, token):
         return self.server.base_path + UPLOAD_RESOURCE_PATH + token
 
@@ -8425,7 +8460,191 @@ class UploadHandler(FormUploadHandler):
         else:
             self.send_small(status, "", *fields)
 
-    # The upload resource
+    def create_upload(self):
+        """POST or PUT with Upload-Complete: make an upload resource, then
+        take the body as its first bytes."""
+        server = self.server
+        complete = structured_boolean(self.headers.get("Upload-Complete"))
+        try:
+            if complete is None:
+                raise UploadRefused(HTTPStatus.BAD_REQUEST, "Upload-Complete must be ?0 or ?1")
+            self.check_request()
+            batch, files = batch_fields(self.headers)
+            length = declared_upload_length(self.headers, 0, complete, None,
+                                            self.server.settings.max_upload)
+            token, partial = server.uploads.create(client_host(self.client_address),
+                                                  self.put_name(), length, batch, files)
+        except UploadRefused as refusal:
+            self.refuse(refusal)
+            return
+        if not server.begin_response():
+            server.uploads.cancel(partial)
+            self.refuse(UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished"))
+            return
+        try:
+            partial.take_over(self.connection)
+            try:
+                self.location = self.resource_location(token)
+                self.announce_resumable()
+                self.receive_into(partial, complete)
+            finally:
+                partial.let_go()
+                if partial.removed and partial.saved is None:
+                    remove_quietly(partial.path)
+        finally:
+            try:
+                self.log_outcome()
+            finally:
+                server.end_response()
+
+    def announce_resumable(self):
+        """The 104 interim answer, for a client that named a version woof speaks
+        (never to HTTP/1.0, which has no interim answers: RFC 9110, 15.2)."""
+        version = self.interop_version()
+        if version is None or self.request_version != "HTTP/1.1":
+            return
+        self.send_response_only(UPLOAD_RESUMPTION_SUPPORTED)
+        self.send_header("Location", self.location)
+        self.send_header("Upload-Draft-Interop-Version", version)
+        self.send_header("Upload-Limit", self.upload_limit())
+        BaseHTTPRequestHandler.end_headers(self)  # an interim answer: none of woof's fields
+        self.wfile.flush()
+
+    def receive_into(self, partial, complete):
+        """Append this request's body to partial, then answer: the saved file
+        once complete, else the offset reached."""
+        server = self.server
+        try:
+            length = declared_upload_length(self.headers, partial.offset, complete,
+                                            partial.length, self.server.settings.max_upload)
+            body = self.body_length()
+            check_append(partial, length, body, self.server.settings)
+        except UploadRefused as refusal:
+            self.refuse(refusal)
+            return
+        partial.length = length
+        reader = self.open_body(body)
+        started = partial.offset
+        if body == 0:
+            self.finish_append(partial, complete, length)
+            return
+        self.transfer = server.progress.begin(
+            client_host(self.client_address), "is sending %s%s" % (
+                printable_name(partial.name), resumed_text(started, length)),
+            partial.name, None if length is None else length - started,
+            lambda: partial.offset - started, receiving=True)
+        view = memoryview(bytearray(COPY_BUFFER_SIZE))
+        try:
+            partial.append(lambda: view[:reader.readinto(view)],
+                           *append_limit(partial, self.server.settings.max_upload))
+        except BodyCutOff:
+            self.close_connection = True
+            self.status = "-"  # no answer: nobody is left to read it
+            self.note = "aborted at %s: the client went away; kept for a resume" % (
+                format_size(partial.offset))
+            return
+        except UploadRefused as refusal:
+            self.note = "aborted at %s: %s" % (format_size(partial.offset), refusal)
+            self.refuse(refusal)
+            return
+        except (socket.timeout, OSError) as error:
+            self.close_connection = True
+            self.status = "-"
+            self.note = "aborted at %s: %s; kept for a resume" % (
+                format_size(partial.offset), describe_transfer_error(error))
+            return
+        finally:
+            server.progress.end(self.transfer)
+        self.finish_append(partial, complete, length)
+
+    def finish_append(self, partial, complete, length):
+        """Answer a request whose body was taken whole."""
+        if complete or (self.interop_version() == "6" and partial.offset == length):
+            # tus-js-client's "ietf-draft-05" mode may end a file read in
+            # pieces with Upload-Complete: ?0; under draft 05 the length
+            # it declared tells as much.
+            self.finish_upload(partial)
+        else:
+            self.note = "%s of %s so far" % (format_size(partial.offset),
+                                            printable_name(partial.name))
+            status = HTTPStatus.CREATED if self.command != "PATCH" else HTTPStatus.NO_CONTENT
+            extra = [("Location", self.location)] if self.command != "PATCH" else []
+            if self.command != "PATCH":
+                self.close_connection = True  # as after a HEAD (see tell_offset)
+                extra.append(("Connection", "close"))
+            self.send_upload_state(status, partial, *extra)
+
+    def finish_upload(self, partial):
+        """All of the file is here: check it against the client's SHA-256,
+        publish it, count it, answer."""
+        server = self.server
+        if partial.length is not None and partial.offset != partial.length:
+            self.refuse(UploadRefused(HTTPStatus.BAD_REQUEST, "the upload ended at %d of its "
+                                      "%d bytes" % (partial.offset, partial.length)))
+            return
+        sha256 = partial.digest.hexdigest()
+        expected = digest_from_field(self.headers.get("Repr-Digest"))
+        if expected is not None and expected != sha256:
+            server.uploads.cancel(partial)
+            self.note = "aborted: %s arrived with SHA-256 %s, not the sender's %s" % (
+                printable_name(partial.name), sha256, expected)
+            self.refuse(UploadRefused(HTTPStatus.UNPROCESSABLE_ENTITY, "%s arrived changed: "
+                                      "its SHA-256 is %s, not %s; nothing was saved"
+                                      % (partial.name, sha256, expected)))
+            return
+        try:
+            saved, upload = server.uploads.publish(partial, sha256)
+        except UploadRefused as refusal:
+            server.uploads.cancel(partial)
+            self.refuse(refusal)
+            return
+        counted = server.count_upload(self.client_address, upload) if upload else None
+        self.extra_fields = self.finished_fields(partial)
+        self.answer_saved([saved], counted)
+
+    def finished_fields(self, partial):
+        return [("Upload-Offset", str(partial.offset)), ("Upload-Complete", "?1"),
+                ("Repr-Digest", repr_digest(bytes.fromhex(partial.saved.sha256)))]
+
+
+class UploadHandler(ResumableUploadHandler):
+    """Receives files into settings.upload_dir: the page, form posts, PUT and
+    resumable uploads, whose resources it answers: HEAD tells the offset,
+    PATCH appends, DELETE cancels, OPTIONS tells the limits.
+    """
+
+    def do_HEAD(self):
+        if self.upload_token() is None:
+            super().do_HEAD()
+        else:
+            self.on_upload_resource(self.tell_offset)
+
+    def do_PATCH(self):
+        self.on_upload_resource(self.append_upload)
+
+    def do_DELETE(self):
+        self.on_upload_resource(self.cancel_upload)
+
+    def do_OPTIONS(self):
+        self.send_empty(("Allow", "GET, HEAD, POST, PUT, OPTIONS"),
+                        ("Upload-Limit", self.upload_limit()))
+
+    def reads_body(self):
+        return self.command in ("POST", "PUT", "PATCH")
+
+    def before_continue(self):
+        if self.command == "PATCH" and self.upload_token() is None:
+            return True  # a path that is no upload: 404 once the method runs
+        return super().before_continue()
+
+    def upload_token(self):
+        """The token of the upload resource the path names, or None."""
+        path = self.inner_path
+        prefix = "/" + UPLOAD_RESOURCE_PATH
+        if not path.startswith(prefix):
+            return None
+        token = path[len(prefix):]
+        return token if 0 < len(token) <= 64 and "/" not in token else None
 
     def on_upload_resource(self, action):
         """Run action(partial) for the upload resource the path names, or answer 404."""
@@ -8503,220 +8722,6 @@ class UploadHandler(FormUploadHandler):
             **{"expected-offset": partial.offset, "provided-offset": offset}),
             ("Upload-Offset", str(partial.offset)), ("Upload-Complete", "?0"),
             ("Connection", "close"), content_type="application/problem+json")
-
-    # Creation
-
-    def create_upload(self):
-        """POST or PUT with Upload-Complete: make an upload resource, then
-        take the body as its first bytes."""
-        server = self.server
-        complete = structured_boolean(self.headers.get("Upload-Complete"))
-        try:
-            if complete is None:
-                raise UploadRefused(HTTPStatus.BAD_REQUEST, "Upload-Complete must be ?0 or ?1")
-            self.check_request()
-            batch, files = self.batch_fields()
-            length = self.declared_upload_length(0, complete)
-            token, partial = server.uploads.create(client_host(self.client_address),
-                                                  self.put_name(), length, batch, files)
-        except UploadRefused as refusal:
-            self.refuse(refusal)
-            return
-        if not server.begin_response():
-            server.uploads.cancel(partial)
-            self.refuse(UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished"))
-            return
-        try:
-            partial.take_over(self.connection)
-            try:
-                self.location = self.resource_location(token)
-                self.announce_resumable()
-                self.receive_into(partial, complete)
-            finally:
-                partial.let_go()
-                if partial.removed and partial.saved is None:
-                    remove_quietly(partial.path)
-        finally:
-            try:
-                self.log_outcome()
-            finally:
-                server.end_response()
-
-    def batch_fields(self):
-        """(batch id, files in it) the upload page sends, or (None, None)."""
-        batch = self.headers.get(BATCH_FIELD)
-        if batch is None:
-            return None, None
-        files = structured_integer(self.headers.get(BATCH_FILES_FIELD))
-        if not BATCH_ID_PATTERN.match(batch) or not files or files > MAX_UPLOAD_FILES:
-            raise UploadRefused(HTTPStatus.BAD_REQUEST, "%s needs an id and %s a count of "
-                                "at most %d" % (BATCH_FIELD, BATCH_FILES_FIELD,
-                                                MAX_UPLOAD_FILES))
-        return batch, files
-
-    def declared_upload_length(self, offset, complete, known=None):
-        """The upload's length as this request declares it (draft, "Length"),
-        None when it does not; UploadRefused when its indications disagree."""
-        lengths = set()
-        upload_length = self.headers.get("Upload-Length")
-        if upload_length is not None:
-            value = structured_integer(upload_length)
-            if value is None:
-                raise UploadRefused(HTTPStatus.BAD_REQUEST, "Upload-Length is not a number")
-            lengths.add(value)
-        body = declared_length(self.headers)
-        if complete and body is not None and "Transfer-Encoding" not in self.headers:
-            lengths.add(offset + body)
-        if known is not None:
-            lengths.add(known)
-        if len(lengths) > 1:
-            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the upload's length is given as %s"
-                                % " and ".join(str(value) for value in sorted(lengths)))
-        length = lengths.pop() if lengths else None
-        max_upload = self.server.settings.max_upload
-        if length is not None and max_upload is not None and length > max_upload:
-            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                "the upload is %s, more than the %s allowed"
-                                % (format_size(length), format_size(max_upload)))
-        return length
-
-    def announce_resumable(self):
-        """The 104 interim answer, for a client that named a version woof speaks
-        (never to HTTP/1.0, which has no interim answers: RFC 9110, 15.2)."""
-        version = self.interop_version()
-        if version is None or self.request_version != "HTTP/1.1":
-            return
-        self.send_response_only(UPLOAD_RESUMPTION_SUPPORTED)
-        self.send_header("Location", self.location)
-        self.send_header("Upload-Draft-Interop-Version", version)
-        self.send_header("Upload-Limit", self.upload_limit())
-        BaseHTTPRequestHandler.end_headers(self)  # an interim answer: none of woof's fields
-        self.wfile.flush()
-
-    # Receiving bytes
-
-    def receive_into(self, partial, complete):
-        """Append this request's body to partial, then answer: the saved file
-        once complete, else the offset reached."""
-        server = self.server
-        try:
-            length = self.declared_upload_length(partial.offset, complete, partial.length)
-            body = self.body_length()
-            self.check_append(partial, length, body)
-        except UploadRefused as refusal:
-            self.refuse(refusal)
-            return
-        partial.length = length
-        reader = self.open_body(body)
-        started = partial.offset
-        if body == 0:
-            self.finish_append(partial, complete, length)
-            return
-        self.transfer = server.progress.begin(
-            client_host(self.client_address), "is sending %s%s" % (
-                printable_name(partial.name), resumed_text(started, length)),
-            partial.name, None if length is None else length - started,
-            lambda: partial.offset - started, receiving=True)
-        view = memoryview(bytearray(COPY_BUFFER_SIZE))
-        try:
-            partial.append(lambda: view[:reader.readinto(view)], *self.append_limit(partial))
-        except BodyCutOff:
-            self.close_connection = True
-            self.status = "-"  # no answer: nobody is left to read it
-            self.note = "aborted at %s: the client went away; kept for a resume" % (
-                format_size(partial.offset))
-            return
-        except UploadRefused as refusal:
-            self.note = "aborted at %s: %s" % (format_size(partial.offset), refusal)
-            self.refuse(refusal)
-            return
-        except (socket.timeout, OSError) as error:
-            self.close_connection = True
-            self.status = "-"
-            self.note = "aborted at %s: %s; kept for a resume" % (
-                format_size(partial.offset), describe_transfer_error(error))
-            return
-        finally:
-            server.progress.end(self.transfer)
-        self.finish_append(partial, complete, length)
-
-    def finish_append(self, partial, complete, length):
-        """Answer a request whose body was taken whole."""
-        if complete or (self.interop_version() == "6" and partial.offset == length):
-            # tus-js-client's "ietf-draft-05" mode may end a file read in
-            # pieces with Upload-Complete: ?0; under draft 05 the length
-            # it declared tells as much.
-            self.finish_upload(partial)
-        else:
-            self.note = "%s of %s so far" % (format_size(partial.offset),
-                                            printable_name(partial.name))
-            status = HTTPStatus.CREATED if self.command != "PATCH" else HTTPStatus.NO_CONTENT
-            extra = [("Location", self.location)] if self.command != "PATCH" else []
-            if self.command != "PATCH":
-                self.close_connection = True  # as after a HEAD (see tell_offset)
-                extra.append(("Connection", "close"))
-            self.send_upload_state(status, partial, *extra)
-
-    def check_append(self, partial, length, body):
-        """Refuse an append that would pass the upload's length, --max-upload or the free space."""
-        if body is None:
-            return
-        end = partial.offset + body
-        if length is not None and end > length:
-            raise UploadRefused(HTTPStatus.BAD_REQUEST, "the body runs past the upload's "
-                                "length (%d bytes)" % length)
-        max_upload = self.server.settings.max_upload
-        if max_upload is not None and end > max_upload:
-            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                "the upload would pass the %s allowed" % format_size(max_upload))
-        check_free_space(self.server.settings.upload_dir, body)
-
-    def append_limit(self, partial):
-        """(how many more bytes partial may take, the refusal past that): its
-        length (400, draft "Length") or --max-upload (413), whichever is nearer."""
-        limit, refusal = float("inf"), None
-        if partial.length is not None:
-            limit = partial.length - partial.offset
-            refusal = UploadRefused(HTTPStatus.BAD_REQUEST, "the body runs past the upload's "
-                                    "length (%d bytes)" % partial.length)
-        max_upload = self.server.settings.max_upload
-        if max_upload is not None and max_upload - partial.offset < limit:
-            limit = max_upload - partial.offset
-            refusal = UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                    "the upload grew past the %s allowed" % format_size(max_upload))
-        return limit, refusal
-
-    def finish_upload(self, partial):
-        """All of the file is here: check it against the client's SHA-256,
-        publish it, count it, answer."""
-        server = self.server
-        if partial.length is not None and partial.offset != partial.length:
-            self.refuse(UploadRefused(HTTPStatus.BAD_REQUEST, "the upload ended at %d of its "
-                                      "%d bytes" % (partial.offset, partial.length)))
-            return
-        sha256 = partial.digest.hexdigest()
-        expected = digest_from_field(self.headers.get("Repr-Digest"))
-        if expected is not None and expected != sha256:
-            server.uploads.cancel(partial)
-            self.note = "aborted: %s arrived with SHA-256 %s, not the sender's %s" % (
-                printable_name(partial.name), sha256, expected)
-            self.refuse(UploadRefused(HTTPStatus.UNPROCESSABLE_ENTITY, "%s arrived changed: "
-                                      "its SHA-256 is %s, not %s; nothing was saved"
-                                      % (partial.name, sha256, expected)))
-            return
-        try:
-            saved, upload = server.uploads.publish(partial, sha256)
-        except UploadRefused as refusal:
-            server.uploads.cancel(partial)
-            self.refuse(refusal)
-            return
-        counted = server.count_upload(self.client_address, upload) if upload else None
-        self.extra_fields = self.finished_fields(partial)
-        self.answer_saved([saved], counted)
-
-    def finished_fields(self, partial):
-        return [("Upload-Offset", str(partial.offset)), ("Upload-Complete", "?1"),
-                ("Repr-Digest", repr_digest(bytes.fromhex(partial.saved.sha256)))]
 
     def answer_finished(self, partial):
         """A repeated final request (its answer was lost): the same answer again."""
