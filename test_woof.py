@@ -8732,7 +8732,8 @@ PLATFORM_SWITCHES = {
 }
 PLATFORM_TESTS = ["DownloadTests", "HostileRequestTests", "StreamTests", "ArchiveFormatTests",
                   "ArchiveOfferTests", "ParallelCompressionTests", "SwappedPathTests",
-                  "ResumableTarTests", "UploadServerTest", "SavingTest", "HttpsTests"]
+                  "ResumableTarTests", "UploadServerTest", "SavingTest", "HttpsTests",
+                  "ResumableUploadTests", "ResumingClientTest", "ClientSendTests"]
 
 
 def switch_platform(argv):
