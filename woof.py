@@ -4960,9 +4960,8 @@ class ResumableUploads:
     written only by the request holding its `appending` lock.
     """
 
-    def __init__(self, folder, max_upload=None, group=None):
+    def __init__(self, folder, group=None):
         self.folder = folder
-        self.max_upload = max_upload
         # Who a host is, as far as the bounds go (an IPv6 /64 is one machine's).
         self.group = group or (lambda host: host)
         self.lock = threading.Lock()
@@ -4978,11 +4977,8 @@ class ResumableUploads:
         return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
     def create(self, host, name, length, batch_id=None, batch_files=None):
-        """A new PartialUpload and its token; UploadRefused when it cannot be kept."""
-        if length is not None and self.max_upload is not None and length > self.max_upload:
-            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                "the upload is %s, more than the %s allowed"
-                                % (format_size(length), format_size(self.max_upload)))
+        """A new PartialUpload and its token; UploadRefused when it cannot be
+        kept.  `length` has been checked against --max-upload already."""
         token = secrets.token_urlsafe(UPLOAD_TOKEN_BYTES)
         key = self.key_of(token)
         with self.lock:
@@ -8020,6 +8016,16 @@ class FormUploadHandler(BaseHandler):
 
     def check_request(self):
         """Raise UploadRefused unless the request could be received; return its body length."""
+        length = self.check_body()
+        if self.command == "POST" and form_boundary(self.headers.get("Content-Type")) is None:
+            raise UploadRefused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                                "send files as multipart/form-data (curl -F file=@NAME URL) "
+                                "or PUT them (curl -T NAME URL)")
+        return length
+
+    def check_body(self):
+        """Raise UploadRefused unless a body of this request's length could be
+        taken now; return the length (None: chunked)."""
         settings = self.server.settings
         if self.server.finished.is_set():
             raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished")
@@ -8031,10 +8037,6 @@ class FormUploadHandler(BaseHandler):
                                 % (format_size(length), format_size(settings.max_upload)))
         if length:
             check_free_space(settings.upload_dir, length)
-        if self.command == "POST" and form_boundary(self.headers.get("Content-Type")) is None:
-            raise UploadRefused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                                "send files as multipart/form-data (curl -F file=@NAME URL) "
-                                "or PUT them (curl -T NAME URL)")
         return length
 
     def body_length(self):
@@ -8406,24 +8408,10 @@ class ResumableUploadHandler(FormUploadHandler):
         return "Upload-Complete" in self.headers
 
     def check_request(self):
+        # A resumable request's body is no multipart form, whatever its method.
         if self.command == "PATCH" or self.starts_resumable():
-            return self.check_resumable_request()
+            return self.check_body()
         return super().check_request()
-
-    def check_resumable_request(self):
-        """Raise UploadRefused unless a resumable request's body could be taken."""
-        settings = self.server.settings
-        if self.server.finished.is_set():
-            raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished")
-        length = self.body_length()
-        if length is not None and settings.max_upload is not None \
-                and length > settings.max_upload:
-            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                "the upload is %s, more than the %s allowed"
-                                % (format_size(length), format_size(settings.max_upload)))
-        if length:
-            check_free_space(settings.upload_dir, length)
-        return length
 
     def body_length(self):
         # A resumable request without Content-Length or Transfer-Encoding has
@@ -8793,8 +8781,7 @@ class WoofServer(HTTPServer):
         self.in_flight = 0
         self.head_seconds = min(settings.timeout, MAX_HEAD_SECONDS)
         self.batches = set()
-        self.uploads = ResumableUploads(settings.upload_dir, settings.max_upload,
-                                        address_group)
+        self.uploads = ResumableUploads(settings.upload_dir, address_group)
         self.failure = None
         self.finished = threading.Event()
         self.progress = Progress(self.log)
