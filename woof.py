@@ -8745,15 +8745,75 @@ class Settings(NamedTuple):
     qr: bool = False
 
 
+class Tally:
+    """What was taken: each completed download of the offer (with no offer,
+    each upload received), by whom, of how many bytes, and when the last was;
+    and the lines that say so.
+
+    It has no lock of its own: the server's lock guards it, held for add()
+    in the same hold as the delivery ledger's add_received() that made a
+    download whole, so that a delivery is recorded and counted at once.
+    """
+
+    def __init__(self, count, offer):
+        self.count = count  # 0: no limit
+        self.offer = offer  # None: uploads are counted
+        self.completed = 0
+        self.takers = []  # (client, bytes, files) for each completed download or upload
+        self.last_taken = None
+
+    def add(self, host, size, files=1):
+        """Count one download or upload (lock held) by host, of size bytes;
+        return (n, count), count 0 meaning no limit; None past the count."""
+        if self.count and self.completed >= self.count:
+            return None
+        self.completed += 1
+        self.takers.append((host, size, files))
+        self.last_taken = time.monotonic()
+        return (self.completed, self.count)
+
+    def uploads_left(self):
+        """How many uploads woof still takes; None without a limit."""
+        return None if not self.count else max(self.count - self.completed, 0)
+
+    def taken_text(self):
+        """How much was taken: "1 of 1 downloads complete", "3 uploads received"."""
+        count = self.count
+        taken = "%d of %d" % (self.completed, count) if count else "%d" % self.completed
+        return taken + (" uploads received" if self.offer is None else " downloads complete")
+
+    def summary(self, since):
+        """One line on what was delivered or received, to or from whom, in how
+        long from since (a time.monotonic())."""
+        if not self.takers:
+            return "nothing was %s" % ("received" if self.offer is None else "sent")
+        hosts = []
+        for host, _, _ in self.takers:
+            if host not in hosts:
+                hosts.append(host)
+        size = sum(taken[1] for taken in self.takers)
+        seconds = self.last_taken - since
+        if self.offer is None:
+            files = sum(taken[2] for taken in self.takers)
+            what = "received %d file%s (%s) from %s" % (
+                files, "" if files == 1 else "s", format_size(size), people(hosts))
+        else:
+            times = len(self.takers)
+            what = "sent %s (%s)%s to %s" % (
+                printable_name(self.offer.name), format_size(size // times),
+                "" if times == 1 else " %d times," % times, people(hosts))
+        return "%s in %s" % (what, format_elapsed(seconds))
+
+
 class WoofServer(HTTPServer):
     """An HTTP server, one thread per connection, that stops once its offer has
     been taken `count` times, or, with UploadHandler and no offer, once it has
     received `count` uploads.
 
-    What changes while serving (downloads done, transfers and uploads in
-    flight, and in self.ledger and self.gate what each client was sent and
-    the connections each holds) is guarded by self.lock, which the ledger
-    and the gate share.
+    What changes while serving (transfers and uploads in flight, and in
+    self.tally, self.ledger and self.gate what was taken, what each client
+    was sent and the connections each holds) is guarded by self.lock, which
+    the ledger and the gate share.
     """
 
     allow_reuse_address = REUSE_ADDRESS_IS_SAFE
@@ -8773,7 +8833,7 @@ class WoofServer(HTTPServer):
         self.tls = None
         self.scheme = "http"
         self.lock = threading.Condition()
-        self.completed = 0
+        self.tally = Tally(settings.count, offer)
         self.expired = False
         self.deadline = None if settings.expire is None else time.monotonic() + settings.expire
         self.ledger = DeliveryLedger(self.lock)
@@ -8785,8 +8845,6 @@ class WoofServer(HTTPServer):
         self.failure = None
         self.finished = threading.Event()
         self.progress = Progress(self.log)
-        self.takers = []  # (client, bytes, files) for each completed download or upload
-        self.last_taken = None
         self.soon = []    # what other threads asked the serving thread to do
         family, address = resolve_bind_address(settings.ip, settings.port)
         self.address_family = family
@@ -8975,10 +9033,13 @@ class WoofServer(HTTPServer):
                 return self.count_completion(host, body.size)
             return None
 
+    @property
+    def completed(self):
+        """How many downloads or uploads were taken (Tally)."""
+        return self.tally.completed
+
     def uploads_left(self):
-        """How many uploads woof still takes; None without a limit."""
-        count = self.settings.count
-        return None if not count else max(count - self.completed, 0)
+        return self.tally.uploads_left()
 
     def count_upload(self, client_address, saved):
         """Count one completed upload (a list of SavedFile); return (n, count)."""
@@ -9003,17 +9064,11 @@ class WoofServer(HTTPServer):
         self.uploads.discard()
 
     def count_completion(self, host, size, files=1):
-        """Count one download or upload (lock held) by host, of size bytes;
-        return (n, count), count 0 meaning no limit."""
-        count = self.settings.count
-        if count and self.completed >= count:
-            return None
-        self.completed += 1
-        self.takers.append((host, size, files))
-        self.last_taken = time.monotonic()
-        if self.completed == count:
+        """Count one download or upload (lock held; Tally.add); the last ends woof."""
+        counted = self.tally.add(host, size, files)
+        if counted is not None and counted[0] == counted[1]:
             self.end_serving()
-        return (self.completed, count)
+        return counted
 
     def expire_now(self):
         """End the offer because --expire ran out; transfers in flight finish."""
@@ -9133,10 +9188,7 @@ class WoofServer(HTTPServer):
             self.log.info("done: %s" % self.summary())
 
     def taken_text(self):
-        """How much was taken: "1 of 1 downloads complete", "3 uploads received"."""
-        count = self.settings.count
-        taken = "%d of %d" % (self.completed, count) if count else "%d" % self.completed
-        return taken + (" uploads received" if self.offer is None else " downloads complete")
+        return self.tally.taken_text()
 
     def no_contact_hint(self):
         return ("nobody has connected yet: the other machine must be on the same network "
@@ -9144,25 +9196,8 @@ class WoofServer(HTTPServer):
                 "blocking port %d, or another of the URLs above may work" % self.port)
 
     def summary(self):
-        """One line on what was delivered or received, to or from whom, in how long."""
-        if not self.takers:
-            return "nothing was %s" % ("received" if self.offer is None else "sent")
-        hosts = []
-        for host, _, _ in self.takers:
-            if host not in hosts:
-                hosts.append(host)
-        size = sum(taken[1] for taken in self.takers)
-        seconds = self.last_taken - (self.progress.first_contact or self.progress.started)
-        if self.offer is None:
-            files = sum(taken[2] for taken in self.takers)
-            what = "received %d file%s (%s) from %s" % (
-                files, "" if files == 1 else "s", format_size(size), people(hosts))
-        else:
-            times = len(self.takers)
-            what = "sent %s (%s)%s to %s" % (
-                printable_name(self.offer.name), format_size(size // times),
-                "" if times == 1 else " %d times," % times, people(hosts))
-        return "%s in %s" % (what, format_elapsed(seconds))
+        """One line on what was taken (Tally.summary), timed from the first contact."""
+        return self.tally.summary(self.progress.first_contact or self.progress.started)
 
 
 # ---------------------------------------------------------------------------
