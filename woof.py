@@ -8805,6 +8805,47 @@ class Tally:
         return "%s in %s" % (what, format_elapsed(seconds))
 
 
+class Waker:
+    """How any thread wakes the serving thread from its wait for a
+    connection, so that woof ends as soon as it is done: a byte on a socket
+    pair, watched by the same selector as the listening socket."""
+
+    def __init__(self):
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.reader, selectors.EVENT_READ)
+
+    def watch(self, sock):
+        self.selector.register(sock, selectors.EVENT_READ)
+
+    def wake(self):
+        try:
+            self.writer.send(b"\0")
+        except OSError:
+            pass  # its buffer is full: a wake-up is already waiting
+
+    def wait(self, timeout):
+        """Wait up to timeout seconds; return the watched sockets ready to be
+        read, [] when woken (the wake-up is taken) or when the time is up."""
+        ready = []
+        for key, _ in self.selector.select(timeout):
+            if key.fileobj is self.reader:
+                try:
+                    self.reader.recv(64)
+                except OSError:
+                    pass
+            else:
+                ready.append(key.fileobj)
+        return ready
+
+    def close(self):
+        self.selector.close()
+        self.reader.close()
+        self.writer.close()
+
+
 class WoofServer(HTTPServer):
     """An HTTP server, one thread per connection, that stops once its offer has
     been taken `count` times, or, with UploadHandler and no offer, once it has
@@ -8848,19 +8889,13 @@ class WoofServer(HTTPServer):
         self.soon = []    # what other threads asked the serving thread to do
         family, address = resolve_bind_address(settings.ip, settings.port)
         self.address_family = family
-        # A byte on this pair wakes the serving thread from its wait for a
-        # connection, so that woof ends as soon as it is done.
-        self.wake_reader, self.wake_writer = socket.socketpair()
-        self.wake_reader.setblocking(False)
-        self.wake_writer.setblocking(False)
-        self.waiting = selectors.DefaultSelector()
-        self.waiting.register(self.wake_reader, selectors.EVENT_READ)
+        self.waker = Waker()
         try:
             HTTPServer.__init__(self, address, handler)
         except OSError as error:
-            self.close_waiting()
+            self.waker.close()
             raise WoofError(describe_bind_error(error, settings))
-        self.waiting.register(self.socket, selectors.EVENT_READ)
+        self.waker.watch(self.socket)
         if settings.https or settings.certificate:
             try:
                 self.tls = tls_setup(settings, self.certificate_hosts())
@@ -9100,31 +9135,17 @@ class WoofServer(HTTPServer):
     def end_serving(self):
         """Take no more requests, and wake the serving thread to see it."""
         self.finished.set()
-        try:
-            self.wake_writer.send(b"\0")
-        except OSError:
-            pass  # its buffer is full: a wake-up is already waiting
+        self.waker.wake()
 
     def handle_request(self):
         """Accept and answer a connection if one comes within self.timeout;
         return early when end_serving() is called."""
-        for key, _ in self.waiting.select(self.timeout):
-            if key.fileobj is self.wake_reader:
-                try:
-                    self.wake_reader.recv(64)
-                except OSError:
-                    pass
-            else:
-                self._handle_request_noblock()
+        for _ in self.waker.wait(self.timeout):
+            self._handle_request_noblock()
 
     def server_close(self):
         super().server_close()
-        self.close_waiting()
-
-    def close_waiting(self):
-        self.waiting.close()
-        self.wake_reader.close()
-        self.wake_writer.close()
+        self.waker.close()
 
     def serve_until_done(self):
         """Serve until the count is reached, then let transfers in flight finish.
