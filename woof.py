@@ -8745,15 +8745,116 @@ class Settings(NamedTuple):
     qr: bool = False
 
 
+class Tally:
+    """What was taken: each completed download of the offer (with no offer,
+    each upload received), by whom, of how many bytes, and when the last was;
+    and the lines that say so.
+
+    It has no lock of its own: the server's lock guards it, held for add()
+    in the same hold as the delivery ledger's add_received() that made a
+    download whole, so that a delivery is recorded and counted at once.
+    """
+
+    def __init__(self, count, offer):
+        self.count = count  # 0: no limit
+        self.offer = offer  # None: uploads are counted
+        self.completed = 0
+        self.takers = []  # (client, bytes, files) for each completed download or upload
+        self.last_taken = None
+
+    def add(self, host, size, files=1):
+        """Count one download or upload (lock held) by host, of size bytes;
+        return (n, count), count 0 meaning no limit; None past the count."""
+        if self.count and self.completed >= self.count:
+            return None
+        self.completed += 1
+        self.takers.append((host, size, files))
+        self.last_taken = time.monotonic()
+        return (self.completed, self.count)
+
+    def uploads_left(self):
+        """How many uploads woof still takes; None without a limit."""
+        return None if not self.count else max(self.count - self.completed, 0)
+
+    def taken_text(self):
+        """How much was taken: "1 of 1 downloads complete", "3 uploads received"."""
+        count = self.count
+        taken = "%d of %d" % (self.completed, count) if count else "%d" % self.completed
+        return taken + (" uploads received" if self.offer is None else " downloads complete")
+
+    def summary(self, since):
+        """One line on what was delivered or received, to or from whom, in how
+        long from since (a time.monotonic())."""
+        if not self.takers:
+            return "nothing was %s" % ("received" if self.offer is None else "sent")
+        hosts = []
+        for host, _, _ in self.takers:
+            if host not in hosts:
+                hosts.append(host)
+        size = sum(taken[1] for taken in self.takers)
+        seconds = self.last_taken - since
+        if self.offer is None:
+            files = sum(taken[2] for taken in self.takers)
+            what = "received %d file%s (%s) from %s" % (
+                files, "" if files == 1 else "s", format_size(size), people(hosts))
+        else:
+            times = len(self.takers)
+            what = "sent %s (%s)%s to %s" % (
+                printable_name(self.offer.name), format_size(size // times),
+                "" if times == 1 else " %d times," % times, people(hosts))
+        return "%s in %s" % (what, format_elapsed(seconds))
+
+
+class Waker:
+    """How any thread wakes the serving thread from its wait for a
+    connection, so that woof ends as soon as it is done: a byte on a socket
+    pair, watched by the same selector as the listening socket."""
+
+    def __init__(self):
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.reader, selectors.EVENT_READ)
+
+    def watch(self, sock):
+        self.selector.register(sock, selectors.EVENT_READ)
+
+    def wake(self):
+        try:
+            self.writer.send(b"\0")
+        except OSError:
+            pass  # its buffer is full: a wake-up is already waiting
+
+    def wait(self, timeout):
+        """Wait up to timeout seconds; return the watched sockets ready to be
+        read, [] when woken (the wake-up is taken) or when the time is up."""
+        ready = []
+        for key, _ in self.selector.select(timeout):
+            if key.fileobj is self.reader:
+                try:
+                    self.reader.recv(64)
+                except OSError:
+                    pass
+            else:
+                ready.append(key.fileobj)
+        return ready
+
+    def close(self):
+        self.selector.close()
+        self.reader.close()
+        self.writer.close()
+
+
 class WoofServer(HTTPServer):
     """An HTTP server, one thread per connection, that stops once its offer has
     been taken `count` times, or, with UploadHandler and no offer, once it has
     received `count` uploads.
 
-    What changes while serving (downloads done, transfers and uploads in
-    flight, and in self.ledger and self.gate what each client was sent and
-    the connections each holds) is guarded by self.lock, which the ledger
-    and the gate share.
+    What changes while serving (transfers and uploads in flight, and in
+    self.tally, self.ledger and self.gate what was taken, what each client
+    was sent and the connections each holds) is guarded by self.lock, which
+    the ledger and the gate share.
     """
 
     allow_reuse_address = REUSE_ADDRESS_IS_SAFE
@@ -8773,7 +8874,7 @@ class WoofServer(HTTPServer):
         self.tls = None
         self.scheme = "http"
         self.lock = threading.Condition()
-        self.completed = 0
+        self.tally = Tally(settings.count, offer)
         self.expired = False
         self.deadline = None if settings.expire is None else time.monotonic() + settings.expire
         self.ledger = DeliveryLedger(self.lock)
@@ -8785,24 +8886,16 @@ class WoofServer(HTTPServer):
         self.failure = None
         self.finished = threading.Event()
         self.progress = Progress(self.log)
-        self.takers = []  # (client, bytes, files) for each completed download or upload
-        self.last_taken = None
         self.soon = []    # what other threads asked the serving thread to do
         family, address = resolve_bind_address(settings.ip, settings.port)
         self.address_family = family
-        # A byte on this pair wakes the serving thread from its wait for a
-        # connection, so that woof ends as soon as it is done.
-        self.wake_reader, self.wake_writer = socket.socketpair()
-        self.wake_reader.setblocking(False)
-        self.wake_writer.setblocking(False)
-        self.waiting = selectors.DefaultSelector()
-        self.waiting.register(self.wake_reader, selectors.EVENT_READ)
+        self.waker = Waker()
         try:
             HTTPServer.__init__(self, address, handler)
         except OSError as error:
-            self.close_waiting()
+            self.waker.close()
             raise WoofError(describe_bind_error(error, settings))
-        self.waiting.register(self.socket, selectors.EVENT_READ)
+        self.waker.watch(self.socket)
         if settings.https or settings.certificate:
             try:
                 self.tls = tls_setup(settings, self.certificate_hosts())
@@ -8975,10 +9068,13 @@ class WoofServer(HTTPServer):
                 return self.count_completion(host, body.size)
             return None
 
+    @property
+    def completed(self):
+        """How many downloads or uploads were taken (Tally)."""
+        return self.tally.completed
+
     def uploads_left(self):
-        """How many uploads woof still takes; None without a limit."""
-        count = self.settings.count
-        return None if not count else max(count - self.completed, 0)
+        return self.tally.uploads_left()
 
     def count_upload(self, client_address, saved):
         """Count one completed upload (a list of SavedFile); return (n, count)."""
@@ -9003,17 +9099,11 @@ class WoofServer(HTTPServer):
         self.uploads.discard()
 
     def count_completion(self, host, size, files=1):
-        """Count one download or upload (lock held) by host, of size bytes;
-        return (n, count), count 0 meaning no limit."""
-        count = self.settings.count
-        if count and self.completed >= count:
-            return None
-        self.completed += 1
-        self.takers.append((host, size, files))
-        self.last_taken = time.monotonic()
-        if self.completed == count:
+        """Count one download or upload (lock held; Tally.add); the last ends woof."""
+        counted = self.tally.add(host, size, files)
+        if counted is not None and counted[0] == counted[1]:
             self.end_serving()
-        return (self.completed, count)
+        return counted
 
     def expire_now(self):
         """End the offer because --expire ran out; transfers in flight finish."""
@@ -9045,31 +9135,17 @@ class WoofServer(HTTPServer):
     def end_serving(self):
         """Take no more requests, and wake the serving thread to see it."""
         self.finished.set()
-        try:
-            self.wake_writer.send(b"\0")
-        except OSError:
-            pass  # its buffer is full: a wake-up is already waiting
+        self.waker.wake()
 
     def handle_request(self):
         """Accept and answer a connection if one comes within self.timeout;
         return early when end_serving() is called."""
-        for key, _ in self.waiting.select(self.timeout):
-            if key.fileobj is self.wake_reader:
-                try:
-                    self.wake_reader.recv(64)
-                except OSError:
-                    pass
-            else:
-                self._handle_request_noblock()
+        for _ in self.waker.wait(self.timeout):
+            self._handle_request_noblock()
 
     def server_close(self):
         super().server_close()
-        self.close_waiting()
-
-    def close_waiting(self):
-        self.waiting.close()
-        self.wake_reader.close()
-        self.wake_writer.close()
+        self.waker.close()
 
     def serve_until_done(self):
         """Serve until the count is reached, then let transfers in flight finish.
@@ -9133,10 +9209,7 @@ class WoofServer(HTTPServer):
             self.log.info("done: %s" % self.summary())
 
     def taken_text(self):
-        """How much was taken: "1 of 1 downloads complete", "3 uploads received"."""
-        count = self.settings.count
-        taken = "%d of %d" % (self.completed, count) if count else "%d" % self.completed
-        return taken + (" uploads received" if self.offer is None else " downloads complete")
+        return self.tally.taken_text()
 
     def no_contact_hint(self):
         return ("nobody has connected yet: the other machine must be on the same network "
@@ -9144,25 +9217,8 @@ class WoofServer(HTTPServer):
                 "blocking port %d, or another of the URLs above may work" % self.port)
 
     def summary(self):
-        """One line on what was delivered or received, to or from whom, in how long."""
-        if not self.takers:
-            return "nothing was %s" % ("received" if self.offer is None else "sent")
-        hosts = []
-        for host, _, _ in self.takers:
-            if host not in hosts:
-                hosts.append(host)
-        size = sum(taken[1] for taken in self.takers)
-        seconds = self.last_taken - (self.progress.first_contact or self.progress.started)
-        if self.offer is None:
-            files = sum(taken[2] for taken in self.takers)
-            what = "received %d file%s (%s) from %s" % (
-                files, "" if files == 1 else "s", format_size(size), people(hosts))
-        else:
-            times = len(self.takers)
-            what = "sent %s (%s)%s to %s" % (
-                printable_name(self.offer.name), format_size(size // times),
-                "" if times == 1 else " %d times," % times, people(hosts))
-        return "%s in %s" % (what, format_elapsed(seconds))
+        """One line on what was taken (Tally.summary), timed from the first contact."""
+        return self.tally.summary(self.progress.first_contact or self.progress.started)
 
 
 # ---------------------------------------------------------------------------
