@@ -3083,6 +3083,27 @@ class ReadAheadTests(ArchiveTestCase):
         self.assertLess(len(looks), 5000 // woof.READ_AHEAD_BATCH // 4)
 
 
+class SmallMemberTests(ArchiveTestCase):
+    """Streamed archives read a file of at most ARCHIVE_READ_SIZE bytes at once,
+    through descriptors, and a larger one as an open file: either side of the
+    line, every format holds the same bytes."""
+
+    def test_files_either_side_of_the_read_size_round_trip_in_every_streamed_format(self):
+        root = os.path.join(self.tmp, "sizes")
+        limit = woof.ARCHIVE_READ_SIZE
+        expected = {"sizes": "dir"}
+        for size in (0, 1, limit - 1, limit, limit + 1, 3 * limit):
+            for name, data in (("%d.bin" % size, os.urandom(size)),
+                               ("%d.txt" % size, b"w" * size),
+                               ("%d.jpg" % size, os.urandom(size))):
+                self.make_file(name, data, root)
+                expected["sizes/" + name] = data
+        for compression in ("gz", "bz2", "xz", "zip"):
+            with self.subTest(compression=compression):
+                run = self.start(self.offer([root], compression))
+                self.assertEqual(read_archive(self.download(run)[1], compression), expected)
+
+
 # ---------------------------------------------------------------------------
 # Receiving files (-U)
 # ---------------------------------------------------------------------------

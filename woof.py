@@ -2655,17 +2655,8 @@ class MemberOpener:
         self.folders = []  # [(name, descriptor)] from the offered folder down
         self.parent = None  # the folder number whose descriptor is the last in folders
 
-    def open(self, entry):
-        """Open a listed file, only if it is still that file; return (file, status)."""
-        descriptor, status = self.open_descriptor(entry)
-        try:
-            return os.fdopen(descriptor, "rb"), status
-        except BaseException:
-            os.close(descriptor)
-            raise
-
     def open_descriptor(self, entry):
-        """open() without a file object: (descriptor, status)."""
+        """Open a listed file, only if it is still that file; return (descriptor, status)."""
         identity = (entry.device, entry.inode)
         parts = entry.name.split("/")
         if not WALK_BY_DESCRIPTOR or len(parts) == 1:
@@ -2940,28 +2931,47 @@ class ArchiveWarnings:
 
 
 def members_as_reached(manifest, warnings, ahead=None):
-    """Yield (entry, open file, status) for the manifest, files opened as their turn comes.
+    """Yield (entry, open file, status, data) for the manifest, files opened as
+    their turn comes.
 
-    Folders and links come with None for file and status.  A file that
-    cannot be opened any more is left out, with a warning; each file is
-    closed when the next entry is asked for.  The ReadAhead `ahead`, if
-    any, is told of each entry reached.
+    Folders and links come with None for the rest.  A file of at most
+    ARCHIVE_READ_SIZE bytes (most of them) comes read, as data, with None
+    for file: opened through its folder's descriptor, read and closed in
+    four system calls, where a file object takes six and the interpreter's
+    lock, which compressing threads want too, is taken back after each.  A
+    larger one comes open, with None for data, and is closed when the next
+    entry is asked for.  A file that cannot be opened any more is left out,
+    with a warning.  The ReadAhead `ahead`, if any, is told of each entry
+    reached.
     """
     opener = MemberOpener(manifest)
     ahead = ahead or ReadAhead()
+    kinds = manifest.kinds
     try:
         for index, entry in enumerate(manifest.entries):
             ahead.reached(index)
-            if entry.kind != FILE:
-                yield entry, None, None
+            if kinds[index] != FILE_CODE:
+                yield entry, None, None, None
                 continue
             try:
-                fileobj, status = opener.open(entry)
+                descriptor, status = opener.open_member(index)
             except FileChanged as error:
                 warnings.left_out(entry, error)
                 continue
+            if status.st_size <= ARCHIVE_READ_SIZE:
+                try:
+                    data = read_at(descriptor, 0, status.st_size)
+                finally:
+                    os.close(descriptor)
+                yield entry, None, status, data
+                continue
+            try:
+                fileobj = os.fdopen(descriptor, "rb")
+            except BaseException:
+                os.close(descriptor)
+                raise
             with fileobj:
-                yield entry, fileobj, status
+                yield entry, fileobj, status, None
     finally:
         opener.close()
 
@@ -3350,14 +3360,13 @@ def write_tar_stream(manifest, out, warnings, ahead=None):
     (write_small_file(name, header, data, zeros)).  A file that shrinks
     while read is padded, as its header already holds its size.
     """
-    for entry, fileobj, status in members_as_reached(manifest, warnings, ahead):
-        if fileobj is None:
+    for entry, fileobj, status, data in members_as_reached(manifest, warnings, ahead):
+        if status is None:
             out.write(tar_header(entry, 0, entry.mtime_ns))
             continue
         size = status.st_size
         mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
-        if size <= ARCHIVE_READ_SIZE:  # most files: one read, one write
-            data = read_member(fileobj, size)
+        if data is not None:  # most files: read at once, one write
             if len(data) < size:
                 warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             out.write_small_file(entry.name, tar_header(entry, size, mtime_ns), data,
@@ -3596,11 +3605,11 @@ def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX, pool=
     """
     writer = ZipWriter(sink, zlib, zip64_from)
     members = ZipMembersOnCores(writer, pool or CompressionPool(), warnings)
-    for entry, fileobj, status in members_as_reached(manifest, warnings, ahead):
-        if fileobj is None:
+    for entry, fileobj, status, data in members_as_reached(manifest, warnings, ahead):
+        if status is None:
             members.add_folder(entry)  # zip manifests hold no links
         else:
-            members.add_file(entry, fileobj, status)
+            members.add_file(entry, fileobj, status, data)
     members.finish()
     writer.finish()
 
@@ -3635,17 +3644,21 @@ class ZipMembersOnCores:
     def add_folder(self, entry):
         self.results.after(lambda: self.writer.add_folder(entry))
 
-    def add_file(self, entry, fileobj, status):
+    def add_file(self, entry, fileobj, status, data=None):
+        """Add a file, open (fileobj) or already read (data)."""
         size = status.st_size
         method = zip_method(entry.name, size)
+        if size < STORE_TRIAL_MIN and data is None:
+            data = read_member(fileobj, size)
         if method == 8 and size < STORE_TRIAL_MIN:
-            self.add_to_batch(entry, status, read_member(fileobj, size))
+            self.add_to_batch(entry, status, data)
             return
         if size < STORE_TRIAL_MIN:  # small, stored: read now, written in turn
-            data = read_member(fileobj, size)
             self.hand_out_batch()
             self.results.after(lambda: self.write_stored(entry, status, data))
             return
+        if data is not None:
+            fileobj = io.BytesIO(data)
         if method == 8:
             first = read_member(fileobj, STORE_TRIAL_SIZE)
             fileobj.seek(0)
