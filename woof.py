@@ -3957,18 +3957,61 @@ class StoredZipBody(SizedArchiveBody):
         finally:
             opener.close()
 
+    GATHER = 256 << 10  # small members' bytes gathered before they go to the sink
+
     def write_members(self, sink, opener, start, stop):
         layout = self.layout
-        first = max(bisect.bisect_right(layout.starts, start) - 1, 0)
-        ahead = self.read_ahead()
+        starts, count = layout.starts, len(layout.entries)
+        first = max(bisect.bisect_right(starts, start) - 1, 0)
+        ahead, out = self.read_ahead(), bytearray()
         try:
-            for index in range(first, len(layout.entries)):
-                if layout.starts[index] >= stop:
-                    return
+            for index in range(first, count):
+                member_start = starts[index]
+                if member_start >= stop:
+                    break
                 ahead.reached(index)
+                member_end = starts[index + 1] if index + 1 < count else layout.directory_start
+                if start <= member_start and member_end <= stop:
+                    whole = self.small_member(opener, index)
+                    if whole is not None:
+                        out += whole
+                        if len(out) >= self.GATHER:
+                            sink.write(out)
+                            out = bytearray()
+                        continue
+                if out:
+                    sink.write(out)
+                    out = bytearray()
                 self.write_member(sink, opener, index, start, stop)
+            sink.write(out)
         finally:
             ahead.close()
+
+    def small_member(self, opener, index):
+        """A small file's whole member (header, data, data descriptor) when it is
+        as listed, its CRC kept; else None, and write_member sends it."""
+        manifest = self.layout.manifest
+        size = manifest.sizes[index]
+        if manifest.kinds[index] != FILE_CODE or not 0 < size < SENDFILE_MIN:
+            return None
+        try:
+            descriptor, status = opener.open_member(index)
+        except FileChanged:
+            return None  # write_member tells what became of it
+        try:
+            if (status.st_size != size
+                    or getattr(status, "st_mtime_ns", None) != manifest.mtimes[index]):
+                return None
+            data = read_at(descriptor, 0, size)
+        finally:
+            os.close(descriptor)
+        if len(data) != size:
+            return None
+        crc = self.zlib.crc32(data) & 0xFFFFFFFF
+        self.layout.keep_crc(index, crc)
+        entry = manifest.entry(index)
+        return b"".join((self.layout.local_header(entry), data,
+                         self.layout.descriptor(entry, crc)))
 
     def write_member(self, sink, opener, index, start, stop):
         layout = self.layout
