@@ -2708,9 +2708,9 @@ class MemberOpener:
 # reaches next, at most this many files and bytes ahead of the one being
 # sent (what it reads waits in the page cache, not in woof), by this many
 # threads shared by every archive of an offer, handed this many files at a
-# time.  Several at once because opening a file that is not cached waits on
-# the disk too: here a cold folder of 20,000 small files is read in 1.7 s
-# one file after another, 0.45 s by 16 readers at once.
+# time.  On the project's machine GNU tar reads a cold folder of 20,000
+# small files in about 2 s, one after another; 16 readers at once in 0.5 to
+# 0.85 s; woof's plain tar, reading ahead so, in 0.8 to 1.3 s.
 READ_AHEAD_FILES = 64
 READ_AHEAD_BYTES = 32 << 20
 READ_AHEAD_THREADS = 4
