@@ -2992,6 +2992,144 @@ class CompactManifestTests(ArchiveTestCase):
         wait_until(lambda: offer.sending == 0, message="the download's body to be closed")
 
 
+class ReadAheadTests(ArchiveTestCase):
+    """While an archive is sent, the disk is asked for the next files (READ_AHEAD):
+    the same bytes as without, descriptors and threads bounded, and a folder
+    already in the page cache costs read-ahead next to nothing."""
+
+    def setUp(self):
+        super().setUp()
+        if not hasattr(os, "posix_fadvise"):
+            self.skipTest("no posix_fadvise here: archives read without read-ahead")
+        self.advised = collections.Counter()  # files asked for, by size asked
+        advise = os.posix_fadvise
+
+        def counting_advise(descriptor, offset, length, advice):
+            self.advised[length] += 1
+            return advise(descriptor, offset, length, advice)
+
+        patcher = mock.patch.object(os, "posix_fadvise", counting_advise)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def many_files(self, count, size=lambda index: 100):
+        root = os.path.join(self.tmp, "many")
+        for index in range(count):
+            folder = os.path.join(root, "d%03d" % (index // 500))
+            if index % 500 == 0:
+                os.makedirs(folder)
+            with open(os.path.join(folder, "f%05d" % index), "wb") as handle:
+                handle.write(b"%05d" % index * (size(index) // 5))
+        return root
+
+    def download_each_way(self, offer):
+        """The archive downloaded with read-ahead, then without: (with, without)."""
+        archives = []
+        for read_ahead in (True, False):
+            with mock.patch.object(woof, "READ_AHEAD", read_ahead):
+                run = self.start(offer, count=1)
+                archives.append(self.download(run)[1])
+                run.wait()
+        return archives
+
+    def test_every_format_sends_the_same_bytes_with_read_ahead_and_without(self):
+        root = self.make_tree()
+        self.make_file(os.path.join("sub", "huge.bin"), os.urandom(3 << 20), root)
+        many = self.many_files(300, size=lambda index: index * 997 % 150000)
+        for compression, options in (("tar", {}), ("gz", {}), ("bz2", {}), ("xz", {}),
+                                     ("zip", {}), ("zip", {"store": True})):
+            with self.subTest(compression=compression, **options), \
+                    mock.patch.object(woof, "READ_AHEAD_BYTES", 2 << 20), \
+                    mock.patch.object(woof, "page_cached", lambda descriptor: False):
+                self.advised.clear()
+                ahead, plain = self.download_each_way(self.offer([root, many], compression,
+                                                                 **options))
+                self.assertEqual(ahead, plain)
+                # (Files the archive reached first are not asked for: how many
+                # depends on the machine's load.)
+                self.assertGreater(sum(self.advised.values()), 0)
+                # A big file is asked for up to READ_AHEAD_BYTES, the rest read as usual.
+                self.assertLessEqual(max(self.advised), 2 << 20)
+
+    def test_the_tail_of_a_stored_zip_reads_its_files_ahead_for_their_crcs(self):
+        many = self.many_files(300, size=lambda index: 3000)
+        offer = self.offer([many], "zip", store=True)
+        with mock.patch.object(woof, "page_cached", lambda descriptor: False):
+            run = self.start(offer, count=0)
+            response, tail = self.request(run, headers={"Range": "bytes=-65536"})
+        self.assertEqual(response.status, 206)
+        self.assertGreater(sum(self.advised.values()), 0)
+        response, whole = self.download(run)
+        self.assertEqual(whole[-65536:], tail)
+        self.assertEqual(len(read_archive(whole, "zip")), 301 + 1)
+
+    def test_descriptors_and_threads_stay_bounded_on_a_folder_of_many_files(self):
+        if not os.path.isdir("/proc/self/fd"):
+            self.skipTest("needs /proc/self/fd to count descriptors")
+        root = self.many_files(20000)
+        for compression in ("tar", "gz"):
+            with self.subTest(compression=compression), \
+                    mock.patch.object(woof, "page_cached", lambda descriptor: False):
+                self.advised.clear()
+                run = self.start(self.offer([root], compression), count=1)
+                descriptors = len(os.listdir("/proc/self/fd"))
+                threads = threading.active_count()
+                most_descriptors, most_threads = descriptors, threads
+                response = self.connect(run)
+                response.request("GET", run.server.offer_path)
+                response = response.getresponse()
+                self.assertEqual(response.status, 200)
+                while response.read(16384):
+                    most_descriptors = max(most_descriptors, len(os.listdir("/proc/self/fd")))
+                    most_threads = max(most_threads, threading.active_count())
+                run.wait()
+                self.assertGreater(sum(self.advised.values()), 1000)
+                # The client's and the server's socket, the folders and file being
+                # sent, one file per reading thread.
+                self.assertLessEqual(most_descriptors - descriptors,
+                                     woof.READ_AHEAD_THREADS + 8)
+                self.assertLessEqual(most_threads - threads,
+                                     woof.READ_AHEAD_THREADS + woof.USABLE_CORES + 4)
+
+    def test_a_folder_in_the_page_cache_is_only_looked_at_now_and_then(self):
+        root = self.many_files(5000)
+        with open(os.path.join(root, "d000", "f00000"), "rb") as handle:
+            if not woof.page_cached(handle.fileno()):
+                self.skipTest("this system cannot tell what the page cache holds")
+        looks, look = [], woof.page_cached
+
+        def counting_look(descriptor):
+            looks.append(descriptor)
+            return look(descriptor)
+
+        with mock.patch.object(woof, "page_cached", counting_look):
+            ahead, plain = self.download_each_way(self.offer([root], "tar"))
+        self.assertEqual(ahead, plain)
+        self.assertEqual(sum(self.advised.values()), 0)
+        self.assertLess(len(looks), 5000 // woof.READ_AHEAD_BATCH // 4)
+
+
+class SmallMemberTests(ArchiveTestCase):
+    """Streamed archives read a file of at most ARCHIVE_READ_SIZE bytes at once,
+    through descriptors, and a larger one as an open file: either side of the
+    line, every format holds the same bytes."""
+
+    def test_files_either_side_of_the_read_size_round_trip_in_every_streamed_format(self):
+        root = os.path.join(self.tmp, "sizes")
+        limit = woof.ARCHIVE_READ_SIZE
+        expected = {"sizes": "dir"}
+        for size in (0, 1, limit - 1, limit, limit + 1, 3 * limit):
+            for name, data in (("%d.bin" % size, os.urandom(size)),
+                               ("%d.txt" % size, b"w" * size),
+                               ("%d.jpg" % size, os.urandom(size))):
+                self.make_file(name, data, root)
+                expected["sizes/" + name] = data
+        for compression in ("gz", "bz2", "xz", "zip"):
+            with self.subTest(compression=compression):
+                run = self.start(self.offer([root], compression))
+                self.assertEqual(read_archive(self.download(run)[1], compression), expected)
+
+
 # ---------------------------------------------------------------------------
 # Receiving files (-U)
 # ---------------------------------------------------------------------------
@@ -8729,6 +8867,7 @@ PLATFORM_SWITCHES = {
     "windows-names": {"WINDOWS_FILE_NAMES": True},                # Windows
     "no-ipv6": {"ipv6_dual_stack_available": lambda: False},      # IPv4-only machines
     "one-core": {"USABLE_CORES": 1},                              # no compression threads
+    "no-read-ahead": {"READ_AHEAD": False},                       # macOS, Windows
 }
 PLATFORM_TESTS = ["DownloadTests", "HostileRequestTests", "StreamTests", "ArchiveFormatTests",
                   "ArchiveOfferTests", "ParallelCompressionTests", "SwappedPathTests",

@@ -22,7 +22,7 @@ Sections, in file order (each uses only what stands above it):
     Offers             a file, standard input
     Compression        every core: one pool of threads; gzip, bzip2, xz in blocks
     Archive manifest   the walk of the offered paths, entries in compact columns
-    Archive members    listed files opened again, only if unchanged
+    Archive members    listed files opened again, only if unchanged; read ahead
     Tar                plain tar of known size, any span; streamed tars
     Zip streamed       deflated on every core; data descriptors, zip64
     Zip of known size  every member stored: Content-Length, ETag, Range
@@ -164,6 +164,27 @@ def read_at(descriptor, offset, count):
     except OSError:
         pass
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+# Asking the system to start reading a file's data before it is needed
+# (POSIX_FADV_WILLNEED): Linux and the BSDs.  Where it is missing (macOS,
+# Windows), archives read each file when they reach it, as GNU tar does.
+READ_AHEAD = hasattr(os, "posix_fadvise")
+
+# Linux (4.14 on, Python 3.7 on) reads only what the page cache holds when
+# asked with RWF_NOWAIT, which tells read-ahead that a folder is cached
+# already and needs none; elsewhere read-ahead asks for every file.
+RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
+
+
+def page_cached(descriptor):
+    """True when an open file's first byte is in the page cache; False when not, or unknown."""
+    if RWF_NOWAIT is None:
+        return False
+    try:
+        return os.preadv(descriptor, [bytearray(1)], 0, RWF_NOWAIT) >= 0
+    except OSError:  # EAGAIN: on the disk; EOPNOTSUPP: a kernel or file system without it
+        return False
 
 
 # Where the system lets a folder be listed and its entries examined and
@@ -2638,17 +2659,8 @@ class MemberOpener:
         self.folders = []  # [(name, descriptor)] from the offered folder down
         self.parent = None  # the folder number whose descriptor is the last in folders
 
-    def open(self, entry):
-        """Open a listed file, only if it is still that file; return (file, status)."""
-        descriptor, status = self.open_descriptor(entry)
-        try:
-            return os.fdopen(descriptor, "rb"), status
-        except BaseException:
-            os.close(descriptor)
-            raise
-
     def open_descriptor(self, entry):
-        """open() without a file object: (descriptor, status)."""
+        """Open a listed file, only if it is still that file; return (descriptor, status)."""
         identity = (entry.device, entry.inode)
         parts = entry.name.split("/")
         if not WALK_BY_DESCRIPTOR or len(parts) == 1:
@@ -2694,6 +2706,158 @@ class MemberOpener:
         self.parent = None
         while len(self.folders) > keep:
             os.close(self.folders.pop()[1])
+
+
+# Read-ahead (where READ_AHEAD): the disk is asked for the files an archive
+# reaches next, at most this many files and bytes ahead of the one being
+# sent (what it reads waits in the page cache, not in woof), by this many
+# threads shared by every archive of an offer, handed this many files at a
+# time.  On the project's machine GNU tar reads a cold folder of 20,000
+# small files in about 2 s, one after another; 16 readers at once in 0.5 to
+# 0.85 s; woof's plain tar, reading ahead so, in 0.8 to 1.3 s.
+READ_AHEAD_FILES = 64
+READ_AHEAD_BYTES = 32 << 20
+READ_AHEAD_THREADS = 4
+READ_AHEAD_BATCH = 16
+READ_AHEAD_LOOK_MAX = 1024  # files between two looks in a folder found cached
+READ_AHEAD_THREAD_IDLE = 5.0  # seconds a thread waits for work before it ends
+
+
+class ReadAhead:
+    """An archive's read-ahead where there is none: it is told which member
+    the archive has reached, and does nothing."""
+
+    def reached(self, index):
+        """The archive is at member number index (in manifest order)."""
+
+    def close(self):
+        """The archive is done: what is still asked for need not be read."""
+
+
+class FilesAhead(ReadAhead):
+    """Keeps the disk reading the next files of one archive while it sends.
+
+    Each time the archive has gone a few files further, the files from there
+    to READ_AHEAD_FILES (or READ_AHEAD_BYTES) ahead of it that were not yet
+    asked for go to the pool's threads, which open each as listed, ask for
+    its data (POSIX_FADV_WILLNEED) and close it at once: a thread holds one
+    descriptor at a time, and nothing read passes through woof.
+
+    In a folder found in the page cache (page_cached), that work would only
+    slow the archive down; there the threads only look now and then, further
+    and further on (up to READ_AHEAD_LOOK_MAX files), whether it still is.
+    """
+
+    def __init__(self, manifest, pool):
+        self.manifest = manifest
+        self.pool = pool
+        self.position = -1  # the member being sent
+        self.asked = 0  # members below this number were asked for
+        self.refill_at = 0  # the position at which to ask for more
+        self.cached_looks = 0  # looks in a row that found the folder cached
+        self.closed = False
+
+    def reached(self, index):
+        self.position = index
+        if index >= self.refill_at:
+            self.ask_from(index)
+
+    def ask_from(self, index):
+        sizes, count = self.manifest.sizes, len(self.manifest.sizes)
+        if self.cached_looks:
+            step = min(READ_AHEAD_BATCH << min(self.cached_looks, 10), READ_AHEAD_LOOK_MAX)
+            if index + step < count:
+                self.pool.submit(self, index + step, min(index + step + READ_AHEAD_BATCH, count))
+            self.asked, self.refill_at = index + 1, index + step
+            return
+        start = max(self.asked, index + 1)
+        ahead = sum(min(size, READ_AHEAD_BYTES) for size in sizes[index + 1:start])
+        stop, limit = start, min(count, index + 1 + READ_AHEAD_FILES)
+        while stop < limit and ahead < READ_AHEAD_BYTES:
+            ahead += min(sizes[stop], READ_AHEAD_BYTES)
+            stop += 1
+        for first in range(start, stop, READ_AHEAD_BATCH):
+            self.pool.submit(self, first, min(first + READ_AHEAD_BATCH, stop))
+        self.asked = max(self.asked, stop)
+        if self.asked >= count:
+            self.refill_at = count  # all asked for: nothing more to do
+        else:
+            self.refill_at = index + max(1, min(READ_AHEAD_BATCH, (stop - index) // 2))
+
+    def fetch(self, first, stop):
+        """On a pool thread: ask for the data of members first to stop-1.
+
+        A batch whose first file is in the page cache is taken for a cached
+        folder and skipped.
+        """
+        manifest = self.manifest
+        kinds, sizes, devices, inodes = (manifest.kinds, manifest.sizes, manifest.devices,
+                                         manifest.inodes)
+        probe = True
+        for index in range(first, stop):
+            if self.closed or self.position >= stop:
+                return
+            size = sizes[index]
+            if kinds[index] != FILE_CODE or not size or index <= self.position:
+                continue
+            try:
+                descriptor, _ = open_listed_descriptor(
+                    manifest.path_of_name(manifest.name(index)),
+                    (devices[index], inodes[index]), O_NOFOLLOW)
+            except (FileChanged, OSError):
+                continue  # the archive will say what became of it
+            try:
+                if probe:
+                    if page_cached(descriptor):
+                        self.cached_looks += 1
+                        return
+                    probe, self.cached_looks = False, 0
+                os.posix_fadvise(descriptor, 0, min(size, READ_AHEAD_BYTES),
+                                 os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(descriptor)
+
+    def close(self):
+        self.closed = True
+
+
+class ReadAheadPool:
+    """The threads that read ahead for an offer's archives, READ_AHEAD_THREADS at
+    most, started when first needed; each ends after READ_AHEAD_THREAD_IDLE
+    seconds without work.  Daemons: woof never waits for them to exit."""
+
+    def __init__(self, threads=READ_AHEAD_THREADS):
+        self.threads = threads
+        self.jobs = queue.Queue()
+        self.running = 0
+        self.lock = threading.Lock()
+
+    def follow(self, manifest):
+        """A ReadAhead for one archive of manifest: FilesAhead where the system can."""
+        return FilesAhead(manifest, self) if READ_AHEAD else ReadAhead()
+
+    def submit(self, files_ahead, first, stop):
+        with self.lock:
+            self.jobs.put((files_ahead, first, stop))
+            if self.running < self.threads:
+                self.running += 1
+                worker = threading.Thread(target=self.work, name="woof-read-ahead")
+                worker.daemon = True
+                worker.start()
+
+    def work(self):
+        while True:
+            try:
+                files_ahead, first, stop = self.jobs.get(timeout=READ_AHEAD_THREAD_IDLE)
+            except queue.Empty:
+                with self.lock:  # as in CompressionPool.work
+                    if self.jobs.empty():
+                        self.running -= 1
+                        return
+                continue
+            files_ahead.fetch(first, stop)
 
 
 def write_zeros(out, count):
@@ -2770,26 +2934,48 @@ class ArchiveWarnings:
         self.log.warn("%s %s; the archive stays valid" % (printable_name(entry.name), reason))
 
 
-def members_as_reached(manifest, warnings):
-    """Yield (entry, open file, status) for the manifest, files opened as their turn comes.
+def members_as_reached(manifest, warnings, ahead=None):
+    """Yield (entry, open file, status, data) for the manifest, files opened as
+    their turn comes.
 
-    Folders and links come with None for file and status.  A file that
-    cannot be opened any more is left out, with a warning; each file is
-    closed when the next entry is asked for.
+    Folders and links come with None for the rest.  A file of at most
+    ARCHIVE_READ_SIZE bytes (most of them) comes read, as data, with None
+    for file: opened through its folder's descriptor, read and closed in
+    four system calls, where a file object takes six and the interpreter's
+    lock, which compressing threads want too, is taken back after each.  A
+    larger one comes open, with None for data, and is closed when the next
+    entry is asked for.  A file that cannot be opened any more is left out,
+    with a warning.  The ReadAhead `ahead`, if any, is told of each entry
+    reached.
     """
     opener = MemberOpener(manifest)
+    ahead = ahead or ReadAhead()
+    kinds = manifest.kinds
     try:
-        for entry in manifest.entries:
-            if entry.kind != FILE:
-                yield entry, None, None
+        for index, entry in enumerate(manifest.entries):
+            ahead.reached(index)
+            if kinds[index] != FILE_CODE:
+                yield entry, None, None, None
                 continue
             try:
-                fileobj, status = opener.open(entry)
+                descriptor, status = opener.open_member(index)
             except FileChanged as error:
                 warnings.left_out(entry, error)
                 continue
+            if status.st_size <= ARCHIVE_READ_SIZE:
+                try:
+                    data = read_at(descriptor, 0, status.st_size)
+                finally:
+                    os.close(descriptor)
+                yield entry, None, status, data
+                continue
+            try:
+                fileobj = os.fdopen(descriptor, "rb")
+            except BaseException:
+                os.close(descriptor)
+                raise
             with fileobj:
-                yield entry, fileobj, status
+                yield entry, fileobj, status, None
     finally:
         opener.close()
 
@@ -2949,12 +3135,15 @@ def overlap(first, last, start, stop):
 class SizedArchiveBody(ResponseBody):
     """What the archives of exact size share (plain tar, stored zip): an
     ETag of the manifest's state, a conflict to tell a resume that would
-    splice two states, and on_close, called once when the body is closed."""
+    splice two states, on_close, called once when the body is closed, and
+    the ReadAheadPool that reads ahead for it (None: no read-ahead)."""
 
     kind = "archive"
 
-    def __init__(self, manifest, layout, warnings, resume_conflict=None, on_close=None):
+    def __init__(self, manifest, layout, warnings, resume_conflict=None, on_close=None,
+                 read_ahead_pool=None):
         self.on_close = on_close
+        self.read_ahead_pool = read_ahead_pool
         self.layout = layout
         self.warnings = warnings
         self.size = layout.size
@@ -2968,6 +3157,12 @@ class SizedArchiveBody(ResponseBody):
         if on_close is not None:
             on_close()
 
+    def read_ahead(self):
+        """A ReadAhead for one write of this body, to be closed after it."""
+        if self.read_ahead_pool is None:
+            return ReadAhead()
+        return self.read_ahead_pool.follow(self.layout.manifest)
+
 
 class TarBody(SizedArchiveBody):
     """A plain tar of a manifest, of exact size: any span of it can be sent."""
@@ -2979,13 +3174,14 @@ class TarBody(SizedArchiveBody):
         # A part is joined to others of the same ETag: each must hold the
         # files as listed, where a whole archive may take them as they are.
         self.partial = (start, stop) != (0, self.size)
-        opener = MemberOpener(self.layout.manifest)
+        opener, ahead = MemberOpener(self.layout.manifest), self.read_ahead()
         try:
-            self.write_span(sink, opener, start, stop)
+            self.write_span(sink, opener, ahead, start, stop)
         finally:
+            ahead.close()
             opener.close()
 
-    def write_span(self, sink, opener, start, stop):
+    def write_span(self, sink, opener, ahead, start, stop):
         layout = self.layout
         count = len(layout.starts)
         index = max(bisect.bisect_right(layout.starts, start) - 1, 0)
@@ -2994,15 +3190,16 @@ class TarBody(SizedArchiveBody):
             if member_start >= stop:
                 return
             if start <= member_start and layout.member_end(index) <= stop:
-                index = self.write_whole_members(sink, opener, index, stop)
+                index = self.write_whole_members(sink, opener, ahead, index, stop)
                 continue
+            ahead.reached(index)
             self.write_member(sink, opener, layout.entries[index], member_start, start, stop)
             index += 1
         end = overlap(layout.size - TAR_END, layout.size, start, stop)
         if end:
             write_zeros(sink, end[1] - end[0])
 
-    def write_whole_members(self, sink, opener, index, stop):
+    def write_whole_members(self, sink, opener, ahead, index, stop):
         """Write members from number index on while each ends by stop; return the next number.
 
         Most members go this way, and it is where a folder of many small
@@ -3025,6 +3222,7 @@ class TarBody(SizedArchiveBody):
             member_end = starts[index + 1] if index + 1 < count else layout.size - TAR_END
             if member_end > stop:
                 break
+            ahead.reached(index)
             size, kind = sizes[index], kinds[index]
             padding = -size % TAR_BLOCK
             if kind != LINK_CODE and member_end - starts[index] - size - padding == TAR_BLOCK:
@@ -3157,7 +3355,7 @@ class TarBody(SizedArchiveBody):
             write_zeros(sink, count - done)
 
 
-def write_tar_stream(manifest, out, warnings):
+def write_tar_stream(manifest, out, warnings, ahead=None):
     """Write a whole tar of the manifest to out, files as they are when reached.
 
     out is told where each file's data starts and ends (start_file(name,
@@ -3166,14 +3364,13 @@ def write_tar_stream(manifest, out, warnings):
     (write_small_file(name, header, data, zeros)).  A file that shrinks
     while read is padded, as its header already holds its size.
     """
-    for entry, fileobj, status in members_as_reached(manifest, warnings):
-        if fileobj is None:
+    for entry, fileobj, status, data in members_as_reached(manifest, warnings, ahead):
+        if status is None:
             out.write(tar_header(entry, 0, entry.mtime_ns))
             continue
         size = status.st_size
         mtime_ns = getattr(status, "st_mtime_ns", entry.mtime_ns)
-        if size <= ARCHIVE_READ_SIZE:  # most files: one read, one write
-            data = read_member(fileobj, size)
+        if data is not None:  # most files: read at once, one write
             if len(data) < size:
                 warnings.short(entry, "ended early (it shrank or failed): padded with zeros")
             out.write_small_file(entry.name, tar_header(entry, size, mtime_ns), data,
@@ -3403,7 +3600,8 @@ class ZipWriter:
                                directory_offset, 0))
 
 
-def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX, pool=None):
+def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX, pool=None,
+                     ahead=None):
     """Write a whole zip of the manifest to sink, files as they are when reached.
 
     Files are deflated on the pool's threads (ZipMembersOnCores); a file
@@ -3411,11 +3609,11 @@ def write_zip_stream(manifest, sink, warnings, zlib, zip64_from=ZIP32_MAX, pool=
     """
     writer = ZipWriter(sink, zlib, zip64_from)
     members = ZipMembersOnCores(writer, pool or CompressionPool(), warnings)
-    for entry, fileobj, status in members_as_reached(manifest, warnings):
-        if fileobj is None:
+    for entry, fileobj, status, data in members_as_reached(manifest, warnings, ahead):
+        if status is None:
             members.add_folder(entry)  # zip manifests hold no links
         else:
-            members.add_file(entry, fileobj, status)
+            members.add_file(entry, fileobj, status, data)
     members.finish()
     writer.finish()
 
@@ -3450,17 +3648,21 @@ class ZipMembersOnCores:
     def add_folder(self, entry):
         self.results.after(lambda: self.writer.add_folder(entry))
 
-    def add_file(self, entry, fileobj, status):
+    def add_file(self, entry, fileobj, status, data=None):
+        """Add a file, open (fileobj) or already read (data)."""
         size = status.st_size
         method = zip_method(entry.name, size)
+        if size < STORE_TRIAL_MIN and data is None:
+            data = read_member(fileobj, size)
         if method == 8 and size < STORE_TRIAL_MIN:
-            self.add_to_batch(entry, status, read_member(fileobj, size))
+            self.add_to_batch(entry, status, data)
             return
         if size < STORE_TRIAL_MIN:  # small, stored: read now, written in turn
-            data = read_member(fileobj, size)
             self.hand_out_batch()
             self.results.after(lambda: self.write_stored(entry, status, data))
             return
+        if data is not None:
+            fileobj = io.BytesIO(data)
         if method == 8:
             first = read_member(fileobj, STORE_TRIAL_SIZE)
             fileobj.seek(0)
@@ -3741,8 +3943,9 @@ class StoredZipBody(SizedArchiveBody):
 
     kind = "zip"
 
-    def __init__(self, manifest, layout, warnings, zlib, resume_conflict=None, on_close=None):
-        super().__init__(manifest, layout, warnings, resume_conflict, on_close)
+    def __init__(self, manifest, layout, warnings, zlib, resume_conflict=None, on_close=None,
+                 read_ahead_pool=None):
+        super().__init__(manifest, layout, warnings, resume_conflict, on_close, read_ahead_pool)
         self.zlib = zlib
         self.sent_crcs = {}  # {index: CRC} of files a whole archive sent other than as listed
 
@@ -3758,13 +3961,61 @@ class StoredZipBody(SizedArchiveBody):
         finally:
             opener.close()
 
+    GATHER = 256 << 10  # small members' bytes gathered before they go to the sink
+
     def write_members(self, sink, opener, start, stop):
         layout = self.layout
-        first = max(bisect.bisect_right(layout.starts, start) - 1, 0)
-        for index in range(first, len(layout.entries)):
-            if layout.starts[index] >= stop:
-                return
-            self.write_member(sink, opener, index, start, stop)
+        starts, count = layout.starts, len(layout.entries)
+        first = max(bisect.bisect_right(starts, start) - 1, 0)
+        ahead, out = self.read_ahead(), bytearray()
+        try:
+            for index in range(first, count):
+                member_start = starts[index]
+                if member_start >= stop:
+                    break
+                ahead.reached(index)
+                member_end = starts[index + 1] if index + 1 < count else layout.directory_start
+                if start <= member_start and member_end <= stop:
+                    whole = self.small_member(opener, index)
+                    if whole is not None:
+                        out += whole
+                        if len(out) >= self.GATHER:
+                            sink.write(out)
+                            out = bytearray()
+                        continue
+                if out:
+                    sink.write(out)
+                    out = bytearray()
+                self.write_member(sink, opener, index, start, stop)
+            sink.write(out)
+        finally:
+            ahead.close()
+
+    def small_member(self, opener, index):
+        """A small file's whole member (header, data, data descriptor) when it is
+        as listed, its CRC kept; else None, and write_member sends it."""
+        manifest = self.layout.manifest
+        size = manifest.sizes[index]
+        if manifest.kinds[index] != FILE_CODE or not 0 < size < SENDFILE_MIN:
+            return None
+        try:
+            descriptor, status = opener.open_member(index)
+        except FileChanged:
+            return None  # write_member tells what became of it
+        try:
+            if (status.st_size != size
+                    or getattr(status, "st_mtime_ns", None) != manifest.mtimes[index]):
+                return None
+            data = read_at(descriptor, 0, size)
+        finally:
+            os.close(descriptor)
+        if len(data) != size:
+            return None
+        crc = self.zlib.crc32(data) & 0xFFFFFFFF
+        self.layout.keep_crc(index, crc)
+        entry = manifest.entry(index)
+        return b"".join((self.layout.local_header(entry), data,
+                         self.layout.descriptor(entry, crc)))
 
     def write_member(self, sink, opener, index, start, stop):
         layout = self.layout
@@ -3864,16 +4115,24 @@ class StoredZipBody(SizedArchiveBody):
         layout = self.layout
         base = layout.directory_start
         first = max(bisect.bisect_right(layout.records, start - base) - 1, 0)
-        for index in range(first, len(layout.entries)):
-            record_start = base + layout.records[index]
-            if record_start >= stop:
-                return
-            entry = layout.entries[index]
-            crc = self.crc_of(opener, index, entry) if entry.kind == FILE else 0
-            record = layout.central_record(index, crc, entry)
-            part = overlap(record_start, record_start + len(record), start, stop)
-            if part:
-                sink.write(record[part[0] - record_start:part[1] - record_start])
+        ahead = self.read_ahead()  # for the files whose CRC must be read first
+        try:
+            for index in range(first, len(layout.entries)):
+                record_start = base + layout.records[index]
+                if record_start >= stop:
+                    return
+                entry = layout.entries[index]
+                crc = 0
+                if entry.kind == FILE:
+                    if index not in self.sent_crcs and layout.known_crc(index) is None:
+                        ahead.reached(index)
+                    crc = self.crc_of(opener, index, entry)
+                record = layout.central_record(index, crc, entry)
+                part = overlap(record_start, record_start + len(record), start, stop)
+                if part:
+                    sink.write(record[part[0] - record_start:part[1] - record_start])
+        finally:
+            ahead.close()
         end_start = layout.size - len(layout.end)
         part = overlap(end_start, layout.size, start, stop)
         if part:
@@ -3923,8 +4182,9 @@ class StreamedArchiveBody(ResponseBody):
     """A compressed tar or a zip of a manifest, made while it is sent (size unknown)."""
 
     def __init__(self, manifest, compression, warnings, modules, zip64_from, turn=None,
-                 pool=None):
+                 pool=None, read_ahead_pool=None):
         self.manifest = manifest
+        self.read_ahead_pool = read_ahead_pool
         self.compression = compression
         self.warnings = warnings
         self.modules = modules
@@ -3933,13 +4193,18 @@ class StreamedArchiveBody(ResponseBody):
         self.pool = pool or CompressionPool()
 
     def write(self, sink, start=0, stop=None):
-        if self.compression == "zip":
-            write_zip_stream(self.manifest, sink, self.warnings, self.modules["zlib"],
-                             self.zip64_from, self.pool)
-            return
-        out = parallel_writer(sink, self.compression, self.modules, self.pool)
-        write_tar_stream(self.manifest, out, self.warnings)
-        out.finish()
+        ahead = (self.read_ahead_pool.follow(self.manifest) if self.read_ahead_pool
+                 else ReadAhead())
+        try:
+            if self.compression == "zip":
+                write_zip_stream(self.manifest, sink, self.warnings, self.modules["zlib"],
+                                 self.zip64_from, self.pool, ahead)
+                return
+            out = parallel_writer(sink, self.compression, self.modules, self.pool)
+            write_tar_stream(self.manifest, out, self.warnings, ahead)
+            out.finish()
+        finally:
+            ahead.close()
 
     def close(self):
         if self.turn is not None:
@@ -3993,6 +4258,7 @@ class ArchiveOffer:
         if compression in ARCHIVE_STREAMS_AT_ONCE:
             self.turns = threading.BoundedSemaphore(ARCHIVE_STREAMS_AT_ONCE[compression])
         self.pool = CompressionPool()  # shared by every stream of this offer
+        self.read_ahead_pool = ReadAheadPool()  # and by every archive of it
         self.lock = threading.Lock()
         self.sending = 0  # plain tar bodies being sent
         started, marks = time.monotonic(), self.top_marks()
@@ -4101,7 +4367,7 @@ class ArchiveOffer:
         if layout is None:
             turn = self.take_turn() if sending_body else None
             return StreamedArchiveBody(manifest, self.compression, warnings, self.modules,
-                                       self.zip64_from, turn, self.pool)
+                                       self.zip64_from, turn, self.pool, self.read_ahead_pool)
         conflict = ("the folder changed since you got the first part, so resuming would "
                     "corrupt the archive; download it again from the start")
         on_close = None
@@ -4113,8 +4379,8 @@ class ArchiveOffer:
             on_close = self.body_closed
         if self.store:
             return StoredZipBody(manifest, layout, warnings, self.modules["zlib"], conflict,
-                                 on_close)
-        return TarBody(manifest, layout, warnings, conflict, on_close)
+                                 on_close, self.read_ahead_pool)
+        return TarBody(manifest, layout, warnings, conflict, on_close, self.read_ahead_pool)
 
     def body_closed(self):
         with self.lock:

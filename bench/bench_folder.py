@@ -24,6 +24,12 @@
    woof's plain tar in the same run, medians of 3; and the last 64 KiB of
    it from a fresh woof, whose central directory needs every file's CRC-32
    read first (what a resume or aria2c's last connection costs at worst).
+8. Cold and warm page cache ("cold"): the 20,000 files as plain tar, tar.gz,
+   zip and stored zip, woof's download alone (curl to /dev/null) beside
+   `tar cf - DIR | cat`, `| pigz -6`, `zip -qr -6 -` and `zip -qr -0 -`,
+   with `sync; echo 3 > /proc/sys/vm/drop_caches` before each cold run
+   (root only: skipped with the reason otherwise); with --baseline, another
+   woof.py (the one before a change) in the same run.  Medians of 3.
 
 Everything lives in a temporary folder under /tmp, deleted at the end;
 woof listens on 127.0.0.1 only and each run ends after one download.
@@ -45,14 +51,16 @@ import threading
 import time
 import urllib.parse
 
-from benchlib import Child, have, make_random_file, make_sparse_file, median, report, run, start_woof
+from benchlib import (WOOF, Child, have, make_random_file, make_sparse_file, median, report, run,
+                      start_woof)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import woof  # noqa: E402  (the copy beside this folder)
 
 FORMATS = (("-u", "tar"), ("-z", "tar.gz"), ("-j", "tar.bz2"), ("--xz", "tar.xz"),
            ("-Z", "zip"))
-CASES = ("big", "small", "tiny", "photos", "sparse", "idle", "stored-zip", "heads", "walk")
+CASES = ("big", "small", "tiny", "photos", "sparse", "idle", "stored-zip", "heads", "walk",
+         "cold")
 REPEATS = 3
 
 
@@ -234,7 +242,44 @@ def bench_small_files(work, count, rows, formats=FORMATS):
 def bench_tiny_files(work, count, rows):
     make_tiny_tree(os.path.join(work, "tiny"), count)
     compare_with_tools(work, "tiny", "%d files of 100 B" % count, FORMATS[:1], rows)
+    bench_descriptors(os.path.join(work, "tiny"), "%d files of 100 B" % count, rows)
     shutil.rmtree(os.path.join(work, "tiny"))
+
+
+def descriptor_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:  # it has exited
+        return 0
+
+
+def bench_descriptors(root, label, rows):
+    """The most descriptors woof holds while it sends root as plain tar, the
+    page cache emptied first where it can be, so that read-ahead works in full."""
+    child, url = start_woof(["-u", root])
+    try:
+        idle = descriptor_count(child.process.pid)
+        reason = drop_caches()
+        most, done = [idle], threading.Event()
+
+        def sample():
+            while not done.is_set():
+                most.append(descriptor_count(child.process.pid))
+                done.wait(0.005)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            seconds = fetch(url)
+        finally:
+            done.set()
+            sampler.join()
+        child.finish(timeout=900)
+    finally:
+        child.stop()
+    rows.append(("%s: woof tar, descriptors idle / most while sent" % label,
+                 "%d / %d" % (idle, max(most)), "",
+                 "%.2f s%s" % (seconds, ", cold" if reason is None else ", warm: " + reason)))
 
 
 def open_idle_readers(url, count):
@@ -361,6 +406,90 @@ def bench_huge_sparse_file(work, size, rows, formats=FORMATS):
     shutil.rmtree(folder)
 
 
+# Each woof format of the cold and warm case, beside the C tool that makes the same archive.
+COLD_PAIRS = ((["-u"], "tar", "tar cf - {} | cat"), (["-z"], "tar.gz", "tar cf - {} | pigz -6"),
+              (["-Z"], "zip", "zip -qr -6 - {}"), (["-Z", "--store"], "stored zip",
+                                                   "zip -qr -0 - {}"))
+
+
+def drop_caches():
+    """Empty the page cache (and the kernel's caches of folders and inodes); None
+    when done, else why it cannot be."""
+    if os.geteuid() != 0:
+        return "dropping the page cache needs root"
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as control:
+            control.write("3\n")
+    except OSError as error:
+        return "cannot drop the page cache: %s" % (error.strerror or error)
+    return None
+
+
+def woof_download_alone(args, cold, script):
+    """Start woof (its walk), empty the caches when cold, time one curl download;
+    return (seconds, woof's peak MiB)."""
+    child, url = start_woof(args, script=script)
+    try:
+        if cold:
+            drop_caches()
+        seconds = fetch(url)
+        code, _, peak = child.finish(timeout=900)
+    finally:
+        child.stop()
+    if code != 0:
+        raise RuntimeError("woof exited with %s for %s" % (code, args))
+    return seconds, peak
+
+
+def tool_seconds(command, cwd, cold):
+    if cold:
+        drop_caches()
+    child = Child(["sh", "-c", command + " >/dev/null"], cwd=cwd)
+    code, seconds, _ = child.finish()
+    if code != 0:
+        raise RuntimeError("%s exited with %s" % (command, code))
+    return seconds
+
+
+def bench_cold_and_warm(work, count, rows, baseline=None):
+    """The small files, cold and warm, woof's download alone beside each C tool.
+
+    The woofs and the tool take turns within each repeat, so that they meet the
+    same noise.  Cold: the caches are emptied after woof's start (its walk) and
+    before the download; before the tool's whole run.
+    """
+    reason = drop_caches()
+    states = (("warm", False),) if reason else (("cold", True), ("warm", False))
+    if reason:
+        rows.append(("%d files, cold: skipped" % count, reason, "", ""))
+    woofs = [("woof", WOOF)] + ([("before", baseline)] if baseline else [])
+    root = os.path.join(work, "small")
+    for args, label, command in COLD_PAIRS:
+        tool = command.format("small")
+        program = tool.split("|")[-1].split()[0]
+        if not have(program):
+            rows.append(("%d files: %s" % (count, tool), "not installed (Debian: apt-get "
+                         "install pigz zip)", "", ""))
+            continue
+        for state, cold in states:
+            if not cold:
+                shell_seconds("tar cf - small | cat >/dev/null", work)  # warm the page cache
+            tool_times, woof_runs = [], {name: [] for name, _ in woofs}
+            for _ in range(REPEATS):
+                tool_times.append(tool_seconds(tool, work, cold))
+                for name, script in woofs:
+                    woof_runs[name].append(woof_download_alone(args + [root], cold, script))
+            tool_s = median(tool_times)
+            rows.append(("%d files, %s: %s" % (count, state, tool), "%.2f s" % tool_s, "", ""))
+            for name, _ in woofs:
+                runs = woof_runs[name]
+                seconds = median([run[0] for run in runs])
+                rows.append(("%d files, %s: %s %s, download alone" % (count, state, name, label),
+                             "%.2f s" % seconds, "%.1f MiB" % max(run[1] for run in runs),
+                             "%.2fx" % (seconds / tool_s)))
+
+
 def set_repeats(count):
     global REPEATS
     REPEATS = count
@@ -382,6 +511,8 @@ def main(argv):
                         "file and idle readers cases (default all)")
     parser.add_argument("--repeats", type=int, default=REPEATS, metavar="N",
                         help="runs of each timing, of which the median (default 3)")
+    parser.add_argument("--baseline", metavar="WOOF_PY",
+                        help="another woof.py measured beside this one in the cold case")
     options = parser.parse_args(argv)
     quick, idle, only = options.quick, options.idle, options.only.split(",")
     formats = tuple(item for item in FORMATS if item[1] in options.formats.split(","))
@@ -392,7 +523,7 @@ def main(argv):
         if not quick and "big" in only:
             bench_big_file(work, rows)
         count = 2000 if quick else 20000
-        if set(only) & {"small", "idle", "stored-zip", "heads", "walk"}:
+        if set(only) & {"small", "idle", "stored-zip", "heads", "walk", "cold"}:
             make_small_tree(os.path.join(work, "small"), count)
         if "small" in only:
             bench_small_files(work, count, rows, formats)
@@ -407,6 +538,8 @@ def main(argv):
             bench_idle_readers([os.path.join(work, "small"), extra], idle, rows, formats)
         if "stored-zip" in only:
             bench_stored_zip(work, count, rows)
+        if "cold" in only:
+            bench_cold_and_warm(work, count, rows, options.baseline)
         if "heads" in only:
             bench_head_loopers(os.path.join(work, "small"), count, rows)
         if "walk" in only:
