@@ -7864,9 +7864,14 @@ UPLOAD_SCRIPT = r"""(function () {
       xhr.send(body === undefined ? null : body);
     });
   }
+  // Answers to files sent at once can arrive in any order: the count woof
+  // still takes only goes down, so the lowest one seen is the news.
+  var fewestLeft = Infinity;
   function uploadsLeft(xhr) {
-    var left = xhr && xhr.getResponseHeader("Woof-Uploads-Left");
-    if (left !== null && left !== undefined) showLeft(parseInt(left, 10));
+    var left = parseInt(xhr && xhr.getResponseHeader("Woof-Uploads-Left"), 10);
+    if (isNaN(left) || left >= fewestLeft) return;
+    fewestLeft = left;
+    showLeft(left);
   }
   // A failure worth trying again: no answer, or woof busy for a while.
   function passing(xhr) {
