@@ -4965,7 +4965,7 @@ class CommandLineTests(WoofTestCase):
                                 cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, timeout=DEADLINE)
         self.assertEqual(result.returncode, 2)
-        self.assertEqual(result.stderr.decode(),
+        self.assertEqual(result.stderr.decode().replace("\r\n", "\n"),  # Windows' text mode
                          "woof: error: unrecognized arguments: -notes.txt; for the file, write "
                          "-- -notes.txt or ./-notes.txt (see --help)\n")
 

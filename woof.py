@@ -95,6 +95,10 @@ HAS_OS_SENDFILE = hasattr(os, "sendfile")
 # SO_REUSEADDR on Windows lets a second server steal a port that is in use.
 REUSE_ADDRESS_IS_SAFE = os.name != "nt"
 
+# A thread blocked reading a socket is woken by shutdown() from another
+# thread on Linux and the BSDs; on Windows only by closing the socket.
+CLOSE_WAKES_READER = os.name == "nt"
+
 # Windows builds before 3.8 may lack the constant; its value is 27 there too.
 IPV6_V6ONLY = getattr(socket, "IPV6_V6ONLY", 27)
 
@@ -5126,7 +5130,7 @@ class PartialUpload:
 
     `offset` counts the bytes written to the temporary and hashed, in
     order; the SHA-256 object is the state of that hash.  Appending holds
-    `appending`; `appender` is the socket of the request doing it, so that
+    `appending`; `appender` is the handler of the request doing it, so that
     a client that reconnects can stop a request its network left hanging.
     """
 
@@ -5149,9 +5153,9 @@ class PartialUpload:
     def idle_for(self, now):
         return now - self.touched
 
-    def take_over(self, connection):
-        """Become the one request working on this upload; False when another
-        one would not let go in time.
+    def take_over(self, handler):
+        """Become the one request (handler) working on this upload; False when
+        another one would not let go in time.
 
         A client that lost its connection retries while woof may still wait
         on the old one: stopping the old request is what the draft advises
@@ -5159,17 +5163,14 @@ class PartialUpload:
         received.
         """
         if self.appending.acquire(blocking=False):
-            self.appender = connection
+            self.appender = handler
             return True
         old = self.appender
         if old is not None:
-            try:
-                old.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+            old.stop_reading()
         if not self.appending.acquire(timeout=TAKE_OVER_SECONDS):
             return False
-        self.appender = connection
+        self.appender = handler
         return True
 
     def let_go(self):
@@ -7050,6 +7051,19 @@ class BaseHandler(BaseHTTPRequestHandler):
         if self.body_unread:
             self.linger()
 
+    def stop_reading(self):
+        """Make this connection's reads see the end, from another thread (a
+        newer request took over what this one was doing)."""
+        try:
+            self.connection.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # it has ended already
+        if CLOSE_WAKES_READER:
+            # Every handle of the socket must close before a read wakes.
+            for sock in (getattr(self.place, "handle", None), self.connection):
+                if sock is not None:
+                    sock.close()
+
     def linger(self):
         """Let a client still sending a body read the answer before the close.
 
@@ -8741,7 +8755,7 @@ class ResumableUploadHandler(FormUploadHandler):
             self.refuse(UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished"))
             return
         try:
-            partial.take_over(self.connection)
+            partial.take_over(self)
             try:
                 self.location = self.resource_location(token)
                 self.announce_resumable()
@@ -8921,7 +8935,7 @@ class UploadHandler(ResumableUploadHandler):
             self.refuse(UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "woof has finished"))
             return
         try:
-            if not partial.take_over(self.connection):
+            if not partial.take_over(self):
                 self.refuse(UploadRefused(HTTPStatus.CONFLICT,
                                           "another request is still sending this file"))
                 return
