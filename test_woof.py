@@ -1323,6 +1323,11 @@ class StreamTests(WoofTestCase):
         with socket.socket() as raw:
             raw.connect(("127.0.0.1", run.server.port))
             raw.sendall(b"GET /piped.log HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            # Gone once woof has begun to answer: a reset that comes before
+            # woof reads the request (Windows may deliver it first) makes no
+            # request at all.
+            wait_until(lambda: "is downloading piped.log" in self.log_text(),
+                       message="the answer to begin")
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         wait_until(lambda: '"GET /piped.log' in self.log_text(), message="the request to be logged")
         # The line may be logged before the response has counted or failed.
