@@ -9131,6 +9131,58 @@ class Waker:
         self.writer.close()
 
 
+class ConnectionStart:
+    """How a new connection is begun, before a handler reads from it: refused
+    in the accepting thread, or, with TLS, taken through the handshake in its
+    own thread.  The server's shutdown_request() closes what it opened.
+    """
+
+    def __init__(self, server):
+        self.server = server
+
+    def refuse(self, sock, host, reason):
+        """Answer 503 and close, in the accepting thread: no thread is spent on
+        it.  Before a TLS handshake there is no way to answer: the connection
+        is only closed."""
+        server = self.server
+        if server.tls is None:
+            answer_busy(sock, reason)
+        server.shutdown_request(sock)
+        server.gate.log_refusal(host, "connection refused (503): %s" % reason)
+
+    def answer_over_tls(self, sock, client_address, head_deadline, place):
+        """Shake hands, then answer the connection, in its own thread."""
+        server = self.server
+        secured = self.start_tls(sock, client_address, head_deadline)
+        if secured is None:
+            return
+        try:
+            server.RequestHandlerClass(secured, client_address, server, head_deadline, place)
+        finally:
+            server.shutdown_request(secured)
+
+    def start_tls(self, sock, client_address, head_deadline):
+        """The TLS socket for a new connection, or None once it was answered or lost."""
+        server = self.server
+        timeout = server.settings.timeout
+        try:
+            set_timeout_by(sock, head_deadline, timeout)
+            first = sock.recv(1, socket.MSG_PEEK)
+            if first and first != b"\x16":  # not a TLS handshake record (RFC 8446, 5.1)
+                answer_plain_http(sock, server.port, server.host_names, head_deadline, timeout)
+                return None
+            if not first:
+                return None
+            # The timeout bounds the whole handshake, not each read of it
+            # (CPython's ssl module counts it down across the reads).
+            set_timeout_by(sock, head_deadline, timeout)
+            return server.tls.context.wrap_socket(sock, server_side=True)
+        except OSError as error:  # ssl.SSLError is an OSError
+            server.gate.log_refusal(client_host(client_address),
+                                    "TLS handshake failed: %s" % describe_tls_error(error))
+            return None
+
+
 class WoofServer(HTTPServer):
     """An HTTP server, one thread per connection, that stops once its offer has
     been taken `count` times, or, with UploadHandler and no offer, once it has
@@ -9158,6 +9210,7 @@ class WoofServer(HTTPServer):
         self.password_guard = PasswordGuard(settings.password_digest)
         self.tls = None
         self.scheme = "http"
+        self.connection_start = ConnectionStart(self)
         self.lock = threading.Condition()
         self.tally = Tally(settings.count, offer)
         self.expired = False
@@ -9247,7 +9300,7 @@ class WoofServer(HTTPServer):
         host = client_host(client_address)
         place, refusal = self.gate.enter(host, request)
         if refusal is not None:
-            self.refuse_connection(request, host, refusal)
+            self.connection_start.refuse(request, host, refusal)
             return
         thread = threading.Thread(target=self.process_request_thread,
                                   args=(request, client_address, head_deadline, place))
@@ -9256,16 +9309,7 @@ class WoofServer(HTTPServer):
             thread.start()
         except RuntimeError:  # the system has no thread left to give
             self.gate.leave(place)
-            self.refuse_connection(request, host, "woof cannot start another thread")
-
-    def refuse_connection(self, sock, host, reason):
-        """Answer 503 and close, in the accepting thread: no thread is spent on
-        it.  Before a TLS handshake there is no way to answer: the connection
-        is only closed."""
-        if self.tls is None:
-            answer_busy(sock, reason)
-        self.shutdown_request(sock)
-        self.gate.log_refusal(host, "connection refused (503): %s" % reason)
+            self.connection_start.refuse(request, host, "woof cannot start another thread")
 
     def process_request_thread(self, request, client_address, head_deadline, place=None):
         try:
@@ -9285,33 +9329,7 @@ class WoofServer(HTTPServer):
         if self.tls is None:
             self.RequestHandlerClass(request, client_address, self, head_deadline, place)
             return
-        secured = self.start_tls(request, client_address, head_deadline)
-        if secured is None:
-            return
-        try:
-            self.RequestHandlerClass(secured, client_address, self, head_deadline, place)
-        finally:
-            self.shutdown_request(secured)
-
-    def start_tls(self, sock, client_address, head_deadline):
-        """The TLS socket for a new connection, or None once it was answered or lost."""
-        timeout = self.settings.timeout
-        try:
-            set_timeout_by(sock, head_deadline, timeout)
-            first = sock.recv(1, socket.MSG_PEEK)
-            if first and first != b"\x16":  # not a TLS handshake record (RFC 8446, 5.1)
-                answer_plain_http(sock, self.port, self.host_names, head_deadline, timeout)
-                return None
-            if not first:
-                return None
-            # The timeout bounds the whole handshake, not each read of it
-            # (CPython's ssl module counts it down across the reads).
-            set_timeout_by(sock, head_deadline, timeout)
-            return self.tls.context.wrap_socket(sock, server_side=True)
-        except OSError as error:  # ssl.SSLError is an OSError
-            self.gate.log_refusal(client_host(client_address),
-                                  "TLS handshake failed: %s" % describe_tls_error(error))
-            return None
+        self.connection_start.answer_over_tls(request, client_address, head_deadline, place)
 
     # What changes while serving
 
