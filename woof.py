@@ -9131,6 +9131,93 @@ class Waker:
         self.writer.close()
 
 
+class ServingEnd:
+    """When woof takes no more requests, and why: the count reached, --expire
+    run out, a one-shot stream lost, or a stop; and the responses in flight
+    it lets finish first.  The server's lock guards it; end_serving() wakes
+    the serving thread (Waker) to see the end at once.
+    """
+
+    def __init__(self, lock, waker, expire):
+        self.lock = lock
+        self.waker = waker
+        self.finished = threading.Event()
+        self.expired = False
+        self.failure = None
+        self.deadline = None if expire is None else time.monotonic() + expire
+        self.in_flight = 0
+
+    def begin_response(self):
+        """Take a place among the responses in flight; False once woof has finished.
+
+        serve_until_done() waits for every place to be given back, so a
+        response begun before the end is never cut off by the exit.
+        """
+        with self.lock:
+            if self.finished.is_set():
+                return False
+            self.in_flight += 1
+            return True
+
+    def end_response(self):
+        with self.lock:
+            self.in_flight -= 1
+            self.lock.notify_all()
+
+    def wait_until_idle(self):
+        """Wait while responses are in flight; return False once woof has finished."""
+        with self.lock:
+            while self.in_flight and not self.finished.is_set():
+                self.lock.wait(POLL_INTERVAL)
+            return not self.finished.is_set()
+
+    def end_serving(self):
+        """Take no more requests, and wake the serving thread to see it."""
+        self.finished.set()
+        self.waker.wake()
+
+    def expire_if_due(self):
+        """End the offer if --expire has run out; True if it has."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.expire_now()
+            return True
+        return False
+
+    def expire_now(self):
+        """End the offer because --expire ran out; transfers in flight finish."""
+        with self.lock:
+            if self.finished.is_set():
+                return
+            self.expired = True
+            self.end_serving()
+
+    def fail_stream(self, sent, read_failed=False):
+        """End woof once a one-shot stream is lost (lock held), saying which
+        side ended it."""
+        if read_failed:
+            self.failure = ("standard input could not be read after %s had been sent; "
+                            "it cannot be sent again" % format_size(sent))
+        else:
+            self.failure = ("the download of standard input broke off after %s reached the "
+                            "client; standard input cannot be sent again" % format_size(sent))
+        self.end_serving()
+
+    def wait_for_transfers(self, progress, log, taken_text):
+        """Let the responses in flight finish, saying how many transfers are
+        left each time one ends (taken_text() says what was taken)."""
+        told = 0
+        with self.lock:
+            while self.in_flight:
+                running = progress.running()
+                if running and running != told:
+                    log.info("%s%d transfer%s still running; Ctrl-C stops %s"
+                             % ("" if told else taken_text() + "; ", running,
+                                "" if running == 1 else "s",
+                                "it" if running == 1 else "them"))
+                told = running or told
+                self.lock.wait(POLL_INTERVAL)
+
+
 class ConnectionStart:
     """How a new connection is begun, before a handler reads from it: refused
     in the accepting thread, or, with TLS, taken through the handshake in its
@@ -9188,10 +9275,10 @@ class WoofServer(HTTPServer):
     been taken `count` times, or, with UploadHandler and no offer, once it has
     received `count` uploads.
 
-    What changes while serving (transfers and uploads in flight, and in
-    self.tally, self.ledger and self.gate what was taken, what each client
-    was sent and the connections each holds) is guarded by self.lock, which
-    the ledger and the gate share.
+    What changes while serving (uploads in flight; in self.ending the
+    responses in flight and the end; in self.tally, self.ledger and
+    self.gate what was taken, what each client was sent and the connections
+    each holds) is guarded by self.lock, which they all share.
     """
 
     allow_reuse_address = REUSE_ADDRESS_IS_SAFE
@@ -9213,21 +9300,17 @@ class WoofServer(HTTPServer):
         self.connection_start = ConnectionStart(self)
         self.lock = threading.Condition()
         self.tally = Tally(settings.count, offer)
-        self.expired = False
-        self.deadline = None if settings.expire is None else time.monotonic() + settings.expire
         self.ledger = DeliveryLedger(self.lock)
         self.gate = ConnectionGate(self.lock, self.log)
-        self.in_flight = 0
         self.head_seconds = min(settings.timeout, MAX_HEAD_SECONDS)
         self.batches = set()
         self.uploads = ResumableUploads(settings.upload_dir, address_group)
-        self.failure = None
-        self.finished = threading.Event()
         self.progress = Progress(self.log)
         self.soon = []    # what other threads asked the serving thread to do
         family, address = resolve_bind_address(settings.ip, settings.port)
         self.address_family = family
         self.waker = Waker()
+        self.ending = ServingEnd(self.lock, self.waker, settings.expire)
         try:
             HTTPServer.__init__(self, address, handler)
         except OSError as error:
@@ -9333,29 +9416,30 @@ class WoofServer(HTTPServer):
 
     # What changes while serving
 
-    def begin_response(self):
-        """Take a place among the responses in flight; False once woof has finished.
+    @property
+    def finished(self):
+        return self.ending.finished
 
-        serve_until_done() waits for every place to be given back, so a
-        response begun before the end is never cut off by the exit.
-        """
-        with self.lock:
-            if self.finished.is_set():
-                return False
-            self.in_flight += 1
-            return True
+    @property
+    def expired(self):
+        return self.ending.expired
+
+    @property
+    def failure(self):
+        return self.ending.failure
+
+    @property
+    def in_flight(self):
+        return self.ending.in_flight
+
+    def begin_response(self):
+        return self.ending.begin_response()
 
     def end_response(self):
-        with self.lock:
-            self.in_flight -= 1
-            self.lock.notify_all()
+        self.ending.end_response()
 
     def wait_until_idle(self):
-        """Wait while responses are in flight; return False once woof has finished."""
-        with self.lock:
-            while self.in_flight and not self.finished.is_set():
-                self.lock.wait(POLL_INTERVAL)
-            return not self.finished.is_set()
+        return self.ending.wait_until_idle()
 
     def record_delivery(self, client_address, body, start, received, complete):
         """Record bytes a client received; return (n, count) if that made a download."""
@@ -9363,7 +9447,7 @@ class WoofServer(HTTPServer):
             if body.size is None:
                 if not complete:
                     if body.one_shot and not body.give_back_unreached():
-                        self.fail_stream(received, body.read_failed)
+                        self.ending.fail_stream(received, body.read_failed)
                     return None
                 return self.count_completion(client_host(client_address), received)
             host = client_host(client_address)
@@ -9405,40 +9489,17 @@ class WoofServer(HTTPServer):
         """Count one download or upload (lock held; Tally.add); the last ends woof."""
         counted = self.tally.add(host, size, files)
         if counted is not None and counted[0] == counted[1]:
-            self.end_serving()
+            self.ending.end_serving()
         return counted
-
-    def expire_now(self):
-        """End the offer because --expire ran out; transfers in flight finish."""
-        with self.lock:
-            if self.finished.is_set():
-                return
-            self.expired = True
-            self.end_serving()
 
     def expired_early(self):
         """True when --expire ended woof before all that was asked for was taken."""
         wanted = self.settings.count or 1  # with no limit, at least one
         return self.expired and self.completed < wanted
 
-    def fail_stream(self, sent, read_failed=False):
-        """End woof once a one-shot stream is lost, saying which side ended it."""
-        if read_failed:
-            self.failure = ("standard input could not be read after %s had been sent; "
-                            "it cannot be sent again" % format_size(sent))
-        else:
-            self.failure = ("the download of standard input broke off after %s reached the "
-                            "client; standard input cannot be sent again" % format_size(sent))
-        self.end_serving()
-
     def stop(self):
         """Make serve_until_done() return (from any thread)."""
-        self.end_serving()
-
-    def end_serving(self):
-        """Take no more requests, and wake the serving thread to see it."""
-        self.finished.set()
-        self.waker.wake()
+        self.ending.end_serving()
 
     def handle_request(self):
         """Accept and answer a connection if one comes within self.timeout;
@@ -9461,14 +9522,13 @@ class WoofServer(HTTPServer):
         try:
             try:
                 while not self.finished.is_set():
-                    if self.deadline is not None and time.monotonic() >= self.deadline:
-                        self.expire_now()
+                    if self.ending.expire_if_due():
                         break
                     self.run_soon()
                     self.handle_request()
             finally:
                 self.server_close()
-            self.wait_for_transfers()
+            self.ending.wait_for_transfers(self.progress, self.log, self.taken_text)
         finally:
             self.progress.stop()
         if self.failure:
@@ -9485,21 +9545,6 @@ class WoofServer(HTTPServer):
             actions, self.soon = self.soon, []
         for action in actions:
             action()
-
-    def wait_for_transfers(self):
-        """Let the responses in flight finish, saying how many transfers are
-        left each time one ends."""
-        told = 0
-        with self.lock:
-            while self.in_flight:
-                running = self.progress.running()
-                if running and running != told:
-                    self.log.info("%s%d transfer%s still running; Ctrl-C stops %s"
-                                  % ("" if told else self.taken_text() + "; ", running,
-                                     "" if running == 1 else "s",
-                                     "it" if running == 1 else "them"))
-                told = running or told
-                self.lock.wait(POLL_INTERVAL)
 
     def log_stopped(self):
         """Log, as woof is stopped (Ctrl-C, a stop signal), each transfer in
