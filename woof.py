@@ -9131,15 +9131,154 @@ class Waker:
         self.writer.close()
 
 
+class ServingEnd:
+    """When woof takes no more requests, and why: the count reached, --expire
+    run out, a one-shot stream lost, or a stop; and the responses in flight
+    it lets finish first.  The server's lock guards it; end_serving() wakes
+    the serving thread (Waker) to see the end at once.
+    """
+
+    def __init__(self, lock, waker, expire):
+        self.lock = lock
+        self.waker = waker
+        self.finished = threading.Event()
+        self.expired = False
+        self.failure = None
+        self.deadline = None if expire is None else time.monotonic() + expire
+        self.in_flight = 0
+
+    def begin_response(self):
+        """Take a place among the responses in flight; False once woof has finished.
+
+        serve_until_done() waits for every place to be given back, so a
+        response begun before the end is never cut off by the exit.
+        """
+        with self.lock:
+            if self.finished.is_set():
+                return False
+            self.in_flight += 1
+            return True
+
+    def end_response(self):
+        with self.lock:
+            self.in_flight -= 1
+            self.lock.notify_all()
+
+    def wait_until_idle(self):
+        """Wait while responses are in flight; return False once woof has finished."""
+        with self.lock:
+            while self.in_flight and not self.finished.is_set():
+                self.lock.wait(POLL_INTERVAL)
+            return not self.finished.is_set()
+
+    def end_serving(self):
+        """Take no more requests, and wake the serving thread to see it."""
+        self.finished.set()
+        self.waker.wake()
+
+    def expire_if_due(self):
+        """End the offer if --expire has run out; True if it has."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.expire_now()
+            return True
+        return False
+
+    def expire_now(self):
+        """End the offer because --expire ran out; transfers in flight finish."""
+        with self.lock:
+            if self.finished.is_set():
+                return
+            self.expired = True
+            self.end_serving()
+
+    def fail_stream(self, sent, read_failed=False):
+        """End woof once a one-shot stream is lost (lock held), saying which
+        side ended it."""
+        if read_failed:
+            self.failure = ("standard input could not be read after %s had been sent; "
+                            "it cannot be sent again" % format_size(sent))
+        else:
+            self.failure = ("the download of standard input broke off after %s reached the "
+                            "client; standard input cannot be sent again" % format_size(sent))
+        self.end_serving()
+
+    def wait_for_transfers(self, progress, log, taken_text):
+        """Let the responses in flight finish, saying how many transfers are
+        left each time one ends (taken_text() says what was taken)."""
+        told = 0
+        with self.lock:
+            while self.in_flight:
+                running = progress.running()
+                if running and running != told:
+                    log.info("%s%d transfer%s still running; Ctrl-C stops %s"
+                             % ("" if told else taken_text() + "; ", running,
+                                "" if running == 1 else "s",
+                                "it" if running == 1 else "them"))
+                told = running or told
+                self.lock.wait(POLL_INTERVAL)
+
+
+class ConnectionStart:
+    """How a new connection is begun, before a handler reads from it: refused
+    in the accepting thread, or, with TLS, taken through the handshake in its
+    own thread.  The server's shutdown_request() closes what it opened.
+    """
+
+    def __init__(self, server):
+        self.server = server
+
+    def refuse(self, sock, host, reason):
+        """Answer 503 and close, in the accepting thread: no thread is spent on
+        it.  Before a TLS handshake there is no way to answer: the connection
+        is only closed."""
+        server = self.server
+        if server.tls is None:
+            answer_busy(sock, reason)
+        server.shutdown_request(sock)
+        server.gate.log_refusal(host, "connection refused (503): %s" % reason)
+
+    def answer_over_tls(self, sock, client_address, head_deadline, place):
+        """Shake hands, then answer the connection, in its own thread."""
+        server = self.server
+        secured = self.start_tls(sock, client_address, head_deadline)
+        if secured is None:
+            return
+        try:
+            server.RequestHandlerClass(secured, client_address, server, head_deadline, place)
+        finally:
+            server.shutdown_request(secured)
+
+    def start_tls(self, sock, client_address, head_deadline):
+        """The TLS socket for a new connection, or None once it was answered or lost."""
+        server = self.server
+        timeout = server.settings.timeout
+        try:
+            set_timeout_by(sock, head_deadline, timeout)
+            first = sock.recv(1, socket.MSG_PEEK)
+            if first and first != b"\x16":  # not a TLS handshake record (RFC 8446, 5.1)
+                answer_plain_http(sock, server.port, server.host_names, head_deadline, timeout)
+                return None
+            if not first:
+                return None
+            # The timeout bounds the whole handshake, not each read of it
+            # (CPython's ssl module counts it down across the reads).
+            set_timeout_by(sock, head_deadline, timeout)
+            return server.tls.context.wrap_socket(sock, server_side=True)
+        except OSError as error:  # ssl.SSLError is an OSError
+            server.gate.log_refusal(client_host(client_address),
+                                    "TLS handshake failed: %s" % describe_tls_error(error))
+            return None
+
+
 class WoofServer(HTTPServer):
     """An HTTP server, one thread per connection, that stops once its offer has
     been taken `count` times, or, with UploadHandler and no offer, once it has
     received `count` uploads.
 
-    What changes while serving (transfers and uploads in flight, and in
-    self.tally, self.ledger and self.gate what was taken, what each client
-    was sent and the connections each holds) is guarded by self.lock, which
-    the ledger and the gate share.
+    What changes while serving (uploads in flight; in self.ending the
+    responses in flight and the end; in self.tally, self.ledger and
+    self.gate what was taken, what each client was sent and the connections
+    each holds) is guarded by self.lock, which they all share.
     """
 
     allow_reuse_address = REUSE_ADDRESS_IS_SAFE
@@ -9158,23 +9297,20 @@ class WoofServer(HTTPServer):
         self.password_guard = PasswordGuard(settings.password_digest)
         self.tls = None
         self.scheme = "http"
+        self.connection_start = ConnectionStart(self)
         self.lock = threading.Condition()
         self.tally = Tally(settings.count, offer)
-        self.expired = False
-        self.deadline = None if settings.expire is None else time.monotonic() + settings.expire
         self.ledger = DeliveryLedger(self.lock)
         self.gate = ConnectionGate(self.lock, self.log)
-        self.in_flight = 0
         self.head_seconds = min(settings.timeout, MAX_HEAD_SECONDS)
         self.batches = set()
         self.uploads = ResumableUploads(settings.upload_dir, address_group)
-        self.failure = None
-        self.finished = threading.Event()
         self.progress = Progress(self.log)
         self.soon = []    # what other threads asked the serving thread to do
         family, address = resolve_bind_address(settings.ip, settings.port)
         self.address_family = family
         self.waker = Waker()
+        self.ending = ServingEnd(self.lock, self.waker, settings.expire)
         try:
             HTTPServer.__init__(self, address, handler)
         except OSError as error:
@@ -9247,7 +9383,7 @@ class WoofServer(HTTPServer):
         host = client_host(client_address)
         place, refusal = self.gate.enter(host, request)
         if refusal is not None:
-            self.refuse_connection(request, host, refusal)
+            self.connection_start.refuse(request, host, refusal)
             return
         thread = threading.Thread(target=self.process_request_thread,
                                   args=(request, client_address, head_deadline, place))
@@ -9256,16 +9392,7 @@ class WoofServer(HTTPServer):
             thread.start()
         except RuntimeError:  # the system has no thread left to give
             self.gate.leave(place)
-            self.refuse_connection(request, host, "woof cannot start another thread")
-
-    def refuse_connection(self, sock, host, reason):
-        """Answer 503 and close, in the accepting thread: no thread is spent on
-        it.  Before a TLS handshake there is no way to answer: the connection
-        is only closed."""
-        if self.tls is None:
-            answer_busy(sock, reason)
-        self.shutdown_request(sock)
-        self.gate.log_refusal(host, "connection refused (503): %s" % reason)
+            self.connection_start.refuse(request, host, "woof cannot start another thread")
 
     def process_request_thread(self, request, client_address, head_deadline, place=None):
         try:
@@ -9285,59 +9412,34 @@ class WoofServer(HTTPServer):
         if self.tls is None:
             self.RequestHandlerClass(request, client_address, self, head_deadline, place)
             return
-        secured = self.start_tls(request, client_address, head_deadline)
-        if secured is None:
-            return
-        try:
-            self.RequestHandlerClass(secured, client_address, self, head_deadline, place)
-        finally:
-            self.shutdown_request(secured)
-
-    def start_tls(self, sock, client_address, head_deadline):
-        """The TLS socket for a new connection, or None once it was answered or lost."""
-        timeout = self.settings.timeout
-        try:
-            set_timeout_by(sock, head_deadline, timeout)
-            first = sock.recv(1, socket.MSG_PEEK)
-            if first and first != b"\x16":  # not a TLS handshake record (RFC 8446, 5.1)
-                answer_plain_http(sock, self.port, self.host_names, head_deadline, timeout)
-                return None
-            if not first:
-                return None
-            # The timeout bounds the whole handshake, not each read of it
-            # (CPython's ssl module counts it down across the reads).
-            set_timeout_by(sock, head_deadline, timeout)
-            return self.tls.context.wrap_socket(sock, server_side=True)
-        except OSError as error:  # ssl.SSLError is an OSError
-            self.gate.log_refusal(client_host(client_address),
-                                  "TLS handshake failed: %s" % describe_tls_error(error))
-            return None
+        self.connection_start.answer_over_tls(request, client_address, head_deadline, place)
 
     # What changes while serving
 
-    def begin_response(self):
-        """Take a place among the responses in flight; False once woof has finished.
+    @property
+    def finished(self):
+        return self.ending.finished
 
-        serve_until_done() waits for every place to be given back, so a
-        response begun before the end is never cut off by the exit.
-        """
-        with self.lock:
-            if self.finished.is_set():
-                return False
-            self.in_flight += 1
-            return True
+    @property
+    def expired(self):
+        return self.ending.expired
+
+    @property
+    def failure(self):
+        return self.ending.failure
+
+    @property
+    def in_flight(self):
+        return self.ending.in_flight
+
+    def begin_response(self):
+        return self.ending.begin_response()
 
     def end_response(self):
-        with self.lock:
-            self.in_flight -= 1
-            self.lock.notify_all()
+        self.ending.end_response()
 
     def wait_until_idle(self):
-        """Wait while responses are in flight; return False once woof has finished."""
-        with self.lock:
-            while self.in_flight and not self.finished.is_set():
-                self.lock.wait(POLL_INTERVAL)
-            return not self.finished.is_set()
+        return self.ending.wait_until_idle()
 
     def record_delivery(self, client_address, body, start, received, complete):
         """Record bytes a client received; return (n, count) if that made a download."""
@@ -9345,7 +9447,7 @@ class WoofServer(HTTPServer):
             if body.size is None:
                 if not complete:
                     if body.one_shot and not body.give_back_unreached():
-                        self.fail_stream(received, body.read_failed)
+                        self.ending.fail_stream(received, body.read_failed)
                     return None
                 return self.count_completion(client_host(client_address), received)
             host = client_host(client_address)
@@ -9387,40 +9489,17 @@ class WoofServer(HTTPServer):
         """Count one download or upload (lock held; Tally.add); the last ends woof."""
         counted = self.tally.add(host, size, files)
         if counted is not None and counted[0] == counted[1]:
-            self.end_serving()
+            self.ending.end_serving()
         return counted
-
-    def expire_now(self):
-        """End the offer because --expire ran out; transfers in flight finish."""
-        with self.lock:
-            if self.finished.is_set():
-                return
-            self.expired = True
-            self.end_serving()
 
     def expired_early(self):
         """True when --expire ended woof before all that was asked for was taken."""
         wanted = self.settings.count or 1  # with no limit, at least one
         return self.expired and self.completed < wanted
 
-    def fail_stream(self, sent, read_failed=False):
-        """End woof once a one-shot stream is lost, saying which side ended it."""
-        if read_failed:
-            self.failure = ("standard input could not be read after %s had been sent; "
-                            "it cannot be sent again" % format_size(sent))
-        else:
-            self.failure = ("the download of standard input broke off after %s reached the "
-                            "client; standard input cannot be sent again" % format_size(sent))
-        self.end_serving()
-
     def stop(self):
         """Make serve_until_done() return (from any thread)."""
-        self.end_serving()
-
-    def end_serving(self):
-        """Take no more requests, and wake the serving thread to see it."""
-        self.finished.set()
-        self.waker.wake()
+        self.ending.end_serving()
 
     def handle_request(self):
         """Accept and answer a connection if one comes within self.timeout;
@@ -9443,14 +9522,13 @@ class WoofServer(HTTPServer):
         try:
             try:
                 while not self.finished.is_set():
-                    if self.deadline is not None and time.monotonic() >= self.deadline:
-                        self.expire_now()
+                    if self.ending.expire_if_due():
                         break
                     self.run_soon()
                     self.handle_request()
             finally:
                 self.server_close()
-            self.wait_for_transfers()
+            self.ending.wait_for_transfers(self.progress, self.log, self.taken_text)
         finally:
             self.progress.stop()
         if self.failure:
@@ -9467,21 +9545,6 @@ class WoofServer(HTTPServer):
             actions, self.soon = self.soon, []
         for action in actions:
             action()
-
-    def wait_for_transfers(self):
-        """Let the responses in flight finish, saying how many transfers are
-        left each time one ends."""
-        told = 0
-        with self.lock:
-            while self.in_flight:
-                running = self.progress.running()
-                if running and running != told:
-                    self.log.info("%s%d transfer%s still running; Ctrl-C stops %s"
-                                  % ("" if told else self.taken_text() + "; ", running,
-                                     "" if running == 1 else "s",
-                                     "it" if running == 1 else "them"))
-                told = running or told
-                self.lock.wait(POLL_INTERVAL)
 
     def log_stopped(self):
         """Log, as woof is stopped (Ctrl-C, a stop signal), each transfer in
