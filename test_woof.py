@@ -6980,6 +6980,22 @@ class ResumableUploadTests(UploadTestCase):
         response, body = self.append(run, location, 2, b"cd", "?1", basic)
         self.assertEqual(response.status, 200, body)
 
+    def test_woof_py_sends_a_file_resumably_and_checks_its_sha256(self):
+        # In this process, so that the --platform switches reach the client
+        # too: with no sendfile it hashes each piece, then sends it.
+        data = os.urandom(3 << 20)
+        path = self.make_file("c.bin", data)
+        run = self.receive()
+        parser = woof.build_parser()
+        args = woof.parse_command_line(parser, ["http://127.0.0.1:%d/" % run.server.port, path])
+        stdout, stderr = io.BytesIO(), io.StringIO()
+        status = woof.run_client(parser, args, {"XDG_CACHE_HOME": os.path.join(self.tmp, "cache")},
+                                 folder=self.tmp, stdin=io.StringIO(), stdout=stdout,
+                                 stderr=stderr)
+        self.assertEqual(status, 0, stderr.getvalue())
+        self.assertEqual(stdout.getvalue(), sent_line("c.bin", "3.0 MiB", data))
+        self.assertEqual(self.inbox_files(), {"c.bin": data})
+
     def test_options_tells_the_limits(self):
         run = self.receive(max_upload=1000)
         response, body = self.request(run, "OPTIONS", "/")
@@ -8877,7 +8893,7 @@ PLATFORM_SWITCHES = {
 PLATFORM_TESTS = ["DownloadTests", "HostileRequestTests", "StreamTests", "ArchiveFormatTests",
                   "ArchiveOfferTests", "ParallelCompressionTests", "SwappedPathTests",
                   "ResumableTarTests", "UploadServerTest", "SavingTest", "HttpsTests",
-                  "ResumableUploadTests", "ResumingClientTest", "ClientSendTests"]
+                  "ResumableUploadTests", "ResumingClientTest"]
 
 
 def switch_platform(argv):

@@ -7833,18 +7833,18 @@ UPLOAD_SCRIPT = r"""(function () {
   // Remembered uploads, so that a reload and the same files picked again
   // continue where woof has them.
 
-  function storageKey(item) {
+  function recall(key) {
+    try { return localStorage.getItem(key); } catch (error) { return null; }
+  }
+  function keep(key, value) {  // a value of null forgets
+    try {
+      if (value) localStorage.setItem(key, value);
+      else localStorage.removeItem(key);
+    } catch (error) { /* private browsing: no resume after a reload */ }
+  }
+  function fileKey(item) {
     return "woof " + location.pathname + " " + item.name + " " + item.file.size + " "
       + item.file.lastModified;
-  }
-  function remembered(item) {
-    try { return localStorage.getItem(storageKey(item)); } catch (error) { return null; }
-  }
-  function remember(item, url) {
-    try {
-      if (url) localStorage.setItem(storageKey(item), url);
-      else localStorage.removeItem(storageKey(item));
-    } catch (error) { /* private browsing: no resume after a reload */ }
   }
   // The same files sent again after a reload are the same Send: same id,
   // so that woof counts them as one upload and sends none twice.
@@ -7852,15 +7852,6 @@ UPLOAD_SCRIPT = r"""(function () {
     return "woof send " + location.pathname + " " + files.map(function (item) {
       return item.name + " " + item.file.size + " " + item.file.lastModified;
     }).join("/");
-  }
-  function rememberedSend(files) {
-    try { return localStorage.getItem(sendKey(files)); } catch (error) { return null; }
-  }
-  function rememberSend(files, id) {
-    try {
-      if (id) localStorage.setItem(sendKey(files), id);
-      else localStorage.removeItem(sendKey(files));
-    } catch (error) { /* as above */ }
   }
 
   // Requests
@@ -7908,7 +7899,7 @@ UPLOAD_SCRIPT = r"""(function () {
         uploadsLeft(xhr);
         if (xhr && xhr.status === 201 && xhr.getResponseHeader("Location")) {
           item.url = new URL(xhr.getResponseHeader("Location"), location.href).href;
-          remember(item, item.url);
+          keep(fileKey(item), item.url);
           item.offset = 0;
           item.known = true;
           return true;
@@ -7934,7 +7925,7 @@ UPLOAD_SCRIPT = r"""(function () {
       }
       if (xhr && xhr.status === 404) {
         item.url = null;
-        remember(item, null);
+        keep(fileKey(item), null);
         return true;
       }
       if (passing(xhr)) return false;
@@ -7972,7 +7963,7 @@ UPLOAD_SCRIPT = r"""(function () {
         return true;
       }
       if (xhr && xhr.status === 422) {
-        remember(item, null);
+        keep(fileKey(item), null);
         throw new Error("Not saved: the bytes woof received differ from this file's. Send it again.");
       }
       if (xhr && xhr.status === 409) return false;
@@ -7990,7 +7981,7 @@ UPLOAD_SCRIPT = r"""(function () {
   // never sent again.
   function sendFile(item, batch) {
     item.hash = hashFile(item.file);
-    item.url = remembered(item);
+    item.url = recall(fileKey(item));
     item.known = false;
     return untilSaved(item, batch).then(function () { return verify(item); });
   }
@@ -8101,8 +8092,8 @@ UPLOAD_SCRIPT = r"""(function () {
   function send(files) {
     if (!files.length) { status.textContent = "Choose a file first."; return; }
     var queue = files.slice().sort(byName), failed = 0, verified = 0,
-        batch = {id: rememberedSend(queue) || randomId(), files: files.length};
-    rememberSend(queue, batch.id);
+        batch = {id: recall(sendKey(queue)) || randomId(), files: files.length};
+    keep(sendKey(queue), batch.id);
     list.textContent = "";
     queue.forEach(function (item) {
       item.batch = batch; item.offset = 0; item.offsetAtStart = 0;
@@ -8132,8 +8123,8 @@ UPLOAD_SCRIPT = r"""(function () {
         + (verified === files.length ? ", each verified:" : ":");
       if (failed) return;
       // Done: sending the same files again is a new Send.
-      files.forEach(function (item) { remember(item, null); });
-      rememberSend(queue, null);
+      files.forEach(function (item) { keep(fileKey(item), null); });
+      keep(sendKey(queue), null);
       form.reset();
       chosen();
     });
