@@ -7158,20 +7158,29 @@ class CuttingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            if self.blocked.is_set() and not self.loads_a_page(client):
-                client.close()
-                continue
-            try:
-                server = socket.create_connection(("127.0.0.1", self.port_behind))
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.sockets.extend([client, server])
-            for source, target, counted in ((client, server, True), (server, client, False)):
-                thread = threading.Thread(target=self.pump, args=(source, target, counted))
-                thread.daemon = True
-                thread.start()
+            # Each connection is let in or refused in a thread of its own: a
+            # browser opens connections it sends nothing on for a while.
+            thread = threading.Thread(target=self.admit, args=(client,))
+            thread.daemon = True
+            thread.start()
+
+    def admit(self, client):
+        # Refused while the network is away, unless it asks for the page, or
+        # the network came back while it said nothing yet.
+        if self.blocked.is_set() and not self.loads_a_page(client) and self.blocked.is_set():
+            client.close()
+            return
+        try:
+            server = socket.create_connection(("127.0.0.1", self.port_behind))
+        except OSError:
+            client.close()
+            return
+        with self.lock:
+            self.sockets.extend([client, server])
+        for source, target, counted in ((client, server, True), (server, client, False)):
+            thread = threading.Thread(target=self.pump, args=(source, target, counted))
+            thread.daemon = True
+            thread.start()
 
     @staticmethod
     def loads_a_page(client):
