@@ -44,7 +44,6 @@ import random
 import selectors
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -79,11 +78,14 @@ def serve_once(args, whole=False):
     return (lifetime if whole else seconds), peak
 
 
-def serve_and_time(args):
-    """Offer args once, download it; return (client seconds, woof's whole
-    process seconds, woof peak MiB)."""
-    child, url = start_woof(args)
+def serve_and_time(args, cold=False, script=WOOF):
+    """Offer args once (with woof.py, or another copy of it, `script`), empty
+    the caches when cold (after woof's start: its walk), download it once;
+    return (client seconds, woof's whole process seconds, woof peak MiB)."""
+    child, url = start_woof(args, script=script)
     try:
+        if cold:
+            drop_caches()
         seconds = fetch(url)
         code, lifetime, peak = child.finish(timeout=900)
     finally:
@@ -427,18 +429,9 @@ def drop_caches():
 
 
 def woof_download_alone(args, cold, script):
-    """Start woof (its walk), empty the caches when cold, time one curl download;
+    """Time one curl download of args (caches emptied first when cold);
     return (seconds, woof's peak MiB)."""
-    child, url = start_woof(args, script=script)
-    try:
-        if cold:
-            drop_caches()
-        seconds = fetch(url)
-        code, _, peak = child.finish(timeout=900)
-    finally:
-        child.stop()
-    if code != 0:
-        raise RuntimeError("woof exited with %s for %s" % (code, args))
+    seconds, _, peak = serve_and_time(args, cold, script)
     return seconds, peak
 
 
