@@ -5008,8 +5008,10 @@ class CommandLineTests(WoofTestCase):
                 status, stderr = child.finish()
                 lines = stderr.splitlines()
                 self.assertEqual(lines[-1], last, stderr)
-                self.assertRegex(lines[-3], r"^\[[0-9:]+\] 127\.0\.0\.1 big\.bin [0-9.]+ [KM]iB "
-                                            r"in .* aborted: woof was stopped$")
+                # The count may lag what curl has by the one sendfile call in
+                # progress when the signal came: it can still read "0 B".
+                self.assertRegex(lines[-3], r"^\[[0-9:]+\] 127\.0\.0\.1 big\.bin [0-9.]+ "
+                                            r"(B|KiB|MiB) in .* aborted: woof was stopped$")
                 self.assertRegex(lines[-2], r"^\[[0-9:]+\] done: sent big\.bin \(16\.0 MiB\) "
                                             r"to 127\.0\.0\.1 in ")
 
@@ -7459,17 +7461,22 @@ class ResumingClientTest(UploadTestCase):
         self.assertNotIn("Traceback", first.stderr)
         self.assertFalse(run.server.finished.is_set())
         wait_until(lambda: run.server.in_flight == 0, message="the cut request to end")
+        # What woof kept of big.bin (a reset may cost what it had not yet read).
+        kept = [len(data) for name, data in self.inbox_files().items() if name.endswith(".part")]
+        self.assertEqual(len(kept), 1)
+        self.assertGreater(kept[0], 0)
         before = proxy.upstream
         second = self.send(url, small, path)
         self.assertEqual(second.returncode, 0, second.stderr)
         sha = hashlib.sha256(data).hexdigest()
         self.assertIn("big.bin (8.0 MiB, SHA-256 %s) verified" % sha, second.stdout)
         self.assertIn("small.txt had arrived before", second.stdout)
-        self.assertRegex(second.stderr, r"Resuming big\.bin at [0-9.]+ MiB of 8\.0 MiB")
+        self.assertIn("Resuming big.bin at %s of 8.0 MiB" % woof.format_size(kept[0]),
+                      second.stderr)
         run.wait()
         self.assertEqual(self.inbox_files(), {"big.bin": data, "small.txt": b"first\n"})
         # Only what had not reached woof went again (plus the requests' heads).
-        self.assertLess(proxy.upstream - before, (8 << 20) - (3 << 20) + (1 << 20))
+        self.assertLess(proxy.upstream - before, len(data) - kept[0] + (64 << 10))
 
 
 class ReviewFindingsTests(UploadTestCase):
@@ -7511,7 +7518,10 @@ class ReviewFindingsTests(UploadTestCase):
         proxy = CuttingProxy(self, run.server.port, cuts=[2 << 20], block=True)
         result = ResumingBrowserTest.run_page(self, "http://127.0.0.1:%d/" % proxy.port, files,
                                               "reload", proxy)
-        wait_until(lambda: run.server.in_flight == 0, message="the last request to end")
+        run.wait()  # the Send was the one upload asked for
+        # A creation whose answer the reload cut off leaves a partial the page
+        # never learnt of: it goes when woof ends, as main() has it.
+        run.server.discard_uploads()
         self.assertEqual(sorted(self.inbox_files()), ["a.txt", "b.bin", "c.bin", "d.txt"])
         self.assertEqual(run.server.completed, 1)
         # Seen as well: a file saved before the reload shown "Not saved (503): woof has finished".
