@@ -46,6 +46,7 @@ import json
 import lzma
 import os
 import queue
+import random
 import re
 import select
 import selectors
@@ -2584,6 +2585,20 @@ class ParallelCompressionTests(ArchiveTestCase):
         self.make_file("echo.txt", os.urandom(20000) * 50, root)
         return root
 
+    def test_crc32_combine_joins_two_pieces_as_zlib_counts_the_whole(self):
+        chance = random.Random(7)
+        pieces = [b"", b"a", os.urandom(1), os.urandom(4), os.urandom(1000), os.urandom(65536),
+                  bytes(3000), b"\xff" * 777] + [os.urandom(chance.randrange(1, 5000))
+                                                 for _ in range(20)]
+        for first in pieces:
+            for second in pieces:
+                expected = zlib.crc32(first + second)
+                self.assertEqual(woof.crc32_combine(zlib.crc32(first), zlib.crc32(second),
+                                                    len(second)), expected)
+                operator = woof.crc32_shift_operator(len(second))
+                self.assertEqual(woof.crc32_combine(zlib.crc32(first), zlib.crc32(second),
+                                                    len(second), operator), expected)
+
     def archive_bytes(self, root, compression, pool=None):
         offer = self.offer([root], compression)
         body = offer.open()
@@ -3090,11 +3105,27 @@ class ReadAheadTests(ArchiveTestCase):
                 run.wait()
                 self.assertGreater(sum(self.advised.values()), 1000)
                 # The client's and the server's socket, the folders and file being
-                # sent, one file per reading thread.
+                # sent, one file and its folder per reading thread.
                 self.assertLessEqual(most_descriptors - descriptors,
-                                     woof.READ_AHEAD_THREADS + 8)
+                                     2 * woof.READ_AHEAD_THREADS + 8)
                 self.assertLessEqual(most_threads - threads,
                                      woof.READ_AHEAD_THREADS + woof.USABLE_CORES + 4)
+
+    def test_files_of_a_folder_gone_since_the_walk_are_not_opened_elsewhere(self):
+        root = self.many_files(3)
+        manifest = woof.walk_paths(woof.resolve_offered_paths([root]), keep_links=True)
+        files = [index for index, kind in enumerate(manifest.kinds) if kind == woof.FILE_CODE]
+        os.rename(os.path.join(root, "d000"), os.path.join(self.tmp, "moved"))
+        with woof.FolderOfBatch(manifest) as folder:
+            for index in files:
+                with self.assertRaises(OSError):
+                    folder.open(manifest.parents[index], manifest.leaf(index), os.O_RDONLY)
+                self.assertIsNone(folder.descriptor)
+        # A file at the top of the offer opens by its path.
+        top = woof.walk_paths(woof.resolve_offered_paths([self.make_file("top.txt", b"t")]),
+                              keep_links=True)
+        with woof.FolderOfBatch(top) as folder:
+            os.close(folder.open(top.parents[0], top.leaf(0), os.O_RDONLY))
 
     def test_a_folder_in_the_page_cache_is_only_looked_at_now_and_then(self):
         root = self.many_files(5000)

@@ -1748,8 +1748,12 @@ STORED_SEND_SIZE = 256 << 10  # what a file stored in a tar.gz is sent by
 # Blocks of one stream given to the cores and not yet sent: one more than
 # the cores, to keep them busy, but few enough that a client that reads
 # nothing holds little (at most this many bytes of blocks, and never fewer
-# than two blocks).
+# than two blocks).  Small blocks (deflate's) fill ARCHIVE_BYTES_QUEUED
+# whatever the cores: with 3 in flight on 2 cores, the cores waited on
+# the thread reading files, and a tar.gz of 20,000 small files took 1.2 to
+# 1.3 s; with 8, 1.05 to 1.1 s.
 ARCHIVE_BYTES_IN_FLIGHT = 8 << 20
+ARCHIVE_BYTES_QUEUED = 1 << 20
 
 # A compression thread with nothing to do for this long ends; the next
 # archive starts it again.
@@ -1845,7 +1849,8 @@ class CompressionPool:
 
     def blocks_in_flight(self, block_size):
         """How many blocks of one stream may be compressing or waiting to be sent."""
-        return max(2, min(self.size() + 1, ARCHIVE_BYTES_IN_FLIGHT // block_size))
+        return max(2, min(self.size() + 1, ARCHIVE_BYTES_IN_FLIGHT // block_size),
+                   ARCHIVE_BYTES_QUEUED // block_size)
 
 
 class OrderedResults:
@@ -1937,6 +1942,51 @@ def deflate_block(zlib, level, window, data, runs, last):
     return b"".join(pieces)
 
 
+def deflate_block_and_crc(zlib, level, window, data, runs, last):
+    """deflate_block() and the CRC-32 of data, both counted on the thread given the block."""
+    return deflate_block(zlib, level, window, data, runs, last), zlib.crc32(data), len(data)
+
+
+# CRC-32 (ISO-HDLC, as zlib and gzip have it), its polynomial reflected.
+CRC32_POLYNOMIAL = 0xEDB88320
+
+
+def crc32_multiply(first, second):
+    """The product of two polynomials modulo the CRC-32 polynomial, in the
+    reflected order CRC-32 keeps its bits in (x^0 is the top bit)."""
+    product, bit = 0, 1 << 31
+    while first:
+        if first & bit:
+            product ^= second
+            first ^= bit
+        bit >>= 1
+        second = (second >> 1) ^ CRC32_POLYNOMIAL if second & 1 else second >> 1
+    return product
+
+
+def crc32_shift_operator(length):
+    """x^(8*length) modulo the polynomial: what crc32_combine() multiplies
+    the first CRC by to stand it `length` bytes further on."""
+    operator, power = 1 << 31, 1 << 30  # 1, and x^(2^0)
+    bits = 8 * length
+    while bits:
+        if bits & 1:
+            operator = crc32_multiply(power, operator)
+        power = crc32_multiply(power, power)  # x^(2^(k+1)) from x^(2^k)
+        bits >>= 1
+    return operator
+
+
+def crc32_combine(first_crc, second_crc, second_length, operator=None):
+    """The CRC-32 of two pieces of data one after the other, from their own
+    CRC-32s and the second's length; operator may be
+    crc32_shift_operator(second_length), computed once for many pieces.
+    """
+    if operator is None:
+        operator = crc32_shift_operator(second_length)
+    return crc32_multiply(operator, first_crc) ^ second_crc
+
+
 def incompressible_name(name):
     """True when a name's extension says its data is compressed already.
 
@@ -1961,8 +2011,8 @@ class ParallelGzipWriter:
     """Writes one ordinary gzip member, its deflate blocks made on every core.
 
     Data is cut into blocks of GZIP_BLOCK_SIZE, each deflated on its own as
-    deflate_block() tells; the CRC-32 and the size are counted here, in
-    order.  A file that cannot shrink (by its extension, or by a trial of
+    deflate_block() tells, its CRC-32 counted beside it, and joined to the
+    stream's here, in order (crc32_combine).  A file that cannot shrink (by its extension, or by a trial of
     its first bytes) goes in as stored blocks, copied, never deflated: a
     small one inside its block, a large one straight to the sink once the
     blocks before it are sent, so that it costs no more than a plain tar.
@@ -1972,7 +2022,8 @@ class ParallelGzipWriter:
         self.zlib = zlib
         self.level = level
         self.block_size = block_size
-        self.results = OrderedResults(pool, sink.write, pool.blocks_in_flight(block_size))
+        self.results = OrderedResults(pool, self.send_block, pool.blocks_in_flight(block_size))
+        self.shift_operators = {}  # length -> crc32_shift_operator(length)
         self.sink = sink
         self.window = b""  # the last DEFLATE_WINDOW bytes before `pending`
         self.pending = bytearray()
@@ -2056,9 +2107,9 @@ class ParallelGzipWriter:
                 self.hand_out(last=False)
             self.results.finish()
             self.straight = True
-        self.crc = self.zlib.crc32(data, self.crc)
         self.size += len(data)
-        if self.straight:
+        if self.straight:  # every block before is sent: the CRC goes on from theirs
+            self.crc = self.zlib.crc32(data, self.crc)
             self.store_straight(data)
             return
         room = self.block_size - len(self.pending)
@@ -2087,9 +2138,18 @@ class ParallelGzipWriter:
     def hand_out(self, last):
         block, self.pending = self.pending, bytearray()  # the block is the worker's now
         runs = [tuple(run) for run in self.runs]
-        self.results.add(deflate_block, self.zlib, self.level, self.window, block, runs, last)
+        self.results.add(deflate_block_and_crc, self.zlib, self.level, self.window, block,
+                         runs, last)
         self.window = bytes((self.window + block[-DEFLATE_WINDOW:])[-DEFLATE_WINDOW:])
         self.runs = []
+
+    def send_block(self, result):
+        packed, crc, length = result
+        operator = self.shift_operators.get(length)
+        if operator is None:
+            operator = self.shift_operators[length] = crc32_shift_operator(length)
+        self.crc = crc32_combine(self.crc, crc, length, operator)
+        self.sink.write(packed)
 
     def finish(self):
         self.hand_out(last=True)
@@ -2717,12 +2777,15 @@ class MemberOpener:
 # sent (what it reads waits in the page cache, not in woof), by this many
 # threads shared by every archive of an offer, handed this many files at a
 # time.  On the project's machine GNU tar reads a cold folder of 20,000
-# small files in about 2 s, one after another; 16 readers at once in 0.5 to
-# 0.85 s; woof's plain tar, reading ahead so, in 0.8 to 1.3 s.
-READ_AHEAD_FILES = 64
+# small files in about 2 s, one after another; 16 readers at once in 0.5 s;
+# woof's plain tar, reading ahead so, in 0.85 to 0.9 s.  More threads,
+# smaller batches or more files ahead were slower (1.1 to 1.7 s): each
+# thread needs the interpreter's lock between two system calls, and the
+# file the archive waits for queues behind all that was asked for.
+READ_AHEAD_FILES = 128
 READ_AHEAD_BYTES = 32 << 20
-READ_AHEAD_THREADS = 4
-READ_AHEAD_BATCH = 16
+READ_AHEAD_THREADS = 2
+READ_AHEAD_BATCH = 64
 READ_AHEAD_LOOK_MAX = 1024  # files between two looks in a folder found cached
 READ_AHEAD_THREAD_IDLE = 5.0  # seconds a thread waits for work before it ends
 
@@ -2792,39 +2855,75 @@ class FilesAhead(ReadAhead):
         """On a pool thread: ask for the data of members first to stop-1.
 
         A batch whose first file is in the page cache is taken for a cached
-        folder and skipped.
+        folder and skipped.  Files are opened through their folder's
+        descriptor (FolderOfBatch) and not checked against the listing: this
+        is only a hint to the disk, and the archive checks each file itself.
         """
         manifest = self.manifest
-        kinds, sizes, devices, inodes = (manifest.kinds, manifest.sizes, manifest.devices,
-                                         manifest.inodes)
+        kinds, sizes, parents = manifest.kinds, manifest.sizes, manifest.parents
+        flags = os.O_RDONLY | O_NONBLOCK | O_NOFOLLOW
         probe = True
-        for index in range(first, stop):
-            if self.closed or self.position >= stop:
-                return
-            size = sizes[index]
-            if kinds[index] != FILE_CODE or not size or index <= self.position:
-                continue
-            try:
-                descriptor, _ = open_listed_descriptor(
-                    manifest.path_of_name(manifest.name(index)),
-                    (devices[index], inodes[index]), O_NOFOLLOW)
-            except (FileChanged, OSError):
-                continue  # the archive will say what became of it
-            try:
-                if probe:
-                    if page_cached(descriptor):
-                        self.cached_looks += 1
-                        return
-                    probe, self.cached_looks = False, 0
-                os.posix_fadvise(descriptor, 0, min(size, READ_AHEAD_BYTES),
-                                 os.POSIX_FADV_WILLNEED)
-            except OSError:
-                pass
-            finally:
-                os.close(descriptor)
+        with FolderOfBatch(manifest) as folder:
+            for index in range(first, stop):
+                if self.closed or self.position >= stop:
+                    return
+                size = sizes[index]
+                if kinds[index] != FILE_CODE or not size or index <= self.position:
+                    continue
+                try:
+                    descriptor = folder.open(parents[index], manifest.leaf(index), flags)
+                except OSError:
+                    continue  # the archive will say what became of it
+                try:
+                    if probe:
+                        if page_cached(descriptor):
+                            self.cached_looks += 1
+                            return
+                        probe, self.cached_looks = False, 0
+                    os.posix_fadvise(descriptor, 0, min(size, READ_AHEAD_BYTES),
+                                     os.POSIX_FADV_WILLNEED)
+                except OSError:
+                    pass
+                finally:
+                    os.close(descriptor)
 
     def close(self):
         self.closed = True
+
+
+class FolderOfBatch:
+    """Opens files of a manifest by folder and name: through the folder's
+    descriptor, kept while the names that follow are in it (WALK_BY_DESCRIPTOR),
+    else by path.  Taking the path from the top for each file cost the
+    read-ahead a third of its time."""
+
+    def __init__(self, manifest):
+        self.manifest = manifest
+        self.parent = None
+        self.descriptor = None
+
+    def open(self, parent, leaf, flags):
+        """A descriptor of file `leaf` in folder number `parent` (OSError if none)."""
+        manifest = self.manifest
+        if not WALK_BY_DESCRIPTOR or not parent:
+            return os.open(manifest.path_of_name(manifest.folders[parent] + leaf), flags)
+        if parent != self.parent:
+            self.close()
+            self.descriptor = os.open(manifest.path_of_name(manifest.folders[parent][:-1]),
+                                      os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW)
+            self.parent = parent
+        return os.open(leaf, flags, dir_fd=self.descriptor)
+
+    def close(self):
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = self.parent = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *failure):
+        self.close()
 
 
 class ReadAheadPool:
