@@ -2694,6 +2694,8 @@ class ParallelCompressionTests(ArchiveTestCase):
 
     def test_zip_members_deflated_on_the_cores_open_everywhere(self):
         root = self.make_block_tree()
+        self.make_file("small-noise.dat", os.urandom(4000), root)
+        self.make_file("tiny-noise.dat", os.urandom(woof.SMALL_TRIAL_MIN - 1), root)
         data = self.archive_bytes(root, "zip")
         self.assertEqual(read_archive(data, "zip"), self.expected_tree(root, "zip"))
         self.assertEqual(self.archive_bytes(root, "zip", woof.CompressionPool(1)), data)
@@ -2701,6 +2703,8 @@ class ParallelCompressionTests(ArchiveTestCase):
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             for name, method in (("camera.jpg", zipfile.ZIP_STORED),
                                  ("noise.dat", zipfile.ZIP_STORED),  # by trial
+                                 ("small-noise.dat", zipfile.ZIP_STORED),  # the small one's
+                                 ("tiny-noise.dat", zipfile.ZIP_DEFLATED),  # too small to try
                                  ("text.txt", zipfile.ZIP_DEFLATED),
                                  ("a.txt", zipfile.ZIP_DEFLATED)):
                 with self.subTest(name=name):
