@@ -1952,7 +1952,7 @@ def deflate_block(zlib, level, window, data, runs, last):
 
 def deflate_block_and_crc(zlib, level, window, data, runs, last):
     """deflate_block() and the CRC-32 of data, both counted on the thread given the block."""
-    return deflate_block(zlib, level, window, data, runs, last), zlib.crc32(data), len(data)
+    return deflate_block(zlib, level, window, data, runs, last), zlib.crc32(data)
 
 
 # CRC-32 (ISO-HDLC, as zlib and gzip have it), its polynomial reflected.
@@ -2019,11 +2019,12 @@ class ParallelGzipWriter:
     """Writes one ordinary gzip member, its deflate blocks made on every core.
 
     Data is cut into blocks of GZIP_BLOCK_SIZE, each deflated on its own as
-    deflate_block() tells, its CRC-32 counted beside it, and joined to the
-    stream's here, in order (crc32_combine).  A file that cannot shrink (by its extension, or by a trial of
-    its first bytes) goes in as stored blocks, copied, never deflated: a
-    small one inside its block, a large one straight to the sink once the
-    blocks before it are sent, so that it costs no more than a plain tar.
+    deflate_block() tells, its CRC-32 counted beside it and joined to the
+    stream's here, in order (crc32_combine).  A file that cannot shrink (by
+    its extension, or by a trial of its first bytes) goes in as stored
+    blocks, copied, never deflated: a small one inside its block, a large
+    one straight to the sink once the blocks before it are sent, so that it
+    costs no more than a plain tar.
     """
 
     def __init__(self, sink, zlib, pool, level=GZIP_LEVEL, block_size=GZIP_BLOCK_SIZE):
@@ -2031,7 +2032,7 @@ class ParallelGzipWriter:
         self.level = level
         self.block_size = block_size
         self.results = OrderedResults(pool, self.send_block, pool.blocks_in_flight(block_size))
-        self.shift_operators = {}  # length -> crc32_shift_operator(length)
+        self.block_operator = crc32_shift_operator(block_size)  # see send_block()
         self.sink = sink
         self.window = b""  # the last DEFLATE_WINDOW bytes before `pending`
         self.pending = bytearray()
@@ -2146,17 +2147,27 @@ class ParallelGzipWriter:
     def hand_out(self, last):
         block, self.pending = self.pending, bytearray()  # the block is the worker's now
         runs = [tuple(run) for run in self.runs]
-        self.results.add(deflate_block_and_crc, self.zlib, self.level, self.window, block,
-                         runs, last)
+        if len(block) == self.block_size:
+            self.results.add(deflate_block_and_crc, self.zlib, self.level, self.window, block,
+                             runs, last)
+        else:
+            # A shorter block (before a file stored straight, or the last):
+            # joining its CRC would take an operator of its own (0.1-0.2 ms
+            # to make), so it is counted here, once the blocks before it are in.
+            self.results.finish()
+            self.crc = self.zlib.crc32(block, self.crc)
+            self.results.add(deflate_block, self.zlib, self.level, self.window, block, runs,
+                             last)
         self.window = bytes((self.window + block[-DEFLATE_WINDOW:])[-DEFLATE_WINDOW:])
         self.runs = []
 
     def send_block(self, result):
-        packed, crc, length = result
-        operator = self.shift_operators.get(length)
-        if operator is None:
-            operator = self.shift_operators[length] = crc32_shift_operator(length)
-        self.crc = crc32_combine(self.crc, crc, length, operator)
+        """Send a deflated block; a full one comes with its CRC-32, joined to the stream's."""
+        if isinstance(result, tuple):
+            packed, crc = result
+            self.crc = crc32_combine(self.crc, crc, self.block_size, self.block_operator)
+        else:
+            packed = result
         self.sink.write(packed)
 
     def finish(self):
