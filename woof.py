@@ -2874,15 +2874,16 @@ class FilesAhead(ReadAhead):
         """On a pool thread: ask for the data of members first to stop-1.
 
         A batch whose first file is in the page cache is taken for a cached
-        folder and skipped.  Files are opened through their folder's
-        descriptor (FolderOfBatch) and not checked against the listing: this
-        is only a hint to the disk, and the archive checks each file itself.
+        folder and skipped.  Files are opened as the archive opens them
+        (MemberOpener: through their folders' descriptors, only if still the
+        file listed); taking each one's path from the top instead cost the
+        read-ahead a third of its time.
         """
         manifest = self.manifest
-        kinds, sizes, parents = manifest.kinds, manifest.sizes, manifest.parents
-        flags = os.O_RDONLY | O_NONBLOCK | O_NOFOLLOW
+        kinds, sizes = manifest.kinds, manifest.sizes
+        opener = MemberOpener(manifest)
         probe = True
-        with FolderOfBatch(manifest) as folder:
+        try:
             for index in range(first, stop):
                 if self.closed or self.position >= stop:
                     return
@@ -2890,8 +2891,8 @@ class FilesAhead(ReadAhead):
                 if kinds[index] != FILE_CODE or not size or index <= self.position:
                     continue
                 try:
-                    descriptor = folder.open(parents[index], manifest.leaf(index), flags)
-                except OSError:
+                    descriptor, _ = opener.open_member(index)
+                except (FileChanged, OSError):
                     continue  # the archive will say what became of it
                 try:
                     if probe:
@@ -2905,44 +2906,11 @@ class FilesAhead(ReadAhead):
                     pass
                 finally:
                     os.close(descriptor)
+        finally:
+            opener.close()
 
     def close(self):
         self.closed = True
-
-
-class FolderOfBatch:
-    """Opens files of a manifest by folder and name: through the folder's
-    descriptor, kept while the names that follow are in it (WALK_BY_DESCRIPTOR),
-    else by path.  Taking the path from the top for each file cost the
-    read-ahead a third of its time."""
-
-    def __init__(self, manifest):
-        self.manifest = manifest
-        self.parent = None
-        self.descriptor = None
-
-    def open(self, parent, leaf, flags):
-        """A descriptor of file `leaf` in folder number `parent` (OSError if none)."""
-        manifest = self.manifest
-        if not WALK_BY_DESCRIPTOR or not parent:
-            return os.open(manifest.path_of_name(manifest.folders[parent] + leaf), flags)
-        if parent != self.parent:
-            self.close()
-            self.descriptor = os.open(manifest.path_of_name(manifest.folders[parent][:-1]),
-                                      os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW)
-            self.parent = parent
-        return os.open(leaf, flags, dir_fd=self.descriptor)
-
-    def close(self):
-        if self.descriptor is not None:
-            os.close(self.descriptor)
-            self.descriptor = self.parent = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *failure):
-        self.close()
 
 
 class ReadAheadPool:
@@ -3573,20 +3541,22 @@ def zip_method(name, size):
     return 0 if size == 0 or incompressible_name(name) else 8
 
 
-class CompressingWriter:
-    """Compresses what is written to it into a sink."""
+class StoredBlocksWriter:
+    """Writes what it is given as deflate's stored blocks (RFC 1951 3.2.4),
+    nothing compressed, then a final empty one: a deflated member that costs
+    no more than a stored one, for data that cannot shrink.  A reader that
+    goes through a zip as a stream (Java's ZipInputStream, Android's) takes
+    a deflated member whose sizes follow its data, never a stored one."""
 
-    def __init__(self, sink, compressor):
+    def __init__(self, sink):
         self.sink = sink
-        self.compressor = compressor
 
     def write(self, data):
-        packed = self.compressor.compress(data)
-        if packed:
-            self.sink.write(packed)
+        if len(data):
+            self.sink.write(stored_blocks(data))
 
     def finish(self):
-        self.sink.write(self.compressor.flush())
+        self.sink.write(struct.pack("<BHH", 1, 0, 0xFFFF))  # BFINAL set, LEN 0
 
 
 class ZipWriter:
@@ -3610,18 +3580,22 @@ class ZipWriter:
     def add_folder(self, entry):
         name, flags = zip_name(entry)
         mode = (stat.S_IFDIR | entry.mode) << 16 | 0x10  # 0x10: the MS-DOS folder bit
-        self.add_member(entry, name, flags, 0, entry.mtime_ns, mode, None, 0)
+        member = self.begin_member(name, flags, 0, entry.mtime_ns, mode, 0)
+        self.end_member(member, 0, 0, 0, has_data=False)
 
-    def add_file(self, entry, fileobj, status, method=None):
-        """Add a file's data as it is now; return how many bytes it had.
+    def add_unshrinkable_file(self, entry, fileobj, status):
+        """Add the data of an open file that cannot shrink, as it is now, in
+        stored blocks (StoredBlocksWriter); return how many bytes it had."""
+        member = self.begin_file(entry, status, 8)
+        start, crc = self.offset, [0]
 
-        method is 0 (stored) or 8 (deflated); by default, as zip_method() tells.
-        """
-        if method is None:
-            method = zip_method(entry.name, status.st_size)
-        member = self.begin_file(entry, status, method)
-        crc, packed, done = self.write_data(fileobj, status.st_size, method)
-        self.end_member(member, crc, packed, done)
+        def add_to_crc(data):
+            crc[0] = self.zlib.crc32(data, crc[0])
+
+        blocks = StoredBlocksWriter(self)
+        done = copy_file_data(blocks, fileobj, status.st_size, add_to_crc)
+        blocks.finish()
+        self.end_member(member, crc[0] & 0xFFFFFFFF, self.offset - start, done)
         return done
 
     def begin_file(self, entry, status, method):
@@ -3633,14 +3607,26 @@ class ZipWriter:
         return self.begin_member(name, flags | ZIP_FLAG_DESCRIPTOR, method, mtime_ns, mode,
                                  status.st_size)
 
-    def add_member(self, entry, name, flags, method, mtime_ns, mode, fileobj, size):
-        member = self.begin_member(name, flags, method, mtime_ns, mode, size)
-        if fileobj is None:
-            self.end_member(member, 0, 0, 0, has_data=False)
-            return 0
-        crc, packed, done = self.write_data(fileobj, size, method)
-        self.end_member(member, crc, packed, done)
-        return done
+    def add_read_file(self, entry, status, method, crc, member_data, size):
+        """Add a file read whole: member_data is its `size` bytes stored
+        (method 0) or deflated (8).  Its CRC and sizes go in its local
+        header, with no data descriptor after it, as a reader that goes
+        through the zip as a stream (Java's ZipInputStream) wants of a
+        stored member."""
+        name, flags = zip_name(entry)
+        mode = (stat.S_IFREG | entry.mode) << 16
+        clock, date = dos_date_time(getattr(status, "st_mtime_ns", entry.mtime_ns) / 1e9)
+        header_offset, packed = self.offset, len(member_data)
+        zip64 = max(size, packed) >= self.zip64_from
+        if zip64:  # only where zip64_from is set low: small files fit plain fields
+            extra, sizes = struct.pack("<HHQQ", 1, 16, size, packed), (ZIP32_MAX, ZIP32_MAX)
+        else:
+            extra, sizes = b"", (packed, size)
+        self.emit(ZIP_LOCAL.pack(0x04034b50, 45 if zip64 else 20, flags, method, clock, date,
+                                 crc, sizes[0], sizes[1], len(name), len(extra)) + name + extra)
+        self.emit(member_data)
+        self.central.append(self.central_record(name, flags, method, clock, date, mode, crc,
+                                                packed, size, header_offset, zip64))
 
     def begin_member(self, name, flags, method, mtime_ns, mode, size):
         header_offset = self.offset
@@ -3663,23 +3649,6 @@ class ZipWriter:
                 self.emit(ZIP_DESCRIPTOR.pack(0x08074b50, crc, packed, done))
         self.central.append(self.central_record(name, flags, method, clock, date, mode,
                                                 crc, packed, done, header_offset, zip64))
-
-    def write_data(self, fileobj, size, method):
-        """Send a file's data, deflated or stored; return (crc, bytes sent, bytes read)."""
-        start = self.offset
-        crc = [0]
-
-        def add_to_crc(data):
-            crc[0] = self.zlib.crc32(data, crc[0])
-
-        if method == 0:
-            done = copy_file_data(self, fileobj, size, add_to_crc)
-        else:
-            deflater = CompressingWriter(
-                self, self.zlib.compressobj(ZIP_DEFLATE_LEVEL, self.zlib.DEFLATED, -15))
-            done = copy_file_data(deflater, fileobj, size, add_to_crc)
-            deflater.finish()
-        return crc[0] & 0xFFFFFFFF, self.offset - start, done
 
     def write(self, data):
         self.emit(data)
@@ -3760,9 +3729,11 @@ class ZipMembersOnCores:
 
     Small files are read whole and deflated in batches of about a block, so
     that a task is worth its overhead; a larger file is cut into blocks
-    deflated apart, as in a tar.gz, its CRC counted here.  A file whose
-    name says nothing and whose first bytes do not shrink is stored (a
-    small one from SMALL_TRIAL_MIN on, tried where it would be deflated).
+    deflated apart, as in a tar.gz, its CRC counted here.  A file that
+    cannot shrink, by its name or by a trial of its first bytes (a small
+    one's from SMALL_TRIAL_MIN on, where it would be deflated), is not
+    deflated: a small one is stored, its CRC and sizes in its local header;
+    a large one goes in deflate's stored blocks (StoredBlocksWriter).
     """
 
     def __init__(self, writer, pool, warnings):
@@ -3799,7 +3770,7 @@ class ZipMembersOnCores:
         self.hand_out_batch()
         if method == 0:
             self.results.finish()  # the file is read now, while it is open
-            done = self.writer.add_file(entry, fileobj, status, method)
+            done = self.writer.add_unshrinkable_file(entry, fileobj, status)
             self.check_size(entry, size, done)
         else:
             self.add_in_blocks(entry, fileobj, status)
@@ -3819,17 +3790,13 @@ class ZipMembersOnCores:
         self.batch, self.batch_bytes = [], 0
 
     def write_stored(self, entry, status, data):
-        member = self.writer.begin_file(entry, status, 0)
-        self.writer.emit(data)
-        self.writer.end_member(member, self.zlib.crc32(data) & 0xFFFFFFFF, len(data), len(data))
+        self.writer.add_read_file(entry, status, 0, self.zlib.crc32(data) & 0xFFFFFFFF, data,
+                                  len(data))
         self.check_size(entry, status.st_size, len(data))
 
     def write_batch(self, batch, packed):
-        writer = self.writer
         for (entry, status, data), (crc, method, member_data) in zip(batch, packed):
-            member = writer.begin_file(entry, status, method)
-            writer.emit(member_data)
-            writer.end_member(member, crc, len(member_data), len(data))
+            self.writer.add_read_file(entry, status, method, crc, member_data, len(data))
             self.check_size(entry, status.st_size, len(data))
 
     def add_in_blocks(self, entry, fileobj, status):
