@@ -2758,11 +2758,26 @@ class MemberOpener:
         if not WALK_BY_DESCRIPTOR or parent == 0:
             return open_listed_descriptor(manifest.path_of_name(manifest.name(index)),
                                           identity, O_NOFOLLOW)
-        if parent != self.parent:
-            self.enter(manifest.folders[parent][:-1].split("/"))
-            self.parent = parent
         return open_listed_descriptor(manifest.leaf(index), identity, O_NOFOLLOW,
-                                      self.folders[-1][1])
+                                      self.folder(parent))
+
+    def open_unchecked(self, index):
+        """A descriptor of whatever stands where the manifest's file number
+        index was listed, reached as open_member() reaches it, not compared
+        with the listing: for read-ahead, which only gives the disk a hint."""
+        manifest = self.manifest
+        parent = manifest.parents[index]
+        flags = os.O_RDONLY | O_BINARY | O_NONBLOCK | O_NOFOLLOW
+        if not WALK_BY_DESCRIPTOR or parent == 0:
+            return os.open(manifest.path_of_name(manifest.name(index)), flags)
+        return os.open(manifest.leaf(index), flags, dir_fd=self.folder(parent))
+
+    def folder(self, parent):
+        """The descriptor of the manifest's folder number parent, entered from the top."""
+        if parent != self.parent:
+            self.enter(self.manifest.folders[parent][:-1].split("/"))
+            self.parent = parent
+        return self.folders[-1][1]
 
     def enter(self, parts):
         """The descriptor of the folder named by parts, opening the levels not open yet."""
@@ -2874,10 +2889,11 @@ class FilesAhead(ReadAhead):
         """On a pool thread: ask for the data of members first to stop-1.
 
         A batch whose first file is in the page cache is taken for a cached
-        folder and skipped.  Files are opened as the archive opens them
-        (MemberOpener: through their folders' descriptors, only if still the
-        file listed); taking each one's path from the top instead cost the
-        read-ahead a third of its time.
+        folder and skipped.  Files are reached as the archive reaches them
+        (MemberOpener: through their folders' descriptors, never through a
+        link) but not checked against the listing, a hint needing no more:
+        each one's path from the top, and the check, cost the read-ahead
+        a third of its time.
         """
         manifest = self.manifest
         kinds, sizes = manifest.kinds, manifest.sizes
@@ -2891,7 +2907,7 @@ class FilesAhead(ReadAhead):
                 if kinds[index] != FILE_CODE or not size or index <= self.position:
                     continue
                 try:
-                    descriptor, _ = opener.open_member(index)
+                    descriptor = opener.open_unchecked(index)
                 except (FileChanged, OSError):
                     continue  # the archive will say what became of it
                 try:
