@@ -5948,7 +5948,10 @@ class ExpiryTests(WoofTestCase):
             raw.sendall(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             first = raw.recv(1024)
             self.assertIn(b"200 OK", first)
-            wait_until(lambda: run.server.expired, message="the expiry")
+            # Expired, then the listening socket closed (a moment later, by
+            # the serving thread): a newcomer is refused.
+            wait_until(lambda: run.server.expired and run.server.socket.fileno() == -1,
+                       message="the expiry")
             with self.assertRaises(OSError):
                 socket.create_connection(("127.0.0.1", run.server.port), timeout=5).close()
             received = len(first)
