@@ -1034,7 +1034,7 @@ class HostileRequestTests(WoofTestCase):
         ]
         for payload, status in cases:
             with self.subTest(payload=payload[:30]):
-                answer = self.raw_exchange(run, payload, read_timeout=2.0)
+                answer = self.raw_exchange(run, payload, read_timeout=DEADLINE)
                 self.assertIn(status, answer.split(b"\r\n", 1)[0])
                 self.assertFalse(run.server.finished.is_set() and status != b" 200 ")
                 if status == b" 200 ":
@@ -1277,7 +1277,7 @@ class ConnectionLimitTests(WoofTestCase):
         self.assertFalse(run.server.finished.is_set())
 
     def test_a_trickled_request_head_over_tls_is_cut_at_the_head_deadline(self):
-        run = self.start(self.make_file("slow.txt"), timeout=1.0, https=True)
+        run = self.start(self.make_file("slow.txt"), timeout=3.0, https=True)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -2561,6 +2561,7 @@ class ArchiveMemoryTests(ArchiveTestCase):
             response, _ = self.request(run, "HEAD")
             self.assertEqual(response.status, 200)  # a HEAD compresses nothing
             readers[0].sock.close()  # its stream fails and gives its turn back
+            wait_until(lambda: "aborted" in self.log_text(), message="the stream to end")
             response, data = self.download(run)
         self.assertEqual(read_archive(data, "gz")["album/a.bin"], content)
 
@@ -3789,7 +3790,7 @@ class UploadServerTest(UploadTestCase):
         self.assertEqual(self.inbox_files(), {"whole.bin": b"whole"})
 
     def test_a_client_that_stops_sending_times_out_and_leaves_nothing(self):
-        run = self.receive(timeout=0.5)
+        run = self.receive(timeout=2.0)
         put = b"PUT /slow.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (8 << 20)
         raw = self.partial_upload(run, put, 2 << 20)
         self.wait_idle(run)
@@ -4017,10 +4018,13 @@ class RequestFramingTests(UploadTestCase):
             ("GET of the upload page", page, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
              b"Content-Length: %d\r\n\r\n%s" % (len(self.SMUGGLED), self.SMUGGLED), 200),
         ]
-        for label, server_run, payload, status in cases:
-            with self.subTest(label):
-                answers = self.exchange(server_run.server.port, payload)
-                self.assertEqual(self.final_statuses(answers), [status], answers[:300])
+        # The client ends its sending side: the drain stops there, not at a
+        # clock a busy machine could beat while the large body still flows.
+        with mock.patch.object(woof, "DRAIN_SECONDS", DEADLINE):
+            for label, server_run, payload, status in cases:
+                with self.subTest(label):
+                    answers = self.exchange(server_run.server.port, payload)
+                    self.assertEqual(self.final_statuses(answers), [status], answers[:300])
 
     def test_a_small_body_on_get_is_dropped_and_the_connection_serves_on(self):
         run = self.start(self.make_file("f.txt", b"file data"), count=0)
@@ -5063,9 +5067,19 @@ class CommandLineTests(WoofTestCase):
         for name, last in (("SIGTERM", "woof: stopped by SIGTERM"),
                            ("SIGINT", "woof: interrupted")):
             with self.subTest(signal=name):
-                child = WoofProcess(self, ["-c", "0", "-i", "127.0.0.1", "-p", "0", path])
+                log_path = os.path.join(self.tmp, "stderr-%s" % name)
+                with open(log_path, "wb") as log:
+                    child = WoofProcess(self, ["-c", "0", "-i", "127.0.0.1", "-p", "0", path],
+                                        stderr=log)
                 with urllib.request.urlopen(child.url, timeout=DEADLINE) as response:
                     self.assertEqual(response.read(), data)
+
+                def log_text():
+                    with open(log_path, "rb") as log:
+                        return log.read().decode("utf-8", "replace")
+
+                # Counted and logged a moment after the client has it all.
+                wait_until(lambda: "complete" in log_text(), message="the first download's line")
                 partial = os.path.join(self.tmp, "partial-%s" % name)
                 slow = subprocess.Popen([curl, "-sS", "--limit-rate", "200K", "-o", partial,
                                          child.url], stderr=subprocess.DEVNULL)
@@ -5074,7 +5088,8 @@ class CommandLineTests(WoofTestCase):
                 wait_until(lambda: os.path.exists(partial) and os.path.getsize(partial) > 0,
                            message="the slow download to begin")
                 child.process.send_signal(getattr(signal, name))
-                status, stderr = child.finish()
+                status, _ = child.finish()
+                stderr = log_text()
                 lines = stderr.splitlines()
                 self.assertEqual(lines[-1], last, stderr)
                 # The count may lag what curl has by the one sendfile call in
@@ -5559,6 +5574,7 @@ class PasswordTests(UploadTestCase):
 
     def test_repeated_wrong_passwords_are_slowed_down_for_that_address_only(self):
         run = self.start(self.make_file("f.txt"), password_digest=woof.password_digest("right"))
+        run.server.password_guard.clock = FakeClock()  # the wait never runs out under load
         for attempt in range(woof.FREE_PASSWORD_TRIES):
             response, _ = self.request(run, headers=basic_header("wrong"))
             self.assertEqual(response.status, 401, attempt)
@@ -5943,11 +5959,15 @@ class ExpiryTests(WoofTestCase):
 
     def test_the_offer_expires_but_a_transfer_in_flight_finishes(self):
         data = os.urandom(32 << 20)  # more than the kernel buffers while nobody reads
-        run = self.start(self.make_file("big.bin", data), expire=1.0)
+        run = self.start(self.make_file("big.bin", data), expire=60.0)
         with socket.create_connection(("127.0.0.1", run.server.port), timeout=DEADLINE) as raw:
             raw.sendall(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             first = raw.recv(1024)
             self.assertIn(b"200 OK", first)
+            # --expire runs out now, the transfer under way (a busy machine
+            # could take a short expiry before the request came).
+            run.server.ending.deadline = time.monotonic()
+            run.server.ending.waker.wake()
             # Expired, then the listening socket closed (a moment later, by
             # the serving thread): a newcomer is refused.
             wait_until(lambda: run.server.expired and run.server.socket.fileno() == -1,
@@ -5973,7 +5993,7 @@ class ExpiryTests(WoofTestCase):
         for args, download, expected in table:
             with self.subTest(args=args, download=download):
                 # Long enough for a download to come first, when there is one.
-                expire = "2s" if download else "0.2s"
+                expire = "4s" if download else "0.2s"
                 woof_run = WoofProcess(self, ["-i", "127.0.0.1", "-p", "0", "--expire", expire]
                                        + args + [path])
                 if download:
@@ -8772,7 +8792,7 @@ class ClientHostileServerTests(ClientTestCase):
                     return
                 connection.sendall(data[start:start + 8000])
         server = RawServer(self, answer)
-        status, _, stderr = self.client("--timeout", "2", server.url("/steady.bin"))
+        status, _, stderr = self.client("--timeout", "2.5", server.url("/steady.bin"))
         self.assertEqual(status, 0, stderr)
         self.assertEqual(tree_of(self.dest), {"steady.bin": data})
 
