@@ -3497,11 +3497,14 @@ def write_tar_stream(manifest, out, warnings, ahead=None):
 # ---------------------------------------------------------------------------
 # Zip streamed: deflated on every core
 #
-# A zip with deflated members has no size known in advance: each member's
-# CRC and sizes follow its data in a data descriptor (APPNOTE 4.3.9), so
-# the zip is sent as it is made, its members deflated on the pool's threads
-# and written in order.  Zip64 fields are used only where a size or an
-# offset needs them, so that a small zip opens in every tool.
+# A zip with deflated members has no size known in advance: it is sent as
+# it is made, its members deflated on the pool's threads and written in
+# order.  A small file, read whole before its header is written, has its
+# CRC and sizes there; a large one's follow its data in a data descriptor
+# (APPNOTE 4.3.9), and it is deflated, or in stored blocks when it cannot
+# shrink, as stream readers take no descriptor after a stored member.
+# Zip64 fields are used only where a size or an offset needs them, so that
+# a small zip opens in every tool.
 # ---------------------------------------------------------------------------
 
 # Zip records (APPNOTE 4.3): all little-endian.
