@@ -7223,11 +7223,15 @@ class CuttingProxy:
     the connection that carries the upstream byte at each cut point, as a
     dropped Wi-Fi does.  After a cut, with `block`, it refuses every new
     connection until release() (the network stays away); `upstream` counts
-    the bytes sent towards the server."""
+    the bytes sent towards the server.  At each freeze point it stops
+    carrying that connection without closing it, as a network that
+    vanishes does (no reset ever comes); `frozen` counts those."""
 
-    def __init__(self, test, port, cuts=(), block=False):
+    def __init__(self, test, port, cuts=(), block=False, freezes=()):
         self.port_behind = port
         self.cuts = sorted(cuts)
+        self.freezes = sorted(freezes)
+        self.frozen = 0
         self.block = block
         self.blocked = threading.Event()
         self.cut_done = threading.Event()
@@ -7295,11 +7299,13 @@ class CuttingProxy:
                 if not data:
                     break
                 if counted:
-                    data, cut = self.take(data)
+                    data, stop = self.take(data)
                     target.sendall(data)
-                    if cut:
+                    if stop == "cut":
                         self.cut(source, target)
                         return
+                    if stop == "freeze":
+                        return  # nothing more moves; both sockets stay open
                 else:
                     target.sendall(data)
             target.shutdown(socket.SHUT_WR)
@@ -7307,14 +7313,17 @@ class CuttingProxy:
             self.drop(source, target)
 
     def take(self, data):
-        """(the part of data before the next cut point, whether it is reached)."""
+        """(the part of data before the next cut or freeze point, "cut" or
+        "freeze" when that point is reached, else None)."""
         with self.lock:
-            if self.cuts and self.upstream + len(data) >= self.cuts[0]:
-                data = data[:self.cuts.pop(0) - self.upstream]
-                self.upstream += len(data)
-                return data, True
+            for points, stop in ((self.cuts, "cut"), (self.freezes, "freeze")):
+                if points and self.upstream + len(data) >= points[0]:
+                    data = data[:points.pop(0) - self.upstream]
+                    self.upstream += len(data)
+                    self.frozen += stop == "freeze"
+                    return data, stop
             self.upstream += len(data)
-            return data, False
+            return data, None
 
     def cut(self, *pair):
         """The network breaks: both ends reset, and with `block` it stays away."""
@@ -7345,6 +7354,7 @@ class CuttingProxy:
 # Run by WOOF_BROWSER_PYTHON: sends the files given through a proxy that
 # cuts the connection; with "reload", reloads the page once the proxy has
 # cut (its marker file appears), picks the same files again and sends them;
+# with "quiet", the page waits less for a request that shows no life;
 # prints what the page said of each file.
 BROWSER_RESUME_SCRIPT = r"""
 import json, os, re, sys, time
@@ -7364,6 +7374,8 @@ with sync_playwright() as playwright:
     browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
     try:
         page = browser.new_page()
+        if mode == "quiet":  # a request that shows no life for 3 s is given up
+            page.add_init_script("window.woofQuietSeconds = {sending: 3, answering: 6};")
         page.goto(url)
         page.set_input_files("#files", files)
         page.click("#send")
@@ -7375,7 +7387,14 @@ with sync_playwright() as playwright:
             page.set_input_files("#files", files)
             page.click("#send")
             open(release, "w").close()
-        page.locator("#status", has_text=re.compile("^(Saved|[0-9]+ files? saved)")).wait_for(timeout=90000)
+        try:
+            page.locator("#status", has_text=re.compile("^(Saved|[0-9]+ files? saved)")).wait_for(
+                timeout=90000)
+        except Exception:
+            # What the page was doing when it gave up says why.
+            sys.stderr.write("page: %r %r\n" % (page.text_content("#status"), page.eval_on_selector_all(
+                "#list li", "s => s.map(x => [x.className, x.textContent])")))
+            raise
         result["status"] = page.text_content("#status")
         result["notes"] = page.eval_on_selector_all("#list li", "s => s.map(x => [x.className, x.textContent])")
         result["left"] = page.text_content("#left")
@@ -7407,7 +7426,9 @@ class ResumingBrowserTest(UploadTestCase):
         output = subprocess.run([python, "-c", BROWSER_RESUME_SCRIPT, url, mode, marker, release]
                                 + files, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 timeout=240, universal_newlines=True)
-        self.assertEqual(output.returncode, 0, output.stderr[-3000:])
+        page = re.findall("^page: .*", output.stderr, re.M)
+        self.assertEqual(output.returncode, 0, "\n".join(page) + "\n" + output.stderr[-3000:]
+                         + "\nwoof's log:\n" + self.log_stream.getvalue()[-3000:])
         return json.loads(output.stdout.strip().splitlines()[-1])
 
     def contents(self, paths):
@@ -7451,6 +7472,19 @@ class ResumingBrowserTest(UploadTestCase):
         self.assertEqual(result["status"], "Saved 1 file, each verified:")
         self.assertRegex(result["notes"][0][1], r"verified: SHA-256 [0-9a-f]{16}\u2026 on both "
                                                 r"sides \(resumed at [0-9]+%\)$")
+        run.wait()
+        self.assertEqual(self.inbox_files(), self.contents([big]))
+        self.assertIn("resumed at", self.log_stream.getvalue())
+
+    def test_a_request_the_network_leaves_hanging_is_given_up_and_resumed(self):
+        # No reset comes: only the page's own watch on the request ends it.
+        big = self.make_file("big.bin", os.urandom(16 << 20))
+        run = self.receive(count=1)
+        proxy = CuttingProxy(self, run.server.port, freezes=[1 << 20])
+        result = self.run_page("http://127.0.0.1:%d/" % proxy.port, [big], "quiet")
+        self.assertEqual(result["status"], "Saved 1 file, each verified:")
+        self.assertRegex(result["notes"][0][1], r"\(resumed at [0-9]+%\)$")
+        self.assertEqual(proxy.frozen, 1)
         run.wait()
         self.assertEqual(self.inbox_files(), self.contents([big]))
         self.assertIn("resumed at", self.log_stream.getvalue())

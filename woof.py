@@ -7750,6 +7750,13 @@ UPLOAD_SCRIPT = r"""(function () {
   // The interop version of the resumable upload draft spoken; files sent
   // at once; the waits between retries, in seconds.
   var INTEROP = "8", AT_ONCE = 3, WAITS = [1, 2, 5, 10, 20, 30];
+  // How long a request may show no sign of life before it is given up and
+  // tried again, in seconds: while its body goes out, and once all of it is
+  // handed to the system (a slow link may take a while to carry what the
+  // system buffered).  A network that vanishes without a reset (a phone
+  // that changes networks) leaves a request hanging otherwise.  A test can
+  // set window.woofQuietSeconds before the page runs, to wait less.
+  var QUIET = window.woofQuietSeconds || {sending: 30, answering: 120};
   var wakeLock = null, sending = 0;
   document.documentElement.className = "js";
   if (canDrop) $("hint").textContent = "Choose files, or a folder, or drop them here.";
@@ -7969,16 +7976,31 @@ UPLOAD_SCRIPT = r"""(function () {
 
   function request(method, url, headers, body, onProgress) {
     return new Promise(function (resolve) {
-      var xhr = new XMLHttpRequest();
+      var xhr = new XMLHttpRequest(), watch = giveUpWhenQuiet(xhr);
       xhr.open(method, url);
       xhr.setRequestHeader("Accept", "text/plain");
       xhr.setRequestHeader("Upload-Draft-Interop-Version", INTEROP);
       Object.keys(headers).forEach(function (name) { xhr.setRequestHeader(name, headers[name]); });
-      if (onProgress) xhr.upload.onprogress = function (event) { onProgress(event.loaded); };
+      xhr.upload.onprogress = function (event) {
+        watch(event.loaded < event.total ? QUIET.sending : QUIET.answering);
+        if (onProgress) onProgress(event.loaded);
+      };
+      xhr.onprogress = function () { watch(QUIET.answering); };
       xhr.onload = function () { resolve(xhr); };
       xhr.onerror = xhr.ontimeout = xhr.onabort = function () { resolve(null); };
+      xhr.onloadend = function () { watch(0); };
       xhr.send(body === undefined ? null : body);
+      watch(QUIET.sending);
     });
+  }
+  // watch(seconds): abort xhr unless something moves within that long;
+  // watch(0): stop watching.
+  function giveUpWhenQuiet(xhr) {
+    var timer = null;
+    return function watch(seconds) {
+      clearTimeout(timer);
+      timer = seconds ? setTimeout(function () { xhr.abort(); }, seconds * 1000) : null;
+    };
   }
   // Answers to files sent at once can arrive in any order: the count woof
   // still takes only goes down, so the lowest one seen is the news.
@@ -8034,6 +8056,7 @@ UPLOAD_SCRIPT = r"""(function () {
         }
         return true;
       }
+      if (xhr && xhr.status === 409) return false;  // the old request is still letting go
       if (xhr && xhr.status === 404) {
         item.url = null;
         keep(fileKey(item), null);
