@@ -2918,6 +2918,53 @@ class CompactManifestTests(ArchiveTestCase):
         self.assertEqual(list(made.entries), entries)
         self.assertNotEqual(made.digest, woof.Manifest(entries[:2], [], {"top": self.tmp}).digest)
 
+    def test_columns_stay_narrow_until_a_value_needs_more_with_one_digest_either_way(self):
+        small = [woof.ArchiveEntry("top", "folder", 0, 10 ** 18, 0o755, 5, 7),
+                 woof.ArchiveEntry("top/a", "file", 3, 10 ** 18, 0o644, 5, 8)]
+        big = woof.ArchiveEntry("top/b", "file", 5 << 30, 10 ** 18, 0o644, 5, 9)
+        narrow = woof.Manifest(small, [], {"top": self.tmp})
+        grown = woof.Manifest(small + [big], [], {"top": self.tmp})
+        columns = ("sizes", "devices", "inodes", "leaf_starts")
+        self.assertEqual([getattr(narrow, name).itemsize for name in columns], [4] * 4)
+        self.assertEqual([getattr(grown, name).itemsize for name in columns], [8] * 4)
+        self.assertEqual(list(narrow.entries), small)
+        self.assertEqual(list(grown.entries), small + [big])
+        widened = woof.ManifestColumns()
+        for entry in small:
+            widened.add_entry(entry)
+        widened.widen()
+        self.assertEqual(woof.Manifest(widened, [], {"top": self.tmp}).digest, narrow.digest)
+
+    def test_a_file_past_4_gib_widens_the_walk_and_the_tar_layout(self):
+        root = os.path.join(self.tmp, "big")
+        self.make_file("z.txt", b"after the big one\n", root)
+        with open(os.path.join(root, "big.bin"), "wb") as handle:
+            handle.truncate(5 << 30)  # sparse where the file system allows: nothing is read
+        offered = woof.resolve_offered_paths([root])
+        wide = woof.walk_paths(offered, keep_links=True)
+        self.assertEqual(wide.sizes.itemsize, 8)
+        self.assertEqual(wide.sizes[1], 5 << 30)
+        offer = self.offer([root], "tar")
+        body = offer.open()
+        try:
+            last = body.layout.starts[-1]
+            self.assertEqual(last, 2 * woof.TAR_BLOCK + (5 << 30))  # the folder, big.bin
+            tail = self.body_bytes(body, last, body.size)
+        finally:
+            body.close()
+        with tarfile.open(fileobj=io.BytesIO(tail)) as archive:
+            member = archive.next()
+            self.assertEqual(member.name, "big/z.txt")
+            self.assertEqual(archive.extractfile(member).read(), b"after the big one\n")
+        # Without the big file, a fresh walk is narrow; a walk that starts
+        # from the wide manifest keeps its columns.  One state, one digest.
+        os.remove(os.path.join(root, "big.bin"))
+        again = woof.walk_paths(offered, keep_links=True, previous=wide)
+        fresh = woof.walk_paths(offered, keep_links=True)
+        self.assertEqual(fresh.sizes.itemsize, 4)
+        self.assertEqual(list(again.entries), list(fresh.entries))
+        self.assertEqual(again.digest, fresh.digest)
+
     def ascii_tree(self):
         """Plain names only, so that every header is a plain ustar one, a link's too."""
         root = self.make_four_files(os.path.join(self.tmp, "plain"))

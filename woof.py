@@ -2267,13 +2267,22 @@ class ArchiveEntry(NamedTuple):
     target: str = ""  # a link's target, relative and inside the offer
 
 
+# The columns that take 4 bytes an entry until a value needs more, and the
+# type each then takes (a device or inode number no machine integer holds
+# makes its column a list: see append_wide).
+NARROW = "I"
+WIDE_COLUMNS = (("sizes", "q"), ("devices", "Q"), ("inodes", "Q"), ("leaf_starts", "q"))
+
+
 class ManifestColumns:
     """Entries kept as columns of machine integers, not one object per entry.
 
     A folder's name is kept once, in `folders` (with a "/" after it; "" is
     the top of the archive); each entry keeps the number of its folder's
     name and its own last name, the last names joined into one string.
-    About 55 bytes an entry and its last name, where a tuple of objects took 350.
+    About 45 bytes an entry and its last name, where a tuple of objects took 350:
+    sizes, devices, inodes and where last names start are kept in 4 bytes
+    each (NARROW) until one of them needs more, then all four in 8.
 
     Made with `known`, the manifest of the last walk, the columns only
     count entries while they match it, and are made (what matched copied
@@ -2287,14 +2296,15 @@ class ManifestColumns:
         self.known = known
         self.count = 0  # entries added
         self.kinds = bytearray()
-        self.sizes = array.array("q")
+        self.sizes = array.array(NARROW)
         self.mtimes = array.array("q")
         self.modes = array.array("H")
-        self.devices = array.array("Q")
-        self.inodes = array.array("Q")
+        self.devices = array.array(NARROW)
+        self.inodes = array.array(NARROW)
         self.ctimes = array.array("q")  # not part of an entry: see unchanged()
         self.parents = array.array("I")
-        self.leaf_starts = array.array("q", [0])  # and where the last one ends
+        self.leaf_starts = array.array(NARROW, [0])  # and where the last one ends
+        self.narrow = True
         self.leaf_blocks = []
         self.leaf_pending = []
         self.leaf_length = 0
@@ -2316,6 +2326,9 @@ class ManifestColumns:
                     and known.ctimes[index] == ctime_ns and known.leaf(index) == leaf):
                 return index
             self.copy_known(index)
+        leaf_end = self.leaf_length + len(leaf)
+        if self.narrow and (size | device | inode | leaf_end) >> 32:  # (or one is negative)
+            self.widen()
         self.kinds.append(kind)
         self.sizes.append(size)
         self.mtimes.append(mtime_ns)
@@ -2324,8 +2337,8 @@ class ManifestColumns:
         self.append_wide("inodes", inode)
         self.ctimes.append(ctime_ns)
         self.parents.append(parent)
-        self.leaf_length += len(leaf)
-        self.leaf_starts.append(self.leaf_length)
+        self.leaf_length = leaf_end
+        self.leaf_starts.append(leaf_end)
         pending = self.leaf_pending
         pending.append(leaf)
         if len(pending) >= self.BLOCK:
@@ -2345,6 +2358,12 @@ class ManifestColumns:
                 and known.ctimes[index] == status.st_ctime_ns
                 and known.inodes[index] == status.st_ino
                 and known.devices[index] == status.st_dev)
+
+    def widen(self):
+        """Give the narrow columns 8 bytes an entry, once: a value needs more than 4."""
+        for name, typecode in WIDE_COLUMNS:
+            setattr(self, name, array.array(typecode, getattr(self, name)))
+        self.narrow = False
 
     def append_wide(self, column_name, value):
         """Append to a column of numbers that becomes a list (of any integers)
@@ -2367,6 +2386,7 @@ class ManifestColumns:
         self.leaf_length = known.leaf_starts[count]
         self.leaf_starts = known.leaf_starts[:count + 1]
         self.leaf_blocks = [known.leaves[:self.leaf_length]]
+        self.narrow = self.sizes.typecode == NARROW  # (the four are widened together)
 
     def matches_known(self):
         """True when every entry added matched the known manifest, and nothing more is in it."""
@@ -2465,10 +2485,17 @@ class Manifest:
         is another state of the folder, which no resume may join to the last."""
         digest = hashlib.sha256(repr(sorted(self.roots.items())).encode("utf-8",
                                                                         "backslashreplace"))
-        for column in (self.kinds, self.sizes, self.mtimes, self.modes, self.devices,
-                       self.inodes, self.ctimes, self.parents, self.leaf_starts):
-            digest.update(repr(column).encode("ascii") if isinstance(column, list)
-                          else column)
+        wide = dict(WIDE_COLUMNS)
+        for name in ("kinds", "sizes", "mtimes", "modes", "devices", "inodes", "ctimes",
+                     "parents", "leaf_starts"):
+            column = getattr(self, name)
+            if isinstance(column, list):
+                column = repr(column).encode("ascii")
+            elif name in wide and column.typecode == NARROW:
+                # The same state, the same digest, narrow or wide: a walk that
+                # took a known manifest's columns may have its wide ones.
+                column = array.array(wide[name], column)
+            digest.update(column)
             digest.update(b"\0")
         for text in (self.leaves, "\0".join(self.folders), repr(sorted(self.targets.items()))):
             digest.update(text.encode("utf-8", "surrogatepass"))
@@ -3212,7 +3239,7 @@ class TarLayout:
     def __init__(self, manifest):
         self.manifest = manifest
         self.entries = manifest.entries
-        self.starts = array.array("q")
+        self.starts = array.array(NARROW)  # widened past 4 GiB
         offset = 0
         rooms = [TAR_NAME_ROOM - len(name_field) if name_field is not None else -1
                  for name_field in tar_folder_fields(manifest)]
@@ -3222,7 +3249,11 @@ class TarLayout:
             self.starts, manifest.sizes, manifest.mtimes, manifest.kinds, manifest.parents,
             manifest.leaf_starts)
         for index in range(len(kinds)):
-            starts.append(offset)
+            try:
+                starts.append(offset)
+            except OverflowError:
+                starts = self.starts = array.array("q", starts)
+                starts.append(offset)
             size, kind = sizes[index], kinds[index]
             room = rooms[parents[index]] - (kind == FOLDER_CODE)
             if (kind != LINK_CODE and size < TAR_OCTAL_LIMIT
