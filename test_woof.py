@@ -7405,11 +7405,21 @@ class CuttingProxy:
 # Run by WOOF_BROWSER_PYTHON: sends the files given through a proxy that
 # cuts the connection; with "reload", reloads the page once the proxy has
 # cut (its marker file appears), picks the same files again and sends them;
-# with "quiet", the page waits less for a request that shows no life;
-# prints what the page said of each file.
+# with "quiet", the page waits less for a request that shows no life; with
+# "recalled", the page starts with what it would have kept in its storage
+# before a reload (the marker file holds the Send's id and each file's
+# upload); prints what the page said of each file.
 BROWSER_RESUME_SCRIPT = r"""
 import json, os, re, sys, time
 from playwright.sync_api import sync_playwright
+RECALL_SCRIPT = '''
+    state => {
+      const files = Array.from(document.getElementById("files").files), where = location.pathname;
+      const key = f => f.name + " " + f.size + " " + f.lastModified;
+      files.forEach(f => localStorage.setItem("woof " + where + " " + key(f), state.urls[f.name]));
+      files.sort((a, b) => a.name.localeCompare(b.name, undefined, {numeric: true}));
+      localStorage.setItem("woof send " + where + " " + files.map(key).join("/"), state.batch);
+    }'''
 url, mode, marker, release = sys.argv[1:5]
 files = sys.argv[5:]
 flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -7429,6 +7439,9 @@ with sync_playwright() as playwright:
             page.add_init_script("window.woofQuietSeconds = {sending: 3, answering: 6};")
         page.goto(url)
         page.set_input_files("#files", files)
+        if mode == "recalled":  # what the page kept before a reload, written by the test
+            with open(marker) as handle:
+                page.evaluate(RECALL_SCRIPT, json.load(handle))
         page.click("#send")
         if mode == "reload":
             wait_for_file(marker)
@@ -7703,6 +7716,38 @@ class ReviewFindingsTests(UploadTestCase):
         self.assertEqual(run.server.completed, 1)
         # Seen as well: a file saved before the reload shown "Not saved (503): woof has finished".
         self.assertEqual(result["status"], "Saved 4 files, each verified:")
+
+    def test_files_saved_before_a_reload_are_confirmed_before_the_last_one_ends_woof(self):
+        # After a reload, the page asks woof where each file it had sent
+        # stands before it sends any on: the last file saved ends woof, which
+        # then answers nobody, and a file saved before the reload that was
+        # asked about only then was left "connection lost, retrying" for ever.
+        files = [self.make_file("a.bin", os.urandom(1 << 20))]
+        files += [self.make_file("b%02d.txt" % number, b"small %d" % number)
+                  for number in range(1, 31)]
+        sent = ResumingBrowserTest.contents(self, files)
+        run = self.receive(count=1)
+        state = {"batch": "reloadedsend01", "urls": {}}
+        for name, data in sorted(sent.items()):
+            location = self.create(run, name, len(data), state["batch"], len(files))
+            state["urls"][name] = "http://127.0.0.1:%d%s" % (run.server.port, location)
+            if name == "a.bin":  # all but its last KiB had arrived
+                response, body = self.request_from(run, "127.0.0.1", "PATCH", location, {
+                    "Upload-Complete": "?0", "Upload-Offset": "0",
+                    "Content-Type": "application/partial-upload",
+                    "Content-Length": str(len(data) - 1024)}, data[:-1024])
+                self.assertEqual(response.status, 204, body)
+            else:
+                self.assertEqual(self.finish(run, location, data)[0].status, 200)
+        with open(os.path.join(self.tmp, "cut"), "w") as handle:
+            json.dump(state, handle)
+        result = ResumingBrowserTest.run_page(self, "http://127.0.0.1:%d/" % run.server.port,
+                                              files, "recalled")
+        self.assertEqual(result["status"], "Saved 31 files, each verified:")
+        self.assertRegex(result["notes"][0][1], r"^a[.]bin .* verified: .*[(]resumed at 99%[)]$")
+        run.wait()
+        self.assertEqual(self.inbox_files(), sent)
+        self.assertEqual(run.server.completed, 1)
 
     def test_one_address_evicting_open_sends_keeps_a_send_from_counting(self):
         run = self.receive(count=1)

@@ -8184,9 +8184,29 @@ UPLOAD_SCRIPT = r"""(function () {
   // never sent again.
   function sendFile(item, batch) {
     item.hash = hashFile(item.file);
-    item.url = recall(fileKey(item));
-    item.known = false;
     return untilSaved(item, batch).then(function () { return verify(item); });
+  }
+  // After a reload, woof is asked where each file sent before stands
+  // before any file goes on: the last file saved ends woof, which answers
+  // nobody after, so a file saved before the reload would never hear back.
+  function askWhereEachStands(items) {
+    items.forEach(function (item) {
+      item.url = recall(fileKey(item));
+      item.known = false;
+    });
+    return fewAtOnce(items.filter(function (item) { return item.url; }), function (item) {
+      return findOffset(item).catch(function () { item.known = false; });  // told on sending
+    });
+  }
+  // work(item) for each item, AT_ONCE of them at a time.
+  function fewAtOnce(items, work) {
+    var left = items.slice(), runs = [];
+    function next() {
+      var item = left.shift();
+      return item ? work(item).then(next) : Promise.resolve();
+    }
+    for (var i = 0; i < Math.min(AT_ONCE, items.length); i++) runs.push(next());
+    return Promise.all(runs);
   }
   function untilSaved(item, batch) {
     return advance(item, batch).then(function (saved) {
@@ -8305,20 +8325,18 @@ UPLOAD_SCRIPT = r"""(function () {
     drop.disabled = true;
     keepAwake();
     status.textContent = "Sending " + plural(files.length, "file") + "\u2026";
-    function next() {
-      var item = queue.shift();
-      if (!item) return Promise.resolve();
+    function sendOne(item) {
       return sendFile(item, batch).then(function () {
         if (item.verified) verified++;
       }, function (error) {
         failed++;
         item.row.className = "failed";
         note(item, error.message);
-      }).then(next);
+      });
     }
-    var workers = [];
-    for (var i = 0; i < Math.min(AT_ONCE, files.length); i++) workers.push(next());
-    Promise.all(workers).then(function () {
+    askWhereEachStands(queue).then(function () {
+      return fewAtOnce(queue, sendOne);
+    }).then(function () {
       mayRest();
       if ($("left").className !== "over") drop.disabled = false;
       status.textContent = failed ? plural(files.length - failed, "file") + " saved, "
