@@ -4898,6 +4898,34 @@ class CommandLineTests(WoofTestCase):
             status = woof.main(args, config_paths=config_paths)
         return status, stderr.getvalue()
 
+    def test_woof_serves_with_a_shorter_thread_switch_interval_then_gives_it_back(self):
+        path = self.make_file("f.txt", b"switch")
+        before = sys.getswitchinterval()
+        self.assertNotEqual(before, woof.THREAD_SWITCH_INTERVAL)
+        urls, seen = queue.Queue(), []
+
+        class Announced(io.StringIO):
+            def write(self, text):
+                for url in re.findall(r"http://127[.]0[.]0[.]1:[0-9]+/\S*", text):
+                    urls.put(url)
+                return super().write(text)
+
+        def download_twice():
+            url = urls.get(timeout=DEADLINE)
+            for _ in range(2):
+                with urllib.request.urlopen(url, timeout=DEADLINE) as response:
+                    self.assertEqual(response.read(), b"switch")
+                    seen.append(sys.getswitchinterval())  # woof waits for the second
+
+        client = threading.Thread(target=download_twice)
+        client.start()
+        with contextlib.redirect_stdout(Announced()):
+            status, stderr = self.run_main(["-c", "2", "-p", "0", "-i", "127.0.0.1", path])
+        client.join(DEADLINE)
+        self.assertEqual(status, 0, stderr)
+        self.assertEqual(seen[0], woof.THREAD_SWITCH_INTERVAL)
+        self.assertEqual(sys.getswitchinterval(), before)
+
     def assert_error_is_last_line(self, status, stderr, expected_status, *fragments):
         """main() returned expected_status and stderr ends in "woof: error: ..."
         holding each fragment (lines before it allowed, no traceback)."""

@@ -38,7 +38,7 @@ Sections, in file order (each uses only what stands above it):
     Server             sockets, TLS, threads; counting, the end
     Client mode        woof.py URL fetches (resumable, -x), woof.py URL FILE sends
     Command line       options, woofrc, what is printed at start
-    main()             exit statuses, signals
+    main()             exit statuses, signals, how often threads switch
 """
 
 __version__ = "1.0.0"
@@ -12513,6 +12513,30 @@ def waiting_line(offer, settings):
 # main()
 # ---------------------------------------------------------------------------
 
+# How long a thread may keep the interpreter's lock while another waits for
+# it, while woof serves (Python's default is 5 ms).  An archive's threads
+# (the one sending, those deflating, those reading ahead) hand the lock to
+# each other all the time: at 1 ms a zip of 20,000 small files went out 10
+# to 15% sooner, cold or warm, on 3.6, 3.11 and 3.13; tar, tar.gz, stored
+# zip and a single file went as fast as before (bench/README.md).
+THREAD_SWITCH_INTERVAL = 0.001
+
+
+class ThreadSwitching:
+    """Sets the interpreter's switch interval while woof serves, and back after."""
+
+    def __init__(self, interval=THREAD_SWITCH_INTERVAL):
+        self.interval = interval
+        self.previous = None
+
+    def __enter__(self):
+        self.previous = sys.getswitchinterval()
+        sys.setswitchinterval(self.interval)
+        return self
+
+    def __exit__(self, *exc_info):
+        sys.setswitchinterval(self.previous)
+
 class StopSignals:
     """Makes the stop signals raise StopRequested in the main thread, while installed.
 
@@ -12594,7 +12618,8 @@ def main(argv=None, config_paths=CONFIG_PATHS, stdin=None, environ=None):
                      "as it is sent; add --https")
         announce(server, offer, settings, log)
         checksum = checksum_in_background(server, log)
-        server.serve_until_done()
+        with ThreadSwitching():
+            server.serve_until_done()
         finish_checksum(server, checksum, log)
         return finish_status(server, log)
     except WoofError as error:
