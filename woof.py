@@ -8195,7 +8195,8 @@ UPLOAD_SCRIPT = r"""(function () {
       item.known = false;
     });
     return fewAtOnce(items.filter(function (item) { return item.url; }), function (item) {
-      return findOffset(item).catch(function () { item.known = false; });  // told on sending
+      // A refusal is met again, and shown, when the file's turn comes.
+      return findOffset(item).catch(function () { return false; });
     });
   }
   // work(item) for each item, AT_ONCE of them at a time.
@@ -12536,6 +12537,7 @@ class ThreadSwitching:
 
     def __exit__(self, *exc_info):
         sys.setswitchinterval(self.previous)
+
 
 class StopSignals:
     """Makes the stop signals raise StopRequested in the main thread, while installed.
