@@ -3119,6 +3119,13 @@ class ReadAheadTests(ArchiveTestCase):
         patcher = mock.patch.object(os, "posix_fadvise", counting_advise)
         patcher.start()
         self.addCleanup(patcher.stop)
+        # The reading threads ask the disk themselves here, as where no helper
+        # process can start, so that what they ask for is counted in-process
+        # (ReadAheadHelperTests show the helper).
+        self.real_ask = woof.ReadAheadHelper.ask
+        patcher = mock.patch.object(woof.ReadAheadHelper, "ask", lambda helper, paths: False)
+        patcher.start()
+        self.addCleanup(patcher.stop)
 
     def many_files(self, count, size=lambda index: 100):
         root = os.path.join(self.tmp, "many")
@@ -3208,10 +3215,22 @@ class ReadAheadTests(ArchiveTestCase):
         shutil.rmtree(os.path.join(root, "a"))
         os.symlink(os.path.join(self.tmp, "outside"), os.path.join(root, "a"))
         os.rename(os.path.join(root, "c"), os.path.join(self.tmp, "c moved"))
-        ahead = woof.FilesAhead(manifest, None)
+        ahead = woof.FilesAhead(manifest, woof.ReadAheadPool())
         with mock.patch.object(woof, "page_cached", lambda descriptor: False):
             ahead.fetch(0, len(manifest.kinds))
         self.assertEqual(sum(self.advised.values()), 0)
+
+    def test_without_a_helper_process_the_threads_ask_the_disk_themselves(self):
+        root = self.many_files(300)
+        offer = self.offer([root], "zip")
+        offer.read_ahead_pool.helper = woof.ReadAheadHelper([os.path.join(self.tmp, "none")])
+        with mock.patch.object(woof.ReadAheadHelper, "ask", self.real_ask), \
+                mock.patch.object(woof, "page_cached", lambda descriptor: False):
+            ahead, plain = self.download_each_way(offer)
+        self.assertEqual(ahead, plain)
+        self.assertTrue(offer.read_ahead_pool.helper.failed)
+        self.assertGreater(sum(self.advised.values()), 0)
+
 
     def test_a_folder_in_the_page_cache_is_only_looked_at_now_and_then(self):
         root = self.many_files(5000)
@@ -3233,6 +3252,86 @@ class ReadAheadTests(ArchiveTestCase):
         # costs the archive more than the look (the interpreter's lock).
         self.assertGreater(len(looks), 0)
         self.assertNotIn("woof-read-ahead", looks)
+
+
+class ReadAheadHelperTests(ArchiveTestCase):
+    """The helper process asks the disk for the files it is named, away from
+    woof's interpreter lock, never through a link, and ends with its input."""
+
+    def setUp(self):
+        super().setUp()
+        if not woof.READ_AHEAD:
+            self.skipTest("no posix_fadvise here: archives read without read-ahead")
+
+    def test_the_helper_asks_the_disk_for_a_file_named_and_ends_with_its_input(self):
+        path = self.make_file("cold.bin", os.urandom(1 << 20))
+        with open(path, "rb") as handle:
+            descriptor = handle.fileno()
+            if not woof.page_cached(descriptor):  # just written: it is
+                self.skipTest("this system cannot tell what the page cache holds")
+            os.fsync(descriptor)
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)  # out of the cache
+            if woof.page_cached(descriptor):
+                self.skipTest("this file system keeps every file in memory")
+            helper = woof.ReadAheadHelper()
+            self.assertTrue(helper.ask([path]))
+            wait_until(lambda: woof.page_cached(descriptor), message="the helper's read-ahead")
+        helper.close()
+        self.assertEqual(helper.process.returncode, 0)
+
+    def test_the_helper_never_goes_through_a_link(self):
+        helper = {"__name__": "woof_read_ahead_helper"}  # run here, not as a process
+        exec(woof.READ_AHEAD_HELPER_CODE, helper)
+        inside = self.make_file(os.path.join("offer", "a", "f.txt"), b"inside")
+        outside = self.make_file(os.path.join("outside", "g.txt"), b"outside")
+        os.symlink(os.path.join(self.tmp, "outside"), os.path.join(self.tmp, "offer", "b"))
+        os.symlink(outside, os.path.join(self.tmp, "offer", "a", "link.txt"))
+        advised = []
+
+        def counting_advise(descriptor, offset, length, advice):
+            advised.append(os.fstat(descriptor).st_ino)
+
+        asker, top = helper["Asker"](1 << 20), os.path.realpath(self.tmp)
+        with mock.patch.object(os, "posix_fadvise", counting_advise):
+            for path in ("offer/b/g.txt", "offer/a/link.txt", "offer/a/f.txt"):
+                asker.ask(os.fsencode(os.path.join(top, *path.split("/"))))
+        asker.close()
+        self.assertEqual(advised, [os.stat(inside).st_ino])
+
+    def test_the_archive_hands_the_helper_the_paths_of_the_files_ahead(self):
+        root = os.path.join(self.tmp, "many")
+        for index in range(300):
+            self.make_file(os.path.join("d%d" % (index // 100), "f%03d" % index),
+                           b"%03d" % index * (index % 7), root)
+        manifest = woof.walk_paths(woof.resolve_offered_paths([root]), keep_links=False)
+        pool = woof.ReadAheadPool()
+        asked = []
+        ask = woof.ReadAheadHelper.ask
+
+        def spying_ask(helper, paths):
+            asked.extend(paths)
+            return ask(helper, paths)
+
+        with mock.patch.object(woof, "page_cached", lambda descriptor: False), \
+                mock.patch.object(woof.ReadAheadHelper, "ask", spying_ask):
+            woof.FilesAhead(manifest, pool).fetch(0, len(manifest.kinds))
+        pool.helper.close()
+        self.assertEqual(pool.helper.process.returncode, 0)
+        files = [os.path.join(os.path.realpath(root), "d%d" % (index // 100), "f%03d" % index)
+                 for index in range(300) if index % 7]
+        self.assertEqual(asked, files[1:])  # the first: asked for by the thread, as a probe
+        for compression in ("tar", "zip"):
+            with self.subTest(compression=compression), \
+                    mock.patch.object(woof, "page_cached", lambda descriptor: False):
+                offer = self.offer([root], compression)
+                archives = []
+                for read_ahead in (True, False):
+                    with mock.patch.object(woof, "READ_AHEAD", read_ahead):
+                        run = self.start(offer, count=1)
+                        archives.append(self.download(run)[1])
+                        run.wait()
+                self.assertEqual(archives[0], archives[1])
+                offer.read_ahead_pool.helper.close()
 
 
 class SmallMemberTests(ArchiveTestCase):
