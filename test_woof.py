@@ -3222,14 +3222,26 @@ class ReadAheadTests(ArchiveTestCase):
 
     def test_without_a_helper_process_the_threads_ask_the_disk_themselves(self):
         root = self.many_files(300)
-        offer = self.offer([root], "zip")
-        offer.read_ahead_pool.helper = woof.ReadAheadHelper([os.path.join(self.tmp, "none")])
+        manifest = woof.walk_paths(woof.resolve_offered_paths([root]), keep_links=False)
+        helper = woof.ReadAheadHelper([os.path.join(self.tmp, "no such program")])
         with mock.patch.object(woof.ReadAheadHelper, "ask", self.real_ask), \
                 mock.patch.object(woof, "page_cached", lambda descriptor: False):
-            ahead, plain = self.download_each_way(offer)
-        self.assertEqual(ahead, plain)
-        self.assertTrue(offer.read_ahead_pool.helper.failed)
-        self.assertGreater(sum(self.advised.values()), 0)
+            woof.FilesAhead(manifest, woof.ReadAheadPool(helper=helper)).fetch(0, 300 + 2)
+        self.assertTrue(helper.failed)
+        self.assertEqual(sum(self.advised.values()), 300)
+
+    def test_a_helper_that_dies_leaves_the_asking_to_the_threads(self):
+        root = self.many_files(300)
+        manifest = woof.walk_paths(woof.resolve_offered_paths([root]), keep_links=False)
+        helper = woof.ReadAheadHelper()
+        with mock.patch.object(woof.ReadAheadHelper, "ask", self.real_ask):
+            self.assertTrue(helper.ask([root]))
+            helper.process.kill()
+            helper.process.wait()
+            with mock.patch.object(woof, "page_cached", lambda descriptor: False):
+                woof.FilesAhead(manifest, woof.ReadAheadPool(helper=helper)).fetch(0, 300 + 2)
+        self.assertTrue(helper.failed)
+        self.assertEqual(sum(self.advised.values()), 300)
 
 
     def test_a_folder_in_the_page_cache_is_only_looked_at_now_and_then(self):
@@ -3263,8 +3275,8 @@ class ReadAheadHelperTests(ArchiveTestCase):
         if not woof.READ_AHEAD:
             self.skipTest("no posix_fadvise here: archives read without read-ahead")
 
-    def test_the_helper_asks_the_disk_for_a_file_named_and_ends_with_its_input(self):
-        path = self.make_file("cold.bin", os.urandom(1 << 20))
+    def test_the_helper_asks_the_disk_for_a_file_named_and_ends_when_told(self):
+        path = os.path.realpath(self.make_file("cold.bin", os.urandom(1 << 20)))
         with open(path, "rb") as handle:
             descriptor = handle.fileno()
             if not woof.page_cached(descriptor):  # just written: it is
@@ -3277,7 +3289,20 @@ class ReadAheadHelperTests(ArchiveTestCase):
             self.assertTrue(helper.ask([path]))
             wait_until(lambda: woof.page_cached(descriptor), message="the helper's read-ahead")
         helper.close()
-        self.assertEqual(helper.process.returncode, 0)
+        self.assertIsNotNone(helper.process.returncode)
+
+    def test_nothing_in_woofs_folder_or_environment_runs_in_the_helper(self):
+        # An upload may leave a signal.py in the folder woof runs in.
+        planted = os.path.join(self.tmp, "planted")
+        for module in ("signal", "enum", "os", "sitecustomize"):
+            self.make_file(module + ".py", ("open(%r, 'w').close()\n" % planted).encode())
+        environment = dict(os.environ, PYTHONPATH=self.tmp, PYTHONSTARTUP=os.path.join(
+            self.tmp, "signal.py"))
+        finished = subprocess.run(woof.ReadAheadHelper().command, cwd=self.tmp, env=environment,
+                                  input=os.fsencode(self.make_file("f.txt")) + b"\0",
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=DEADLINE)
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertFalse(os.path.exists(planted))
 
     def test_the_helper_never_goes_through_a_link(self):
         helper = {"__name__": "woof_read_ahead_helper"}  # run here, not as a process
@@ -3316,7 +3341,7 @@ class ReadAheadHelperTests(ArchiveTestCase):
                 mock.patch.object(woof.ReadAheadHelper, "ask", spying_ask):
             woof.FilesAhead(manifest, pool).fetch(0, len(manifest.kinds))
         pool.helper.close()
-        self.assertEqual(pool.helper.process.returncode, 0)
+        self.assertIsNotNone(pool.helper.process.returncode)
         files = [os.path.join(os.path.realpath(root), "d%d" % (index // 100), "f%03d" % index)
                  for index in range(300) if index % 7]
         self.assertEqual(asked, files[1:])  # the first: asked for by the thread, as a probe

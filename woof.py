@@ -2937,52 +2937,60 @@ if __name__ == "__main__":
 
 
 def end_read_ahead_helper(process):
-    """Close the helper's input, so that it ends, and wait for it."""
+    """End the helper at once (what it was asked for is only a hint), which
+    also frees a thread blocked writing to it, and wait for it."""
+    try:
+        process.kill()
+    except OSError:
+        pass
     try:
         process.stdin.close()
     except OSError:
         pass
     try:
         process.wait(READ_AHEAD_THREAD_IDLE)
-    except Exception:  # subprocess.TimeoutExpired: stuck on a file system
-        process.kill()
-        process.wait()
+    except Exception:  # subprocess.TimeoutExpired: stuck in a file system
+        pass
 
 
 class ReadAheadHelper:
     """The helper process of an offer's read-ahead (READ_AHEAD_HELPER_CODE):
     started when first asked, ended when woof is done with the offer (at
     the latest as the interpreter exits).  Once it cannot start or take
-    paths, ask() says so and the threads ask the disk themselves."""
+    paths, ask() says so and the threads ask the disk themselves.  What it
+    was handed it asks for even if the archive has gone past it or ended:
+    at most READ_AHEAD_FILES files an archive."""
 
     def __init__(self, command=None):
-        self.command = command or [sys.executable, "-S", "-E", "-c", READ_AHEAD_HELPER_CODE,
+        # -I: no folder of woof's (an upload may have left a signal.py
+        # there) nor environment variable decides what the helper runs.
+        self.command = command or [sys.executable, "-I", "-S", "-c", READ_AHEAD_HELPER_CODE,
                                    str(READ_AHEAD_BYTES)]
         self.lock = threading.Lock()
         self.process = None
         self.end = None  # ends the process, once
-        self.failed = False
+        self.failed = getattr(sys, "frozen", False) or not sys.executable
 
     def ask(self, paths):
         """Hand the helper these paths; False when it cannot take them."""
-        data = b"".join(os.fsencode(path) + b"\0" for path in paths)
+        data = memoryview(b"".join(os.fsencode(path) + b"\0" for path in paths))
         with self.lock:
             if self.failed:
                 return False
             try:
                 if self.process is None:
                     self.start()
-                self.process.stdin.write(data)
-                self.process.stdin.flush()
+                while data:  # an unbuffered pipe: close() never waits for a writer
+                    data = data[self.process.stdin.write(data):]
                 return True
-            except (OSError, ValueError):  # no such program; it died
+            except Exception:  # no such program, it died, woof is exiting
                 self.failed = True
         self.close()
         return False
 
     def start(self):
         import subprocess
-        self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE,
+        self.process = subprocess.Popen(self.command, bufsize=0, stdin=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.end = weakref.finalize(self, end_read_ahead_helper, self.process)
 
@@ -8350,10 +8358,15 @@ UPLOAD_SCRIPT = r"""(function () {
       item.url = recall(fileKey(item));
       item.known = false;
     });
-    return fewAtOnce(items.filter(function (item) { return item.url; }), function (item) {
-      // A refusal is met again, and shown, when the file's turn comes.
-      return findOffset(item).catch(function () { return false; });
-    });
+    return fewAtOnce(items.filter(function (item) { return item.url; }), learnWhereItStands);
+  }
+  // Asked until woof answers (a network away now and then is waited for),
+  // as another file may end woof the moment this one goes on; a refusal is
+  // met again, and shown, when the file's turn comes.
+  function learnWhereItStands(item) {
+    return findOffset(item).then(function (known) {
+      return known || retryAfterWait(item).then(function () { return learnWhereItStands(item); });
+    }, function () { return false; });
   }
   // work(item) for each item, AT_ONCE of them at a time.
   function fewAtOnce(items, work) {
