@@ -1519,6 +1519,16 @@ class ArchiveTestCase(WoofTestCase):
         log = woof.Log(stream=self.log_stream)
         return woof.ArchiveOffer(paths, compression, log, **options)
 
+    def download_each_way(self, offer):
+        """The archive downloaded with read-ahead, then without: (with, without)."""
+        archives = []
+        for read_ahead in (True, False):
+            with mock.patch.object(woof, "READ_AHEAD", read_ahead):
+                run = self.start(offer, count=1)
+                archives.append(self.download(run)[1])
+                run.wait()
+        return archives
+
     def download(self, run, headers=None):
         response, data = self.request(run, headers=headers)
         self.assertEqual(response.status, 200, data[:200])
@@ -3137,16 +3147,6 @@ class ReadAheadTests(ArchiveTestCase):
                 handle.write(b"%05d" % index * (size(index) // 5))
         return root
 
-    def download_each_way(self, offer):
-        """The archive downloaded with read-ahead, then without: (with, without)."""
-        archives = []
-        for read_ahead in (True, False):
-            with mock.patch.object(woof, "READ_AHEAD", read_ahead):
-                run = self.start(offer, count=1)
-                archives.append(self.download(run)[1])
-                run.wait()
-        return archives
-
     def test_every_format_sends_the_same_bytes_with_read_ahead_and_without(self):
         root = self.make_tricky_tree()
         self.make_file(os.path.join("sub", "huge.bin"), os.urandom(3 << 20), root)
@@ -3349,13 +3349,8 @@ class ReadAheadHelperTests(ArchiveTestCase):
             with self.subTest(compression=compression), \
                     mock.patch.object(woof, "page_cached", lambda descriptor: False):
                 offer = self.offer([root], compression)
-                archives = []
-                for read_ahead in (True, False):
-                    with mock.patch.object(woof, "READ_AHEAD", read_ahead):
-                        run = self.start(offer, count=1)
-                        archives.append(self.download(run)[1])
-                        run.wait()
-                self.assertEqual(archives[0], archives[1])
+                ahead, plain = self.download_each_way(offer)
+                self.assertEqual(ahead, plain)
                 offer.read_ahead_pool.helper.close()
 
 
