@@ -174,18 +174,21 @@ def measure(servers, clients_list, repeat, size, progress):
     return {key: benchlib.median(values) for key, values in times.items()}, times
 
 
-def measure_woof_idle(path, python, samples, terminal=False):
-    """Median seconds from start to printed URL, largest idle peak RSS in MiB, median CPU."""
-    startups, peaks, cpu = [], [], []
+def measure_woof_idle(path, python, samples, terminal=False, script=benchlib.WOOF):
+    """Median seconds from start to printed URL, largest idle peak RSS in MiB,
+    median CPU, largest resident size in MiB once the URL is printed."""
+    startups, peaks, cpu, resident = [], [], [], []
+    benchlib.started_once(python, script)  # its bytecode cache written, not timed
     for _ in range(samples):
         started = time.monotonic()
-        child, _ = benchlib.start_woof([path], python=python, terminal=terminal)
+        child, _ = benchlib.start_woof([path], python=python, terminal=terminal, script=script)
         startups.append(time.monotonic() - started)
+        resident.append(benchlib.resident_mib(child.process.pid))
         child.process.send_signal(signal.SIGINT)
         _, _, peak = child.finish(timeout=WOOF_EXIT_SECONDS)
         peaks.append(peak)
         cpu.append(child.cpu_seconds)
-    return benchlib.median(startups), max(peaks), benchlib.median(cpu)
+    return benchlib.median(startups), max(peaks), benchlib.median(cpu), max(resident)
 
 
 def table_rows(servers, clients_list, medians, runs, size):
@@ -283,9 +286,11 @@ def main(argv=None):
         servers.append(start_http_server(files, path, sys.executable))
         if benchlib.have("nginx") and not args.no_nginx:
             servers.append(start_nginx(folder, path))
-        startup, idle_peak, servers[0].idle_cpu = measure_woof_idle(path, args.python,
-                                                                    STARTUP_SAMPLES,
-                                                                    args.terminal)
+        startup, idle_peak, servers[0].idle_cpu, resident = measure_woof_idle(
+            path, args.python, STARTUP_SAMPLES, args.terminal)
+        if args.baseline:
+            baseline_idle = measure_woof_idle(path, args.python, STARTUP_SAMPLES, args.terminal,
+                                              os.path.abspath(args.baseline))
         medians, runs = measure(servers, clients_list, repeat, size, progress)
     finally:
         for server in servers:
@@ -305,8 +310,13 @@ def main(argv=None):
           "spread: (max - min) / median;\nCPU s/GiB: server CPU time per GiB sent "
           "(woof: median per run less an idle run's; others: whole run)")
     print("woof.py start-up to printed URL: %.0f ms (median of %d); idle run: %.0f ms CPU, "
-          "peak RSS %.1f MiB" % (startup * 1000, STARTUP_SAMPLES, servers[0].idle_cpu * 1000,
-                                 idle_peak))
+          "peak RSS %.1f MiB, resident once started %.1f MiB"
+          % (startup * 1000, STARTUP_SAMPLES, servers[0].idle_cpu * 1000, idle_peak, resident))
+    if args.baseline:
+        print("baseline start-up to printed URL: %.0f ms; idle run: %.0f ms CPU, peak RSS %.1f "
+              "MiB, resident once started %.1f MiB"
+              % (baseline_idle[0] * 1000, baseline_idle[2] * 1000, baseline_idle[1],
+                 baseline_idle[3]))
     woofs = [server.name for server in servers if isinstance(server, Woof)]
     for line in verdicts(medians, clients_list, servers[0].peak(), woofs):
         print(line)

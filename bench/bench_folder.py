@@ -10,6 +10,7 @@
    the same run (`tar cf - DIR | cat`, `| pigz -6`, `| pbzip2 -9`,
    `| xz -T0 -2`, `zip -qr -6 -`), medians of 3, with woof's time / the tool's.
    woof's time is the whole process: start, one download with curl, exit.
+   With --baseline, another woof.py beside woof in the tiny case.
 3. 60 photos of 3 MiB (random bytes named .jpg) as the default tar.gz,
    beside woof's own plain tar of them and `tar cf - | pigz -6`.
    A folder holding a 4.5 GiB sparse file, in every format (memory).
@@ -50,8 +51,8 @@ import threading
 import time
 import urllib.parse
 
-from benchlib import (WOOF, Child, have, make_random_file, make_sparse_file, median, report, run,
-                      start_woof)
+from benchlib import (WOOF, Child, have, make_random_file, make_sparse_file, median, report,
+                      resident_mib, run, start_woof)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import woof  # noqa: E402  (the copy beside this folder)
@@ -241,20 +242,27 @@ def bench_small_files(work, count, rows, formats=FORMATS):
     compare_with_tools(work, "small", "%d files" % count, formats, rows)
 
 
-def bench_tiny_files(work, count, rows):
+def bench_tiny_files(work, count, rows, baseline=None):
     """Tiny files as a plain tar beside GNU tar: the download alone (the issue's
-    measure) and woof's whole process, each as a ratio to tar's whole process."""
+    measure) and woof's whole process, each as a ratio to tar's whole process;
+    with baseline, another woof.py beside it, taking turns."""
     root = os.path.join(work, "tiny")
     make_tiny_tree(root, count)
     label = "%d files of 100 B" % count
     shell_seconds("tar cf - tiny | cat >/dev/null", work)  # warm the page cache
     tool_s = timed_shell(C_TOOLS["tar"].format("tiny"), work)
-    runs = [serve_and_time(["-u", root]) for _ in range(REPEATS)]
-    download, whole = median([run[0] for run in runs]), median([run[1] for run in runs])
+    woofs = [("woof", WOOF)] + ([("before", baseline)] if baseline else [])
+    runs = {name: [] for name, _ in woofs}
+    for _ in range(REPEATS):
+        for name, script in woofs:
+            runs[name].append(serve_and_time(["-u", root], script=script))
     rows.append(("%s: %s" % (label, C_TOOLS["tar"].format("tiny")), "%.2f s" % tool_s, "", ""))
-    rows.append(("%s: woof tar" % label, "%.2f s, whole %.2f s" % (download, whole),
-                 "%.1f MiB" % max(run[2] for run in runs),
-                 "%.2fx, whole %.2fx" % (download / tool_s, whole / tool_s)))
+    for name, _ in woofs:
+        download = median([run[0] for run in runs[name]])
+        whole = median([run[1] for run in runs[name]])
+        rows.append(("%s: %s tar" % (label, name), "%.2f s, whole %.2f s" % (download, whole),
+                     "%.1f MiB" % max(run[2] for run in runs[name]),
+                     "%.2fx, whole %.2fx" % (download / tool_s, whole / tool_s)))
     bench_descriptors(os.path.join(work, "tiny"), "%d files of 100 B" % count, rows)
     shutil.rmtree(os.path.join(work, "tiny"))
 
@@ -326,14 +334,6 @@ def answer_statuses(readers, timeout=120):
     return statuses
 
 
-def peak_resident_mib(pid):
-    with open("/proc/%d/status" % pid) as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
 def bench_idle_readers(paths, count, rows, formats=FORMATS):
     """count clients that ask for the archive and then stop reading: woof's peak memory."""
     for flag, label in formats:
@@ -341,7 +341,7 @@ def bench_idle_readers(paths, count, rows, formats=FORMATS):
         try:
             readers = open_idle_readers(url, count)
             statuses = answer_statuses(readers)
-            peak = peak_resident_mib(child.process.pid)
+            peak = resident_mib(child.process.pid, "VmHWM")  # (since woof started again)
             for reader in readers:
                 reader.close()
         finally:
@@ -516,7 +516,8 @@ def main(argv):
     parser.add_argument("--repeats", type=int, default=REPEATS, metavar="N",
                         help="runs of each timing, of which the median (default 3)")
     parser.add_argument("--baseline", metavar="WOOF_PY",
-                        help="another woof.py measured beside this one in the cold case")
+                        help="another woof.py measured beside this one in the cold and the "
+                             "tiny cases")
     options = parser.parse_args(argv)
     quick, idle, only = options.quick, options.idle, options.only.split(",")
     formats = tuple(item for item in FORMATS if item[1] in options.formats.split(","))
@@ -532,7 +533,7 @@ def main(argv):
         if "small" in only:
             bench_small_files(work, count, rows, formats)
         if "tiny" in only:
-            bench_tiny_files(work, 20000 if quick else 200000, rows)
+            bench_tiny_files(work, 20000 if quick else 200000, rows, options.baseline)
         if "photos" in only:
             bench_photos(work, 10 if quick else 60, rows)
         if "sparse" in only:

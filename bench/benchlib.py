@@ -4,6 +4,7 @@ Standard library only, Linux (os.wait4 gives each child's own peak memory).
 Every benchmark talks to 127.0.0.1 only and stops by itself.
 """
 
+import functools
 import os
 import re
 import shutil
@@ -87,6 +88,23 @@ class DiscardingTerminal:
             os.close(self.master)
 
 
+def environment_of_users():
+    """This environment, but with Python's bytecode files allowed, as on a
+    user's machine: woof.py then starts again from its bytecode cache (its
+    Start-up section), which PYTHONDONTWRITEBYTECODE turns off."""
+    environment = dict(os.environ)
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    return environment
+
+
+@functools.lru_cache(maxsize=None)
+def started_once(python, script):
+    """Run woof.py once, so that its bytecode cache is written before the
+    runs measured, as it is for a user from the second start on."""
+    subprocess.run([python, script, "--version"], env=environment_of_users(),
+                   stdout=subprocess.DEVNULL, check=True)
+
+
 def start_woof(args, cwd=None, python=sys.executable, stdin=None, timeout=30, terminal=False,
                script=WOOF):
     """Start woof.py (or another copy of it, `script`) on 127.0.0.1, any free
@@ -98,7 +116,9 @@ def start_woof(args, cwd=None, python=sys.executable, stdin=None, timeout=30, te
     screen = DiscardingTerminal() if terminal else None
     argv = [python, script] + ([] if terminal else ["-q"]) + ["-i", "127.0.0.1", "-p", "0"]
     argv += list(args)
-    child = Child(argv, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
+    environment = environment_of_users()
+    started_once(python, script)
+    child = Child(argv, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE, env=environment,
                   stderr=screen.slave if screen else subprocess.DEVNULL,
                   universal_newlines=True)
     if screen:
@@ -113,6 +133,16 @@ def start_woof(args, cwd=None, python=sys.executable, stdin=None, timeout=30, te
             break
     child.stop()
     raise RuntimeError("woof did not print its URL: %s" % " ".join(argv))
+
+
+def resident_mib(pid, field="VmRSS"):
+    """A running process's resident size in MiB (Linux's /proc): now, or
+    with field="VmHWM" its peak so far (since its last exec)."""
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
 
 
 def run(argv, **kwargs):
