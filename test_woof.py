@@ -44,6 +44,7 @@ import io
 import ipaddress
 import json
 import lzma
+import marshal
 import os
 import queue
 import random
@@ -63,6 +64,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import types
 import unittest
 import unittest.mock as mock
 import urllib.error
@@ -4097,6 +4099,7 @@ class FullDiskTest(UploadTestCase):
                     "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
                     "resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000))\n"
                     "sys.path.insert(0, sys.argv[1])\n"
+                    "sys.dont_write_bytecode = True  # a .pyc cut at the limit\n"
                     "import woof\n"
                     "sys.exit(woof.main(sys.argv[2:], config_paths=()))\n")
 
@@ -9197,6 +9200,275 @@ class ClientUnpackBoundTests(ClientTestCase):
 
 
 # ---------------------------------------------------------------------------
+# Start-up: woof.py run as a program starts again from its bytecode cache
+# ---------------------------------------------------------------------------
+
+def file_bytes(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def command_line_of(pid):
+    """The arguments a running process has now (Linux's /proc), exec() included."""
+    with open("/proc/%d/cmdline" % pid, "rb") as handle:
+        return handle.read().decode("utf-8", "surrogateescape").split("\0")[:-1]
+
+
+@unittest.skipUnless(woof.SCRIPT_PARSE_TREE_KEPT and woof.EXEC_REPLACES_PROCESS,
+                     "woof.py starts again only on CPython 3.9 on, where exec() replaces it")
+@unittest.skipUnless(os.path.exists("/proc/self/cmdline"), "needs /proc to see the restart")
+class StartUpTests(WoofTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.script = self.make_file(os.path.join("program", "woof.py"), file_bytes(WOOF_PATH))
+        self.cache = os.path.join(self.tmp, "cache", "woof")
+        self.environ = dict(os.environ, XDG_CACHE_HOME=os.path.dirname(self.cache))
+        for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "PYTHONINSPECT"):
+            self.environ.pop(name, None)
+
+    def offer_and_take(self, *python_options, env=None, cwd=None, script=None, stdin=None):
+        """Offer a file with the copy of woof.py (python_options before it) and
+        take it; return the command line woof had while it served.  (-i shows
+        the SystemExit that ends woof before its prompt, as Python always did.)"""
+        offered = self.make_file("offered.txt", b"offered once\n")
+        child = WoofProcess(self, list(python_options) + [script or self.script, "-i",
+                                                          "127.0.0.1", "-p", "0", offered],
+                            script=None, env=env or self.environ, cwd=cwd, stdin=stdin)
+        argv = command_line_of(child.process.pid)
+        with urllib.request.urlopen(child.url, timeout=DEADLINE) as response:
+            self.assertEqual(response.read(), b"offered once\n")
+        status, stderr = child.finish()
+        self.assertEqual(status, 0, stderr)
+        if "-i" not in python_options:
+            self.assertNotIn("Traceback", stderr)
+        self.assertEqual(argv[-1], offered)
+        return argv
+
+    def run_python(self, *args, env=None, **options):
+        """Python run on args to its end; return (status, stdout, stderr)."""
+        options.setdefault("stdout", subprocess.PIPE)
+        result = subprocess.run([sys.executable] + list(args), env=env or self.environ,
+                                stderr=subprocess.PIPE, timeout=DEADLINE, **options)
+        return result.returncode, (result.stdout or b"").decode(), result.stderr.decode()
+
+    def cache_files(self):
+        return sorted(os.listdir(self.cache)) if os.path.isdir(self.cache) else []
+
+    def cache_file(self):
+        [name] = self.cache_files()
+        return os.path.join(self.cache, name)
+
+    def with_site_code(self, code):
+        """self.environ, with code run as Python starts (a sitecustomize module)."""
+        folder = os.path.join(self.tmp, "site")
+        self.make_file("sitecustomize.py", code.encode(), folder=folder)
+        return dict(self.environ, PYTHONPATH=folder)
+
+    def test_woof_starts_again_in_its_own_process_with_its_options_and_caches_its_code(self):
+        argv = self.offer_and_take("-W", "error", "-X", "utf8")
+        start = argv.index("-c")
+        self.assertEqual(argv[:start], [sys.executable, "-W", "error", "-X", "utf8"])
+        self.assertEqual(argv[start + 1:start + 4], [woof.BYTECODE_LOADER_CODE, self.script,
+                                                     os.path.dirname(self.script)])
+        self.assertRegex(argv[start + 4], r"\A[0-9]+\Z")  # the cache folder's descriptor
+        self.assertEqual(argv[start + 5], self.script)  # sys.argv[0], as it was given
+        cached = self.cache_file()
+        self.assertRegex(os.path.basename(cached), r"\Awoof-%s-O0-[0-9a-f]{32}[.]code\Z"
+                         % re.escape(sys.implementation.cache_tag))
+        self.assertEqual(stat.S_IMODE(os.stat(self.cache).st_mode), 0o700)
+        written = os.stat(cached).st_mtime_ns
+        self.assertIn("-c", self.offer_and_take())
+        self.assertEqual(self.cache_file(), cached)
+        self.assertEqual(os.stat(cached).st_mtime_ns, written)
+
+    def cache_content(self, code, source=None):
+        """A cache file's bytes for code, as made from source (the copy's by default)."""
+        import importlib.util
+        body = marshal.dumps(code)
+        return (b"woof" + importlib.util.MAGIC_NUMBER
+                + hashlib.sha256(source or file_bytes(self.script)).digest()
+                + hashlib.sha256(body).digest() + body)
+
+    def test_the_next_start_runs_the_cached_code_and_a_changed_woof_py_its_own(self):
+        version = "woof.py %s\n" % woof.__version__
+        self.assertEqual(self.run_python(self.script, "--version")[:2], (0, version))
+        stand_in = compile("import sys\nsys.stdout.write('from the cache\\n')\n"
+                           "def main():\n    return 7\n", self.script, "exec")
+        with open(self.cache_file(), "wb") as handle:
+            handle.write(self.cache_content(stand_in))
+        self.assertEqual(self.run_python(self.script, "--version")[:2], (7, "from the cache\n"))
+        with open(self.script, "a") as handle:
+            handle.write("\n# another woof.py\n")
+        self.assertEqual(self.run_python(self.script, "--version")[:2], (0, version))
+        self.assertNotIn(b"from the cache", file_bytes(self.cache_file()))
+
+    def test_a_cache_file_damaged_or_not_made_for_this_python_is_made_again(self):
+        version = "woof.py %s\n" % woof.__version__
+        self.run_python(self.script, "--version")
+        good = file_bytes(self.cache_file())
+        flipped = bytearray(good)
+        flipped[len(good) // 2] ^= 0x20
+        cases = {"empty": b"", "not a cache file": b"not marshal data",
+                 "a byte changed": bytes(flipped),
+                 "another Python's": good[:4] + b"\0\0\r\n" + good[8:],
+                 "no code in it": self.cache_content("a string, not code")}
+        for name, damaged in cases.items():
+            with self.subTest(name):
+                with open(self.cache_file(), "wb") as handle:
+                    handle.write(damaged)
+                self.assertEqual(self.run_python(self.script, "--version"), (0, version, ""))
+                self.assertEqual(file_bytes(self.cache_file()), good)
+
+    def test_without_bytecode_files_or_a_safe_cache_folder_woof_runs_as_it_was_started(self):
+        def folder_others_may_write():
+            os.makedirs(self.cache)
+            os.chmod(self.cache, 0o777)
+            return self.environ
+
+        cases = [("PYTHONDONTWRITEBYTECODE", [], lambda: dict(self.environ,
+                                                                PYTHONDONTWRITEBYTECODE="1")),
+                 ("-B", ["-B"], lambda: self.environ),
+                 ("group and others may write", [], folder_others_may_write),
+                 ("a tracing debugger", [],
+                  lambda: self.with_site_code("import sys\nsys.settrace(lambda *args: None)\n"))]
+        for name, options, environ in cases:
+            with self.subTest(name):
+                shutil.rmtree(os.path.dirname(self.cache), ignore_errors=True)
+                argv = self.offer_and_take(*options, env=environ())
+                self.assertEqual(argv[:len(options) + 2], [sys.executable] + options + [self.script])
+                self.assertEqual(self.cache_files(), [])
+
+    def test_with_a_prompt_after_the_end_woof_runs_as_it_was_started(self):
+        argv = self.offer_and_take("-i", stdin=subprocess.DEVNULL)
+        self.assertEqual(argv[:3], [sys.executable, "-i", self.script])
+
+    def test_a_program_running_woof_py_as_its_part_carries_on_after_it(self):
+        def host(arguments):
+            return ("import runpy, sys\n"
+                    "sys.argv = %s\n"
+                    "try:\n"
+                    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+                    "except SystemExit as end:\n"
+                    "    print('woof ended with', end.code)\n" % arguments)
+
+        host_script = self.make_file("host.py", host("[%r] + sys.argv[1:]" % self.script).encode())
+        expected = (0, "woof.py %s\nwoof ended with 0\n" % woof.__version__, "")
+        for name, args in (("a script", [host_script, "--version"]),
+                           ("a program given with -c", ["-c" + host("sys.argv[1:]"), self.script,
+                                                        "--version"])):
+            with self.subTest(name):
+                self.assertEqual(self.run_python(*args), expected)
+                self.assertEqual(self.cache_files(), [])
+
+    def test_modules_beside_a_link_to_woof_py_or_in_the_current_folder_are_not_run(self):
+        current = os.path.join(self.tmp, "current")
+        planted = os.path.join(self.tmp, "planted")
+        link = os.path.join(self.tmp, "bin", "woof.py")
+        for folder in (current, os.path.dirname(link)):
+            for module in ("argparse", "configparser", "tarfile"):
+                self.make_file(module + ".py", ("open(%r, 'w').close()\n" % planted).encode(),
+                               folder=folder)
+        os.symlink(self.script, link)
+        argv = self.offer_and_take(cwd=current, script=link)
+        self.assertEqual(argv[argv.index("-c") + 3], os.path.dirname(self.script))
+        self.assertFalse(os.path.exists(planted))
+
+    def test_copies_of_woof_py_keep_a_cache_file_each(self):
+        other = self.make_file(os.path.join("other", "woof.py"), file_bytes(self.script))
+        self.run_python(self.script, "--version")
+        mine = self.cache_file()
+        written = os.stat(mine).st_mtime_ns
+        self.run_python(other, "--version")
+        self.run_python(self.script, "--version")
+        self.assertEqual(len(self.cache_files()), 2)
+        self.assertEqual(os.stat(mine).st_mtime_ns, written)
+
+    def test_a_relative_cache_home_is_not_taken_from_the_current_folder(self):
+        current, home = os.path.join(self.tmp, "current"), os.path.join(self.tmp, "home")
+        os.makedirs(current)
+        os.makedirs(home)
+        environ = dict(self.environ, XDG_CACHE_HOME="cache", HOME=home)
+        self.assertEqual(self.run_python(self.script, "--version", env=environ, cwd=current)[0], 0)
+        self.assertEqual(os.listdir(current), [])
+        self.assertEqual(len(os.listdir(os.path.join(home, ".cache", "woof"))), 1)
+
+    def test_the_options_before_the_script_are_taken_as_given_and_only_for_a_script(self):
+        python = sys.executable
+        table = [([python, "woof.py", "a"], ["woof.py", "a"], []),
+                 ([python, "-W", "error", "-X", "utf8", "woof.py"], ["woof.py"],
+                  ["-W", "error", "-X", "utf8"]),
+                 ([python, "-Werror", "-Xdev", "-OO", "-Bu", "-W", "ignore", "woof.py", "-q"],
+                  ["woof.py", "-q"], ["-Werror", "-Xdev", "-OO", "-Bu", "-W", "ignore"]),
+                 ([python, "-sWerror", "woof.py"], ["woof.py"], ["-sWerror"]),
+                 ([python, "--check-hash-based-pycs", "never", "-I", "woof.py"], ["woof.py"],
+                  ["--check-hash-based-pycs", "never", "-I"]),
+                 ([python, "-c", "import runpy", "woof.py"], ["woof.py"], None),
+                 ([python, "-Sc", "import runpy", "woof.py"], ["woof.py"], None),
+                 ([python, "-cimport runpy", "woof.py"], ["woof.py"], None),
+                 ([python, "-m", "pdb", "woof.py"], ["woof.py"], None),
+                 ([python, "host.py", "woof.py"], ["woof.py"], None),
+                 ([python, "--help", "woof.py"], ["woof.py"], None),
+                 ([python, "woof.py", "a"], ["woof.py", "b"], None),
+                 ([python, "woof.py"], ["other.py", "woof.py"], None),
+                 ([python, "woof.py"], [], None)]
+        for original, argv, expected in table:
+            with self.subTest(original=original, argv=argv):
+                self.assertEqual(woof.options_before(original, argv), expected)
+
+    def test_a_cache_folder_of_another_user_is_neither_used_nor_made(self):
+        environ = {"XDG_CACHE_HOME": os.path.dirname(self.cache)}
+        os.makedirs(self.cache, 0o700)
+        with mock.patch.object(woof.os, "geteuid", return_value=os.geteuid() + 1):
+            self.assertIsNone(woof.open_bytecode_cache_folder(environ))
+            shutil.rmtree(self.cache)
+            self.assertIsNone(woof.open_bytecode_cache_folder(environ))
+        self.assertFalse(os.path.exists(self.cache))
+        descriptor = woof.open_bytecode_cache_folder(environ)
+        self.addCleanup(os.close, descriptor)
+        self.assertEqual(stat.S_IMODE(os.fstat(descriptor).st_mode), 0o700)
+
+    def test_where_the_new_python_cannot_start_woof_runs_on_in_the_first(self):
+        environ = self.with_site_code("import sys\nsys.executable = %r\n"
+                                      % os.path.join(self.tmp, "no such python"))
+        self.assertEqual(self.run_python(self.script, "--version", env=environ),
+                         (0, "woof.py %s\n" % woof.__version__, ""))
+        self.assertEqual(self.cache_files(), [])
+
+    def test_closed_output_streams_end_woof_as_before(self):
+        def close_output():
+            os.close(1)
+
+        self.assertEqual(self.run_python(self.script, "--version", stdout=None,
+                                         preexec_fn=close_output)[0], 0)
+        self.assertEqual(len(self.cache_files()), 1)
+
+    @unittest.skipUnless(hasattr(os, "fork"), "resource limits are POSIX")
+    def test_a_cache_file_that_cannot_be_written_whole_is_left_out(self):
+        def limited():
+            import resource
+            import signal
+            default_signals()
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000))
+
+        status, _, stderr = self.run_python(self.script, "--version", preexec_fn=limited)
+        self.assertEqual((status, stderr), (0, ""))
+        self.assertEqual(self.cache_files(), [])  # nor the part written under another name
+
+    def test_a_woof_py_gone_before_the_new_python_reads_it_is_one_line_of_error(self):
+        gone = os.path.join(self.tmp, "gone", "woof.py")
+        descriptor = os.open(self.tmp, os.O_RDONLY)
+        self.addCleanup(os.close, descriptor)
+        status, _, stderr = self.run_python("-c", woof.BYTECODE_LOADER_CODE, gone, self.tmp,
+                                            str(descriptor), "woof.py", "--version",
+                                            pass_fds=[descriptor])
+        self.assertEqual(status, 1)
+        self.assertRegex(stderr, r"\Awoof: error: cannot read .*gone/woof.py: "
+                                 r"No such file or directory\n\Z")
+
+
+# ---------------------------------------------------------------------------
 # The suite itself, run as CI and people run it
 # ---------------------------------------------------------------------------
 
@@ -9327,5 +9599,18 @@ def run_suite(argv):
     return 0 if failed == 0 and result.passed > 0 else 1
 
 
+def run_suite_as_users_start_woof(argv):
+    """The suite, its woof.py subprocesses started as on a user's machine:
+    with bytecode files allowed, so that they start again from woof's
+    bytecode cache (Start-up in woof.py), kept in a folder of this run's own."""
+    cache = tempfile.mkdtemp(prefix="woof-suite-cache-")
+    os.environ["XDG_CACHE_HOME"] = cache
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    try:
+        return run_suite(argv)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    sys.exit(run_suite(sys.argv[1:]))
+    sys.exit(run_suite_as_users_start_woof(sys.argv[1:]))

@@ -39,6 +39,7 @@ Sections, in file order (each uses only what stands above it):
     Client mode        woof.py URL fetches (resumable, -x), woof.py URL FILE sends
     Command line       options, woofrc, what is printed at start
     main()             exit statuses, signals, how often threads switch
+    Start-up           woof.py run as a program starts again without its parse tree
 """
 
 __version__ = "1.0.0"
@@ -411,6 +412,39 @@ TAR_DATA_FILTER = getattr(tarfile, "data_filter", None)
 # network; other systems (and a Linux without /proc) fall back on the host
 # name's addresses and the address of the default route.
 LINUX_INTERFACE_TABLES = sys.platform.startswith("linux") and os.path.exists("/proc/net/route")
+
+
+# CPython's parser (the PEG parser, 3.9 on) keeps the syntax tree of the
+# script it was started with, and the tokens it read, until the script ends;
+# CPython 3.8 and earlier free them before the script's first line runs.
+SCRIPT_PARSE_TREE_KEPT = sys.implementation.name == "cpython" and sys.version_info >= (3, 9)
+
+# os.execv replaces the running program on POSIX: the same process, its
+# descriptors, its ignored signals and its limits.  On Windows it starts
+# another process and ends this one, which hands the console back at once.
+EXEC_REPLACES_PROCESS = os.name == "posix"
+
+
+def woof_cache_folder(environ):
+    """woof's folder in this user's cache folder: XDG_CACHE_HOME where it is
+    set (and absolute), LOCALAPPDATA on Windows, else ~/.cache."""
+    base = environ.get("XDG_CACHE_HOME") or environ.get("LOCALAPPDATA")
+    if not base or not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "woof")
+
+
+def original_argv():
+    """The command line Python was started with, its own options included:
+    sys.orig_argv (3.10 on), Linux's /proc before that; None elsewhere."""
+    if hasattr(sys, "orig_argv"):
+        return list(sys.orig_argv)
+    try:
+        with open("/proc/self/cmdline", "rb") as handle:
+            arguments = handle.read().split(b"\0")[:-1]
+    except OSError:
+        return None
+    return [os.fsdecode(argument) for argument in arguments]
 
 
 # ---------------------------------------------------------------------------
@@ -11733,12 +11767,9 @@ UPLOAD_STATE_DAYS = 7
 
 
 def upload_state_path(environ):
-    """The file that keeps the upload URLs of unfinished sends, in this
-    user's cache folder (XDG_CACHE_HOME, LOCALAPPDATA on Windows, ~/.cache)."""
-    base = environ.get("XDG_CACHE_HOME") or environ.get("LOCALAPPDATA")
-    if not base:
-        base = os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "woof", "uploads.json")
+    """The file that keeps the upload URLs of unfinished sends, in woof's
+    cache folder."""
+    return os.path.join(woof_cache_folder(environ), "uploads.json")
 
 
 class UploadState:
@@ -11797,7 +11828,7 @@ class UploadState:
     def save(self):
         import json
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
             temporary = "%s.%s.tmp" % (self.path, secrets.token_hex(4))
             # Only its owner may read it: it holds upload URLs, which are
             # the right to add to those uploads.
@@ -12858,5 +12889,247 @@ def finish_status(server, log):
     return status
 
 
+# ---------------------------------------------------------------------------
+# Start-up: woof.py run as a program starts again without its parse tree
+#
+# python3 woof.py on CPython 3.9 and later keeps the syntax tree of woof.py
+# in memory until woof exits (SCRIPT_PARSE_TREE_KEPT): 23 MiB of the 48.5
+# woof holds once started, never read again.  Where exec() replaces the
+# process, woof.py started as a program starts again in the same process,
+# with the same options, as a new Python that takes woof's code from a
+# bytecode cache of its own (BYTECODE_LOADER_CODE) and so never parses it:
+# 25.6 MiB once started.  The cache is one file per copy of woof.py and per
+# Python, in woof's cache folder, checked against the source and its own
+# digest before it is used; the first start writes it.  Python's switch for
+# bytecode files (-B, PYTHONDONTWRITEBYTECODE) turns all of this off.
+# ---------------------------------------------------------------------------
+
+# The program the new Python runs: `python3 OPTIONS -c BYTECODE_LOADER_CODE
+# WOOF_PY WOOF_FOLDER CACHE_DESCRIPTOR ARGV0 ARGS...`.  It reads and writes the
+# cache only through the descriptor of the folder the first Python checked,
+# so that no folder renamed in between can stand in for it; it loads woof.py
+# as the module woof and runs main().
+BYTECODE_LOADER_CODE = r"""# woof.py, started again from its bytecode cache
+import sys
+
+script, script_folder, cache_folder = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if sys.path and sys.path[0] == "":
+    # -c puts the current folder first, where python3 woof.py puts woof's own.
+    sys.path[0] = script_folder
+sys.argv = sys.argv[4:]
+
+import hashlib, importlib.util, marshal, os, stat, types
+
+DIGEST_SIZE = 32
+
+
+def read_source():
+    try:
+        with open(script, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        sys.exit("woof: error: cannot read %s: %s" % (script, error.strerror or error))
+
+
+def cache_header(source):
+    # What the code in the file must come from: this Python's bytecode, this source.
+    return b"woof" + importlib.util.MAGIC_NUMBER + hashlib.sha256(source).digest()
+
+
+def cached_code(name, header):
+    try:
+        descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=cache_folder)
+    except OSError:
+        return None  # none yet
+    with open(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
+            return None
+        data = memoryview(handle.read())
+    body = data[len(header) + DIGEST_SIZE:]
+    if (data[:len(header)] != header
+            or data[len(header):len(header) + DIGEST_SIZE] != hashlib.sha256(body).digest()):
+        return None  # an older woof.py's, another Python's, or damaged
+    try:
+        code = marshal.loads(body)
+    except Exception:
+        return None
+    return code if isinstance(code, types.CodeType) else None
+
+
+def store_code(code, name, header):
+    # Written whole under another name, then renamed: a woof starting at the
+    # same moment reads the old file or the new one, never half of one.
+    body = marshal.dumps(code)
+    temporary = "%s.%d.%s.tmp" % (name, os.getpid(), os.urandom(4).hex())
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o600, dir_fd=cache_folder)
+        with open(descriptor, "wb") as handle:
+            handle.write(header + hashlib.sha256(body).digest() + body)
+        os.replace(temporary, name, src_dir_fd=cache_folder, dst_dir_fd=cache_folder)
+    except OSError:
+        try:
+            os.unlink(temporary, dir_fd=cache_folder)
+        except OSError:
+            pass
+
+
+def woof_code():
+    source = read_source()
+    header = cache_header(source)
+    name = "woof-%s-O%d-%s.code" % (sys.implementation.cache_tag, sys.flags.optimize,
+                                    hashlib.sha256(os.fsencode(script)).hexdigest()[:32])
+    code = cached_code(name, header)
+    if code is None:
+        code = compile(source, script, "exec", dont_inherit=True)
+        store_code(code, name, header)
+    os.close(cache_folder)
+    return code
+
+
+def run_woof():
+    woof = types.ModuleType("woof")
+    woof.__file__ = script
+    sys.modules["woof"] = woof
+    exec(woof_code(), woof.__dict__)
+    sys.exit(woof.main())
+
+
+run_woof()
+"""
+
+
+def options_before(original, argv):
+    """The options Python was given before the script, as given, when the
+    command line it was started with (original) is `python OPTIONS SCRIPT
+    ARGS` and argv is SCRIPT ARGS; None when it is anything else: a program
+    given with -c or -m, or another script running this one."""
+    start = len(original) - len(argv)
+    if not argv or start < 1 or original[start:] != argv:
+        return None
+    options, index = original[1:start], 0
+    while index < len(options):
+        option = options[index]
+        if option == "--check-hash-based-pycs":
+            index += 2
+            continue
+        if not option.startswith("-") or option.startswith("--") or option == "-":
+            return None
+        for position, letter in enumerate(option[1:], 1):
+            if letter in "cm":
+                return None  # what follows is a program or a module's name
+            if letter in "WX":
+                if position == len(option) - 1:
+                    index += 1  # its value is the next argument
+                break
+        index += 1
+    return options
+
+
+def options_before_script(script):
+    """The options Python was given before woof.py (`python3 -W error woof.py
+    ARGS` gives ["-W", "error"]); None unless Python was started with woof.py
+    as its program: not a debugger, nor a program that runs woof.py in it."""
+    original = original_argv()
+    try:
+        started_with_woof = bool(sys.argv) and os.path.samefile(sys.argv[0], script)
+    except OSError:
+        return None
+    return options_before(original, sys.argv) if original and started_with_woof else None
+
+
+def make_folders_as_owner(path):
+    """Make path and the folders missing above it, only below a folder this
+    user owns: woof run by root with another user's HOME leaves nothing of
+    root's in it."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if missing and os.stat(path).st_uid != os.geteuid():
+        raise PermissionError("%s is another user's" % path)
+    for folder in reversed(missing):
+        os.mkdir(folder, 0o700)
+
+
+def open_bytecode_cache_folder(environ):
+    """woof's cache folder, opened (its descriptor) and made if missing; None
+    when it cannot be, or when anyone but this user could write in it (what
+    is there is run)."""
+    folder = woof_cache_folder(environ)
+    if not os.path.isabs(folder):
+        return None
+    try:
+        make_folders_as_owner(folder)
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW)
+    except OSError:
+        return None
+    status = os.fstat(descriptor)
+    if (not stat.S_ISDIR(status.st_mode) or status.st_uid != os.geteuid()
+            or status.st_mode & 0o022):
+        os.close(descriptor)
+        return None
+    return above_standard_streams(descriptor)
+
+
+def above_standard_streams(descriptor):
+    """The same open file under a number above 2: a standard stream that
+    woof was started without (>&-) stays closed in the new Python, not the
+    cache folder."""
+    below = []
+    while descriptor <= 2:
+        below.append(descriptor)
+        descriptor = os.dup(descriptor)
+    for number in below:
+        os.close(number)
+    return descriptor
+
+
+def restart_would_pay(script):
+    """True when starting again frees the parse tree: CPython 3.9 on, exec()
+    replacing the process, bytecode files allowed, one user id, and no
+    debugger, profiler or prompt after the end (-i) to leave behind."""
+    return (SCRIPT_PARSE_TREE_KEPT and EXEC_REPLACES_PROCESS and bool(sys.executable)
+            and not getattr(sys, "frozen", False) and not sys.dont_write_bytecode
+            and not sys.flags.inspect and sys.gettrace() is None
+            and sys.getprofile() is None and os.getuid() == os.geteuid()
+            and os.path.isfile(script))
+
+
+def flush_output():
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def restart_without_parse_tree(script, environ=os.environ):
+    """woof.py run as a program: become a new Python, in the same process,
+    that runs woof's code from the bytecode cache.  Returns only where that
+    does not pay or cannot be done, and woof then runs on in this one."""
+    if not restart_would_pay(script):
+        return
+    options = options_before_script(script)
+    folder = open_bytecode_cache_folder(environ) if options is not None else None
+    if folder is None:
+        return
+    argv = ([sys.executable] + options
+            + ["-c", BYTECODE_LOADER_CODE, os.path.abspath(script),
+               os.path.dirname(os.path.realpath(script)), str(folder)] + sys.argv)
+    flush_output()
+    try:
+        os.set_inheritable(folder, True)
+        os.execv(sys.executable, argv)
+    except OSError:  # the interpreter gone, or the arguments too long
+        os.close(folder)
+
+
 if __name__ == "__main__":
+    restart_without_parse_tree(__file__)
     sys.exit(main())
