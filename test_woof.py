@@ -9214,6 +9214,68 @@ def command_line_of(pid):
         return handle.read().decode("utf-8", "surrogateescape").split("\0")[:-1]
 
 
+class StartUpPartsTests(WoofTestCase):
+    """The parts of the start-up that need no restart to be seen."""
+
+    def test_the_options_before_the_script_are_taken_as_given_and_only_for_a_script(self):
+        python = sys.executable
+        table = [([python, "woof.py", "a"], ["woof.py", "a"], []),
+                 ([python, "-W", "error", "-X", "utf8", "woof.py"], ["woof.py"],
+                  ["-W", "error", "-X", "utf8"]),
+                 ([python, "-Werror", "-Xdev", "-OO", "-Bu", "-W", "ignore", "woof.py", "-q"],
+                  ["woof.py", "-q"], ["-Werror", "-Xdev", "-OO", "-Bu", "-W", "ignore"]),
+                 ([python, "-sWerror", "woof.py"], ["woof.py"], ["-sWerror"]),
+                 ([python, "--check-hash-based-pycs", "never", "-I", "woof.py"], ["woof.py"],
+                  ["--check-hash-based-pycs", "never", "-I"]),
+                 ([python, "-c", "import runpy", "woof.py"], ["woof.py"], None),
+                 ([python, "-Sc", "import runpy", "woof.py"], ["woof.py"], None),
+                 ([python, "-cimport runpy", "woof.py"], ["woof.py"], None),
+                 ([python, "-m", "pdb", "woof.py"], ["woof.py"], None),
+                 ([python, "host.py", "woof.py"], ["woof.py"], None),
+                 ([python, "--help", "woof.py"], ["woof.py"], None),
+                 ([python, "woof.py", "a"], ["woof.py", "b"], None),
+                 ([python, "woof.py"], ["other.py", "woof.py"], None),
+                 ([python, "woof.py"], [], None)]
+        for original, argv, expected in table:
+            with self.subTest(original=original, argv=argv):
+                self.assertEqual(woof.options_before(original, argv), expected)
+
+    @unittest.skipUnless(woof.EXEC_REPLACES_PROCESS, "woof.py starts again only where exec() "
+                                                     "replaces it")
+    def test_a_cache_folder_of_another_user_is_neither_used_nor_made(self):
+        cache = os.path.join(self.tmp, "cache", "woof")
+        environ = {"XDG_CACHE_HOME": os.path.dirname(cache)}
+        os.makedirs(cache, 0o700)
+        with mock.patch.object(woof.os, "geteuid", return_value=os.geteuid() + 1):
+            self.assertIsNone(woof.open_bytecode_cache_folder(environ))
+            shutil.rmtree(cache)
+            self.assertIsNone(woof.open_bytecode_cache_folder(environ))
+        self.assertFalse(os.path.exists(cache))
+        with mock.patch.object(woof.os, "access", return_value=False):  # root may write anyway
+            self.assertIsNone(woof.open_bytecode_cache_folder(environ))
+        descriptor = woof.open_bytecode_cache_folder(environ)
+        self.addCleanup(os.close, descriptor)
+        self.assertEqual(stat.S_IMODE(os.fstat(descriptor).st_mode), 0o700)
+
+    @unittest.skipUnless(woof.EXEC_REPLACES_PROCESS, "woof.py starts again only where exec() "
+                                                     "replaces it")
+    def test_where_the_new_python_cannot_start_woof_runs_on_in_the_first(self):
+        environ = {"XDG_CACHE_HOME": os.path.join(self.tmp, "cache")}
+        opened = []
+
+        def no_exec(program, argv, environment):
+            opened.append(int(argv[argv.index("-c") + 4]))
+            raise OSError(errno.E2BIG, "Argument list too long")
+
+        with mock.patch.object(woof, "restart_would_pay", return_value=True), \
+                mock.patch.object(woof, "options_before_script", return_value=["-W", "error"]), \
+                mock.patch.object(woof.os, "execve", side_effect=no_exec):
+            self.assertIsNone(woof.restart_without_parse_tree(WOOF_PATH, environ))
+        [descriptor] = opened
+        with self.assertRaises(OSError):
+            os.fstat(descriptor)  # closed again
+
+
 @unittest.skipUnless(woof.SCRIPT_PARSE_TREE_KEPT and woof.EXEC_REPLACES_PROCESS,
                      "woof.py starts again only on CPython 3.9 on, where exec() replaces it")
 @unittest.skipUnless(os.path.exists("/proc/self/cmdline"), "needs /proc to see the restart")
@@ -9224,7 +9286,8 @@ class StartUpTests(WoofTestCase):
         self.script = self.make_file(os.path.join("program", "woof.py"), file_bytes(WOOF_PATH))
         self.cache = os.path.join(self.tmp, "cache", "woof")
         self.environ = dict(os.environ, XDG_CACHE_HOME=os.path.dirname(self.cache))
-        for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "PYTHONINSPECT"):
+        for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "PYTHONINSPECT", "PYTHONOPTIMIZE",
+                     "PYTHONSAFEPATH", "PYTHONWARNINGS", "PYTHONDEVMODE"):
             self.environ.pop(name, None)
 
     def offer_and_take(self, *python_options, env=None, cwd=None, script=None, stdin=None):
@@ -9269,7 +9332,7 @@ class StartUpTests(WoofTestCase):
         argv = self.offer_and_take("-W", "error", "-X", "utf8")
         start = argv.index("-c")
         self.assertEqual(argv[:start], [sys.executable, "-W", "error", "-X", "utf8"])
-        self.assertEqual(argv[start + 1:start + 4], [woof.BYTECODE_LOADER_CODE, self.script,
+        self.assertEqual(argv[start + 1:start + 4], [woof.BYTECODE_LOADER_START, self.script,
                                                      os.path.dirname(self.script)])
         self.assertRegex(argv[start + 4], r"\A[0-9]+\Z")  # the cache folder's descriptor
         self.assertEqual(argv[start + 5], self.script)  # sys.argv[0], as it was given
@@ -9277,10 +9340,10 @@ class StartUpTests(WoofTestCase):
         self.assertRegex(os.path.basename(cached), r"\Awoof-%s-O0-[0-9a-f]{32}[.]code\Z"
                          % re.escape(sys.implementation.cache_tag))
         self.assertEqual(stat.S_IMODE(os.stat(self.cache).st_mode), 0o700)
-        written = os.stat(cached).st_mtime_ns
+        written = os.stat(cached).st_ino
         self.assertIn("-c", self.offer_and_take())
         self.assertEqual(self.cache_file(), cached)
-        self.assertEqual(os.stat(cached).st_mtime_ns, written)
+        self.assertEqual(os.stat(cached).st_ino, written)  # read, not written again
 
     def cache_content(self, code, source=None):
         """A cache file's bytes for code, as made from source (the copy's by default)."""
@@ -9331,7 +9394,12 @@ class StartUpTests(WoofTestCase):
                  ("-B", ["-B"], lambda: self.environ),
                  ("group and others may write", [], folder_others_may_write),
                  ("a tracing debugger", [],
-                  lambda: self.with_site_code("import sys\nsys.settrace(lambda *args: None)\n"))]
+                  lambda: self.with_site_code("import sys\nsys.settrace(lambda *args: None)\n")),
+                 ("a Python other than the one running", [],
+                  lambda: self.with_site_code("import sys\nsys.executable = '/bin/sh'\n"))]
+        if hasattr(sys, "monitoring"):
+            cases.append(("a tool watching through sys.monitoring", [], lambda: self.with_site_code(
+                "import sys\nsys.monitoring.use_tool_id(3, 'a test')\n")))
         for name, options, environ in cases:
             with self.subTest(name):
                 shutil.rmtree(os.path.dirname(self.cache), ignore_errors=True)
@@ -9378,11 +9446,27 @@ class StartUpTests(WoofTestCase):
         other = self.make_file(os.path.join("other", "woof.py"), file_bytes(self.script))
         self.run_python(self.script, "--version")
         mine = self.cache_file()
-        written = os.stat(mine).st_mtime_ns
+        written = os.stat(mine).st_ino
         self.run_python(other, "--version")
         self.run_python(self.script, "--version")
         self.assertEqual(len(self.cache_files()), 2)
-        self.assertEqual(os.stat(mine).st_mtime_ns, written)
+        self.assertEqual(os.stat(mine).st_ino, written)
+
+    def test_cache_files_unused_for_30_days_and_parts_left_for_a_day_are_deleted(self):
+        days = 86400
+        now = time.time()
+        files = {"woof-cpython-0-O0-unused.code": 31 * days, "woof-cpython-0-O0-used.code": 29 * days,
+                 "woof-cpython-0-O0-x.code.1.2.tmp": 2 * days, "woof-cpython-0-O0-y.code.3.4.tmp": 600,
+                 "someone else's.code": 400 * days}
+        for name, age in files.items():
+            self.make_file(name, b"x", folder=self.cache)
+            os.utime(os.path.join(self.cache, name), (now - age, now - age))
+        self.run_python(self.script, "--version")
+        left = set(self.cache_files())
+        self.assertEqual(len(left - set(files)), 1)  # this woof.py's
+        self.assertEqual(left & set(files), {"woof-cpython-0-O0-used.code",
+                                             "woof-cpython-0-O0-y.code.3.4.tmp",
+                                             "someone else's.code"})
 
     def test_a_relative_cache_home_is_not_taken_from_the_current_folder(self):
         current, home = os.path.join(self.tmp, "current"), os.path.join(self.tmp, "home")
@@ -9393,47 +9477,17 @@ class StartUpTests(WoofTestCase):
         self.assertEqual(os.listdir(current), [])
         self.assertEqual(len(os.listdir(os.path.join(home, ".cache", "woof"))), 1)
 
-    def test_the_options_before_the_script_are_taken_as_given_and_only_for_a_script(self):
-        python = sys.executable
-        table = [([python, "woof.py", "a"], ["woof.py", "a"], []),
-                 ([python, "-W", "error", "-X", "utf8", "woof.py"], ["woof.py"],
-                  ["-W", "error", "-X", "utf8"]),
-                 ([python, "-Werror", "-Xdev", "-OO", "-Bu", "-W", "ignore", "woof.py", "-q"],
-                  ["woof.py", "-q"], ["-Werror", "-Xdev", "-OO", "-Bu", "-W", "ignore"]),
-                 ([python, "-sWerror", "woof.py"], ["woof.py"], ["-sWerror"]),
-                 ([python, "--check-hash-based-pycs", "never", "-I", "woof.py"], ["woof.py"],
-                  ["--check-hash-based-pycs", "never", "-I"]),
-                 ([python, "-c", "import runpy", "woof.py"], ["woof.py"], None),
-                 ([python, "-Sc", "import runpy", "woof.py"], ["woof.py"], None),
-                 ([python, "-cimport runpy", "woof.py"], ["woof.py"], None),
-                 ([python, "-m", "pdb", "woof.py"], ["woof.py"], None),
-                 ([python, "host.py", "woof.py"], ["woof.py"], None),
-                 ([python, "--help", "woof.py"], ["woof.py"], None),
-                 ([python, "woof.py", "a"], ["woof.py", "b"], None),
-                 ([python, "woof.py"], ["other.py", "woof.py"], None),
-                 ([python, "woof.py"], [], None)]
-        for original, argv, expected in table:
-            with self.subTest(original=original, argv=argv):
-                self.assertEqual(woof.options_before(original, argv), expected)
-
-    def test_a_cache_folder_of_another_user_is_neither_used_nor_made(self):
-        environ = {"XDG_CACHE_HOME": os.path.dirname(self.cache)}
-        os.makedirs(self.cache, 0o700)
-        with mock.patch.object(woof.os, "geteuid", return_value=os.geteuid() + 1):
-            self.assertIsNone(woof.open_bytecode_cache_folder(environ))
-            shutil.rmtree(self.cache)
-            self.assertIsNone(woof.open_bytecode_cache_folder(environ))
-        self.assertFalse(os.path.exists(self.cache))
-        descriptor = woof.open_bytecode_cache_folder(environ)
-        self.addCleanup(os.close, descriptor)
-        self.assertEqual(stat.S_IMODE(os.fstat(descriptor).st_mode), 0o700)
-
-    def test_where_the_new_python_cannot_start_woof_runs_on_in_the_first(self):
-        environ = self.with_site_code("import sys\nsys.executable = %r\n"
-                                      % os.path.join(self.tmp, "no such python"))
+    def test_ctrl_c_while_the_new_python_loads_woof_is_one_line(self):
+        environ = self.with_site_code(
+            "import os, sys\n"
+            "class Interrupt:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'argparse':\n"
+            "            raise KeyboardInterrupt\n"
+            "if %r in os.environ:  # the new Python, loading woof\n"
+            "    sys.meta_path.insert(0, Interrupt())\n" % woof.BYTECODE_LOADER_VARIABLE)
         self.assertEqual(self.run_python(self.script, "--version", env=environ),
-                         (0, "woof.py %s\n" % woof.__version__, ""))
-        self.assertEqual(self.cache_files(), [])
+                         (130, "", "woof: interrupted\n"))
 
     def test_closed_output_streams_end_woof_as_before(self):
         def close_output():
@@ -9602,10 +9656,13 @@ def run_suite(argv):
 def run_suite_as_users_start_woof(argv):
     """The suite, its woof.py subprocesses started as on a user's machine:
     with bytecode files allowed, so that they start again from woof's
-    bytecode cache (Start-up in woof.py), kept in a folder of this run's own."""
+    bytecode cache (Start-up in woof.py), kept in a folder of this run's own,
+    as are the .pyc files of the subprocesses that import woof."""
     cache = tempfile.mkdtemp(prefix="woof-suite-cache-")
     os.environ["XDG_CACHE_HOME"] = cache
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    if woof.SCRIPT_PARSE_TREE_KEPT:
+        os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(cache, "pycache")
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         return run_suite(argv)
     finally:

@@ -422,7 +422,29 @@ SCRIPT_PARSE_TREE_KEPT = sys.implementation.name == "cpython" and sys.version_in
 # os.execv replaces the running program on POSIX: the same process, its
 # descriptors, its ignored signals and its limits.  On Windows it starts
 # another process and ends this one, which hands the console back at once.
-EXEC_REPLACES_PROCESS = os.name == "posix"
+# Starting again also needs files opened, renamed and touched through a
+# folder's descriptor (Linux, macOS, the BSDs).
+EXEC_REPLACES_PROCESS = os.name == "posix" and all(
+    call in os.supports_dir_fd for call in (os.open, os.rename, os.stat, os.unlink, os.utime))
+
+
+def monitoring_tools_in_use():
+    """True when a tool watches this Python through sys.monitoring (3.12 on:
+    debuggers and coverage), which a new Python would not carry over."""
+    monitoring = getattr(sys, "monitoring", None)
+    if monitoring is None:
+        return False
+    return any(monitoring.get_tool(number) is not None for number in range(6))
+
+
+def running_interpreter_is(path):
+    """False when path is known not to be the program this process runs
+    (Python guesses sys.executable from argv[0] and PATH); True where the
+    system does not tell (no /proc/self/exe)."""
+    try:
+        return os.path.samefile(path, "/proc/self/exe")
+    except OSError:
+        return not os.path.exists("/proc/self/exe")
 
 
 def woof_cache_folder(environ):
@@ -12904,11 +12926,17 @@ def finish_status(server, log):
 # bytecode files (-B, PYTHONDONTWRITEBYTECODE) turns all of this off.
 # ---------------------------------------------------------------------------
 
-# The program the new Python runs: `python3 OPTIONS -c BYTECODE_LOADER_CODE
-# WOOF_PY WOOF_FOLDER CACHE_DESCRIPTOR ARGV0 ARGS...`.  It reads and writes the
+# The program the new Python runs: `python3 OPTIONS -c BYTECODE_LOADER_START
+# WOOF_PY WOOF_FOLDER CACHE_DESCRIPTOR ARGV0 ARGS...`, the short line on the
+# command line (what ps shows) running BYTECODE_LOADER_CODE, handed over in
+# the environment and taken out of it at once.  It reads and writes the
 # cache only through the descriptor of the folder the first Python checked,
 # so that no folder renamed in between can stand in for it; it loads woof.py
 # as the module woof and runs main().
+BYTECODE_LOADER_VARIABLE = "WOOF_BYTECODE_LOADER"
+BYTECODE_LOADER_START = ("import os; exec(os.environ.pop(%r))  # woof.py, from its bytecode cache"
+                         % BYTECODE_LOADER_VARIABLE)
+
 BYTECODE_LOADER_CODE = r"""# woof.py, started again from its bytecode cache
 import sys
 
@@ -12918,9 +12946,10 @@ if sys.path and sys.path[0] == "":
     sys.path[0] = script_folder
 sys.argv = sys.argv[4:]
 
-import hashlib, importlib.util, marshal, os, stat, types
+import hashlib, importlib.util, marshal, os, stat, time, types
 
 DIGEST_SIZE = 32
+KEEP_SECONDS = 30 * 86400  # a cache file not used for 30 days is deleted
 
 
 def read_source():
@@ -12954,7 +12983,31 @@ def cached_code(name, header):
         code = marshal.loads(body)
     except Exception:
         return None
-    return code if isinstance(code, types.CodeType) else None
+    if not isinstance(code, types.CodeType):
+        return None
+    try:
+        os.utime(name, dir_fd=cache_folder)  # in use: not one to delete
+    except OSError:
+        pass
+    return code
+
+
+def delete_unused():
+    # Cache files of copies of woof.py not run for KEEP_SECONDS, and the
+    # parts left by a woof ended while it wrote one.
+    try:
+        names = os.listdir(cache_folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("woof-") and name.endswith((".code", ".tmp")):
+            try:
+                status = os.stat(name, dir_fd=cache_folder, follow_symlinks=False)
+                age = time.time() - status.st_mtime
+                if age > (KEEP_SECONDS if name.endswith(".code") else 86400):
+                    os.unlink(name, dir_fd=cache_folder)
+            except OSError:
+                pass
 
 
 def store_code(code, name, header):
@@ -12973,6 +13026,8 @@ def store_code(code, name, header):
             os.unlink(temporary, dir_fd=cache_folder)
         except OSError:
             pass
+    else:
+        delete_unused()
 
 
 def woof_code():
@@ -12992,7 +13047,11 @@ def run_woof():
     woof = types.ModuleType("woof")
     woof.__file__ = script
     sys.modules["woof"] = woof
-    exec(woof_code(), woof.__dict__)
+    try:
+        exec(woof_code(), woof.__dict__)
+    except KeyboardInterrupt:  # Ctrl-C before woof took it over
+        sys.stderr.write("woof: interrupted\n")
+        sys.exit(130)
     sys.exit(woof.main())
 
 
@@ -13058,8 +13117,8 @@ def make_folders_as_owner(path):
 
 def open_bytecode_cache_folder(environ):
     """woof's cache folder, opened (its descriptor) and made if missing; None
-    when it cannot be, or when anyone but this user could write in it (what
-    is there is run)."""
+    when it cannot be, when this user cannot write in it, or when anyone else
+    could (what is there is run)."""
     folder = woof_cache_folder(environ)
     if not os.path.isabs(folder):
         return None
@@ -13070,8 +13129,8 @@ def open_bytecode_cache_folder(environ):
         return None
     status = os.fstat(descriptor)
     if (not stat.S_ISDIR(status.st_mode) or status.st_uid != os.geteuid()
-            or status.st_mode & 0o022):
-        os.close(descriptor)
+            or status.st_mode & 0o022 or not os.access(folder, os.W_OK | os.X_OK)):
+        os.close(descriptor)  # (where no cache can be written, each start would parse twice)
         return None
     return above_standard_streams(descriptor)
 
@@ -13091,12 +13150,14 @@ def above_standard_streams(descriptor):
 
 def restart_would_pay(script):
     """True when starting again frees the parse tree: CPython 3.9 on, exec()
-    replacing the process, bytecode files allowed, one user id, and no
-    debugger, profiler or prompt after the end (-i) to leave behind."""
+    replacing the process, bytecode files allowed, one user id, the Python
+    that runs now found, and no debugger, profiler or prompt after the end
+    (-i) to leave behind."""
     return (SCRIPT_PARSE_TREE_KEPT and EXEC_REPLACES_PROCESS and bool(sys.executable)
             and not getattr(sys, "frozen", False) and not sys.dont_write_bytecode
             and not sys.flags.inspect and sys.gettrace() is None
-            and sys.getprofile() is None and os.getuid() == os.geteuid()
+            and sys.getprofile() is None and not monitoring_tools_in_use()
+            and os.getuid() == os.geteuid() and running_interpreter_is(sys.executable)
             and os.path.isfile(script))
 
 
@@ -13120,12 +13181,13 @@ def restart_without_parse_tree(script, environ=os.environ):
     if folder is None:
         return
     argv = ([sys.executable] + options
-            + ["-c", BYTECODE_LOADER_CODE, os.path.abspath(script),
+            + ["-c", BYTECODE_LOADER_START, os.path.abspath(script),
                os.path.dirname(os.path.realpath(script)), str(folder)] + sys.argv)
+    environment = dict(environ, **{BYTECODE_LOADER_VARIABLE: BYTECODE_LOADER_CODE})
     flush_output()
     try:
         os.set_inheritable(folder, True)
-        os.execv(sys.executable, argv)
+        os.execve(sys.executable, argv, environment)
     except OSError:  # the interpreter gone, or the arguments too long
         os.close(folder)
 
