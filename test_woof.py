@@ -8442,15 +8442,15 @@ class ClientFetchTests(ClientTestCase):
         self.assertEqual(tree_of(self.dest), {"big.bin": server.data})
 
     def test_errors_are_one_line_and_leave_no_file(self):
-        with socket.socket() as closed:
-            closed.bind(("127.0.0.1", 0))
-            closed_port = closed.getsockname()[1]
         protected = self.start(self.make_file("p.txt"), count=0,
                                password_digest=woof.password_digest("right"))
         gone_path = self.make_file("gone.txt")
         gone = self.start(gone_path, count=0)
         os.replace(self.make_file("new.txt", b"another file"), gone_path)
         finished = self.start(self.make_file("once.txt"))
+        with socket.socket() as closed:  # (after the servers: none of them can take its port)
+            closed.bind(("127.0.0.1", 0))
+            closed_port = closed.getsockname()[1]
         self.assertEqual(self.client("-o", "-", self.url(finished))[0], 0)
         finished.wait()
         table = [
